@@ -1,0 +1,52 @@
+//! `phbguard check`: judge files, report, and say with the exit code what was found.
+
+use std::io::{self, IsTerminal, Write};
+
+use phbguard::host::Sysfs;
+use phbguard::input::load;
+use phbguard::report::{Judged, json, text};
+use phbguard::rules::{has_errors, judge};
+
+use crate::cli::{CheckArgs, Format};
+use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
+
+pub fn run(args: &CheckArgs) -> u8 {
+    let host = Sysfs::new(&args.sysfs_root);
+    let mut judged = Vec::with_capacity(args.files.len());
+    let mut unreadable = 0;
+    for file in &args.files {
+        match load(file) {
+            Ok((_, domain)) => {
+                let findings = judge(&domain, &host);
+                judged.push(Judged::new(file, &domain, findings));
+            }
+            Err(e) => {
+                eprintln!("phbguard: {file}: {e}");
+                unreadable += 1;
+            }
+        }
+    }
+    let code = if unreadable > 0 {
+        EXIT_BAD_INPUT
+    } else if judged.iter().any(|j| has_errors(&j.findings)) {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    };
+    let mut out = io::stdout().lock();
+    let written = match args.format {
+        Format::Json => writeln!(out, "{}", json::results(&judged)),
+        Format::Text => write_text(&mut out, &judged, unreadable),
+    };
+    output::finish(written.and_then(|()| out.flush()), code)
+}
+
+fn write_text(out: &mut impl Write, judged: &[Judged], unreadable: usize) -> io::Result<()> {
+    let style = text::Style {
+        color: io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    for j in judged {
+        text::write_findings(out, j, style)?;
+    }
+    text::write_summary(out, judged, unreadable)
+}

@@ -1,0 +1,72 @@
+//! What can be wrong with an input document. Each variant prints as one line that names
+//! the element and the value, so that an admin can find it without reading code.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    NotUtf8 {
+        offset: usize,
+    },
+    Malformed {
+        offset: u64,
+        detail: String,
+    },
+    Empty,
+    Truncated {
+        open: String,
+    },
+    NotDomain {
+        root: String,
+    },
+    BadNumber {
+        element: String,
+        attribute: String,
+        value: String,
+        max: u64,
+    },
+    BadNodeset {
+        value: String,
+    },
+    MissingHostAddress {
+        element: String,
+    },
+    DuplicateController {
+        index: u32,
+    },
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotUtf8 { offset } => write!(f, "not UTF-8 text (invalid byte at offset {offset})"),
+            Self::Malformed { offset, detail } => write!(f, "malformed XML at byte {offset}: {detail}"),
+            Self::Empty => f.write_str("empty document: no root element"),
+            Self::Truncated { open } => write!(f, "truncated XML: <{open}> is never closed"),
+            Self::NotDomain { root } => {
+                write!(f, "root element is <{root}>, expected a libvirt <domain>")
+            }
+            Self::BadNumber {
+                element,
+                attribute,
+                value,
+                max,
+            } => write!(
+                f,
+                "<{element}> {attribute}='{value}' is not a number from 0 to {max:#x} (decimal or 0x-prefixed hex)"
+            ),
+            Self::BadNodeset { value } => write!(f, "<memnode> nodeset='{value}' is not a valid node set"),
+            Self::MissingHostAddress { element } => {
+                write!(
+                    f,
+                    "<{element}> has no <source><address> naming the host PCI device"
+                )
+            }
+            Self::DuplicateController { index } => {
+                write!(f, "two <controller type='pci'> elements have index {index}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}

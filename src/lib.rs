@@ -1,0 +1,14 @@
+//! phbguard: keeps libvirt pSeries guests on the PowerVM-style PCI Host Bridge isolation rule,
+//! one PHB per host IOMMU group with the default PHB left to emulated devices.
+
+pub mod error;
+pub mod model;
+pub mod number;
+pub mod parse;
+
+pub use error::ParseError;
+pub use parse::parse_domain;
+pub mod host;
+pub mod input;
+pub mod report;
+pub mod rules;

@@ -1,0 +1,181 @@
+//! The parsed domain: only what the rules and the rewriter need, each device remembering
+//! where it stands in the input so that a rewrite can edit those bytes and no others.
+
+use std::fmt;
+
+/// A PCI address, guest-side (`<address type='pci'>`) or host-side (`<source><address>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PciAddr {
+    pub domain: u16,
+    pub bus: u8,
+    pub slot: u8,
+    pub function: u8,
+}
+
+impl fmt::Display for PciAddr {
+    /// `DDDD:BB:SS.F`, lower-case hex: the spelling of sysfs and of `lspci -D`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.slot, self.function
+        )
+    }
+}
+
+/// Byte offsets `start..end` into the input the domain was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The parts of a `<domain>` phbguard looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Domain {
+    pub name: Option<String>,
+    pub uuid: Option<String>,
+    pub arch: Option<String>,
+    pub machine: Option<String>,
+    /// Every element directly under `<devices>`, in document order.
+    pub devices: Vec<Device>,
+    /// `<numatune><memnode>` entries.
+    pub memnodes: Vec<MemNode>,
+    /// `<metadata><phbguard:policy mode='...'/>`, the per-domain opt-out.
+    pub policy_mode: Option<String>,
+    /// Where `</devices>` starts, so new controllers can be inserted before it.
+    pub devices_close: Option<usize>,
+}
+
+impl Domain {
+    /// arch ppc64/ppc64le and machine `pseries` or `pseries-*`, as libvirt's
+    /// `qemuDomainMachineIsPSeries` decides.
+    pub fn is_pseries(&self) -> bool {
+        let arch_ok = matches!(self.arch.as_deref(), Some("ppc64" | "ppc64le"));
+        let machine_ok = self
+            .machine
+            .as_deref()
+            .is_some_and(|m| m == "pseries" || m.starts_with("pseries-"));
+        arch_ok && machine_ok
+    }
+
+    /// The name used to refer to the domain in reports.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or("(unnamed)")
+    }
+
+    /// The PCI controllers (`<controller type='pci'>`), with the index of their device.
+    pub fn pci_controllers(&self) -> impl Iterator<Item = (usize, &PciController)> {
+        self.devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match &d.kind {
+                DeviceKind::PciController(c) => Some((i, c)),
+                _ => None,
+            })
+    }
+}
+
+/// One element directly under `<devices>`.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The element name: `hostdev`, `interface`, `controller`, `disk`, ...
+    pub element: String,
+    /// Its `type` attribute, if any.
+    pub type_attr: Option<String>,
+    /// Its `model` attribute, if any.
+    pub model_attr: Option<String>,
+    /// What identifies it to an admin: a disk's target dev, a NIC's MAC, an alias.
+    pub label: Option<String>,
+    pub kind: DeviceKind,
+    /// Its own guest address, when that is `<address type='pci'>`.
+    pub address: Option<PciAddr>,
+    /// The `<address>` element that is a direct child of this device, of any type.
+    pub address_span: Option<Span>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A PCI device passed through from the host.
+    Hostdev { host: PciAddr, form: HostdevForm },
+    /// `<controller type='pci'>`: a PHB (`pci-root`) or a bridge of some kind.
+    PciController(PciController),
+    /// Any other controller (`scsi`, `usb`, `virtio-serial`, ...).
+    Controller { index: Option<u32> },
+    /// Everything else: disks, NICs, video, balloon, rng, ...
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostdevForm {
+    /// `<hostdev mode='subsystem' type='pci'>`
+    Hostdev,
+    /// `<interface type='hostdev'>` (an SR-IOV VF, typically)
+    Interface,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciController {
+    /// The bus number device addresses use for this controller.
+    pub index: u32,
+    /// Whether `index` was written, or assigned the way libvirt would.
+    pub index_implied: bool,
+    pub model: Option<String>,
+    /// `<model name='...'/>`
+    pub model_name: Option<String>,
+    /// `<target index='...'/>`
+    pub target_index: Option<u32>,
+    /// `<target><node>...</node></target>`
+    pub numa_node: Option<u32>,
+}
+
+impl PciController {
+    pub fn is_phb(&self) -> bool {
+        self.model.as_deref() == Some("pci-root")
+    }
+}
+
+/// `<memnode cellid='G' nodeset='...'/>`: guest NUMA cell G takes memory from these host nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemNode {
+    pub cell: u32,
+    pub host_nodes: Vec<u32>,
+}
+
+impl Device {
+    /// How findings name this device: `hostdev 0002:02:00.0 at 0000:00:05.0`,
+    /// `controller scsi index 0 at 0000:01:01.0`, `disk vda at 0000:00:04.0`.
+    pub fn describe(&self) -> String {
+        let mut s = match &self.kind {
+            DeviceKind::Hostdev { host, form } => match form {
+                HostdevForm::Hostdev => format!("hostdev {host}"),
+                HostdevForm::Interface => format!("interface hostdev {host}"),
+            },
+            DeviceKind::PciController(c) => format!("controller pci index {}", c.index),
+            DeviceKind::Controller { index } => {
+                let ty = self.type_attr.as_deref().unwrap_or("?");
+                match index {
+                    Some(i) => format!("controller {ty} index {i}"),
+                    None => format!("controller {ty}"),
+                }
+            }
+            DeviceKind::Other => match &self.label {
+                Some(label) => format!("{} {label}", self.element),
+                None => self.element.clone(),
+            },
+        };
+        if let Some(addr) = self.address {
+            s.push_str(" at ");
+            s.push_str(&addr.to_string());
+        }
+        s
+    }
+
+    pub fn host_addr(&self) -> Option<PciAddr> {
+        match self.kind {
+            DeviceKind::Hostdev { host, .. } => Some(host),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! One streaming pass over domain XML into a [`Domain`]. Elements the rules do not need are
+//! skipped without being stored; every device keeps its byte span for the rewriter.
+
+use quick_xml::Reader;
+use quick_xml::XmlVersion;
+use quick_xml::events::{BytesStart, Event};
+
+use crate::error::ParseError;
+use crate::model::{Device, DeviceKind, Domain, HostdevForm, MemNode, PciAddr, PciController, Span};
+use crate::number::{parse_nodeset, parse_uint};
+
+/// The namespace of `<phbguard:policy>` under `<metadata>`, as `virsh metadata --uri` takes it.
+pub const METADATA_NS: &str = "urn:phbguard:policy:1";
+
+/// Highest PCI controller index libvirt accepts (`virDomainControllerDefValidate`).
+const MAX_CONTROLLER_INDEX: u64 = 255;
+/// Highest host NUMA node number a nodeset may name; bounds the work a hostile one costs.
+const MAX_HOST_NODE: u32 = 4095;
+
+/// Parses a libvirt domain definition.
+pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
+    let text = std::str::from_utf8(input).map_err(|e| ParseError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    Parser::new(text).run()
+}
+
+/// Where the reader is, as far as the rules care. Anything else is `Skip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Domain,
+    Name,
+    Uuid,
+    Os,
+    Numatune,
+    Metadata,
+    Devices,
+    Device,
+    DeviceSource,
+    DeviceTarget,
+    TargetNode,
+    Skip,
+}
+
+/// A device under construction, between its start and end tags.
+struct DeviceBuilder {
+    element: String,
+    type_attr: Option<String>,
+    model_attr: Option<String>,
+    mode_attr: Option<String>,
+    index_attr: Option<u32>,
+    start: usize,
+    address: Option<PciAddr>,
+    address_span: Option<Span>,
+    host: Option<PciAddr>,
+    model_name: Option<String>,
+    target_index: Option<u32>,
+    numa_node: Option<u32>,
+    target_dev: Option<String>,
+    mac: Option<String>,
+    alias: Option<String>,
+}
+
+struct Parser<'a> {
+    reader: Reader<&'a [u8]>,
+    stack: Vec<Tag>,
+    domain: Domain,
+    device: Option<DeviceBuilder>,
+    text: String,
+    seen_root: bool,
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Self {
+        Parser {
+            reader: Reader::from_str(text),
+            stack: Vec::with_capacity(16),
+            domain: Domain::default(),
+            device: None,
+            text: String::new(),
+            seen_root: false,
+        }
+    }
+
+    fn run(mut self) -> Result<Domain, ParseError> {
+        loop {
+            let start = self.position();
+            let event = self.reader.read_event().map_err(|e| ParseError::Malformed {
+                offset: self.reader.error_position(),
+                detail: e.to_string(),
+            })?;
+            let end = self.position();
+            match event {
+                Event::Start(e) => {
+                    let tag = self.open(&e, Span { start, end })?;
+                    self.stack.push(tag);
+                }
+                Event::Empty(e) => {
+                    let tag = self.open(&e, Span { start, end })?;
+                    self.close(tag, Span { start, end })?;
+                }
+                Event::End(_) => {
+                    let tag = self.stack.pop().expect("quick-xml checks end tags match");
+                    self.close(tag, Span { start, end })?;
+                }
+                Event::Text(t) => {
+                    if self.capturing() {
+                        self.text.push_str(&t.xml10_content());
+                    } else if self.stack.is_empty() && !t.xml10_content().trim().is_empty() {
+                        return Err(self.malformed(start, "text outside the root element"));
+                    }
+                }
+                Event::CData(t) if self.capturing() => {
+                    self.text.push_str(&t.xml10_content());
+                }
+                Event::GeneralRef(r) if self.capturing() => {
+                    let resolved = match r.resolve_char_ref() {
+                        Ok(Some(c)) => c.to_string(),
+                        _ => quick_xml::escape::resolve_predefined_entity(&r)
+                            .ok_or_else(|| self.malformed(start, "unknown entity reference"))?
+                            .to_string(),
+                    };
+                    self.text.push_str(&resolved);
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        if let Some(open) = self.stack.first() {
+            let open = if *open == Tag::Domain { "domain" } else { "root" };
+            return Err(ParseError::Truncated { open: open.into() });
+        }
+        if !self.seen_root {
+            return Err(ParseError::Empty);
+        }
+        assign_controller_indexes(&mut self.domain)?;
+        Ok(self.domain)
+    }
+
+    fn position(&self) -> usize {
+        // The reader works on a &str held in memory, so positions fit in usize.
+        self.reader.buffer_position() as usize
+    }
+
+    fn malformed(&self, offset: usize, detail: &str) -> ParseError {
+        ParseError::Malformed {
+            offset: offset as u64,
+            detail: detail.into(),
+        }
+    }
+
+    fn capturing(&self) -> bool {
+        matches!(self.stack.last(), Some(Tag::Name | Tag::Uuid | Tag::TargetNode))
+    }
+
+    /// Handles a start (or empty) tag and says what it is.
+    fn open(&mut self, e: &BytesStart<'_>, span: Span) -> Result<Tag, ParseError> {
+        let name = e.local_name();
+        let name = name.as_ref();
+        let parent = self.stack.last().copied();
+        let tag = match (self.stack.len(), parent) {
+            (0, _) => {
+                if self.seen_root {
+                    return Err(self.malformed(span.start, "a second root element"));
+                }
+                self.seen_root = true;
+                if name != "domain" {
+                    return Err(ParseError::NotDomain {
+                        root: e.name().as_ref().to_string(),
+                    });
+                }
+                Tag::Domain
+            }
+            (1, _) => match name {
+                "name" => Tag::Name,
+                "uuid" => Tag::Uuid,
+                "os" => Tag::Os,
+                "numatune" => Tag::Numatune,
+                "metadata" => Tag::Metadata,
+                "devices" => Tag::Devices,
+                _ => Tag::Skip,
+            },
+            (2, Some(Tag::Os)) => {
+                if name == "type" {
+                    self.domain.arch = attr(e, "arch")?;
+                    self.domain.machine = attr(e, "machine")?;
+                }
+                Tag::Skip
+            }
+            (2, Some(Tag::Numatune)) => {
+                if name == "memnode" {
+                    self.memnode(e)?;
+                }
+                Tag::Skip
+            }
+            (2, Some(Tag::Metadata)) => {
+                if name == "policy" && in_our_namespace(e)? {
+                    self.domain.policy_mode = attr(e, "mode")?;
+                }
+                Tag::Skip
+            }
+            (2, Some(Tag::Devices)) => {
+                self.device = Some(DeviceBuilder::new(e, span.start)?);
+                Tag::Device
+            }
+            (3, Some(Tag::Device)) => self.device_child(e, name, span)?,
+            (4, Some(Tag::DeviceSource)) => {
+                if name == "address" {
+                    let dev = self.device.as_mut().expect("inside a device");
+                    let path = format!("{}><source><address", dev.element);
+                    dev.host = Some(pci_addr(e, &path)?);
+                }
+                Tag::Skip
+            }
+            (4, Some(Tag::DeviceTarget)) if name == "node" => Tag::TargetNode,
+            _ => Tag::Skip,
+        };
+        if matches!(tag, Tag::Name | Tag::Uuid | Tag::TargetNode) {
+            self.text.clear();
+        }
+        Ok(tag)
+    }
+
+    fn device_child(&mut self, e: &BytesStart<'_>, name: &str, span: Span) -> Result<Tag, ParseError> {
+        let dev = self.device.as_mut().expect("inside a device");
+        Ok(match name {
+            "address" => {
+                dev.address_span = Some(span);
+                if attr(e, "type")?.as_deref() == Some("pci") {
+                    dev.address = Some(pci_addr(e, &dev.element)?);
+                }
+                Tag::Skip
+            }
+            "source" => Tag::DeviceSource,
+            "model" => {
+                dev.model_name = attr(e, "name")?;
+                Tag::Skip
+            }
+            "target" => {
+                dev.target_dev = attr(e, "dev")?;
+                if let Some(v) = attr(e, "index")? {
+                    let path = format!("{}><target", dev.element);
+                    dev.target_index = Some(number(&path, "index", &v, u64::from(u32::MAX))? as u32);
+                }
+                Tag::DeviceTarget
+            }
+            "mac" => {
+                dev.mac = attr(e, "address")?;
+                Tag::Skip
+            }
+            "alias" => {
+                dev.alias = attr(e, "name")?;
+                Tag::Skip
+            }
+            _ => Tag::Skip,
+        })
+    }
+
+    /// Handles the end of an element opened as `tag`; `end_tag` is its closing tag, or the
+    /// whole element when it was empty.
+    fn close(&mut self, tag: Tag, end_tag: Span) -> Result<(), ParseError> {
+        match tag {
+            Tag::Name => self.domain.name = Some(self.text.trim().to_string()),
+            Tag::Uuid => self.domain.uuid = Some(self.text.trim().to_string()),
+            Tag::TargetNode => {
+                let dev = self.device.as_mut().expect("inside a device");
+                let value = self.text.trim();
+                let path = format!("{}><target><node", dev.element);
+                dev.numa_node = Some(number(&path, "text", value, u64::from(u32::MAX))? as u32);
+            }
+            Tag::Devices => self.domain.devices_close = Some(end_tag.start),
+            Tag::Device => {
+                let builder = self.device.take().expect("a device was opened");
+                self.domain.devices.push(builder.build(end_tag.end)?);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn memnode(&mut self, e: &BytesStart<'_>) -> Result<(), ParseError> {
+        let cell = match attr(e, "cellid")? {
+            Some(v) => number("memnode", "cellid", &v, u64::from(u32::MAX))? as u32,
+            None => return Ok(()),
+        };
+        let nodeset = attr(e, "nodeset")?.unwrap_or_default();
+        let host_nodes =
+            parse_nodeset(&nodeset, MAX_HOST_NODE).ok_or(ParseError::BadNodeset { value: nodeset })?;
+        self.domain.memnodes.push(MemNode { cell, host_nodes });
+        Ok(())
+    }
+}
+
+impl DeviceBuilder {
+    fn new(e: &BytesStart<'_>, start: usize) -> Result<Self, ParseError> {
+        let element = e.local_name().as_ref().to_string();
+        let index_attr = match attr(e, "index")? {
+            Some(v) => Some(number(&element, "index", &v, u64::from(u32::MAX))? as u32),
+            None => None,
+        };
+        Ok(DeviceBuilder {
+            type_attr: attr(e, "type")?,
+            model_attr: attr(e, "model")?,
+            mode_attr: attr(e, "mode")?,
+            index_attr,
+            element,
+            start,
+            address: None,
+            address_span: None,
+            host: None,
+            model_name: None,
+            target_index: None,
+            numa_node: None,
+            target_dev: None,
+            mac: None,
+            alias: None,
+        })
+    }
+
+    fn build(self, end: usize) -> Result<Device, ParseError> {
+        let ty = self.type_attr.as_deref();
+        let is_hostdev = match self.element.as_str() {
+            // libvirt's default hostdev mode is 'subsystem'.
+            "hostdev" => ty == Some("pci") && matches!(self.mode_attr.as_deref(), None | Some("subsystem")),
+            "interface" => ty == Some("hostdev"),
+            _ => false,
+        };
+        let kind = if is_hostdev {
+            let host = self.host.ok_or_else(|| ParseError::MissingHostAddress {
+                element: format!("{} type='{}'", self.element, ty.unwrap_or_default()),
+            })?;
+            let form = if self.element == "hostdev" {
+                HostdevForm::Hostdev
+            } else {
+                HostdevForm::Interface
+            };
+            DeviceKind::Hostdev { host, form }
+        } else if self.element == "controller" && ty == Some("pci") {
+            if let Some(index) = self.index_attr
+                && u64::from(index) > MAX_CONTROLLER_INDEX
+            {
+                return Err(ParseError::BadNumber {
+                    element: "controller type='pci'".into(),
+                    attribute: "index".into(),
+                    value: index.to_string(),
+                    max: MAX_CONTROLLER_INDEX,
+                });
+            }
+            DeviceKind::PciController(PciController {
+                index: self.index_attr.unwrap_or(0),
+                index_implied: self.index_attr.is_none(),
+                model: self.model_attr.clone(),
+                model_name: self.model_name,
+                target_index: self.target_index,
+                numa_node: self.numa_node,
+            })
+        } else if self.element == "controller" {
+            DeviceKind::Controller {
+                index: self.index_attr,
+            }
+        } else {
+            DeviceKind::Other
+        };
+        let label = match self.element.as_str() {
+            "disk" => self.target_dev,
+            "interface" => self.mac,
+            _ => None,
+        }
+        .or(self.alias);
+        Ok(Device {
+            element: self.element,
+            type_attr: self.type_attr,
+            model_attr: self.model_attr,
+            label,
+            kind,
+            address: self.address,
+            address_span: self.address_span,
+            span: Span {
+                start: self.start,
+                end,
+            },
+        })
+    }
+}
+
+/// libvirt gives an index-less PCI controller the lowest index no other one uses,
+/// after the whole definition is read (`virDomainControllerFindUnusedIndex`).
+fn assign_controller_indexes(domain: &mut Domain) -> Result<(), ParseError> {
+    let mut used = [false; MAX_CONTROLLER_INDEX as usize + 1];
+    for (_, c) in domain.pci_controllers() {
+        if !c.index_implied {
+            let slot = &mut used[c.index as usize];
+            if *slot {
+                return Err(ParseError::DuplicateController { index: c.index });
+            }
+            *slot = true;
+        }
+    }
+    for dev in &mut domain.devices {
+        if let DeviceKind::PciController(c) = &mut dev.kind
+            && c.index_implied
+        {
+            let free = used.iter().position(|u| !u).ok_or(ParseError::BadNumber {
+                element: "controller type='pci'".into(),
+                attribute: "index".into(),
+                value: "(none free)".into(),
+                max: MAX_CONTROLLER_INDEX,
+            })?;
+            used[free] = true;
+            c.index = free as u32;
+        }
+    }
+    Ok(())
+}
+
+/// An attribute's value, entity references resolved.
+fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, ParseError> {
+    for a in e.attributes() {
+        let a = a.map_err(|err| ParseError::Malformed {
+            offset: 0,
+            detail: err.to_string(),
+        })?;
+        if a.key.as_ref() == name {
+            let value = a
+                .normalized_value(XmlVersion::Implicit1_0)
+                .map_err(|err| ParseError::Malformed {
+                    offset: 0,
+                    detail: err.to_string(),
+                })?;
+            return Ok(Some(value.into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+fn number(element: &str, attribute: &str, value: &str, max: u64) -> Result<u64, ParseError> {
+    parse_uint(value, max).ok_or_else(|| ParseError::BadNumber {
+        element: element.into(),
+        attribute: attribute.into(),
+        value: value.into(),
+        max,
+    })
+}
+
+/// A PCI address from an `<address>` element; absent attributes are 0, as in libvirt.
+fn pci_addr(e: &BytesStart<'_>, element: &str) -> Result<PciAddr, ParseError> {
+    let field = |name: &str, max: u64| -> Result<u64, ParseError> {
+        match attr(e, name)? {
+            Some(v) => number(&format!("{element}><address"), name, &v, max),
+            None => Ok(0),
+        }
+    };
+    Ok(PciAddr {
+        domain: field("domain", 0xffff)? as u16,
+        bus: field("bus", 0xff)? as u8,
+        slot: field("slot", 0x1f)? as u8,
+        function: field("function", 0x7)? as u8,
+    })
+}
+
+/// Whether `<prefix:policy>` is bound to [`METADATA_NS`] on the element itself, which is
+/// how libvirt writes metadata it was given with `virsh metadata --uri`.
+fn in_our_namespace(e: &BytesStart<'_>) -> Result<bool, ParseError> {
+    let qname = e.name();
+    let xmlns = match qname.prefix() {
+        Some(prefix) => format!("xmlns:{}", prefix.as_ref()),
+        None => "xmlns".to_string(),
+    };
+    Ok(attr(e, &xmlns)?.as_deref() == Some(METADATA_NS))
+}

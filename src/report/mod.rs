@@ -1,0 +1,36 @@
+//! Turning findings into what people and scripts read. Reports know nothing of rules beyond
+//! what a [`Finding`] carries.
+
+pub mod json;
+pub mod text;
+
+use crate::model::Domain;
+use crate::rules::Finding;
+
+/// One judged document.
+#[derive(Debug)]
+pub struct Judged {
+    /// The file as named on the command line (`-` for standard input).
+    pub file: String,
+    pub domain: Option<String>,
+    pub uuid: Option<String>,
+    pub pseries: bool,
+    pub findings: Vec<Finding>,
+}
+
+impl Judged {
+    pub fn new(file: &str, domain: &Domain, findings: Vec<Finding>) -> Self {
+        Judged {
+            file: file.to_string(),
+            domain: domain.name.clone(),
+            uuid: domain.uuid.clone(),
+            pseries: domain.is_pseries(),
+            findings,
+        }
+    }
+
+    /// How lines about this document start: the domain's name, or the file's.
+    pub fn label(&self) -> &str {
+        self.domain.as_deref().unwrap_or(&self.file)
+    }
+}

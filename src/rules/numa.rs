@@ -1,0 +1,54 @@
+//! A PHB tied to a guest NUMA cell should sit near its host devices.
+
+use super::{Finding, Rule, Severity, Subject};
+
+pub(super) const PHB_NUMA_MISMATCH: Rule = Rule {
+    id: "phb-numa-mismatch",
+    severity: Severity::Warning,
+    summary: "a PHB's guest NUMA node is backed by host nodes that do not hold its hostdev",
+    explanation: "\
+What: a PHB has <target><node>G</node></target>, <numatune><memnode cellid='G' nodeset='...'>
+backs guest cell G with some host NUMA nodes, and a hostdev on that PHB sits on a host node
+that is not among them (/sys/bus/pci/devices/DDDD:BB:SS.F/numa_node).
+
+Why: the guest kernel allocates DMA buffers for the device from cell G's memory, which the host
+takes from the nodeset; with the device on another host node every DMA crosses the inter-node
+link (the SMP/X-bus on POWER), costing bandwidth and latency. It works, so this is a warning.
+
+Fix by hand: tie the PHB to the guest cell whose memnode includes the device's host node
+(change <node>), or change that cell's nodeset, or drop <node> from the PHB.",
+    check: |rule, t, out| {
+        if !t.pseries {
+            return;
+        }
+        for (_, c) in t.domain.pci_controllers().filter(|(_, c)| c.is_phb()) {
+            let Some(cell) = c.numa_node else { continue };
+            let Some(memnode) = t.domain.memnodes.iter().find(|m| m.cell == cell) else {
+                continue;
+            };
+            let Ok(bus) = u8::try_from(c.index) else { continue };
+            for h in t.hostdevs_on(bus) {
+                let Some(node) = t.host.numa_node(h.host) else {
+                    continue;
+                };
+                if memnode.host_nodes.contains(&node) {
+                    continue;
+                }
+                let name = t.device(h.device).describe();
+                let nodes: Vec<String> = memnode.host_nodes.iter().map(u32::to_string).collect();
+                out.push(Finding {
+                    rule,
+                    subject: Subject::Device(h.device),
+                    message: format!(
+                        "{name} is on host NUMA node {node}, but its PHB (controller pci index {}) is \
+                         tied to guest cell {cell}, whose memory comes from host node(s) {}; tie the \
+                         PHB to a cell backed by node {node}",
+                        c.index,
+                        nodes.join(",")
+                    ),
+                    device: name,
+                });
+            }
+        }
+    },
+};
