@@ -1,0 +1,109 @@
+//! Shared by the integration tests: the built binary, fake sysfs trees, and the switch that
+//! says whether the real-libvirtd tests must run.
+#![allow(dead_code)] // each test crate uses its own part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The `phbguard` binary cargo built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_phbguard"))
+}
+
+/// Runs phbguard with `args`, feeding `stdin`.
+pub fn run(args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("phbguard starts");
+    // A child that exits before reading all of stdin closes the pipe; that is its business.
+    let _ = child.stdin.take().expect("piped").write_all(stdin);
+    child.wait_with_output().expect("phbguard runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A sysfs tree in a temporary directory, laid out as Linux does:
+/// `bus/pci/devices/DDDD:BB:SS.F/iommu_group -> ../../../../kernel/iommu_groups/N`
+/// and `bus/pci/devices/DDDD:BB:SS.F/numa_node`.
+pub struct FakeSysfs {
+    dir: tempfile::TempDir,
+}
+
+impl FakeSysfs {
+    pub fn new() -> Self {
+        FakeSysfs {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Adds a device; `group: None` leaves out the iommu_group link.
+    pub fn device(self, addr: &str, group: Option<u32>, numa_node: Option<i32>) -> Self {
+        let dev = self.dir.path().join("bus/pci/devices").join(addr);
+        std::fs::create_dir_all(&dev).unwrap();
+        if let Some(g) = group {
+            std::fs::create_dir_all(self.dir.path().join(format!("kernel/iommu_groups/{g}"))).unwrap();
+            std::os::unix::fs::symlink(format!("../../../../kernel/iommu_groups/{g}"), dev.join("iommu_group"))
+                .unwrap();
+        }
+        if let Some(n) = numa_node {
+            std::fs::write(dev.join("numa_node"), format!("{n}\n")).unwrap();
+        }
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.dir.path().to_str().expect("temp paths are UTF-8")
+    }
+}
+
+/// libvirt's test mock (tests/virpcimock.c, see shared/corpus/libvirt/virpcimock-devices.txt):
+/// the devices the corpus files name, with today's groups.
+pub fn virpcimock() -> FakeSysfs {
+    let devices: &[(&str, u32)] = &[
+        ("0000:00:00.0", 0),
+        ("0000:00:01.0", 1),
+        ("0000:00:02.0", 2),
+        ("0000:00:03.0", 3),
+        ("0001:00:00.0", 4),
+        ("0001:01:00.0", 5),
+        ("0001:01:00.1", 5),
+        ("0005:80:00.0", 6),
+        ("0005:90:01.0", 7),
+        ("0005:90:01.1", 7),
+        ("0005:90:01.2", 7),
+        ("0005:90:01.3", 7),
+    ];
+    devices
+        .iter()
+        .fold(FakeSysfs::new(), |s, &(addr, group)| s.device(addr, Some(group), None))
+}
+
+/// Whether the real-libvirtd tests must run (`PHBGUARD_E2E=1`, set by scripts/test-all).
+/// Without it they say so and pass, so that `cargo test` works on a laptop.
+pub fn e2e_enabled(test: &str) -> bool {
+    let on = std::env::var_os("PHBGUARD_E2E").is_some_and(|v| v == "1");
+    if !on {
+        eprintln!("{test}: skipped, needs a real libvirtd (run scripts/test-all, or set PHBGUARD_E2E=1)");
+    }
+    on
+}
