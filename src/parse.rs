@@ -207,7 +207,7 @@ impl<'a> Parser<'a> {
             (4, Some(Tag::DeviceSource)) => {
                 if name == "address" {
                     let dev = self.device.as_mut().expect("inside a device");
-                    let path = format!("{}><source><address", dev.element);
+                    let path = format!("{}><source", dev.element);
                     dev.host = Some(pci_addr(e, &path)?);
                 }
                 Tag::Skip
@@ -238,7 +238,10 @@ impl<'a> Parser<'a> {
             }
             "target" => {
                 dev.target_dev = attr(e, "dev")?;
-                if let Some(v) = attr(e, "index")? {
+                // Only a controller's target has an index (a PHB's number in the guest).
+                if dev.element == "controller"
+                    && let Some(v) = attr(e, "index")?
+                {
                     let path = format!("{}><target", dev.element);
                     dev.target_index = Some(number(&path, "index", &v, u64::from(u32::MAX))? as u32);
                 }

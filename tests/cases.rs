@@ -1,0 +1,180 @@
+//! The rule cases: `tests/cases/<rule>/<name>.xml` beside `<name>.findings`, the findings
+//! `phbguard check` must report (`SEVERITY RULE DEVICE` per line), judged by the real binary
+//! on a fake sysfs built from `tests/cases/host.txt`. The example domains under `examples/`
+//! are held to the same standard with their own sysfs tree.
+//!
+//! `PHBGUARD_BLESS=1 cargo test --test cases` rewrites the `.findings` files from what the
+//! binary reports now; review the diff before committing it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::FakeSysfs;
+
+/// A fake sysfs from the `address group node` table in host.txt.
+fn case_host() -> FakeSysfs {
+    let table = std::fs::read_to_string(support::repo().join("tests/cases/host.txt")).unwrap();
+    table
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .fold(FakeSysfs::new(), |sysfs, line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let group = cols[1].parse().ok();
+            let node = cols[2].parse().ok();
+            sysfs.device(cols[0], group, node)
+        })
+}
+
+/// `severity rule device` lines for each finding, as the JSON report gives them.
+fn reported(json: &Value) -> Vec<String> {
+    json["results"][0]["findings"]
+        .as_array()
+        .expect("findings array")
+        .iter()
+        .map(|f| {
+            let field = |k: &str| {
+                f[k].as_str()
+                    .unwrap_or_else(|| panic!("finding without {k}: {f}"))
+            };
+            format!("{} {} {}", field("severity"), field("rule"), field("device"))
+        })
+        .collect()
+}
+
+fn expected(findings_file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(findings_file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
+            findings_file.display()
+        )
+    });
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+fn xml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Checks every XML file under `dirs` against its `.findings`; returns what each reported.
+fn check_cases(dirs: &[PathBuf], sysfs: &str) -> Vec<(PathBuf, Vec<String>)> {
+    let bless = std::env::var_os("PHBGUARD_BLESS").is_some();
+    let mut failures = Vec::new();
+    let mut seen = Vec::new();
+    for xml in dirs.iter().flat_map(|d| xml_files(d)) {
+        let out = support::run(
+            &[
+                "check",
+                "--format",
+                "json",
+                "--sysfs-root",
+                sysfs,
+                xml.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{}: no JSON ({e}); stderr: {}",
+                xml.display(),
+                support::stderr(&out)
+            )
+        });
+        let got = reported(&json);
+        let findings_file = xml.with_extension("findings");
+        if bless {
+            let mut text = got.join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            std::fs::write(&findings_file, text).unwrap();
+        }
+        let want = expected(&findings_file);
+        let want_code = if want.iter().any(|l| l.starts_with("error ")) {
+            1
+        } else {
+            0
+        };
+        if got != want {
+            failures.push(format!(
+                "{}:\n  expected {want:#?}\n  reported {got:#?}",
+                xml.display()
+            ));
+        }
+        if out.status.code() != Some(want_code) {
+            failures.push(format!(
+                "{}: exit {:?}, expected {want_code}",
+                xml.display(),
+                out.status.code()
+            ));
+        }
+        seen.push((xml, got));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    seen
+}
+
+#[test]
+fn every_rule_case_reports_exactly_its_findings() {
+    let root = support::repo().join("tests/cases");
+    let host = case_host();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let results = check_cases(&dirs, host.path_str());
+
+    // Every rule of the catalogue has a folder with a case that fires it and one that does not.
+    let rules = support::run(&["rules", "--format", "json"], b"");
+    let rules: Value = serde_json::from_slice(&rules.stdout).unwrap();
+    for rule in rules["rules"].as_array().unwrap() {
+        let id = rule["id"].as_str().unwrap();
+        let severity = rule["severity"].as_str().unwrap();
+        let dir = root.join(id);
+        let cases: Vec<&(PathBuf, Vec<String>)> =
+            results.iter().filter(|(p, _)| p.starts_with(&dir)).collect();
+        let fires = |(_, got): &&(PathBuf, Vec<String>)| {
+            got.iter().any(|l| l.starts_with(&format!("{severity} {id} ")))
+        };
+        assert!(
+            cases.iter().any(fires),
+            "no case in {} reports {id}",
+            dir.display()
+        );
+        assert!(
+            !cases.iter().all(fires),
+            "no case in {} passes {id}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn example_domains_report_what_their_findings_files_say() {
+    let examples = support::repo().join("examples");
+    let domains = examples.join("domains");
+    if !domains.is_dir() {
+        panic!("examples/domains is missing");
+    }
+    let results = check_cases(&[domains], examples.join("sysfs").to_str().unwrap());
+    assert!(results.len() >= 8, "only {} examples", results.len());
+}
