@@ -515,3 +515,94 @@ fn in_our_namespace(e: &BytesStart<'_>, attrs: &Attrs<'_>) -> bool {
     };
     attrs.get(&xmlns) == Some(METADATA_NS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOMAIN: &str = include_str!("../tests/corpus/libvirt/pseries-hostdevs-1.out.xml");
+
+    #[test]
+    fn reads_what_the_rules_need() {
+        let d = parse_domain(DOMAIN.as_bytes()).unwrap();
+        assert_eq!(d.name.as_deref(), Some("guest"));
+        assert!(d.is_pseries());
+        let phbs: Vec<(u32, Option<u32>)> = d
+            .pci_controllers()
+            .map(|(_, c)| (c.index, c.target_index))
+            .collect();
+        assert_eq!(phbs, [(0, Some(0)), (1, Some(1)), (2, Some(2))]);
+        let hostdevs: Vec<String> = d
+            .devices
+            .iter()
+            .filter(|x| x.host_addr().is_some())
+            .map(Device::describe)
+            .collect();
+        assert_eq!(
+            hostdevs,
+            [
+                "interface hostdev 0005:90:01.0 at 0000:01:01.0",
+                "hostdev 0001:01:00.0 at 0000:02:01.0",
+                "hostdev 0001:01:00.1 at 0000:02:02.0"
+            ]
+        );
+        // Spans cover each device element exactly, for the rewriter.
+        for dev in &d.devices {
+            let text = &DOMAIN[dev.span.start..dev.span.end];
+            assert!(text.starts_with(&format!("<{}", dev.element)), "{text}");
+            assert!(text.ends_with('>'), "{text}");
+            if let Some(a) = dev.address_span {
+                assert!(DOMAIN[a.start..a.end].starts_with("<address type='pci'"));
+            }
+        }
+        assert!(DOMAIN[d.devices_close.unwrap()..].starts_with("</devices>"));
+    }
+
+    #[test]
+    fn index_less_pci_controllers_take_the_lowest_free_index() {
+        let xml = "<domain><devices><controller type='pci' model='pci-root'/>\
+                   <controller type='pci' index='0' model='pci-root'/>\
+                   <controller type='pci' model='pci-root'/></devices></domain>";
+        let d = parse_domain(xml.as_bytes()).unwrap();
+        let indexes: Vec<u32> = d.pci_controllers().map(|(_, c)| c.index).collect();
+        assert_eq!(indexes, [1, 0, 2]);
+    }
+
+    #[test]
+    fn metadata_policy_only_in_our_namespace() {
+        let with = |ns: &str| {
+            format!("<domain><metadata><p:policy xmlns:p='{ns}' mode='warn'/></metadata></domain>")
+        };
+        assert_eq!(
+            parse_domain(with(METADATA_NS).as_bytes())
+                .unwrap()
+                .policy_mode
+                .as_deref(),
+            Some("warn")
+        );
+        assert_eq!(
+            parse_domain(with("urn:someone:else").as_bytes())
+                .unwrap()
+                .policy_mode,
+            None
+        );
+    }
+
+    #[test]
+    fn every_prefix_and_every_corrupted_byte_parses_or_errors_without_panicking() {
+        let bytes = DOMAIN.as_bytes();
+        for end in 0..bytes.len() {
+            // Only the whole document (up to trailing blanks) may parse.
+            if parse_domain(&bytes[..end]).is_ok() {
+                assert!(DOMAIN[end..].trim().is_empty(), "prefix of {end} bytes parsed");
+            }
+        }
+        for i in 0..bytes.len() {
+            for replacement in [b'<', b'>', b'\'', b'&', b'x', 0xff] {
+                let mut corrupted = bytes.to_vec();
+                corrupted[i] = replacement;
+                let _ = parse_domain(&corrupted);
+            }
+        }
+    }
+}
