@@ -8,7 +8,10 @@ pub mod parse;
 
 pub use error::ParseError;
 pub use parse::parse_domain;
+pub mod config;
+pub mod hook;
 pub mod host;
 pub mod input;
 pub mod report;
 pub mod rules;
+pub mod syslog;

@@ -33,6 +33,35 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The libvirt qemu hook (run by libvirtd from /etc/libvirt/hooks/qemu.d/phbguard)
+    #[command(
+        override_usage = "phbguard hook [--config FILE] [SCRIPT] DOMAIN OP SUBOP EXTRA",
+        long_about = "The libvirt qemu hook, run by libvirtd from \
+                  /etc/libvirt/hooks/qemu.d/phbguard with the domain XML on stdin.\n\n\
+                  'prepare begin' rejects a guest with error findings (exit 1, the findings on \
+                  stderr and in syslog); 'migrate begin' and 'restore begin' refuse or warn as \
+                  the policy file says; every other call exits 0 at once. The last four \
+                  arguments are always DOMAIN OP SUBOP EXTRA, whatever they look like: a domain \
+                  may be named 'check' or '--help'."
+    )]
+    Hook(HookArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HookArgs {
+    /// The policy file [default: $PHBGUARD_CONFIG, else /etc/phbguard/phbguard.toml]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The hook file's path (the kernel passes it when it runs the '#!' line), then the four
+    /// arguments libvirt passes
+    #[arg(
+        value_name = "ARG",
+        hide = true,
+        num_args = 4..=5,
+        allow_hyphen_values = true,
+        trailing_var_arg = true
+    )]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,7 +6,7 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command, Format};
 use phbguard::rules::{self, RULES};
@@ -17,13 +17,44 @@ pub const EXIT_FINDINGS: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    // The hook is handled before clap: its last four arguments are a domain name and libvirt's
+    // op words, which clap must never read as a subcommand or an option (a domain may be named
+    // 'check' or '--help'). It is also the hot path: no clap parser is built for it.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "hook") {
+        return ExitCode::from(hook(&args.collect::<Vec<_>>()));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Explain { rule } => explain(&rule),
         Command::Rules { format } => list_rules(format),
+        // Not reached ('hook' is taken above); clap declares it for --help and the man page.
+        Command::Hook(args) => hook(&args.args),
     };
     ExitCode::from(code)
+}
+
+fn hook(args: &[std::ffi::OsString]) -> u8 {
+    use phbguard::hook::ArgsError;
+    match phbguard::hook::main(args) {
+        Ok(code) => code,
+        Err(ArgsError::Help) => {
+            let mut cmd = Cli::command();
+            cmd.build();
+            let help = cmd
+                .find_subcommand_mut("hook")
+                .expect("declared in cli.rs")
+                .render_long_help();
+            output::print(&format!("{help}"), EXIT_OK)
+        }
+        Err(ArgsError::Usage(msg)) => {
+            eprintln!(
+                "phbguard hook: {msg}\nUsage: phbguard hook [--config FILE] [SCRIPT] DOMAIN OP SUBOP EXTRA"
+            );
+            EXIT_BAD_INPUT
+        }
+    }
 }
 
 fn explain(id: &str) -> u8 {

@@ -1,0 +1,174 @@
+//! Syslog for the hook: identity `phbguard`, facility `daemon`, RFC 3164 lines sent as Unix
+//! datagrams (default `/dev/log`), formatted by the `syslog` crate.
+//!
+//! Logging must never block or fail a guest start. The crate's own constructors open a
+//! *blocking* socket (and fall back to a stream socket), so phbguard builds the datagram socket
+//! itself, makes it non-blocking, and hands it to the crate's `LoggerBackend::Unix`. A missing
+//! socket, a full receive queue (EAGAIN), a dead syslog daemon: the line is dropped, silently.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+
+use ::syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+
+/// The syslog identity (`journalctl -t phbguard`).
+pub const IDENTITY: &str = "phbguard";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Err,
+    Warning,
+    Notice,
+    Info,
+}
+
+/// A connection to syslog, or nothing when there is none to be had.
+pub struct Syslog {
+    logger: Option<Logger<LoggerBackend, Formatter3164>>,
+}
+
+impl Syslog {
+    /// Connects to the datagram socket at `path`; never fails and never blocks.
+    pub fn connect(path: &Path) -> Syslog {
+        let socket = UnixDatagram::unbound().and_then(|s| {
+            s.set_nonblocking(true)?;
+            s.connect(path)?;
+            Ok(s)
+        });
+        let logger = socket.ok().map(|s| {
+            let formatter = Formatter3164 {
+                facility: Facility::LOG_DAEMON,
+                // The local syslog daemon adds the host name; asking for it costs a syscall.
+                hostname: None,
+                process: IDENTITY.into(),
+                pid: std::process::id(),
+            };
+            Logger::new(LoggerBackend::Unix(s), formatter)
+        });
+        Syslog { logger }
+    }
+
+    /// A logger that drops everything.
+    pub fn none() -> Syslog {
+        Syslog { logger: None }
+    }
+
+    /// Sends one line. Errors (no reader, queue full, message too long) are ignored on purpose.
+    pub fn log(&mut self, level: Level, line: &str) {
+        let Some(logger) = self.logger.as_mut() else {
+            return;
+        };
+        let line = one_line(line);
+        let _ = match level {
+            Level::Err => logger.err(line),
+            Level::Warning => logger.warning(line),
+            Level::Notice => logger.notice(line),
+            Level::Info => logger.info(line),
+        };
+    }
+}
+
+/// Control characters (a newline in a domain name...) would forge or split log lines.
+fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `key=value`, the value quoted when it holds spaces, quotes, `=` or nothing at all, so a line
+/// splits back into its fields (`grep 'rule=hostdev-on-default-phb'`).
+pub fn field(key: &str, value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=' && c != '\\');
+    if plain {
+        format!("{key}={value}")
+    } else {
+        let mut q = String::with_capacity(value.len() + 2);
+        for c in value.chars() {
+            match c {
+                '"' => q.push_str("\\\""),
+                '\\' => q.push_str("\\\\"),
+                c => q.push(c),
+            }
+        }
+        format!("{key}=\"{q}\"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn field_quotes_only_when_needed() {
+        assert_eq!(
+            field("rule", "hostdev-on-default-phb"),
+            "rule=hostdev-on-default-phb"
+        );
+        assert_eq!(
+            field("device", "hostdev 0002:02:00.0"),
+            "device=\"hostdev 0002:02:00.0\""
+        );
+        assert_eq!(field("domain", "a\"b=c"), "domain=\"a\\\"b=c\"");
+        assert_eq!(field("uuid", ""), "uuid=\"\"");
+    }
+
+    #[test]
+    fn one_line_escapes_control_characters() {
+        assert_eq!(one_line("a\nb\rc\td\u{7}"), "a\\nb\\rc d\\x07");
+    }
+
+    #[test]
+    fn sends_rfc3164_daemon_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut log = Syslog::connect(&path);
+        log.log(Level::Err, "rejected x\ny");
+        log.log(Level::Info, "fine");
+        let mut buf = [0u8; 4096];
+        let n = rx.recv(&mut buf).unwrap();
+        let line = std::str::from_utf8(&buf[..n]).unwrap();
+        // daemon (3) * 8 + err (3) = 27
+        assert!(line.starts_with("<27>"), "{line}");
+        assert!(
+            line.contains(&format!(" phbguard[{}]: rejected x\\ny", std::process::id())),
+            "{line}"
+        );
+        let n = rx.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("<30>"));
+    }
+
+    #[test]
+    fn missing_socket_is_ignored() {
+        let mut log = Syslog::connect(Path::new("/nonexistent/dev/log"));
+        log.log(Level::Err, "dropped");
+        Syslog::none().log(Level::Err, "dropped");
+    }
+
+    #[test]
+    fn full_socket_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let _rx = UnixDatagram::bind(&path).unwrap(); // bound, never read
+        let mut log = Syslog::connect(&path);
+        let start = Instant::now();
+        let long = "x".repeat(8000);
+        for _ in 0..2000 {
+            log.log(Level::Warning, &long);
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    }
+}
