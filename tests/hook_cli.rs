@@ -727,3 +727,45 @@ fn the_shipped_hook_file_is_a_direct_interpreter_line() {
     assert_eq!(mode & 0o111, 0o111, "executable");
     assert!(Path::new(&support::bin()).is_file());
 }
+
+#[test]
+fn the_packaged_policy_file_documents_every_key_with_its_default() {
+    let text = std::fs::read_to_string(support::repo().join("packaging/phbguard.toml")).unwrap();
+    // As shipped: all comments, the defaults.
+    let (config, problems) = phbguard::config::parse(&text);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(config, phbguard::config::Config::default());
+    // Uncommented: every key is known and valid, and each commented value is the default.
+    let uncommented: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter(|l| {
+            l.split_once(" = ")
+                .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (config, problems) = phbguard::config::parse(&uncommented);
+    assert!(problems.is_empty(), "{problems:?}");
+    let keys = [
+        "sysfs_root",
+        "mode",
+        "incoming",
+        "reject_iommu_group_unknown",
+        "on_internal_error",
+        "exempt",
+        "syslog_socket",
+    ];
+    for k in keys {
+        assert!(
+            uncommented.lines().any(|l| l.starts_with(&format!("{k} = "))),
+            "{k} documented"
+        );
+    }
+    assert_eq!(uncommented.lines().count(), keys.len(), "{uncommented}");
+    let defaults = phbguard::config::Config {
+        exempt: config.exempt.clone(),
+        ..phbguard::config::Config::default()
+    };
+    assert_eq!(config, defaults);
+}
