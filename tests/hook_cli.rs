@@ -769,3 +769,27 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
     };
     assert_eq!(config, defaults);
 }
+
+#[test]
+fn a_policy_file_named_on_the_interpreter_line() {
+    let w = World::new("");
+    let dir = tempfile::tempdir().unwrap();
+    let hook = hook_support::install_hook_with(dir.path(), "phbguard", Some(&w.policy.path));
+    // No PHBGUARD_CONFIG: the policy (fake sysfs, test socket) comes from the '#!' line.
+    let out = run_exe(
+        &hook,
+        &["db02", "prepare", "begin", "-"],
+        &[],
+        bad_xml("db02").as_bytes(),
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(w.log.take().len(), 2);
+    // The '#!' line's policy wins over the environment, as --config does.
+    let out = run_exe(
+        &hook,
+        &["db02", "prepare", "begin", "-"],
+        &[("PHBGUARD_CONFIG", "/nonexistent")],
+        bad_xml("db02").as_bytes(),
+    );
+    assert_eq!((code(&out), w.log.take().len()), (1, 2), "{}", stderr(&out));
+}

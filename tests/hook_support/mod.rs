@@ -11,19 +11,29 @@ use std::time::{Duration, Instant};
 
 use crate::support;
 
-/// `hooks/qemu.d/phbguard` as shipped, with its `#!` line pointing at the test binary.
-pub fn hook_text() -> String {
+/// `hooks/qemu.d/phbguard` as shipped, with its `#!` line pointing at the test binary and,
+/// if given, naming a policy file (`#!BIN hook --config=FILE`: libvirt passes hooks no
+/// environment of ours, so this is how a hook run by libvirtd finds a test's policy).
+pub fn hook_text(config: Option<&Path>) -> String {
     let shipped = std::fs::read_to_string(support::repo().join("hooks/qemu.d/phbguard")).unwrap();
     let (first, rest) = shipped.split_once('\n').unwrap();
     assert_eq!(first, "#!/usr/bin/phbguard hook", "the shipped hook's first line");
-    format!("#!{} hook\n{rest}", support::bin().display())
+    let option = config
+        .map(|c| format!(" --config={}", c.display()))
+        .unwrap_or_default();
+    format!("#!{} hook{option}\n{rest}", support::bin().display())
 }
 
 /// Writes the hook into `dir/name`, executable.
 pub fn install_hook(dir: &Path, name: &str) -> PathBuf {
+    install_hook_with(dir, name, None)
+}
+
+/// Writes the hook into `dir/name`, executable, its `#!` line naming `config`.
+pub fn install_hook_with(dir: &Path, name: &str, config: Option<&Path>) -> PathBuf {
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, hook_text()).unwrap();
+    std::fs::write(&tmp, hook_text(config)).unwrap();
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Renamed into place: libvirtd may be running hooks from this directory right now.
     std::fs::rename(&tmp, &path).unwrap();

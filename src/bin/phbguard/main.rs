@@ -21,8 +21,17 @@ fn main() -> ExitCode {
     // op words, which clap must never read as a subcommand or an option (a domain may be named
     // 'check' or '--help'). It is also the hot path: no clap parser is built for it.
     let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == "hook") {
-        return ExitCode::from(hook(&args.collect::<Vec<_>>()));
+    if let Some(first) = args.nth(1) {
+        if first == "hook" {
+            return ExitCode::from(hook(&args.collect::<Vec<_>>()));
+        }
+        // '#!/usr/bin/phbguard hook --config=FILE': Linux passes everything after the
+        // interpreter as one argument, so its words are split here (no quoting).
+        if let Some(options) = first.to_str().and_then(|f| f.strip_prefix("hook ")) {
+            let mut all: Vec<_> = options.split_whitespace().map(Into::into).collect();
+            all.extend(args);
+            return ExitCode::from(hook(&all));
+        }
     }
     let cli = Cli::parse();
     let code = match cli.command {
