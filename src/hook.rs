@@ -135,9 +135,9 @@ impl Phase {
 
     fn refused(self) -> &'static str {
         match self {
-            Phase::Prepare => "start refused",
-            Phase::Migrate => "incoming migration refused",
-            Phase::Restore => "restore refused",
+            Phase::Prepare => "refused to start",
+            Phase::Migrate => "refused the incoming migration of",
+            Phase::Restore => "refused to restore",
         }
     }
 }
@@ -279,7 +279,7 @@ pub fn decide(
     }
     let _ = writeln!(
         text,
-        "phbguard: {} of '{name}': {} error{}; 'phbguard explain {}' tells why and how to fix it",
+        "phbguard: {} '{name}': {} error{}; 'phbguard explain {}' tells why and how to fix it",
         phase.refused(),
         errors.len(),
         if errors.len() == 1 { "" } else { "s" },
@@ -498,7 +498,7 @@ mod tests {
             lines[1].contains("'phbguard explain hostdev-on-default-phb'"),
             "{err}"
         );
-        assert!(lines[1].contains("start refused of 'db'"), "{err}");
+        assert!(lines[1].contains("refused to start 'db'"), "{err}");
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn prepare_rejects_with_rule_ids_on_stderr_and_one_syslog_line_per_finding() {
     assert!(lines[1].starts_with("pci-bridge-on-pseries (warning): "), "{err}");
     assert_eq!(
         lines[2],
-        "phbguard: start refused of 'db02': 1 error; 'phbguard explain hostdev-on-default-phb' tells why and how to fix it"
+        "phbguard: refused to start 'db02': 1 error; 'phbguard explain hostdev-on-default-phb' tells why and how to fix it"
     );
 
     let logged = w.log.take();
@@ -205,7 +205,7 @@ fn domains_named_like_subcommands_or_options_are_domains() {
             stderr(&out)
         );
         assert!(
-            stderr(&out).contains(&format!("start refused of '{name}'")),
+            stderr(&out).contains(&format!("refused to start '{name}'")),
             "{name}"
         );
         // The same through 'phbguard hook' directly, and with a non-judged op.
@@ -288,12 +288,12 @@ fn migrate_and_restore_warn_by_default_refuse_by_policy_and_never_print() {
         assert_eq!(code(&out), 1, "{op}");
         assert_eq!(stdout(&out), "");
         let what = if op == "migrate" {
-            "incoming migration refused"
+            "refused the incoming migration of"
         } else {
-            "restore refused"
+            "refused to restore"
         };
         assert!(
-            stderr(&out).contains(&format!("phbguard: {what} of 'db02'")),
+            stderr(&out).contains(&format!("phbguard: {what} 'db02': 1 error;")),
             "{}",
             stderr(&out)
         );
@@ -694,7 +694,7 @@ fn hooks_for_many_guests_at_once() {
         let (i, c, err) = h.join().unwrap();
         if i % 2 == 0 {
             assert_eq!(c, 1, "guest {i}");
-            assert!(err.contains(&format!("start refused of 'g{i}'")), "{err}");
+            assert!(err.contains(&format!("refused to start 'g{i}'")), "{err}");
         } else {
             assert_eq!((c, err.as_str()), (0, ""), "guest {i}");
         }
