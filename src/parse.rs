@@ -2,6 +2,8 @@
 //! skipped without being stored; every device keeps its byte span for the rewriter.
 
 use quick_xml::Reader;
+use std::borrow::Cow;
+
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 
@@ -182,8 +184,9 @@ impl<'a> Parser<'a> {
             },
             (2, Some(Tag::Os)) => {
                 if name == "type" {
-                    self.domain.arch = attr(e, "arch")?;
-                    self.domain.machine = attr(e, "machine")?;
+                    let attrs = Attrs::of(e)?;
+                    self.domain.arch = attrs.owned("arch");
+                    self.domain.machine = attrs.owned("machine");
                 }
                 Tag::Skip
             }
@@ -194,8 +197,11 @@ impl<'a> Parser<'a> {
                 Tag::Skip
             }
             (2, Some(Tag::Metadata)) => {
-                if name == "policy" && in_our_namespace(e)? {
-                    self.domain.policy_mode = attr(e, "mode")?;
+                if name == "policy" {
+                    let attrs = Attrs::of(e)?;
+                    if in_our_namespace(e, &attrs) {
+                        self.domain.policy_mode = attrs.owned("mode");
+                    }
                 }
                 Tag::Skip
             }
@@ -207,8 +213,10 @@ impl<'a> Parser<'a> {
             (4, Some(Tag::DeviceSource)) => {
                 if name == "address" {
                     let dev = self.device.as_mut().expect("inside a device");
-                    let path = format!("{}><source", dev.element);
-                    dev.host = Some(pci_addr(e, &path)?);
+                    dev.host = Some(pci_addr(
+                        &Attrs::of(e)?,
+                        At::new(&dev.element, "><source><address"),
+                    )?);
                 }
                 Tag::Skip
             }
@@ -223,36 +231,42 @@ impl<'a> Parser<'a> {
 
     fn device_child(&mut self, e: &BytesStart<'_>, name: &str, span: Span) -> Result<Tag, ParseError> {
         let dev = self.device.as_mut().expect("inside a device");
+        let interesting = matches!(name, "address" | "model" | "target" | "mac" | "alias");
+        let attrs = if interesting {
+            Attrs::of(e)?
+        } else {
+            Attrs { list: Vec::new() }
+        };
         Ok(match name {
             "address" => {
                 dev.address_span = Some(span);
-                if attr(e, "type")?.as_deref() == Some("pci") {
-                    dev.address = Some(pci_addr(e, &dev.element)?);
+                if attrs.get("type") == Some("pci") {
+                    dev.address = Some(pci_addr(&attrs, At::new(&dev.element, "><address"))?);
                 }
                 Tag::Skip
             }
             "source" => Tag::DeviceSource,
             "model" => {
-                dev.model_name = attr(e, "name")?;
+                dev.model_name = attrs.owned("name");
                 Tag::Skip
             }
             "target" => {
-                dev.target_dev = attr(e, "dev")?;
+                dev.target_dev = attrs.owned("dev");
                 // Only a controller's target has an index (a PHB's number in the guest).
                 if dev.element == "controller"
-                    && let Some(v) = attr(e, "index")?
+                    && let Some(v) = attrs.get("index")
                 {
-                    let path = format!("{}><target", dev.element);
-                    dev.target_index = Some(number(&path, "index", &v, u64::from(u32::MAX))? as u32);
+                    let at = At::new(&dev.element, "><target");
+                    dev.target_index = Some(number(at, "index", v, u64::from(u32::MAX))? as u32);
                 }
                 Tag::DeviceTarget
             }
             "mac" => {
-                dev.mac = attr(e, "address")?;
+                dev.mac = attrs.owned("address");
                 Tag::Skip
             }
             "alias" => {
-                dev.alias = attr(e, "name")?;
+                dev.alias = attrs.owned("name");
                 Tag::Skip
             }
             _ => Tag::Skip,
@@ -268,8 +282,8 @@ impl<'a> Parser<'a> {
             Tag::TargetNode => {
                 let dev = self.device.as_mut().expect("inside a device");
                 let value = self.text.trim();
-                let path = format!("{}><target><node", dev.element);
-                dev.numa_node = Some(number(&path, "text", value, u64::from(u32::MAX))? as u32);
+                let at = At::new(&dev.element, "><target><node");
+                dev.numa_node = Some(number(at, "text", value, u64::from(u32::MAX))? as u32);
             }
             Tag::Devices => self.domain.devices_close = Some(end_tag.start),
             Tag::Device => {
@@ -282,11 +296,12 @@ impl<'a> Parser<'a> {
     }
 
     fn memnode(&mut self, e: &BytesStart<'_>) -> Result<(), ParseError> {
-        let cell = match attr(e, "cellid")? {
-            Some(v) => number("memnode", "cellid", &v, u64::from(u32::MAX))? as u32,
+        let attrs = Attrs::of(e)?;
+        let cell = match attrs.get("cellid") {
+            Some(v) => number(At::new("memnode", ""), "cellid", v, u64::from(u32::MAX))? as u32,
             None => return Ok(()),
         };
-        let nodeset = attr(e, "nodeset")?.unwrap_or_default();
+        let nodeset = attrs.owned("nodeset").unwrap_or_default();
         let host_nodes =
             parse_nodeset(&nodeset, MAX_HOST_NODE).ok_or(ParseError::BadNodeset { value: nodeset })?;
         self.domain.memnodes.push(MemNode { cell, host_nodes });
@@ -297,14 +312,15 @@ impl<'a> Parser<'a> {
 impl DeviceBuilder {
     fn new(e: &BytesStart<'_>, start: usize) -> Result<Self, ParseError> {
         let element = e.local_name().as_ref().to_string();
-        let index_attr = match attr(e, "index")? {
-            Some(v) => Some(number(&element, "index", &v, u64::from(u32::MAX))? as u32),
+        let attrs = Attrs::of(e)?;
+        let index_attr = match attrs.get("index") {
+            Some(v) => Some(number(At::new(&element, ""), "index", v, u64::from(u32::MAX))? as u32),
             None => None,
         };
         Ok(DeviceBuilder {
-            type_attr: attr(e, "type")?,
-            model_attr: attr(e, "model")?,
-            mode_attr: attr(e, "mode")?,
+            type_attr: attrs.owned("type"),
+            model_attr: attrs.owned("model"),
+            mode_attr: attrs.owned("mode"),
             index_attr,
             element,
             start,
@@ -416,29 +432,59 @@ fn assign_controller_indexes(domain: &mut Domain) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// An attribute's value, entity references resolved.
-fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, ParseError> {
-    for a in e.attributes() {
-        let a = a.map_err(|err| ParseError::Malformed {
-            offset: 0,
-            detail: err.to_string(),
-        })?;
-        if a.key.as_ref() == name {
+/// An element's attributes, read and unescaped once; elements have a handful, so lookups scan.
+struct Attrs<'e> {
+    list: Vec<(&'e str, Cow<'e, str>)>,
+}
+
+impl<'e> Attrs<'e> {
+    fn of(e: &'e BytesStart<'_>) -> Result<Self, ParseError> {
+        // libvirt's elements carry at most a handful of attributes.
+        let mut list = Vec::with_capacity(6);
+        for a in e.attributes() {
+            let a = a.map_err(|err| ParseError::Malformed {
+                offset: 0,
+                detail: err.to_string(),
+            })?;
             let value = a
                 .normalized_value(XmlVersion::Implicit1_0)
                 .map_err(|err| ParseError::Malformed {
                     offset: 0,
                     detail: err.to_string(),
                 })?;
-            return Ok(Some(value.into_owned()));
+            list.push((a.key.0, value));
         }
+        Ok(Attrs { list })
     }
-    Ok(None)
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.list
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    fn owned(&self, name: &str) -> Option<String> {
+        self.get(name).map(String::from)
+    }
 }
 
-fn number(element: &str, attribute: &str, value: &str, max: u64) -> Result<u64, ParseError> {
+/// Where a number was read, spelled out only when it is bad.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    element: &'a str,
+    tail: &'static str,
+}
+
+impl<'a> At<'a> {
+    fn new(element: &'a str, tail: &'static str) -> Self {
+        At { element, tail }
+    }
+}
+
+fn number(at: At<'_>, attribute: &str, value: &str, max: u64) -> Result<u64, ParseError> {
     parse_uint(value, max).ok_or_else(|| ParseError::BadNumber {
-        element: element.into(),
+        element: format!("{}{}", at.element, at.tail),
         attribute: attribute.into(),
         value: value.into(),
         max,
@@ -446,12 +492,10 @@ fn number(element: &str, attribute: &str, value: &str, max: u64) -> Result<u64, 
 }
 
 /// A PCI address from an `<address>` element; absent attributes are 0, as in libvirt.
-fn pci_addr(e: &BytesStart<'_>, element: &str) -> Result<PciAddr, ParseError> {
-    let field = |name: &str, max: u64| -> Result<u64, ParseError> {
-        match attr(e, name)? {
-            Some(v) => number(&format!("{element}><address"), name, &v, max),
-            None => Ok(0),
-        }
+fn pci_addr(attrs: &Attrs<'_>, at: At<'_>) -> Result<PciAddr, ParseError> {
+    let field = |name: &str, max: u64| match attrs.get(name) {
+        Some(v) => number(at, name, v, max),
+        None => Ok(0),
     };
     Ok(PciAddr {
         domain: field("domain", 0xffff)? as u16,
@@ -463,11 +507,102 @@ fn pci_addr(e: &BytesStart<'_>, element: &str) -> Result<PciAddr, ParseError> {
 
 /// Whether `<prefix:policy>` is bound to [`METADATA_NS`] on the element itself, which is
 /// how libvirt writes metadata it was given with `virsh metadata --uri`.
-fn in_our_namespace(e: &BytesStart<'_>) -> Result<bool, ParseError> {
+fn in_our_namespace(e: &BytesStart<'_>, attrs: &Attrs<'_>) -> bool {
     let qname = e.name();
     let xmlns = match qname.prefix() {
         Some(prefix) => format!("xmlns:{}", prefix.as_ref()),
         None => "xmlns".to_string(),
     };
-    Ok(attr(e, &xmlns)?.as_deref() == Some(METADATA_NS))
+    attrs.get(&xmlns) == Some(METADATA_NS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOMAIN: &str = include_str!("../tests/corpus/libvirt/pseries-hostdevs-1.out.xml");
+
+    #[test]
+    fn reads_what_the_rules_need() {
+        let d = parse_domain(DOMAIN.as_bytes()).unwrap();
+        assert_eq!(d.name.as_deref(), Some("guest"));
+        assert!(d.is_pseries());
+        let phbs: Vec<(u32, Option<u32>)> = d
+            .pci_controllers()
+            .map(|(_, c)| (c.index, c.target_index))
+            .collect();
+        assert_eq!(phbs, [(0, Some(0)), (1, Some(1)), (2, Some(2))]);
+        let hostdevs: Vec<String> = d
+            .devices
+            .iter()
+            .filter(|x| x.host_addr().is_some())
+            .map(Device::describe)
+            .collect();
+        assert_eq!(
+            hostdevs,
+            [
+                "interface hostdev 0005:90:01.0 at 0000:01:01.0",
+                "hostdev 0001:01:00.0 at 0000:02:01.0",
+                "hostdev 0001:01:00.1 at 0000:02:02.0"
+            ]
+        );
+        // Spans cover each device element exactly, for the rewriter.
+        for dev in &d.devices {
+            let text = &DOMAIN[dev.span.start..dev.span.end];
+            assert!(text.starts_with(&format!("<{}", dev.element)), "{text}");
+            assert!(text.ends_with('>'), "{text}");
+            if let Some(a) = dev.address_span {
+                assert!(DOMAIN[a.start..a.end].starts_with("<address type='pci'"));
+            }
+        }
+        assert!(DOMAIN[d.devices_close.unwrap()..].starts_with("</devices>"));
+    }
+
+    #[test]
+    fn index_less_pci_controllers_take_the_lowest_free_index() {
+        let xml = "<domain><devices><controller type='pci' model='pci-root'/>\
+                   <controller type='pci' index='0' model='pci-root'/>\
+                   <controller type='pci' model='pci-root'/></devices></domain>";
+        let d = parse_domain(xml.as_bytes()).unwrap();
+        let indexes: Vec<u32> = d.pci_controllers().map(|(_, c)| c.index).collect();
+        assert_eq!(indexes, [1, 0, 2]);
+    }
+
+    #[test]
+    fn metadata_policy_only_in_our_namespace() {
+        let with = |ns: &str| {
+            format!("<domain><metadata><p:policy xmlns:p='{ns}' mode='warn'/></metadata></domain>")
+        };
+        assert_eq!(
+            parse_domain(with(METADATA_NS).as_bytes())
+                .unwrap()
+                .policy_mode
+                .as_deref(),
+            Some("warn")
+        );
+        assert_eq!(
+            parse_domain(with("urn:someone:else").as_bytes())
+                .unwrap()
+                .policy_mode,
+            None
+        );
+    }
+
+    #[test]
+    fn every_prefix_and_every_corrupted_byte_parses_or_errors_without_panicking() {
+        let bytes = DOMAIN.as_bytes();
+        for end in 0..bytes.len() {
+            // Only the whole document (up to trailing blanks) may parse.
+            if parse_domain(&bytes[..end]).is_ok() {
+                assert!(DOMAIN[end..].trim().is_empty(), "prefix of {end} bytes parsed");
+            }
+        }
+        for i in 0..bytes.len() {
+            for replacement in [b'<', b'>', b'\'', b'&', b'x', 0xff] {
+                let mut corrupted = bytes.to_vec();
+                corrupted[i] = replacement;
+                let _ = parse_domain(&corrupted);
+            }
+        }
+    }
 }

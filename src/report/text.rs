@@ -79,3 +79,54 @@ fn plural(n: usize, word: &str) -> String {
         format!("{n} {word}s")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::StaticHost;
+    use crate::parse_domain;
+    use crate::rules::judge;
+
+    fn judged() -> Judged {
+        let xml = "<domain><name>db02</name><os><type arch='ppc64le' machine='pseries'>hvm</type></os>\
+                   <devices><hostdev mode='subsystem' type='pci'><source><address domain='0x0002' bus='0x02' \
+                   slot='0x00' function='0x0'/></source><address type='pci' bus='0x00' slot='0x05'/></hostdev>\
+                   </devices></domain>";
+        let domain = parse_domain(xml.as_bytes()).unwrap();
+        let findings = judge(&domain, &StaticHost::new());
+        Judged::new("db02.xml", &domain, findings)
+    }
+
+    #[test]
+    fn colour_only_when_asked_for() {
+        let j = judged();
+        let mut plain = Vec::new();
+        write_findings(&mut plain, &j, Style { color: false }).unwrap();
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(
+            plain.starts_with("db02: error[hostdev-on-default-phb]: hostdev 0002:02:00.0 at 0000:00:05.0 ")
+        );
+        assert!(!plain.contains('\x1b'));
+
+        let mut coloured = Vec::new();
+        write_findings(&mut coloured, &j, Style { color: true }).unwrap();
+        let coloured = String::from_utf8(coloured).unwrap();
+        assert!(
+            coloured.starts_with("db02: \x1b[1;31merror[hostdev-on-default-phb]\x1b[0m: hostdev"),
+            "{coloured:?}"
+        );
+    }
+
+    #[test]
+    fn summary_counts_errors_warnings_and_unreadable_files() {
+        let mut out = Vec::new();
+        write_summary(&mut out, &[judged()], 2).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(
+                "1 domain checked: 1 error, 1 warning (1 domain not compliant); 2 files could not be read\n"
+            ),
+            "{text}"
+        );
+    }
+}

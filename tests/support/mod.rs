@@ -58,8 +58,11 @@ impl FakeSysfs {
         std::fs::create_dir_all(&dev).unwrap();
         if let Some(g) = group {
             std::fs::create_dir_all(self.dir.path().join(format!("kernel/iommu_groups/{g}"))).unwrap();
-            std::os::unix::fs::symlink(format!("../../../../kernel/iommu_groups/{g}"), dev.join("iommu_group"))
-                .unwrap();
+            std::os::unix::fs::symlink(
+                format!("../../../../kernel/iommu_groups/{g}"),
+                dev.join("iommu_group"),
+            )
+            .unwrap();
         }
         if let Some(n) = numa_node {
             std::fs::write(dev.join("numa_node"), format!("{n}\n")).unwrap();
@@ -93,9 +96,9 @@ pub fn virpcimock() -> FakeSysfs {
         ("0005:90:01.2", 7),
         ("0005:90:01.3", 7),
     ];
-    devices
-        .iter()
-        .fold(FakeSysfs::new(), |s, &(addr, group)| s.device(addr, Some(group), None))
+    devices.iter().fold(FakeSysfs::new(), |s, &(addr, group)| {
+        s.device(addr, Some(group), None)
+    })
 }
 
 /// Whether the real-libvirtd tests must run (`PHBGUARD_E2E=1`, set by scripts/test-all).
