@@ -28,22 +28,6 @@ fn case_host() -> FakeSysfs {
         })
 }
 
-/// `severity rule device` lines for each finding, as the JSON report gives them.
-fn reported(json: &Value) -> Vec<String> {
-    json["results"][0]["findings"]
-        .as_array()
-        .expect("findings array")
-        .iter()
-        .map(|f| {
-            let field = |k: &str| {
-                f[k].as_str()
-                    .unwrap_or_else(|| panic!("finding without {k}: {f}"))
-            };
-            format!("{} {} {}", field("severity"), field("rule"), field("device"))
-        })
-        .collect()
-}
-
 fn expected(findings_file: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(findings_file).unwrap_or_else(|e| {
         panic!(
@@ -74,25 +58,8 @@ fn check_cases(dirs: &[PathBuf], sysfs: &str) -> Vec<(PathBuf, Vec<String>)> {
     let mut failures = Vec::new();
     let mut seen = Vec::new();
     for xml in dirs.iter().flat_map(|d| xml_files(d)) {
-        let out = support::run(
-            &[
-                "check",
-                "--format",
-                "json",
-                "--sysfs-root",
-                sysfs,
-                xml.to_str().unwrap(),
-            ],
-            b"",
-        );
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{}: no JSON ({e}); stderr: {}",
-                xml.display(),
-                support::stderr(&out)
-            )
-        });
-        let got = reported(&json);
+        let (out, json) = support::check_json(sysfs, xml.to_str().unwrap());
+        let got = support::finding_lines(&json);
         let findings_file = xml.with_extension("findings");
         if bless {
             let mut text = got.join("\n");

@@ -15,32 +15,8 @@ fn corpus() -> PathBuf {
 /// `(exit code, ["severity rule device", ...])` of `phbguard check` on one corpus file.
 fn check(name: &str, sysfs: &str) -> (i32, Vec<String>) {
     let path = corpus().join(name);
-    let out = support::run(
-        &[
-            "check",
-            "--format",
-            "json",
-            "--sysfs-root",
-            sysfs,
-            path.to_str().unwrap(),
-        ],
-        b"",
-    );
-    let json: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{name}: {e}; stderr {}", support::stderr(&out)));
-    let findings = json["results"][0]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            format!(
-                "{} {} {}",
-                f["severity"].as_str().unwrap(),
-                f["rule"].as_str().unwrap(),
-                f["device"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let (out, json) = support::check_json(sysfs, path.to_str().unwrap());
+    let findings = support::finding_lines(&json);
     (out.status.code().unwrap(), findings)
 }
 

@@ -110,3 +110,27 @@ pub fn e2e_enabled(test: &str) -> bool {
     }
     on
 }
+
+/// `phbguard check --format json` on one file: the process output and its parsed report.
+pub fn check_json(sysfs: &str, file: &str) -> (Output, serde_json::Value) {
+    let out = run(&["check", "--format", "json", "--sysfs-root", sysfs, file], b"");
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{file}: no JSON report ({e}); stderr: {}", stderr(&out)));
+    (out, json)
+}
+
+/// `severity rule device` for each finding of the first result of a JSON report.
+pub fn finding_lines(json: &serde_json::Value) -> Vec<String> {
+    json["results"][0]["findings"]
+        .as_array()
+        .expect("findings array")
+        .iter()
+        .map(|f| {
+            let field = |k: &str| {
+                f[k].as_str()
+                    .unwrap_or_else(|| panic!("finding without {k}: {f}"))
+            };
+            format!("{} {} {}", field("severity"), field("rule"), field("device"))
+        })
+        .collect()
+}
