@@ -126,6 +126,8 @@ pub struct PciController {
     pub model_name: Option<String>,
     /// `<target index='...'/>`
     pub target_index: Option<u32>,
+    /// The `<target>` start tag (the whole element when empty), where `index` is rewritten.
+    pub target_span: Option<Span>,
     /// `<target><node>...</node></target>`
     pub numa_node: Option<u32>,
 }
@@ -147,7 +149,17 @@ impl Device {
     /// How findings name this device: `hostdev 0002:02:00.0 at 0000:00:05.0`,
     /// `controller scsi index 0 at 0000:01:01.0`, `disk vda at 0000:00:04.0`.
     pub fn describe(&self) -> String {
-        let mut s = match &self.kind {
+        let mut s = self.name();
+        if let Some(addr) = self.address {
+            s.push_str(" at ");
+            s.push_str(&addr.to_string());
+        }
+        s
+    }
+
+    /// The device without its guest address: `hostdev 0002:02:00.0`, `disk vda`.
+    pub fn name(&self) -> String {
+        match &self.kind {
             DeviceKind::Hostdev { host, form } => match form {
                 HostdevForm::Hostdev => format!("hostdev {host}"),
                 HostdevForm::Interface => format!("interface hostdev {host}"),
@@ -164,12 +176,7 @@ impl Device {
                 Some(label) => format!("{} {label}", self.element),
                 None => self.element.clone(),
             },
-        };
-        if let Some(addr) = self.address {
-            s.push_str(" at ");
-            s.push_str(&addr.to_string());
         }
-        s
     }
 
     pub fn host_addr(&self) -> Option<PciAddr> {

@@ -57,6 +57,7 @@ struct DeviceBuilder {
     host: Option<PciAddr>,
     model_name: Option<String>,
     target_index: Option<u32>,
+    target_span: Option<Span>,
     numa_node: Option<u32>,
     target_dev: Option<String>,
     mac: Option<String>,
@@ -252,6 +253,7 @@ impl<'a> Parser<'a> {
             }
             "target" => {
                 dev.target_dev = attrs.owned("dev");
+                dev.target_span = Some(span);
                 // Only a controller's target has an index (a PHB's number in the guest).
                 if dev.element == "controller"
                     && let Some(v) = attrs.get("index")
@@ -329,6 +331,7 @@ impl DeviceBuilder {
             host: None,
             model_name: None,
             target_index: None,
+            target_span: None,
             numa_node: None,
             target_dev: None,
             mac: None,
@@ -371,6 +374,7 @@ impl DeviceBuilder {
                 model: self.model_attr.clone(),
                 model_name: self.model_name,
                 target_index: self.target_index,
+                target_span: self.target_span,
                 numa_node: self.numa_node,
             })
         } else if self.element == "controller" {

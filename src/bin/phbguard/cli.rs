@@ -23,6 +23,18 @@ pub struct Cli {
 pub enum Command {
     /// Judge domain XML files against the rules
     Check(CheckArgs),
+    /// Rewrite a domain XML file into one that keeps the rules, changing as little as possible
+    #[command(
+        long_about = "Rewrite a domain XML file into one that keeps the rules, changing as \
+                  little as possible: hostdevs move to one PHB per host IOMMU group, emulated \
+                  devices leave hostdev PHBs, PHBs are added (lowest free index and target index) \
+                  or renumbered, and pci-bridges the move empties are removed. Everything else \
+                  stays byte for byte; a compliant file comes out unchanged.\n\n\
+                  The result is judged again before it is written. Exit codes: 0 the output keeps \
+                  every error rule, 1 something cannot be fixed (each reason on stderr; nothing \
+                  is written), 2 bad input, usage or a file that cannot be replaced."
+    )]
+    Fix(FixArgs),
     /// Explain a rule: what it catches, why it matters, how to fix it by hand
     Explain {
         /// A rule id, as 'phbguard rules' lists them
@@ -74,6 +86,31 @@ pub struct CheckArgs {
     /// Domain XML files; '-' reads standard input
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FixArgs {
+    /// Where host PCI facts (IOMMU groups, NUMA nodes) are read
+    #[arg(long, value_name = "DIR", default_value = "/sys")]
+    pub sysfs_root: PathBuf,
+    /// Replace FILE with the fixed XML (atomically, keeping its mode) instead of printing it
+    #[arg(long, short = 'i')]
+    pub in_place: bool,
+    /// Print a unified diff of the rewrite instead of the XML
+    #[arg(long, conflicts_with = "format")]
+    pub diff: bool,
+    /// text: the fixed XML (or diff) on stdout, the changes on stderr; json: the changes
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also give hostdevs without a guest PCI address the one libvirt would choose
+    #[arg(long)]
+    pub assign_addresses: bool,
+    /// Do not list the changes on stderr
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// A domain XML file; '-' reads standard input
+    #[arg(value_name = "FILE")]
+    pub file: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod fix;
 mod output;
 
 use std::process::ExitCode;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Fix(args) => fix::run(&args),
         Command::Explain { rule } => explain(&rule),
         Command::Rules { format } => list_rules(format),
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.

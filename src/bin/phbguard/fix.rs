@@ -1,0 +1,123 @@
+//! `phbguard fix`: rewrite one file, show or write the result, and say with the exit code
+//! whether it now keeps the rules.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use phbguard::fix::{Fixed, Options, fix};
+use phbguard::host::Sysfs;
+use phbguard::input::load;
+use phbguard::model::Domain;
+use phbguard::replace::replace_file;
+use serde_json::{Value, json};
+
+use crate::cli::{FixArgs, Format};
+use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
+
+pub fn run(args: &FixArgs) -> u8 {
+    let file = &args.file;
+    if args.in_place && file == "-" {
+        eprintln!("phbguard fix: --in-place needs a file, not standard input");
+        return EXIT_BAD_INPUT;
+    }
+    let (bytes, domain) = match load(file) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("phbguard: {file}: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    // The parser accepted it, so it is UTF-8.
+    let input = String::from_utf8_lossy(&bytes);
+    let host = Sysfs::new(&args.sysfs_root);
+    let options = Options {
+        assign_unaddressed: args.assign_addresses,
+    };
+    let fixed = match fix(&input, &domain, &host, options) {
+        Ok(fixed) => fixed,
+        Err(e) => {
+            eprintln!("phbguard: {file}: {e}");
+            return EXIT_FINDINGS;
+        }
+    };
+    let changes: Vec<String> = fixed.plan.changes.iter().map(|c| c.describe(&domain)).collect();
+    if args.format == Format::Text && !args.quiet {
+        for change in &changes {
+            eprintln!("phbguard: {file}: {change}");
+        }
+    }
+    let problems = fixed.problems();
+    for problem in &problems {
+        eprintln!("phbguard: {file}: cannot fix: {problem}");
+    }
+    let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
+    let changed = fixed.output != input;
+    if fixed.is_clean() && args.in_place && changed {
+        if let Err(e) = replace_file(Path::new(file), fixed.output.as_bytes()) {
+            eprintln!("phbguard: {file}: not rewritten, {e}");
+            return EXIT_BAD_INPUT;
+        }
+    }
+    let text = match args.format {
+        Format::Json => format!(
+            "{}\n",
+            report(file, &domain, &fixed, changed, &changes, &problems)
+        ),
+        // Nothing but the reasons when the result would still break a rule.
+        _ if !fixed.is_clean() || args.in_place => String::new(),
+        _ if args.diff => diff(file, &input, &fixed.output),
+        _ => fixed.output.clone(),
+    };
+    let mut out = io::stdout().lock();
+    output::finish(out.write_all(text.as_bytes()).and_then(|()| out.flush()), code)
+}
+
+fn diff(file: &str, before: &str, after: &str) -> String {
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(3)
+        .header(file, file)
+        .to_string()
+}
+
+fn report(
+    file: &str,
+    domain: &Domain,
+    fixed: &Fixed,
+    changed: bool,
+    changes: &[String],
+    problems: &[String],
+) -> Value {
+    use phbguard::fix::Change;
+    let changes: Vec<Value> = fixed
+        .plan
+        .changes
+        .iter()
+        .zip(changes)
+        .map(|(change, summary)| match *change {
+            Change::Move { device, from, to } => {
+                json!({"kind": "move", "device": domain.devices[device].name(), "from": from.map(|a| a.to_string()),
+                       "to": to.to_string(), "summary": summary})
+            }
+            Change::AddPhb { index, target, node } => {
+                json!({"kind": "add-phb", "index": index, "target": target, "node": node, "summary": summary})
+            }
+            Change::Retarget { index, from, to, .. } => {
+                json!({"kind": "retarget", "index": index, "from": from, "to": to, "summary": summary})
+            }
+            Change::RemoveController { index, .. } => {
+                json!({"kind": "remove-controller", "index": index, "summary": summary})
+            }
+        })
+        .collect();
+    json!({
+        "file": file,
+        "domain": domain.name,
+        "uuid": domain.uuid,
+        "pseries": domain.is_pseries(),
+        "fixed": fixed.is_clean(),
+        "changed": changed,
+        "changes": changes,
+        "problems": problems,
+    })
+}

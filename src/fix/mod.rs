@@ -1,0 +1,123 @@
+//! `fix`: rewrite a pSeries domain into one that keeps the isolation rule, changing as few
+//! bytes as possible, and prove the result by judging it again.
+//!
+//! [`plan`] decides what moves, [`render`] turns that into byte edits, [`crate::edit`]
+//! applies them; [`fix`] ties them together and re-checks the output, so a rewrite that would
+//! still break a rule is reported, never passed off as a fix.
+
+mod order;
+pub mod plan;
+mod render;
+
+use std::fmt;
+
+use crate::host::HostFacts;
+use crate::model::Domain;
+use crate::parse_domain;
+use crate::rules::{Finding, Severity, judge};
+
+pub use plan::{Change, Options, Plan, Unfixable};
+
+/// The outcome of fixing one document.
+#[derive(Debug)]
+pub struct Fixed {
+    pub plan: Plan,
+    /// The rewritten document; the input itself when the plan is empty.
+    pub output: String,
+    /// Error findings the output still has that no planner reason covers.
+    pub remaining: Vec<Finding>,
+}
+
+impl Fixed {
+    /// Whether the output keeps every error rule.
+    pub fn is_clean(&self) -> bool {
+        self.plan.unfixable.is_empty() && self.remaining.is_empty()
+    }
+
+    /// One line per thing left broken: the planner's reasons, then the findings it did not
+    /// foresee.
+    pub fn problems(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .plan
+            .unfixable
+            .iter()
+            .map(|u| format!("{}: {}", u.subject, u.reason))
+            .collect();
+        lines.extend(self.remaining.iter().map(|f| {
+            format!(
+                "{}: {} ({}); phbguard fix does not change this",
+                f.device, f.message, f.rule.id
+            )
+        }));
+        lines
+    }
+}
+
+/// The rewrite could not be made at all: a bug, not a property of the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalError(pub String);
+
+impl fmt::Display for InternalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "internal error while rewriting: {}", self.0)
+    }
+}
+
+impl std::error::Error for InternalError {}
+
+/// Fixes `input`, which `domain` was parsed from.
+pub fn fix(
+    input: &str,
+    domain: &Domain,
+    host: &dyn HostFacts,
+    options: Options,
+) -> Result<Fixed, InternalError> {
+    let plan = plan::plan(domain, host, options);
+    let (output, after) = if plan.is_empty() {
+        (input.to_string(), None)
+    } else {
+        let edits = render::edits(input, domain, &plan).map_err(|e| InternalError(e.0))?;
+        let output = crate::edit::apply(input, edits).map_err(|e| InternalError(e.to_string()))?;
+        let after = parse_domain(output.as_bytes())
+            .map_err(|e| InternalError(format!("the rewritten XML does not parse: {e}")))?;
+        (output, Some(after))
+    };
+    let judged = after.as_ref().unwrap_or(domain);
+    let remaining = judge(judged, host)
+        .into_iter()
+        .filter(|f| f.severity() == Severity::Error)
+        .filter(|f| !plan.unfixable.iter().any(|u| u.subject == f.device))
+        .collect();
+    Ok(Fixed {
+        plan,
+        output,
+        remaining,
+    })
+}
+
+impl Change {
+    /// How reports name the change: `hostdev 0002:02:00.0: 0000:00:05.0 -> 0000:02:01.0`,
+    /// `added PHB index 2 target 2`.
+    pub fn describe(&self, domain: &Domain) -> String {
+        match *self {
+            Change::Move { device, from, to } => {
+                let name = domain.devices[device].name();
+                match from {
+                    Some(from) => format!("{name}: {from} -> {to}"),
+                    None => format!("{name}: placed at {to}"),
+                }
+            }
+            Change::AddPhb { index, target, node } => match node {
+                Some(node) => format!("added PHB index {index} target {target} node {node}"),
+                None => format!("added PHB index {index} target {target}"),
+            },
+            Change::Retarget { index, from, to, .. } => {
+                format!("controller pci index {index}: target index {from} -> {to}")
+            }
+            Change::RemoveController { device, index } => {
+                let model = domain.devices[device].model_attr.as_deref().unwrap_or("bridge");
+                format!("removed controller pci index {index} ({model}), nothing is behind it now")
+            }
+        }
+    }
+}

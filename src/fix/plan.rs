@@ -1,0 +1,580 @@
+//! The planner: from a parsed domain and the host's facts, decide which devices move where,
+//! which PHBs are added or renumbered and which bridges go. It knows nothing of bytes; the
+//! renderer turns a [`Plan`] into edits.
+//!
+//! The placement copies libvirt's (`libvirt-behaviour.md` §2.4-2.7) so that a fixed guest looks
+//! like one libvirt placed itself: each IOMMU group gets one PHB, emulated devices fill the
+//! default PHB first, moving devices are taken in libvirt's device order and each takes
+//! function 0 of the first free slot from 1. Unlike libvirt it keeps every address that is
+//! already fine, so the diff stays small.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::host::{GroupUnknown, HostFacts};
+use crate::model::{Device, DeviceKind, Domain, PciAddr};
+
+use super::order;
+
+/// Highest PHB target index QEMU accepts (`SPAPR_MAX_PHBS - 1`).
+pub const MAX_TARGET: u32 = 30;
+/// The most PHBs a pSeries guest can have: one per target index.
+const MAX_PHBS: usize = MAX_TARGET as usize + 1;
+/// Slots on a PHB: libvirt starts at 1 (`minSlot`), 0x1f is the last.
+const SLOTS: std::ops::RangeInclusive<u8> = 1..=0x1f;
+const BUSES: usize = 256;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Also give hostdevs without a guest address the one libvirt would pick, pinning it.
+    pub assign_unaddressed: bool,
+}
+
+/// One change to the definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The device at this position of [`Domain::devices`] gets a new guest address; `from`
+    /// is `None` when it had none.
+    Move {
+        device: usize,
+        from: Option<PciAddr>,
+        to: PciAddr,
+    },
+    /// A new PHB controller.
+    AddPhb {
+        index: u32,
+        target: u32,
+        node: Option<u32>,
+    },
+    /// A PHB's `<target index>` is renumbered.
+    Retarget {
+        device: usize,
+        index: u32,
+        from: u32,
+        to: u32,
+    },
+    /// A bridge the move emptied is removed.
+    RemoveController { device: usize, index: u32 },
+}
+
+/// Something the planner had to leave broken, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfixable {
+    /// How it names the device: `hostdev 0002:02:00.0 at 0000:00:05.0`.
+    pub subject: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub unfixable: Vec<Unfixable>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// Plans the rewrite of `domain` into one that keeps the isolation rule.
+pub fn plan(domain: &Domain, host: &dyn HostFacts, options: Options) -> Plan {
+    if !domain.is_pseries() {
+        return Plan::default();
+    }
+    let mut planner = Planner::new(domain, host);
+    planner.retarget();
+    planner.choose_homes();
+    planner.route_hostdevs(options);
+    planner.remove_emptied_bridges();
+    planner.route_emulated();
+    planner.place();
+    let mut plan = planner.plan;
+    // Reports read best as: what the PHBs become, then what moves onto them, then what goes.
+    plan.changes.sort_by_key(|c| match c {
+        Change::Retarget { .. } => 0,
+        Change::AddPhb { .. } => 1,
+        Change::Move { .. } => 2,
+        Change::RemoveController { .. } => 3,
+    });
+    plan
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BusKind {
+    /// No controller and no address names it.
+    Unused,
+    /// A PHB: a written pci-root controller (its device position) or one libvirt implies.
+    Phb(Option<usize>),
+    /// Any other PCI controller (a pci-bridge, ...), by device position.
+    Bridge(usize),
+}
+
+/// Where a moving device goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Dest {
+    /// The PHB of this host IOMMU group.
+    Group(u32),
+    /// A PHB without hostdevs.
+    Emulated,
+}
+
+/// The PHB an IOMMU group ends up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Home {
+    Bus(u8),
+    /// A PHB still to be added, when the first of the group's devices is placed.
+    New,
+}
+
+struct Planner<'a> {
+    domain: &'a Domain,
+    host: &'a dyn HostFacts,
+    buses: [BusKind; BUSES],
+    /// Per device: the IOMMU group of a hostdev (looked up once).
+    groups: Vec<Option<Result<u32, GroupUnknown>>>,
+    /// Per device: where it moves, if it does.
+    dest: Vec<Option<Dest>>,
+    removed: Vec<bool>,
+    homes: BTreeMap<u32, Home>,
+    /// Buses that hold hostdevs once the rewrite is done.
+    hostdev_buses: BTreeSet<u8>,
+    /// Per bus and slot, the functions taken.
+    taken: Vec<[u8; 32]>,
+    targets: BTreeSet<u32>,
+    plan: Plan,
+}
+
+impl<'a> Planner<'a> {
+    fn new(domain: &'a Domain, host: &'a dyn HostFacts) -> Self {
+        let mut buses = [BusKind::Unused; BUSES];
+        for (i, c) in domain.pci_controllers() {
+            buses[c.index as usize] = if c.is_phb() {
+                BusKind::Phb(Some(i))
+            } else {
+                BusKind::Bridge(i)
+            };
+        }
+        // libvirt always has PHB 0, and on pSeries makes every other named bus a PHB.
+        if buses[0] == BusKind::Unused {
+            buses[0] = BusKind::Phb(None);
+        }
+        for dev in &domain.devices {
+            if let Some(addr) = dev.address
+                && buses[addr.bus as usize] == BusKind::Unused
+            {
+                buses[addr.bus as usize] = BusKind::Phb(None);
+            }
+        }
+        let groups = domain
+            .devices
+            .iter()
+            .map(|d| d.host_addr().map(|h| host.iommu_group(h)))
+            .collect();
+        Planner {
+            domain,
+            host,
+            buses,
+            groups,
+            dest: vec![None; domain.devices.len()],
+            removed: vec![false; domain.devices.len()],
+            homes: BTreeMap::new(),
+            hostdev_buses: BTreeSet::new(),
+            taken: vec![[0; 32]; BUSES],
+            targets: BTreeSet::new(),
+            plan: Plan::default(),
+        }
+    }
+
+    fn device(&self, i: usize) -> &'a Device {
+        &self.domain.devices[i]
+    }
+
+    fn unfixable(&mut self, device: usize, reason: String) {
+        self.plan.unfixable.push(Unfixable {
+            subject: self.device(device).describe(),
+            reason,
+        });
+    }
+
+    /// Devices with a guest PCI address that sit on a bus (PHB controllers do not).
+    fn addressed(&self) -> impl Iterator<Item = (usize, PciAddr)> + 'a {
+        self.domain
+            .devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match &d.kind {
+                DeviceKind::PciController(c) if c.is_phb() => None,
+                _ => d.address.map(|a| (i, a)),
+            })
+    }
+
+    fn known_group(&self, device: usize) -> Option<u32> {
+        self.groups[device]
+            .as_ref()
+            .and_then(|g| g.as_ref().ok().copied())
+    }
+
+    fn is_phb(&self, bus: u8) -> bool {
+        matches!(self.buses[bus as usize], BusKind::Phb(_))
+    }
+
+    /// Keeps every target index that is valid and first, renumbers the rest: index 0 gets 0,
+    /// the others the lowest free in 1..30, in controller index order.
+    fn retarget(&mut self) {
+        self.targets.insert(0);
+        let mut phbs: Vec<_> = self
+            .domain
+            .pci_controllers()
+            .filter(|(_, c)| c.is_phb())
+            .collect();
+        phbs.sort_by_key(|(_, c)| c.index);
+        let mut renumber = Vec::new();
+        for &(i, c) in &phbs {
+            match (c.index, c.target_index) {
+                (_, None) => {}
+                (0, Some(0)) => {}
+                (0, Some(t)) => self.plan.changes.push(Change::Retarget {
+                    device: i,
+                    index: 0,
+                    from: t,
+                    to: 0,
+                }),
+                (_, Some(t)) if (1..=MAX_TARGET).contains(&t) && self.targets.insert(t) => {}
+                (_, Some(t)) => renumber.push((i, c.index, t)),
+            }
+        }
+        for (device, index, from) in renumber {
+            match self.free_target() {
+                Some(to) => self.plan.changes.push(Change::Retarget {
+                    device,
+                    index,
+                    from,
+                    to,
+                }),
+                None => self.unfixable(
+                    device,
+                    format!("no free target index in 1..{MAX_TARGET} to replace {from}"),
+                ),
+            }
+        }
+    }
+
+    fn free_target(&mut self) -> Option<u32> {
+        let t = (1..=MAX_TARGET).find(|t| !self.targets.contains(t))?;
+        self.targets.insert(t);
+        Some(t)
+    }
+
+    /// Gives each IOMMU group the non-default PHB that holds most of its hostdevs, each PHB to
+    /// one group at most, so that as few hostdevs as possible move.
+    fn choose_homes(&mut self) {
+        let mut counts: BTreeMap<(u32, u8), usize> = BTreeMap::new();
+        for (i, addr) in self.addressed() {
+            if let Some(g) = self.known_group(i)
+                && addr.bus != 0
+                && self.is_phb(addr.bus)
+            {
+                *counts.entry((g, addr.bus)).or_default() += 1;
+            }
+        }
+        let mut candidates: Vec<_> = counts.into_iter().collect();
+        candidates.sort_by_key(|&((g, bus), n)| (std::cmp::Reverse(n), bus, g));
+        let mut owned = BTreeSet::new();
+        for ((g, bus), _) in candidates {
+            if !self.homes.contains_key(&g) && owned.insert(bus) {
+                self.homes.insert(g, Home::Bus(bus));
+            }
+        }
+    }
+
+    /// Marks every hostdev that is not on its group's home PHB as moving, and finds homes for
+    /// the groups that have none: an existing PHB with nothing on it, else a new one.
+    fn route_hostdevs(&mut self, options: Options) {
+        let mut homeless = Vec::new();
+        for i in self.libvirt_order() {
+            let dev = self.device(i);
+            let DeviceKind::Hostdev { .. } = dev.kind else {
+                continue;
+            };
+            let Some(addr) = dev.address else {
+                if options.assign_unaddressed
+                    && let Some(g) = self.known_group(i)
+                {
+                    self.dest[i] = Some(Dest::Group(g));
+                    homeless.push(g);
+                }
+                continue;
+            };
+            match self.known_group(i) {
+                Some(g) => {
+                    if self.homes.get(&g) != Some(&Home::Bus(addr.bus)) {
+                        self.dest[i] = Some(Dest::Group(g));
+                        homeless.push(g);
+                    }
+                }
+                None if addr.bus == 0 || !self.is_phb(addr.bus) => {
+                    let why = match &self.groups[i] {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "its IOMMU group is unknown".into(),
+                    };
+                    self.unfixable(
+                        i,
+                        format!(
+                            "has to move but its IOMMU group is unknown ({why}), so the PHB it may \
+                             share cannot be chosen; give it a PHB by hand"
+                        ),
+                    );
+                }
+                // An unknown group on a PHB of its own stays where it is.
+                None => {
+                    self.hostdev_buses.insert(addr.bus);
+                }
+            }
+        }
+        let mut empty: Vec<u8> = (1..BUSES as u16)
+            .map(|b| b as u8)
+            .filter(|&b| self.is_phb(b))
+            .filter(|&b| !self.addressed().any(|(_, a)| a.bus == b))
+            .collect();
+        empty.reverse();
+        for g in homeless {
+            if self.homes.contains_key(&g) {
+                continue;
+            }
+            let home = empty.pop().map_or(Home::New, Home::Bus);
+            self.homes.insert(g, home);
+        }
+        self.hostdev_buses
+            .extend(self.homes.values().filter_map(|h| match h {
+                Home::Bus(b) => Some(*b),
+                Home::New => None,
+            }));
+    }
+
+    /// A bridge is removed when every device on its bus moved away (or was itself removed).
+    fn remove_emptied_bridges(&mut self) {
+        loop {
+            let mut changed = false;
+            for bus in 0..BUSES {
+                let BusKind::Bridge(bridge) = self.buses[bus] else {
+                    continue;
+                };
+                if self.removed[bridge] || self.device(bridge).model_attr.as_deref() != Some("pci-bridge") {
+                    continue;
+                }
+                let mut on_it = self
+                    .addressed()
+                    .filter(|&(_, a)| a.bus as usize == bus)
+                    .peekable();
+                if on_it.peek().is_none() {
+                    continue;
+                }
+                let leaving = |i: usize| self.dest[i].is_some() || self.removed[i];
+                if on_it.all(|(i, _)| leaving(i)) {
+                    self.removed[bridge] = true;
+                    self.plan.changes.push(Change::RemoveController {
+                        device: bridge,
+                        index: bus as u32,
+                    });
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// Emulated devices on a PHB that keeps hostdevs move to one without.
+    fn route_emulated(&mut self) {
+        let moving: Vec<usize> = self
+            .addressed()
+            .filter(|&(i, a)| {
+                !matches!(self.device(i).kind, DeviceKind::Hostdev { .. })
+                    && !self.removed[i]
+                    && self.hostdev_buses.contains(&a.bus)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in moving {
+            self.dest[i] = Some(Dest::Emulated);
+        }
+    }
+
+    /// Device positions in libvirt's assignment order.
+    fn libvirt_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.domain.devices.len()).collect();
+        order.sort_by_key(|&i| order::rank(self.device(i)));
+        order
+    }
+
+    /// Hands out slots to the moving devices, adding PHBs where needed.
+    fn place(&mut self) {
+        for (i, addr) in self.addressed().collect::<Vec<_>>() {
+            if self.dest[i].is_none() && !self.removed[i] {
+                self.taken[addr.bus as usize][addr.slot as usize] |= 1 << addr.function;
+            }
+        }
+        // Buses emulated devices may go to, in libvirt's preference: the default PHB, then
+        // PHBs with emulated devices only; then PHBs that are empty; then new ones.
+        let mut emulated_buses: Vec<u8> = vec![0];
+        let mut empty_buses = Vec::new();
+        for b in 1..BUSES {
+            let b = b as u8;
+            if !self.is_phb(b) || self.hostdev_buses.contains(&b) {
+                continue;
+            }
+            if self.taken[b as usize].iter().any(|&f| f != 0) {
+                emulated_buses.push(b);
+            } else {
+                empty_buses.push(b);
+            }
+        }
+        empty_buses.reverse();
+        for unit in self.units() {
+            let first = unit[0];
+            let dest = self.dest[first].expect("units hold moving devices");
+            let placed = match dest {
+                Dest::Group(g) => self.group_bus(g, first).and_then(|bus| {
+                    let slot = self.free_slot(bus);
+                    if slot.is_none() {
+                        self.unfixable(
+                            first,
+                            format!("PHB index {bus} of IOMMU group {g} has no free slot"),
+                        );
+                    }
+                    slot.map(|s| (bus, s))
+                }),
+                Dest::Emulated => {
+                    let found = emulated_buses
+                        .iter()
+                        .find_map(|&b| self.free_slot(b).map(|s| (b, s)));
+                    found.or_else(|| {
+                        let bus = empty_buses.pop().or_else(|| self.add_phb(None, first))?;
+                        emulated_buses.push(bus);
+                        self.free_slot(bus).map(|s| (bus, s))
+                    })
+                }
+            };
+            let Some((bus, slot)) = placed else { continue };
+            self.put(&unit, bus, slot);
+        }
+    }
+
+    /// Moving devices grouped into what shares a slot: the functions of one source slot that
+    /// go to the same place stay together; everything else takes a slot of its own.
+    fn units(&self) -> Vec<Vec<usize>> {
+        let mut by_slot: HashMap<(Dest, u8, u8), usize> = HashMap::new();
+        let mut units: Vec<Vec<usize>> = Vec::new();
+        for i in self.libvirt_order() {
+            let Some(dest) = self.dest[i] else { continue };
+            match self.device(i).address {
+                Some(a) => {
+                    let unit = *by_slot.entry((dest, a.bus, a.slot)).or_insert_with(|| {
+                        units.push(Vec::new());
+                        units.len() - 1
+                    });
+                    units[unit].push(i);
+                }
+                None => units.push(vec![i]),
+            }
+        }
+        units
+    }
+
+    /// The bus of group `g`, adding its PHB when the group has none yet.
+    fn group_bus(&mut self, g: u32, first: usize) -> Option<u8> {
+        match self.homes.get(&g).copied() {
+            Some(Home::Bus(b)) => Some(b),
+            _ => {
+                let node = self.group_node(g);
+                let bus = self.add_phb(node, first)?;
+                self.homes.insert(g, Home::Bus(bus));
+                self.hostdev_buses.insert(bus);
+                Some(bus)
+            }
+        }
+    }
+
+    /// The guest NUMA cell a PHB for group `g` belongs to: the one `<numatune><memnode>`
+    /// backs with the host node of the group's devices, when there is exactly one.
+    fn group_node(&self, g: u32) -> Option<u32> {
+        let mut nodes = self
+            .domain
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| self.known_group(i) == Some(g))
+            .map(|(_, d)| d.host_addr().and_then(|h| self.host.numa_node(h)));
+        let node = nodes.next()??;
+        if !nodes.all(|n| n == Some(node)) {
+            return None;
+        }
+        let mut cells = self
+            .domain
+            .memnodes
+            .iter()
+            .filter(|m| m.host_nodes.contains(&node))
+            .map(|m| m.cell);
+        let cell = cells.next()?;
+        cells.next().is_none().then_some(cell)
+    }
+
+    /// Adds a PHB with the lowest free controller index and target index.
+    fn add_phb(&mut self, node: Option<u32>, first: usize) -> Option<u8> {
+        let phbs = self.buses.iter().filter(|b| matches!(b, BusKind::Phb(_))).count();
+        let index = (1..BUSES).find(|&b| self.buses[b] == BusKind::Unused);
+        let (Some(index), true) = (index, phbs < MAX_PHBS) else {
+            self.unfixable(
+                first,
+                format!(
+                    "needs a new PHB but the guest already has {phbs}, the most QEMU allows is {MAX_PHBS}"
+                ),
+            );
+            return None;
+        };
+        let Some(target) = self.free_target() else {
+            self.unfixable(
+                first,
+                format!("needs a new PHB but no target index in 1..{MAX_TARGET} is free"),
+            );
+            return None;
+        };
+        self.buses[index] = BusKind::Phb(None);
+        self.plan.changes.push(Change::AddPhb {
+            index: index as u32,
+            target,
+            node,
+        });
+        Some(index as u8)
+    }
+
+    fn free_slot(&self, bus: u8) -> Option<u8> {
+        SLOTS.clone().find(|&s| self.taken[bus as usize][s as usize] == 0)
+    }
+
+    /// Puts a unit in `slot` of `bus`: a slot that moves whole with its function 0 keeps its
+    /// functions, anything else is numbered from function 0 up.
+    fn put(&mut self, unit: &[usize], bus: u8, slot: u8) {
+        let keep = unit
+            .iter()
+            .any(|&i| self.device(i).address.is_some_and(|a| a.function == 0));
+        let mut members: Vec<usize> = unit.to_vec();
+        members.sort_by_key(|&i| (self.device(i).address.map(|a| a.function), i));
+        for (n, &i) in members.iter().enumerate() {
+            let from = self.device(i).address;
+            let function = match from {
+                Some(a) if keep => a.function,
+                _ => n as u8,
+            };
+            self.taken[bus as usize][slot as usize] |= 1 << function;
+            let to = PciAddr {
+                domain: 0,
+                bus,
+                slot,
+                function,
+            };
+            self.plan.changes.push(Change::Move { device: i, from, to });
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Turns a [`Plan`] into byte edits of the document it was made from. New text is written the
+//! way libvirt formats it (`bus='0x02'`, two-space steps), in the quoting and indentation the
+//! surrounding document already uses.
+
+use crate::edit::{Edit, indent_before, line_removal, set_attributes, start_tag};
+use crate::model::{Domain, PciAddr};
+use crate::number::parse_uint;
+
+use super::plan::{Change, Plan};
+
+/// Why a plan could not be rendered: the document does not look like what was parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderError(pub String);
+
+pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, RenderError> {
+    let mut edits = Vec::new();
+    for change in &plan.changes {
+        match *change {
+            Change::Move { device, from, to } => {
+                let dev = &domain.devices[device];
+                match (from, dev.address_span) {
+                    (Some(_), Some(span)) => edits.extend(
+                        set_attributes(input, span.start, &address_attributes(to), same_number)
+                            .ok_or_else(|| bad_tag(span.start))?,
+                    ),
+                    _ => edits.push(new_address(input, dev.span, to)?),
+                }
+            }
+            Change::Retarget { device, to, .. } => {
+                let span = match &domain.devices[device].kind {
+                    crate::model::DeviceKind::PciController(c) => c.target_span,
+                    _ => None,
+                }
+                .ok_or_else(|| RenderError(format!("device {device} has no <target>")))?;
+                edits.extend(
+                    set_attributes(input, span.start, &[("index", to.to_string())], same_number)
+                        .ok_or_else(|| bad_tag(span.start))?,
+                );
+            }
+            Change::RemoveController { device, .. } => {
+                edits.push(Edit::delete(line_removal(input, domain.devices[device].span)));
+            }
+            Change::AddPhb { index, target, node } => {
+                edits.push(new_phb(input, domain, index, target, node)?)
+            }
+        }
+    }
+    Ok(edits)
+}
+
+fn bad_tag(at: usize) -> RenderError {
+    RenderError(format!("no start tag at byte {at}"))
+}
+
+fn same_number(written: &str, wanted: &str) -> bool {
+    parse_uint(written, u64::MAX).is_some() && parse_uint(written, u64::MAX) == parse_uint(wanted, u64::MAX)
+}
+
+/// libvirt's spelling of a guest address (`virPCIDeviceAddressFormat` in the domain XML).
+fn address_attributes(to: PciAddr) -> [(&'static str, String); 4] {
+    [
+        ("domain", format!("0x{:04x}", to.domain)),
+        ("bus", format!("0x{:02x}", to.bus)),
+        ("slot", format!("0x{:02x}", to.slot)),
+        ("function", format!("0x{:x}", to.function)),
+    ]
+}
+
+/// The quote character the element at `start` uses, `'` (libvirt's) when it has none.
+fn quote_of(input: &str, start: usize) -> char {
+    start_tag(input, start)
+        .and_then(|(attrs, _)| attrs.first().map(|a| a.quote))
+        .unwrap_or('\'')
+}
+
+/// One indentation step in the style of `indent`.
+fn step(indent: &str) -> &'static str {
+    if indent.contains('\t') { "\t" } else { "  " }
+}
+
+/// An `<address>` for a device that had none, as its last child.
+fn new_address(input: &str, span: crate::model::Span, to: PciAddr) -> Result<Edit, RenderError> {
+    let q = quote_of(input, span.start);
+    let attrs: String = address_attributes(to)
+        .iter()
+        .map(|(name, value)| format!(" {name}={q}{value}{q}"))
+        .collect();
+    let element = format!("<address type={q}pci{q}{attrs}/>");
+    let element_text = &input[span.start..span.end];
+    let close = element_text
+        .rfind("</")
+        .map(|at| span.start + at)
+        .ok_or_else(|| RenderError(format!("element at byte {} has no closing tag", span.start)))?;
+    Ok(match indent_before(input, close) {
+        Some(indent) => {
+            let line_start = close - indent.len();
+            Edit::insert(line_start, format!("{indent}{}{element}\n", step(indent)))
+        }
+        None => Edit::insert(close, element),
+    })
+}
+
+/// A new PHB controller, placed after the last PCI controller (else after the last device),
+/// where `virsh dumpxml` would list it.
+fn new_phb(
+    input: &str,
+    domain: &Domain,
+    index: u32,
+    target: u32,
+    node: Option<u32>,
+) -> Result<Edit, RenderError> {
+    let anchor = domain
+        .pci_controllers()
+        .map(|(i, _)| i)
+        .last()
+        .or_else(|| domain.devices.len().checked_sub(1))
+        .map(|i| domain.devices[i].span)
+        .ok_or_else(|| RenderError("no device to place a new controller after".into()))?;
+    let q = quote_of(input, anchor.start);
+    let indent = indent_before(input, anchor.start).unwrap_or("    ");
+    let s = step(indent);
+    let target = match node {
+        Some(node) => format!(
+            "{indent}{s}<target index={q}{target}{q}>\n{indent}{s}{s}<node>{node}</node>\n{indent}{s}</target>"
+        ),
+        None => format!("{indent}{s}<target index={q}{target}{q}/>"),
+    };
+    Ok(Edit::insert(
+        anchor.end,
+        format!(
+            "\n{indent}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-root{q}>\n\
+             {indent}{s}<model name={q}spapr-pci-host-bridge{q}/>\n{target}\n{indent}</controller>"
+        ),
+    ))
+}
