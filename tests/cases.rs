@@ -11,22 +11,6 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::FakeSysfs;
-
-/// A fake sysfs from the `address group node` table in host.txt.
-fn case_host() -> FakeSysfs {
-    let table = std::fs::read_to_string(support::repo().join("tests/cases/host.txt")).unwrap();
-    table
-        .lines()
-        .map(|l| l.split('#').next().unwrap().trim())
-        .filter(|l| !l.is_empty())
-        .fold(FakeSysfs::new(), |sysfs, line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let group = cols[1].parse().ok();
-            let node = cols[2].parse().ok();
-            sysfs.device(cols[0], group, node)
-        })
-}
 
 fn expected(findings_file: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(findings_file).unwrap_or_else(|e| {
@@ -101,7 +85,7 @@ fn check_cases(dirs: &[PathBuf], sysfs: &str) -> Vec<(PathBuf, Vec<String>)> {
 #[test]
 fn every_rule_case_reports_exactly_its_findings() {
     let root = support::repo().join("tests/cases");
-    let host = case_host();
+    let host = support::case_host();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -43,12 +43,12 @@ impl Fixed {
             .iter()
             .map(|u| format!("{}: {}", u.subject, u.reason))
             .collect();
-        lines.extend(self.remaining.iter().map(|f| {
-            format!(
-                "{}: {} ({}); phbguard fix does not change this",
-                f.device, f.message, f.rule.id
-            )
-        }));
+        // A finding's message already starts with the device it names.
+        lines.extend(
+            self.remaining
+                .iter()
+                .map(|f| format!("{} ({}); phbguard fix does not change this", f.message, f.rule.id)),
+        );
         lines
     }
 }
@@ -121,3 +121,6 @@ impl Change {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -79,6 +79,22 @@ impl FakeSysfs {
     }
 }
 
+/// The host of the rule cases: a fake sysfs from the `address group node` table in
+/// tests/cases/host.txt.
+pub fn case_host() -> FakeSysfs {
+    let table = std::fs::read_to_string(repo().join("tests/cases/host.txt")).unwrap();
+    table
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .fold(FakeSysfs::new(), |sysfs, line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let group = cols[1].parse().ok();
+            let node = cols[2].parse().ok();
+            sysfs.device(cols[0], group, node)
+        })
+}
+
 /// libvirt's test mock (tests/virpcimock.c, see shared/corpus/libvirt/virpcimock-devices.txt):
 /// the devices the corpus files name, with today's groups.
 pub fn virpcimock() -> FakeSysfs {

@@ -1,0 +1,368 @@
+//! The planner's decisions, one scenario each, through [`fix`] on small domains.
+
+use super::*;
+use crate::host::StaticHost;
+use crate::model::PciAddr;
+
+fn addr(text: &str) -> PciAddr {
+    let hex = |s: &str| u32::from_str_radix(s, 16).unwrap();
+    let (domain, rest) = text.split_once(':').unwrap();
+    let (bus, rest) = rest.split_once(':').unwrap();
+    let (slot, function) = rest.split_once('.').unwrap();
+    PciAddr {
+        domain: hex(domain) as u16,
+        bus: hex(bus) as u8,
+        slot: hex(slot) as u8,
+        function: hex(function) as u8,
+    }
+}
+
+fn host(devices: &[(&str, u32, Option<u32>)]) -> StaticHost {
+    devices
+        .iter()
+        .fold(StaticHost::new(), |h, &(a, g, n)| h.with_device(addr(a), g, n))
+}
+
+fn guest_address(bus: u8, slot: u8, function: u8) -> String {
+    format!(
+        "<address type='pci' domain='0x0000' bus='{bus:#04x}' slot='{slot:#04x}' function='{function:#x}'/>"
+    )
+}
+
+fn hostdev(host: &str, at: Option<(u8, u8, u8)>) -> String {
+    let a = addr(host);
+    let address = at.map_or(String::new(), |(b, s, f)| guest_address(b, s, f));
+    format!(
+        "<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='{:#06x}' bus='{:#04x}' \
+         slot='{:#04x}' function='{:#x}'/></source>{address}</hostdev>",
+        a.domain, a.bus, a.slot, a.function
+    )
+}
+
+fn emulated(bus: u8, slot: u8) -> String {
+    format!(
+        "<rng model='virtio'><backend model='random'>/dev/urandom</backend>{}</rng>",
+        guest_address(bus, slot, 0)
+    )
+}
+
+fn phb(index: u32, target: u32) -> String {
+    format!(
+        "<controller type='pci' index='{index}' model='pci-root'><model name='spapr-pci-host-bridge'/>\
+         <target index='{target}'/></controller>"
+    )
+}
+
+fn bridge(index: u32, at: (u8, u8)) -> String {
+    format!(
+        "<controller type='pci' index='{index}' model='pci-bridge'>{}</controller>",
+        guest_address(at.0, at.1, 0)
+    )
+}
+
+fn domain(extra: &str, devices: &[String]) -> String {
+    let devices: String = devices.iter().map(|d| format!("    {d}\n")).collect();
+    format!(
+        "<domain type='kvm'>\n  <name>t</name>\n  <os>\n    <type arch='ppc64le' machine='pseries'>hvm</type>\n  \
+         </os>\n{extra}  <devices>\n{devices}  </devices>\n</domain>\n"
+    )
+}
+
+struct Outcome {
+    changes: Vec<String>,
+    problems: Vec<String>,
+    output: String,
+    clean: bool,
+}
+
+fn run_with(xml: &str, host: &StaticHost, options: Options) -> Outcome {
+    let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+    let fixed = fix(xml, &parsed, host, options).unwrap();
+    Outcome {
+        changes: fixed.plan.changes.iter().map(|c| c.describe(&parsed)).collect(),
+        problems: fixed.problems(),
+        clean: fixed.is_clean(),
+        output: fixed.output,
+    }
+}
+
+fn run(xml: &str, host: &StaticHost) -> Outcome {
+    run_with(xml, host, Options::default())
+}
+
+#[test]
+fn each_group_keeps_the_phb_that_holds_most_of_it() {
+    let h = host(&[
+        ("0001:01:00.0", 5, None),
+        ("0001:01:00.1", 5, None),
+        ("0002:01:00.0", 6, None),
+        ("0002:01:00.1", 6, None),
+    ]);
+    let xml = domain(
+        "",
+        &[
+            phb(1, 1),
+            phb(2, 2),
+            hostdev("0001:01:00.0", Some((1, 1, 0))),
+            hostdev("0001:01:00.1", Some((1, 2, 0))),
+            hostdev("0002:01:00.0", Some((1, 3, 0))),
+            hostdev("0002:01:00.1", Some((2, 1, 0))),
+        ],
+    );
+    let out = run(&xml, &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        ["hostdev 0002:01:00.0: 0000:01:03.0 -> 0000:02:02.0"]
+    );
+}
+
+#[test]
+fn functions_of_one_slot_move_together_and_keep_their_numbers() {
+    let h = host(&[("0003:01:00.0", 7, None), ("0003:01:00.1", 7, None)]);
+    let xml = domain(
+        "",
+        &[
+            hostdev("0003:01:00.0", Some((0, 5, 0))),
+            hostdev("0003:01:00.1", Some((0, 5, 1))),
+        ],
+    );
+    let out = run(&xml, &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        [
+            "added PHB index 1 target 1",
+            "hostdev 0003:01:00.0: 0000:00:05.0 -> 0000:01:01.0",
+            "hostdev 0003:01:00.1: 0000:00:05.1 -> 0000:01:01.1",
+        ]
+    );
+}
+
+#[test]
+fn a_function_that_moves_alone_becomes_function_0() {
+    let h = host(&[("0003:01:00.0", 7, None), ("0003:01:00.1", 8, None)]);
+    let xml = domain(
+        "",
+        &[
+            phb(1, 1),
+            hostdev("0003:01:00.0", Some((1, 1, 0))),
+            hostdev("0003:01:00.1", Some((1, 1, 1))),
+        ],
+    );
+    let out = run(&xml, &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        [
+            "added PHB index 2 target 2",
+            "hostdev 0003:01:00.1: 0000:01:01.1 -> 0000:02:01.0"
+        ]
+    );
+}
+
+#[test]
+fn a_hostdev_of_unknown_group_that_must_move_is_reported_and_left() {
+    let xml = domain("", &[hostdev("0009:01:00.0", Some((0, 4, 0)))]);
+    let out = run(&xml, &StaticHost::new());
+    assert!(!out.clean);
+    assert!(out.changes.is_empty(), "{:?}", out.changes);
+    assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+    assert!(
+        out.problems[0]
+            .starts_with("hostdev 0009:01:00.0 at 0000:00:04.0: has to move but its IOMMU group is unknown"),
+        "{}",
+        out.problems[0]
+    );
+}
+
+#[test]
+fn nested_bridges_emptied_by_the_move_are_removed() {
+    let h = host(&[("0002:02:00.0", 3, None)]);
+    let xml = domain(
+        "",
+        &[
+            bridge(1, (0, 3)),
+            bridge(2, (1, 1)),
+            hostdev("0002:02:00.0", Some((2, 1, 0))),
+        ],
+    );
+    let out = run(&xml, &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        [
+            "added PHB index 3 target 1",
+            "hostdev 0002:02:00.0: 0000:02:01.0 -> 0000:03:01.0",
+            "removed controller pci index 2 (pci-bridge), nothing is behind it now",
+            "removed controller pci index 1 (pci-bridge), nothing is behind it now",
+        ]
+    );
+    assert!(!out.output.contains("pci-bridge"), "{}", out.output);
+}
+
+#[test]
+fn a_bridge_that_keeps_emulated_devices_stays() {
+    let h = host(&[("0002:02:00.0", 3, None)]);
+    let xml = domain(
+        "",
+        &[
+            bridge(1, (0, 3)),
+            emulated(1, 2),
+            hostdev("0002:02:00.0", Some((1, 1, 0))),
+        ],
+    );
+    let out = run(&xml, &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        [
+            "added PHB index 2 target 1",
+            "hostdev 0002:02:00.0: 0000:01:01.0 -> 0000:02:01.0"
+        ]
+    );
+}
+
+#[test]
+fn emulated_devices_overflow_from_a_full_default_phb_to_a_new_one() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let mut devices: Vec<String> = (1..=31).map(|slot| emulated(0, slot)).collect();
+    devices.push(phb(1, 1));
+    devices.push(hostdev("0001:01:00.0", Some((1, 1, 0))));
+    devices.push(emulated(1, 2));
+    let out = run(&domain("", &devices), &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        ["added PHB index 2 target 2", "rng: 0000:01:02.0 -> 0000:02:01.0"]
+    );
+}
+
+#[test]
+fn no_thirty_second_phb_is_added() {
+    let mut devices = Vec::new();
+    let mut facts = Vec::new();
+    let names: Vec<String> = (1..=31).map(|g| format!("00{g:02x}:01:00.0")).collect();
+    for (g, name) in names.iter().enumerate() {
+        let g = g as u32 + 1;
+        facts.push((name.as_str(), g, None));
+        if g <= 30 {
+            devices.push(phb(g, g));
+            devices.push(hostdev(name, Some((g as u8, 1, 0))));
+        } else {
+            devices.push(hostdev(name, Some((0, 1, 0))));
+        }
+    }
+    let out = run(&domain("", &devices), &host(&facts));
+    assert!(!out.clean);
+    assert!(
+        out.problems
+            .iter()
+            .any(|p| p.contains("hostdev 001f:01:00.0") && p.contains("the most QEMU allows is 31")),
+        "{:?}",
+        out.problems
+    );
+}
+
+#[test]
+fn an_added_phb_takes_the_guest_cell_backed_by_the_devices_host_node() {
+    let numatune = "  <numatune>\n    <memnode cellid='0' mode='strict' nodeset='0'/>\n    <memnode cellid='1' mode='strict' nodeset='8'/>\n  </numatune>\n";
+    let h = host(&[("0030:01:00.0", 12, Some(8))]);
+    let out = run(&domain(numatune, &[hostdev("0030:01:00.0", Some((0, 2, 0)))]), &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(out.changes[0], "added PHB index 1 target 1 node 1");
+    assert!(
+        out.output
+            .contains("      <target index='1'>\n        <node>1</node>\n      </target>\n"),
+        "{}",
+        out.output
+    );
+}
+
+#[test]
+fn an_empty_phb_is_used_before_one_is_added() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let out = run(
+        &domain("", &[phb(1, 1), hostdev("0001:01:00.0", Some((0, 5, 0)))]),
+        &h,
+    );
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        ["hostdev 0001:01:00.0: 0000:00:05.0 -> 0000:01:01.0"]
+    );
+}
+
+#[test]
+fn assigning_addresses_follows_libvirts_device_order() {
+    // libvirt's pseries-hostdevs-1: the <interface type='hostdev'> gets PHB 1 although a
+    // <hostdev> comes first in the XML.
+    let h = host(&[
+        ("0001:01:00.0", 5, None),
+        ("0001:01:00.1", 5, None),
+        ("0005:90:01.0", 7, None),
+    ]);
+    let iface = "<interface type='hostdev' managed='yes'><source><address type='pci' domain='0x0005' bus='0x90' \
+                 slot='0x01' function='0x0'/></source><mac address='52:54:00:6d:90:02'/></interface>";
+    let xml = domain(
+        "",
+        &[
+            hostdev("0001:01:00.0", None),
+            iface.to_string(),
+            hostdev("0001:01:00.1", None),
+        ],
+    );
+    assert!(
+        run(&xml, &h).changes.is_empty(),
+        "unaddressed devices are libvirt's to place"
+    );
+    let out = run_with(
+        &xml,
+        &h,
+        Options {
+            assign_unaddressed: true,
+        },
+    );
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        [
+            "added PHB index 1 target 1",
+            "added PHB index 2 target 2",
+            "interface hostdev 0005:90:01.0: placed at 0000:01:01.0",
+            "hostdev 0001:01:00.0: placed at 0000:02:01.0",
+            "hostdev 0001:01:00.1: placed at 0000:02:02.0",
+        ]
+    );
+}
+
+#[test]
+fn new_text_follows_the_documents_quotes_and_indentation() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let xml = "<domain type=\"kvm\">\n\t<os><type arch=\"ppc64le\" machine=\"pseries\">hvm</type></os>\n\t<devices>\n\
+               \t\t<controller type=\"pci\" index=\"0\" model=\"pci-root\"/>\n\
+               \t\t<hostdev mode=\"subsystem\" type=\"pci\"><source><address domain=\"0x0001\" bus=\"0x01\" \
+               slot=\"0x00\" function=\"0x0\"/></source><address type=\"pci\" bus=\"0\" slot=\"5\"/></hostdev>\n\
+               \t</devices>\n</domain>\n";
+    let out = run(xml, &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert!(
+        out.output.contains(
+            "\t\t<controller type=\"pci\" index=\"0\" model=\"pci-root\"/>\n\
+             \t\t<controller type=\"pci\" index=\"1\" model=\"pci-root\">\n\
+             \t\t\t<model name=\"spapr-pci-host-bridge\"/>\n\
+             \t\t\t<target index=\"1\"/>\n\
+             \t\t</controller>\n\t\t<hostdev"
+        ),
+        "{}",
+        out.output
+    );
+    // Only the values that change are rewritten; the missing function is added.
+    assert!(
+        out.output.contains(
+            "<address type=\"pci\" bus=\"0x01\" slot=\"0x01\" domain=\"0x0000\" function=\"0x0\"/>"
+        ),
+        "{}",
+        out.output
+    );
+}
