@@ -1,5 +1,6 @@
 //! Parse + judge cost for a realistic 40-device domain and a 2,000-device one. Cost must grow
-//! linearly with the device count: compare the per-device figures of the two.
+//! linearly with the device count: compare the per-device figures of the two. Then the cost of
+//! `fix` on a broken domain: plan, render, apply and judge again.
 
 use std::fmt::Write;
 use std::hint::black_box;
@@ -84,5 +85,62 @@ fn parse_and_check(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse_and_check);
+/// 20 virtio disks and 10 hostdevs (5 IOMMU groups of 2 functions) all on the default PHB:
+/// `fix` adds 5 PHBs and moves the 10 hostdevs.
+fn broken_domain() -> (String, StaticHost) {
+    let mut xml = String::from(
+        "<domain type='kvm'>\n  <name>bench-fix</name>\n  <os>\n    <type arch='ppc64le' machine='pseries'>hvm</type>\n  \
+         </os>\n  <devices>\n",
+    );
+    let mut host = StaticHost::new();
+    for slot in 1..=20 {
+        writeln!(
+            xml,
+            "    <disk type='file' device='disk'>\n      <source file='/img/d{slot}.img'/>\n      \
+             <target dev='vd{slot}' bus='virtio'/>\n      \
+             <address type='pci' domain='0x0000' bus='0x00' slot='{slot:#04x}' function='0x0'/>\n    </disk>"
+        )
+        .unwrap();
+    }
+    for i in 0..10u8 {
+        let (group, function) = (u32::from(i / 2), i % 2);
+        let host_addr = PciAddr {
+            domain: 0x10 + u16::from(i / 2),
+            bus: 1,
+            slot: 0,
+            function,
+        };
+        host = host.with_device(host_addr, group, Some(0));
+        writeln!(
+            xml,
+            "    <hostdev mode='subsystem' type='pci' managed='yes'>\n      <source>\n        \
+             <address domain='{:#06x}' bus='0x01' slot='0x00' function='{function:#x}'/>\n      </source>\n      \
+             <address type='pci' domain='0x0000' bus='0x00' slot='{:#04x}' function='0x0'/>\n    </hostdev>",
+            host_addr.domain,
+            21 + i
+        )
+        .unwrap();
+    }
+    xml.push_str("  </devices>\n</domain>\n");
+    (xml, host)
+}
+
+fn fix(c: &mut Criterion) {
+    let (xml, host) = broken_domain();
+    let parsed = parse_domain(xml.as_bytes()).unwrap();
+    let fixed = phbguard::fix::fix(&xml, &parsed, &host, Default::default()).unwrap();
+    assert!(
+        fixed.is_clean() && fixed.plan.changes.len() == 15,
+        "{:?}",
+        fixed.plan
+    );
+    c.bench_function("fix 30 devices, 10 moves", |b| {
+        b.iter(|| {
+            let domain = parse_domain(black_box(xml.as_bytes())).unwrap();
+            black_box(phbguard::fix::fix(&xml, &domain, &host, Default::default()).unwrap())
+        })
+    });
+}
+
+criterion_group!(benches, parse_and_check, fix);
 criterion_main!(benches);
