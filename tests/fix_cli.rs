@@ -128,6 +128,23 @@ fn in_place_replaces_the_file_keeping_its_mode_and_leaves_nothing_else() {
 }
 
 #[test]
+fn in_place_with_diff_shows_what_was_written() {
+    let (_dir, path) = scratch_copy(BROKEN);
+    let file = path.to_str().unwrap();
+    let out = fix(&["-i", "--diff", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let diff = support::stdout(&out);
+    assert!(
+        diff.starts_with(&format!("--- {file}\n+++ {file}\n@@ ")),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+      <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>")
+    );
+    assert_eq!(fs::read(&path).unwrap(), fixed_text(BROKEN));
+}
+
+#[test]
 fn in_place_leaves_a_compliant_file_alone() {
     let (_dir, path) = scratch_copy(COMPLIANT);
     let inode = fs::metadata(&path).unwrap().ino();

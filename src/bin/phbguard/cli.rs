@@ -96,7 +96,7 @@ pub struct FixArgs {
     /// Replace FILE with the fixed XML (atomically, keeping its mode) instead of printing it
     #[arg(long, short = 'i')]
     pub in_place: bool,
-    /// Print a unified diff of the rewrite instead of the XML
+    /// Print a unified diff of the rewrite instead of the XML (with --in-place: of what was written)
     #[arg(long, conflicts_with = "format")]
     pub diff: bool,
     /// text: the fixed XML (or diff) on stdout, the changes on stderr; json: the changes

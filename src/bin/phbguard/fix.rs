@@ -64,8 +64,10 @@ pub fn run(args: &FixArgs) -> u8 {
             report(file, &domain, &fixed, changed, &changes, &problems)
         ),
         // Nothing but the reasons when the result would still break a rule.
-        _ if !fixed.is_clean() || args.in_place => String::new(),
+        _ if !fixed.is_clean() => String::new(),
+        // With --in-place too: the diff shows what was written.
         _ if args.diff => diff(file, &input, &fixed.output),
+        _ if args.in_place => String::new(),
         _ => fixed.output.clone(),
     };
     let mut out = io::stdout().lock();
