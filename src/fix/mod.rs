@@ -103,6 +103,10 @@ impl Change {
             Change::Move { device, from, to } => {
                 let name = domain.devices[device].name();
                 match from {
+                    // A new PHB took the index of the bridge the device was behind.
+                    Some(from) if from == to => {
+                        format!("{name}: {from} -> {to} (bus {} is now a PHB)", to.bus)
+                    }
                     Some(from) => format!("{name}: {from} -> {to}"),
                     None => format!("{name}: placed at {to}"),
                 }

@@ -89,12 +89,13 @@ pub fn plan(domain: &Domain, host: &dyn HostFacts, options: Options) -> Plan {
     planner.route_emulated();
     planner.place();
     let mut plan = planner.plan;
-    // Reports read best as: what the PHBs become, then what moves onto them, then what goes.
+    // Reports read best as: what the controllers become (a removed bridge before the PHB that
+    // may take its index), then what moves onto them.
     plan.changes.sort_by_key(|c| match c {
         Change::Retarget { .. } => 0,
-        Change::AddPhb { .. } => 1,
-        Change::Move { .. } => 2,
-        Change::RemoveController { .. } => 3,
+        Change::RemoveController { .. } => 1,
+        Change::AddPhb { .. } => 2,
+        Change::Move { .. } => 3,
     });
     plan
 }
@@ -523,7 +524,13 @@ impl<'a> Planner<'a> {
     /// Adds a PHB with the lowest free controller index and target index.
     fn add_phb(&mut self, node: Option<u32>, first: usize) -> Option<u8> {
         let phbs = self.buses.iter().filter(|b| matches!(b, BusKind::Phb(_))).count();
-        let index = (1..BUSES).find(|&b| self.buses[b] == BusKind::Unused);
+        // A removed bridge's index is free again: leaving it unused would make libvirt fill
+        // the gap with an empty PHB of its own.
+        let index = (1..BUSES).find(|&b| match self.buses[b] {
+            BusKind::Unused => true,
+            BusKind::Bridge(dev) => self.removed[dev],
+            BusKind::Phb(_) => false,
+        });
         let (Some(index), true) = (index, phbs < MAX_PHBS) else {
             self.unfixable(
                 first,

@@ -192,10 +192,10 @@ fn nested_bridges_emptied_by_the_move_are_removed() {
     assert_eq!(
         out.changes,
         [
-            "added PHB index 3 target 1",
-            "hostdev 0002:02:00.0: 0000:02:01.0 -> 0000:03:01.0",
             "removed controller pci index 2 (pci-bridge), nothing is behind it now",
             "removed controller pci index 1 (pci-bridge), nothing is behind it now",
+            "added PHB index 1 target 1",
+            "hostdev 0002:02:00.0: 0000:02:01.0 -> 0000:01:01.0",
         ]
     );
     assert!(!out.output.contains("pci-bridge"), "{}", out.output);
