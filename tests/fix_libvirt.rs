@@ -6,28 +6,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 
 use phbguard::model::{Domain, PciAddr};
 use phbguard::parse_domain;
+use support::{output_text as text, virsh};
 
 const PREFIX: &str = "phbguard-e2e-fix-";
-
-fn virsh(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["120", "virsh", "-q", "-c", "qemu:///system"])
-        .args(args)
-        .output()
-        .expect("virsh runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Undefines the domains it defined, also when an assertion fails.
 #[derive(Default)]
@@ -90,13 +74,7 @@ fn libvirt_defines_every_fixed_example_and_keeps_its_placement() {
     if !support::e2e_enabled("libvirt_defines_every_fixed_example_and_keeps_its_placement") {
         return;
     }
-    let probe = virsh(&["list", "--all", "--name"]);
-    assert!(
-        probe.status.success(),
-        "libvirtd does not answer on qemu:///system ({}); start it with \
-         'tests/e2e/libvirtd-sandbox.sh start' (scripts/test-all does)",
-        text(&probe).trim()
-    );
+    support::assert_libvirtd_answers();
     let examples = support::repo().join("examples");
     let sysfs = examples.join("sysfs");
     let sysfs = sysfs.to_str().unwrap();

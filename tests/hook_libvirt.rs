@@ -15,27 +15,12 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use hook_support::{LogSink, Policy, bridge, guest, hostdev, install_hook_with, phb, scsi};
+use support::{output_text as text, virsh};
 
 const HOOK_DIR: &str = "/etc/libvirt/hooks/qemu.d";
 /// Sorted after most hooks; named so that nobody mistakes it for a real one.
 const HOOK_NAME: &str = "phbguard-e2e-hook";
 const PREFIX: &str = "phbguard-e2e-hook-";
-
-fn virsh(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["120", "virsh", "-q", "-c", "qemu:///system"])
-        .args(args)
-        .output()
-        .expect("virsh runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Everything the scenarios set up, undone on drop.
 struct E2e {
@@ -49,13 +34,7 @@ struct E2e {
 
 impl E2e {
     fn setup() -> E2e {
-        let probe = virsh(&["list", "--all", "--name"]);
-        assert!(
-            probe.status.success(),
-            "libvirtd does not answer on qemu:///system ({}); start it with \
-             'tests/e2e/libvirtd-sandbox.sh start' (scripts/test-all does)",
-            text(&probe).trim()
-        );
+        support::assert_libvirtd_answers();
         let host = hook_support::fake_host();
         let log = LogSink::new();
         let policy = Policy::new("");

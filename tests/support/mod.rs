@@ -150,3 +150,29 @@ pub fn finding_lines(json: &serde_json::Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// `virsh` on the sandbox daemon (qemu:///system), bounded so a stuck daemon fails the test
+/// instead of hanging it.
+pub fn virsh(args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["120", "virsh", "-q", "-c", "qemu:///system"])
+        .args(args)
+        .output()
+        .expect("virsh runs")
+}
+
+/// stdout then stderr of a command, as one text for messages and searches.
+pub fn output_text(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
+}
+
+/// Fails the test with how to start the daemon when libvirtd does not answer.
+pub fn assert_libvirtd_answers() {
+    let probe = virsh(&["list", "--all", "--name"]);
+    assert!(
+        probe.status.success(),
+        "libvirtd does not answer on qemu:///system ({}); start it with \
+         'tests/e2e/libvirtd-sandbox.sh start' (scripts/test-all does)",
+        output_text(&probe).trim()
+    );
+}
