@@ -6,9 +6,9 @@ use std::fmt::Write;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use phbguard::host::StaticHost;
-use phbguard::model::PciAddr;
-use phbguard::{parse_domain, rules};
+use phbguard_core::host::StaticHost;
+use phbguard_core::model::PciAddr;
+use phbguard_core::{parse_domain, rules};
 
 /// Hostdev PHBs 1..=15 (one IOMMU group each), emulated devices on PHB 0 and PHBs 16..=30,
 /// filling slots 1..=31 and functions 0..=7 of each.
@@ -128,7 +128,7 @@ fn broken_domain() -> (String, StaticHost) {
 fn fix(c: &mut Criterion) {
     let (xml, host) = broken_domain();
     let parsed = parse_domain(xml.as_bytes()).unwrap();
-    let fixed = phbguard::fix::fix(&xml, &parsed, &host, Default::default()).unwrap();
+    let fixed = phbguard_core::fix::fix(&xml, &parsed, &host, Default::default()).unwrap();
     assert!(
         fixed.is_clean() && fixed.plan.changes.len() == 15,
         "{:?}",
@@ -137,7 +137,7 @@ fn fix(c: &mut Criterion) {
     c.bench_function("fix 30 devices, 10 moves", |b| {
         b.iter(|| {
             let domain = parse_domain(black_box(xml.as_bytes())).unwrap();
-            black_box(phbguard::fix::fix(&xml, &domain, &host, Default::default()).unwrap())
+            black_box(phbguard_core::fix::fix(&xml, &domain, &host, Default::default()).unwrap())
         })
     });
 }

@@ -8,9 +8,9 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use phbguard::edit::{Edit, apply, line_removal};
-use phbguard::model::{Domain, PciAddr};
-use phbguard::parse_domain;
+use phbguard_core::edit::{Edit, apply, line_removal};
+use phbguard_core::model::{Domain, PciAddr};
+use phbguard_core::parse_domain;
 
 fn corpus(name: &str) -> String {
     std::fs::read_to_string(support::repo().join("tests/corpus/libvirt").join(name)).unwrap()

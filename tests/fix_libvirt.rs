@@ -7,8 +7,8 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use phbguard::model::{Domain, PciAddr};
-use phbguard::parse_domain;
+use phbguard_core::model::{Domain, PciAddr};
+use phbguard_core::parse_domain;
 use support::{output_text as text, virsh};
 
 const PREFIX: &str = "phbguard-e2e-fix-";

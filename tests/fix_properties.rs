@@ -6,11 +6,11 @@
 
 use proptest::prelude::*;
 
-use phbguard::fix::{Change, Fixed, Options, fix};
-use phbguard::host::StaticHost;
-use phbguard::model::{Device, DeviceKind, Domain, PciAddr, Span};
-use phbguard::parse_domain;
-use phbguard::rules::{Severity, judge};
+use phbguard_core::fix::{Change, Fixed, Options, fix};
+use phbguard_core::host::StaticHost;
+use phbguard_core::model::{Device, DeviceKind, Domain, PciAddr, Span};
+use phbguard_core::parse_domain;
+use phbguard_core::rules::{Severity, judge};
 
 #[derive(Debug, Clone)]
 struct Hostdev {
@@ -236,7 +236,7 @@ fn render(spec: &Spec) -> (String, StaticHost) {
 /// Whether the spec can always be fixed: no unknown group has to leave the default PHB or a
 /// bridge. (Everything else fits: at most 6 + 3 + 5 PHBs and 10 slots a bus.)
 fn fixable(domain: &Domain, host: &StaticHost) -> bool {
-    use phbguard::host::HostFacts;
+    use phbguard_core::host::HostFacts;
     domain.devices.iter().all(|d| match (d.host_addr(), d.address) {
         (Some(h), Some(a)) if host.iommu_group(h).is_err() => {
             a.bus != 0

@@ -732,9 +732,9 @@ fn the_shipped_hook_file_is_a_direct_interpreter_line() {
 fn the_packaged_policy_file_documents_every_key_with_its_default() {
     let text = std::fs::read_to_string(support::repo().join("packaging/phbguard.toml")).unwrap();
     // As shipped: all comments, the defaults.
-    let (config, problems) = phbguard::config::parse(&text);
+    let (config, problems) = phbguard_core::config::parse(&text);
     assert!(problems.is_empty(), "{problems:?}");
-    assert_eq!(config, phbguard::config::Config::default());
+    assert_eq!(config, phbguard_core::config::Config::default());
     // Uncommented: every key is known and valid, and each commented value is the default.
     let uncommented: String = text
         .lines()
@@ -745,7 +745,7 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    let (config, problems) = phbguard::config::parse(&uncommented);
+    let (config, problems) = phbguard_core::config::parse(&uncommented);
     assert!(problems.is_empty(), "{problems:?}");
     let keys = [
         "sysfs_root",
@@ -763,9 +763,9 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
         );
     }
     assert_eq!(uncommented.lines().count(), keys.len(), "{uncommented}");
-    let defaults = phbguard::config::Config {
+    let defaults = phbguard_core::config::Config {
         exempt: config.exempt.clone(),
-        ..phbguard::config::Config::default()
+        ..phbguard_core::config::Config::default()
     };
     assert_eq!(config, defaults);
 }

@@ -328,7 +328,7 @@ fn hook_under_real_libvirtd() {
         "metadata",
         &bad,
         "--uri",
-        phbguard::parse::METADATA_NS,
+        phbguard_core::parse::METADATA_NS,
         "--key",
         "phbguard",
         "--set",
@@ -348,7 +348,7 @@ fn hook_under_real_libvirtd() {
         "metadata",
         &bad,
         "--uri",
-        phbguard::parse::METADATA_NS,
+        phbguard_core::parse::METADATA_NS,
         "--remove",
         "--config",
     ]);

@@ -15,7 +15,7 @@ use clap_complete::Shell;
 
 // The same file the phbguard binary compiles: it holds only the clap types, on purpose.
 #[allow(dead_code)]
-#[path = "phbguard/cli.rs"]
+#[path = "../cli.rs"]
 mod cli;
 
 const BIN: &str = "phbguard";

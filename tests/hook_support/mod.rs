@@ -195,7 +195,7 @@ pub fn guest_with(name: &str, uuid: &str, metadata_mode: Option<&str>, devices: 
     if let Some(mode) = metadata_mode {
         extra.push_str(&format!(
             "<metadata><phbguard:policy xmlns:phbguard='{}' mode='{mode}'/></metadata>",
-            phbguard::parse::METADATA_NS
+            phbguard_core::parse::METADATA_NS
         ));
     }
     guest(name, devices).replacen("<memory", &format!("{extra}\n  <memory"), 1)

@@ -3,6 +3,7 @@
 mod check;
 mod cli;
 mod fix;
+mod libvirt_half;
 mod output;
 
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command, Format};
-use phbguard::rules::{self, RULES};
+use phbguard_core::rules::{self, RULES};
 
 /// Exit codes, a stable interface (rules.md).
 pub const EXIT_OK: u8 = 0;
@@ -42,13 +43,14 @@ fn main() -> ExitCode {
         Command::Rules { format } => list_rules(format),
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.
         Command::Hook(args) => hook(&args.args),
+        Command::Audit(_) | Command::Groups(_) | Command::Watch(_) => libvirt_half::exec(),
     };
     ExitCode::from(code)
 }
 
 fn hook(args: &[std::ffi::OsString]) -> u8 {
-    use phbguard::hook::ArgsError;
-    match phbguard::hook::main(args) {
+    use phbguard_core::hook::ArgsError;
+    match phbguard_core::hook::main(args) {
         Ok(code) => code,
         Err(ArgsError::Help) => {
             let mut cmd = Cli::command();

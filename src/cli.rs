@@ -57,6 +57,38 @@ pub enum Command {
                   may be named 'check' or '--help'."
     )]
     Hook(HookArgs),
+    /// Judge every guest libvirt knows: persistent and live definitions
+    Audit(AuditArgs),
+    /// List the host's IOMMU groups, their PCI devices and the guests that use them
+    Groups(GroupsArgs),
+    /// Watch libvirt for new and changed definitions and warn about or fix them (a service)
+    Watch(WatchArgs),
+}
+
+/// Which libvirt to talk to, as virsh's `-c` does.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// libvirt connection URI [default: $LIBVIRT_DEFAULT_URI, else libvirt's own default]
+    #[arg(short = 'c', long = "connect", value_name = "URI")]
+    pub uri: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GroupsArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, clap::Args)]

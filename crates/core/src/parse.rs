@@ -524,7 +524,7 @@ fn in_our_namespace(e: &BytesStart<'_>, attrs: &Attrs<'_>) -> bool {
 mod tests {
     use super::*;
 
-    const DOMAIN: &str = include_str!("../tests/corpus/libvirt/pseries-hostdevs-1.out.xml");
+    const DOMAIN: &str = include_str!("../../../tests/corpus/libvirt/pseries-hostdevs-1.out.xml");
 
     #[test]
     fn reads_what_the_rules_need() {

@@ -2,10 +2,10 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use phbguard::host::Sysfs;
-use phbguard::input::load;
-use phbguard::report::{Judged, json, text};
-use phbguard::rules::{has_errors, judge};
+use phbguard_core::host::Sysfs;
+use phbguard_core::input::load;
+use phbguard_core::report::{Judged, json, text};
+use phbguard_core::rules::{has_errors, judge};
 
 use crate::cli::{CheckArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};

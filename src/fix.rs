@@ -4,11 +4,11 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use phbguard::fix::{Fixed, Options, fix};
-use phbguard::host::Sysfs;
-use phbguard::input::load;
-use phbguard::model::Domain;
-use phbguard::replace::replace_file;
+use phbguard_core::fix::{Fixed, Options, fix};
+use phbguard_core::host::Sysfs;
+use phbguard_core::input::load;
+use phbguard_core::model::Domain;
+use phbguard_core::replace::replace_file;
 use serde_json::{Value, json};
 
 use crate::cli::{FixArgs, Format};
@@ -90,7 +90,7 @@ fn report(
     changes: &[String],
     problems: &[String],
 ) -> Value {
-    use phbguard::fix::Change;
+    use phbguard_core::fix::Change;
     let changes: Vec<Value> = fixed
         .plan
         .changes
