@@ -13,15 +13,19 @@ use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 pub fn run(args: &CheckArgs) -> u8 {
     let host = Sysfs::new(&args.sysfs_root);
     let mut judged = Vec::with_capacity(args.files.len());
+    // Per file in command-line order: the index into `judged`, or why it could not be read.
+    let mut outcomes = Vec::with_capacity(args.files.len());
     let mut unreadable = 0;
     for file in &args.files {
         match load(file) {
             Ok((_, domain)) => {
                 let findings = judge(&domain, &host);
+                outcomes.push(Ok(judged.len()));
                 judged.push(Judged::new(file, &domain, findings));
             }
             Err(e) => {
                 eprintln!("phbguard: {file}: {e}");
+                outcomes.push(Err(e.to_string()));
                 unreadable += 1;
             }
         }
@@ -35,7 +39,18 @@ pub fn run(args: &CheckArgs) -> u8 {
     };
     let mut out = io::stdout().lock();
     let written = match args.format {
-        Format::Json => writeln!(out, "{}", json::results(&judged)),
+        Format::Json => {
+            let entries: Vec<json::Entry> = args
+                .files
+                .iter()
+                .zip(outcomes)
+                .map(|(file, outcome)| match outcome {
+                    Ok(i) => json::Entry::Judged(&judged[i]),
+                    Err(error) => json::Entry::Unreadable { file, error },
+                })
+                .collect();
+            writeln!(out, "{}", json::results(&entries))
+        }
         Format::Text => write_text(&mut out, &judged, unreadable),
     };
     output::finish(written.and_then(|()| out.flush()), code)

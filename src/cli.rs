@@ -23,22 +23,29 @@ pub struct Cli {
 pub enum Command {
     /// Judge domain XML files against the rules
     Check(CheckArgs),
-    /// Rewrite a domain XML file into one that keeps the rules, changing as little as possible
+    /// Rewrite domain XML files into ones that keep the rules, changing as little as possible
     #[command(
-        long_about = "Rewrite a domain XML file into one that keeps the rules, changing as \
+        long_about = "Rewrite domain XML files into ones that keep the rules, changing as \
                   little as possible: hostdevs move to one PHB per host IOMMU group, emulated \
                   devices leave hostdev PHBs, PHBs are added (lowest free index and target index) \
                   or renumbered, and pci-bridges the move empties are removed. Everything else \
-                  stays byte for byte; a compliant file comes out unchanged.\n\n\
+                  stays byte for byte; a compliant file comes out unchanged ('already compliant' \
+                  on stderr).\n\n\
+                  The fixed XML goes to stdout for one FILE only; several FILEs need --in-place, \
+                  --diff or --format json (one JSON object per line and file). Each file is \
+                  fixed on its own: one that cannot be fixed is left alone, the others are \
+                  still written.\n\n\
                   The result is judged again before it is written. Exit codes: 0 the output keeps \
                   every error rule, 1 something cannot be fixed (each reason on stderr; nothing \
-                  is written), 2 bad input, usage or a file that cannot be replaced."
+                  is written), 2 bad input, usage or a file that cannot be replaced. With several \
+                  files the worst of these: 2 before 1 before 0."
     )]
     Fix(FixArgs),
     /// Explain a rule: what it catches, why it matters, how to fix it by hand
     Explain {
-        /// A rule id, as 'phbguard rules' lists them
-        rule: String,
+        /// A rule id as 'phbguard rules' lists it, or as a finding names it
+        /// ('error[hostdev-on-default-phb]'); without one, the rules are listed
+        rule: Option<String>,
     },
     /// List the rules
     Rules {
@@ -125,7 +132,7 @@ pub struct FixArgs {
     /// Where host PCI facts (IOMMU groups, NUMA nodes) are read
     #[arg(long, value_name = "DIR", default_value = "/sys")]
     pub sysfs_root: PathBuf,
-    /// Replace FILE with the fixed XML (atomically, keeping its mode) instead of printing it
+    /// Replace each FILE with its fixed XML (atomically, keeping its mode) instead of printing it
     #[arg(long, short = 'i')]
     pub in_place: bool,
     /// Print a unified diff of the rewrite instead of the XML (with --in-place: of what was written)
@@ -140,9 +147,9 @@ pub struct FixArgs {
     /// Do not list the changes on stderr
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// A domain XML file; '-' reads standard input
-    #[arg(value_name = "FILE")]
-    pub file: String,
+    /// Domain XML files; '-' reads standard input
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -39,7 +39,8 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Fix(args) => fix::run(&args),
-        Command::Explain { rule } => explain(&rule),
+        Command::Explain { rule: Some(rule) } => explain(&rule),
+        Command::Explain { rule: None } => explain_which(),
         Command::Rules { format } => list_rules(format),
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.
         Command::Hook(args) => hook(&args.args),
@@ -70,9 +71,10 @@ fn hook(args: &[std::ffi::OsString]) -> u8 {
     }
 }
 
-fn explain(id: &str) -> u8 {
+fn explain(asked: &str) -> u8 {
+    let id = rule_id(asked);
     let Some(rule) = rules::find(id) else {
-        eprintln!("phbguard: unknown rule '{id}'; 'phbguard rules' lists them");
+        eprintln!("phbguard: unknown rule '{asked}'; 'phbguard rules' lists them");
         return EXIT_BAD_INPUT;
     };
     let text = format!(
@@ -82,12 +84,41 @@ fn explain(id: &str) -> u8 {
     output::print(&text, EXIT_OK)
 }
 
+/// The rule id in what a user pasted: a bare id, or a finding's `error[ID]` / `warning[ID]:`.
+fn rule_id(asked: &str) -> &str {
+    let asked = asked.trim().trim_end_matches(':');
+    ["error[", "warning["]
+        .iter()
+        .find_map(|prefix| asked.strip_prefix(prefix)?.strip_suffix(']'))
+        .unwrap_or(asked)
+}
+
+/// `phbguard explain` without a rule: say how to ask, and what can be asked about.
+fn explain_which() -> u8 {
+    eprint!(
+        "phbguard explain: which rule? Give its id, or paste it from a finding:\n  \
+         phbguard explain hostdev-on-default-phb\n  \
+         phbguard explain 'error[hostdev-on-default-phb]'\n\nThe rules:\n{}",
+        rules_table()
+    );
+    EXIT_BAD_INPUT
+}
+
+/// One line per rule, the summaries in one column whatever the severity.
+fn rules_table() -> String {
+    let width = RULES.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    RULES
+        .iter()
+        .map(|r| {
+            // `as_str`: Severity's Display ignores width, so `{:<8}` on it would not pad.
+            format!("{:<width$}  {:<7}  {}\n", r.id, r.severity.as_str(), r.summary)
+        })
+        .collect()
+}
+
 fn list_rules(format: Format) -> u8 {
     let text = match format {
-        Format::Text => RULES
-            .iter()
-            .map(|r| format!("{:<26} {:<8} {}\n", r.id, r.severity, r.summary))
-            .collect(),
+        Format::Text => rules_table(),
         Format::Json => {
             let rules: Vec<_> = RULES
                 .iter()
