@@ -4,7 +4,7 @@
 
 use crate::edit::{Edit, indent_before, line_removal, set_attributes, start_tag};
 use crate::model::{Domain, PciAddr};
-use crate::number::parse_uint;
+use crate::number::{Base, parse_uint};
 
 use super::plan::{Change, Plan};
 
@@ -18,8 +18,18 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
         match *change {
             Change::Move { device, from, to } => {
                 let dev = &domain.devices[device];
-                match (from, dev.address_span) {
-                    (Some(_), Some(span)) => edits.extend(
+                // An unassigned `<address type='pci'/>` is filled in rather than joined by a
+                // second one (libvirt would read only the first).
+                let pci_span = dev.address_span.filter(|span| {
+                    from.is_some()
+                        || start_tag(input, span.start).is_some_and(|(attrs, _)| {
+                            attrs
+                                .iter()
+                                .any(|a| a.name == "type" && &input[a.value.start..a.value.end] == "pci")
+                        })
+                });
+                match pci_span {
+                    Some(span) => edits.extend(
                         set_attributes(input, span.start, &address_attributes(to), same_number)
                             .ok_or_else(|| bad_tag(span.start))?,
                     ),
@@ -53,7 +63,9 @@ fn bad_tag(at: usize) -> RenderError {
 }
 
 fn same_number(written: &str, wanted: &str) -> bool {
-    parse_uint(written, u64::MAX).is_some() && parse_uint(written, u64::MAX) == parse_uint(wanted, u64::MAX)
+    // Every attribute the renderer writes (address fields, <target index>) is read in base 0.
+    let read = |s| parse_uint(s, Base::Auto, u64::MAX);
+    read(written).is_some() && read(written) == read(wanted)
 }
 
 /// libvirt's spelling of a guest address (`virPCIDeviceAddressFormat` in the domain XML).
