@@ -326,13 +326,14 @@ impl DeviceBuilder {
         let attrs = Attrs::of(e)?;
         // Only a controller's index is a number libvirt reads (base 10, virXMLPropInt).
         let index_attr = match attrs.get("index").filter(|_| element == "controller") {
-            Some(v) => Some(number(
-                At::new(&element, ""),
-                "index",
-                v,
-                Base::Decimal,
-                u64::from(u32::MAX),
-            )? as u32),
+            Some(v) => {
+                let max = if attrs.get("type") == Some("pci") {
+                    MAX_CONTROLLER_INDEX
+                } else {
+                    u64::from(u32::MAX)
+                };
+                Some(number(At::new(&element, ""), "index", v, Base::Decimal, max)? as u32)
+            }
             None => None,
         };
         Ok(DeviceBuilder {
