@@ -107,6 +107,9 @@ fn report(
             Change::Retarget { index, from, to, .. } => {
                 json!({"kind": "retarget", "index": index, "from": from, "to": to, "summary": summary})
             }
+            Change::SetPhbModel { index, ref from, .. } => {
+                json!({"kind": "set-phb-model", "index": index, "from": from, "summary": summary})
+            }
             Change::RemoveController { index, .. } => {
                 json!({"kind": "remove-controller", "index": index, "summary": summary})
             }

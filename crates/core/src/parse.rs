@@ -56,6 +56,7 @@ struct DeviceBuilder {
     address_span: Option<Span>,
     host: Option<PciAddr>,
     model_name: Option<String>,
+    model_span: Option<Span>,
     target_index: Option<u32>,
     target_span: Option<Span>,
     numa_node: Option<u32>,
@@ -250,8 +251,10 @@ impl<'a> Parser<'a> {
                 Tag::Skip
             }
             "source" => Tag::DeviceSource,
-            "model" => {
+            // The first <model> is the one libvirt reads.
+            "model" if dev.model_span.is_none() => {
                 dev.model_name = attrs.owned("name");
+                dev.model_span = Some(span);
                 Tag::Skip
             }
             "target" => {
@@ -347,6 +350,7 @@ impl DeviceBuilder {
             address_span: None,
             host: None,
             model_name: None,
+            model_span: None,
             target_index: None,
             target_span: None,
             numa_node: None,
@@ -391,6 +395,7 @@ impl DeviceBuilder {
                 index_implied: self.index_attr.is_none(),
                 model: self.model_attr.clone(),
                 model_name: self.model_name,
+                model_span: self.model_span,
                 target_index: self.target_index,
                 target_span: self.target_span,
                 numa_node: self.numa_node,

@@ -118,6 +118,10 @@ impl Change {
             Change::Retarget { index, from, to, .. } => {
                 format!("controller pci index {index}: target index {from} -> {to}")
             }
+            Change::SetPhbModel { index, ref from, .. } => format!(
+                "controller pci index {index}: model name '{from}' -> '{}'",
+                crate::rules::PHB_MODEL_NAME
+            ),
             Change::RemoveController { device, index } => {
                 let model = domain.devices[device].model_attr.as_deref().unwrap_or("bridge");
                 format!("removed controller pci index {index} ({model}), nothing is behind it now")

@@ -5,6 +5,7 @@
 use crate::edit::{Edit, indent_before, line_removal, set_attributes, start_tag};
 use crate::model::{Domain, PciAddr};
 use crate::number::{Base, parse_uint};
+use crate::rules::PHB_MODEL_NAME;
 
 use super::plan::{Change, Plan};
 
@@ -45,6 +46,22 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
                 edits.extend(
                     set_attributes(input, span.start, &[("index", to.to_string())], same_number)
                         .ok_or_else(|| bad_tag(span.start))?,
+                );
+            }
+            Change::SetPhbModel { device, .. } => {
+                let span = match &domain.devices[device].kind {
+                    crate::model::DeviceKind::PciController(c) => c.model_span,
+                    _ => None,
+                }
+                .ok_or_else(|| RenderError(format!("device {device} has no <model>")))?;
+                edits.extend(
+                    set_attributes(
+                        input,
+                        span.start,
+                        &[("name", PHB_MODEL_NAME.to_string())],
+                        |a, b| a == b,
+                    )
+                    .ok_or_else(|| bad_tag(span.start))?,
                 );
             }
             Change::RemoveController { device, .. } => {

@@ -1,6 +1,7 @@
 //! The rule catalogue. Every rule has a stable id, a severity, a one-line summary, a longer
 //! explanation (`phbguard explain`) and a check; `RULES` lists them in the contract's order.
 
+mod addresses;
 mod controllers;
 mod hostdevs;
 mod numa;
@@ -10,6 +11,7 @@ use std::fmt;
 
 use crate::host::HostFacts;
 use crate::model::Domain;
+pub use controllers::PHB_MODEL_NAME;
 pub use topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,6 +85,7 @@ pub static RULES: &[Rule] = &[
     hostdevs::PHB_MIXES_IOMMU_GROUPS,
     hostdevs::IOMMU_GROUP_SPLIT,
     hostdevs::EMULATED_ON_HOSTDEV_PHB,
+    addresses::PCI_ADDRESS_DUPLICATE,
     controllers::PCI_BRIDGE_ON_PSERIES,
     hostdevs::IOMMU_GROUP_UNKNOWN,
     numa::PHB_NUMA_MISMATCH,

@@ -1,0 +1,57 @@
+//! Rules about guest PCI addresses as such, whatever device holds them.
+
+use std::collections::HashMap;
+
+use super::{Finding, Rule, Severity, Subject};
+use crate::model::{DeviceKind, PciAddr};
+
+pub(super) const PCI_ADDRESS_DUPLICATE: Rule = Rule {
+    id: "pci-address-duplicate",
+    severity: Severity::Error,
+    summary: "two devices have the same guest PCI address (libvirt refuses the define)",
+    explanation: "\
+What: two devices of a pSeries guest have the same <address type='pci' domain bus slot
+function>. Functions of one slot are fine; the same function of the same slot twice is not.
+
+Why: a guest PCI address names exactly one device. libvirt refuses the definition ('Attempted
+double use of PCI Address 0000:01:01.0', virDomainPCIAddressReserveAddrInternal), so such a
+guest can never be defined or started; the address was copied from another device by hand. An
+address whose domain, bus and slot are all 0 is not an address (libvirt assigns one) and is
+never a duplicate.
+
+Fix by hand: give the later device a free slot on the same bus, or delete its <address> and let
+libvirt assign one when it defines the guest. 'phbguard fix' moves every device after the first
+to a free slot on the bus it was meant for.",
+    check: |rule, t, out| {
+        if !t.pseries {
+            return;
+        }
+        let mut first: HashMap<PciAddr, usize> = HashMap::new();
+        for (i, dev) in t.domain.devices.iter().enumerate() {
+            // A PHB is a bus, not a device on one; libvirt refuses an address on it.
+            if matches!(&dev.kind, DeviceKind::PciController(c) if c.is_phb()) {
+                continue;
+            }
+            let Some(addr) = dev.address else { continue };
+            match first.get(&addr) {
+                Some(&earlier) => {
+                    let name = dev.describe();
+                    out.push(Finding {
+                        rule,
+                        subject: Subject::Device(i),
+                        message: format!(
+                            "{name} has the guest PCI address of {}; libvirt refuses the \
+                             definition (\"Attempted double use of PCI Address {addr}\"): give it a \
+                             free slot or remove its <address> and let libvirt assign one",
+                            t.device(earlier).name()
+                        ),
+                        device: name,
+                    });
+                }
+                None => {
+                    first.insert(addr, i);
+                }
+            }
+        }
+    },
+};
