@@ -8,7 +8,7 @@ use phbguard_core::fix::{Fixed, Options, fix};
 use phbguard_core::host::Sysfs;
 use phbguard_core::input::load;
 use phbguard_core::model::Domain;
-use phbguard_core::replace::replace_file;
+use phbguard_core::replace::{self, replace_file};
 use serde_json::{Value, json};
 
 use crate::cli::{FixArgs, Format};
@@ -18,6 +18,12 @@ pub fn run(args: &FixArgs) -> u8 {
     let file = &args.file;
     if args.in_place && file == "-" {
         eprintln!("phbguard fix: --in-place needs a file, not standard input");
+        return EXIT_BAD_INPUT;
+    }
+    if let Some(suffix) = args.backup.as_deref()
+        && (suffix.is_empty() || suffix.contains('/'))
+    {
+        eprintln!("phbguard fix: --backup={suffix:?}: the suffix must be non-empty and without '/'");
         return EXIT_BAD_INPUT;
     }
     let (bytes, domain) = match load(file) {
@@ -41,7 +47,8 @@ pub fn run(args: &FixArgs) -> u8 {
         }
     };
     let changes: Vec<String> = fixed.plan.changes.iter().map(|c| c.describe(&domain)).collect();
-    if args.format == Format::Text && !args.quiet {
+    let list_changes = args.format == Format::Text && !args.quiet;
+    if list_changes && !args.in_place {
         for change in &changes {
             eprintln!("phbguard: {file}: {change}");
         }
@@ -52,10 +59,27 @@ pub fn run(args: &FixArgs) -> u8 {
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;
-    if fixed.is_clean() && args.in_place && changed {
-        if let Err(e) = replace_file(Path::new(file), fixed.output.as_bytes()) {
-            eprintln!("phbguard: {file}: not rewritten, {e}");
-            return EXIT_BAD_INPUT;
+    if args.in_place {
+        if fixed.is_clean() && changed {
+            let options = replace::Options {
+                backup_suffix: args.backup.as_deref(),
+            };
+            if let Err(e) = replace_file(Path::new(file), &bytes, fixed.output.as_bytes(), options) {
+                // Nothing was written, so no change is listed as made.
+                eprintln!("phbguard: {file}: not rewritten: {e}");
+                return EXIT_BAD_INPUT;
+            }
+            // Listed only now that they are in the file.
+            if list_changes {
+                for change in &changes {
+                    eprintln!("phbguard: {file}: {change}");
+                }
+            }
+        } else if let Ok(target) = std::fs::canonicalize(file)
+            && let Some(dir) = target.parent()
+        {
+            // A killed earlier run's leftovers go even when this run writes nothing.
+            replace::remove_dead_temporaries(dir);
         }
     }
     let text = match args.format {

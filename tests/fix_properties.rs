@@ -401,6 +401,7 @@ fn the_generator_covers_every_kind_of_change() {
                 Change::AddPhb { .. } => added += 1,
                 Change::Retarget { .. } => retargeted += 1,
                 Change::RemoveController { .. } => removed += 1,
+                Change::SetPhbModel { .. } => {}
             }
         }
     }

@@ -102,6 +102,14 @@ fn quote_of(input: &str, start: usize) -> char {
         .unwrap_or('\'')
 }
 
+/// The document's line ending, from its first line: new lines in a CRLF file end in CRLF.
+fn line_ending(input: &str) -> &'static str {
+    match input.find('\n') {
+        Some(at) if input[..at].ends_with('\r') => "\r\n",
+        _ => "\n",
+    }
+}
+
 /// One indentation step in the style of `indent`.
 fn step(indent: &str) -> &'static str {
     if indent.contains('\t') { "\t" } else { "  " }
@@ -123,7 +131,10 @@ fn new_address(input: &str, span: crate::model::Span, to: PciAddr) -> Result<Edi
     Ok(match indent_before(input, close) {
         Some(indent) => {
             let line_start = close - indent.len();
-            Edit::insert(line_start, format!("{indent}{}{element}\n", step(indent)))
+            Edit::insert(
+                line_start,
+                format!("{indent}{}{element}{}", step(indent), line_ending(input)),
+            )
         }
         None => Edit::insert(close, element),
     })
@@ -148,17 +159,18 @@ fn new_phb(
     let q = quote_of(input, anchor.start);
     let indent = indent_before(input, anchor.start).unwrap_or("    ");
     let s = step(indent);
+    let nl = line_ending(input);
     let target = match node {
         Some(node) => format!(
-            "{indent}{s}<target index={q}{target}{q}>\n{indent}{s}{s}<node>{node}</node>\n{indent}{s}</target>"
+            "{indent}{s}<target index={q}{target}{q}>{nl}{indent}{s}{s}<node>{node}</node>{nl}{indent}{s}</target>"
         ),
         None => format!("{indent}{s}<target index={q}{target}{q}/>"),
     };
     Ok(Edit::insert(
         anchor.end,
         format!(
-            "\n{indent}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-root{q}>\n\
-             {indent}{s}<model name={q}spapr-pci-host-bridge{q}/>\n{target}\n{indent}</controller>"
+            "{nl}{indent}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-root{q}>{nl}\
+             {indent}{s}<model name={q}{PHB_MODEL_NAME}{q}/>{nl}{target}{nl}{indent}</controller>"
         ),
     ))
 }
