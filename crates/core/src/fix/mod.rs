@@ -11,10 +11,11 @@ mod render;
 
 use std::fmt;
 
-use crate::host::HostFacts;
+use crate::host::{Facts, HostFacts};
 use crate::model::Domain;
 use crate::parse_domain;
-use crate::rules::{Finding, Severity, judge};
+use crate::rules::{Finding, Severity, judge_topology};
+use crate::topology::Topology;
 
 pub use plan::{Change, Options, Plan, Unfixable};
 
@@ -72,7 +73,10 @@ pub fn fix(
     host: &dyn HostFacts,
     options: Options,
 ) -> Result<Fixed, InternalError> {
-    let plan = plan::plan(domain, host, options);
+    // The rewrite moves devices but keeps the same host devices: one read of the host serves
+    // the plan and the re-check of its output.
+    let facts = Facts::gather(domain, host);
+    let plan = plan::plan(&Topology::new(domain, &facts), options);
     let (output, after) = if plan.is_empty() {
         (input.to_string(), None)
     } else {
@@ -83,7 +87,7 @@ pub fn fix(
         (output, Some(after))
     };
     let judged = after.as_ref().unwrap_or(domain);
-    let remaining = judge(judged, host)
+    let remaining = judge_topology(&Topology::new(judged, &facts))
         .into_iter()
         .filter(|f| f.severity() == Severity::Error)
         .filter(|f| !plan.unfixable.iter().any(|u| u.subject == f.device))

@@ -5,6 +5,7 @@
 use crate::edit::{Edit, indent_before, line_removal, set_attributes, start_tag};
 use crate::model::{Domain, PciAddr};
 use crate::number::parse_uint;
+use crate::topology::PHB_MODEL_NAME;
 
 use super::plan::{Change, Plan};
 
@@ -129,7 +130,7 @@ fn new_phb(
         anchor.end,
         format!(
             "\n{indent}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-root{q}>\n\
-             {indent}{s}<model name={q}spapr-pci-host-bridge{q}/>\n{target}\n{indent}</controller>"
+             {indent}{s}<model name={q}{PHB_MODEL_NAME}{q}/>\n{target}\n{indent}</controller>"
         ),
     ))
 }

@@ -1,11 +1,8 @@
 //! Rules about the PCI controllers themselves: how many roots, and how each PHB is set up.
 
-use super::{Finding, Rule, Severity, Subject, Topology};
+use super::{Finding, Rule, Severity, Subject};
 use crate::model::PciController;
-
-/// QEMU places at most 31 PHBs (`spapr_phb_placement`), and libvirt accepts target 0..=30.
-pub const MAX_TARGET_INDEX: u32 = 30;
-pub const PHB_MODEL_NAME: &str = "spapr-pci-host-bridge";
+use crate::topology::{MAX_TARGET, PHB_MODEL_NAME, Topology};
 
 fn controller_finding(rule: &'static Rule, index: u32, message: String) -> Finding {
     Finding {
@@ -19,10 +16,7 @@ fn controller_finding(rule: &'static Rule, index: u32, message: String) -> Findi
 /// The PHBs written in the definition, pSeries guests only.
 fn phbs<'d>(t: &Topology<'d>) -> impl Iterator<Item = &'d PciController> + use<'d> {
     let pseries = t.pseries;
-    t.domain
-        .pci_controllers()
-        .map(|(_, c)| c)
-        .filter(move |c| pseries && c.is_phb())
+    t.written_phbs().map(|(_, c)| c).filter(move |_| pseries)
 }
 
 pub(super) const MULTIPLE_PCI_ROOTS: Rule = Rule {
@@ -45,12 +39,7 @@ if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pser
         if t.pseries {
             return;
         }
-        let roots: Vec<&PciController> = t
-            .domain
-            .pci_controllers()
-            .map(|(_, c)| c)
-            .filter(|c| c.is_phb())
-            .collect();
+        let roots: Vec<&PciController> = t.written_phbs().map(|(_, c)| c).collect();
         let Some(first) = roots.iter().map(|c| c.index).min() else {
             return;
         };
@@ -116,13 +105,13 @@ Fix by hand: give the PHB an unused target index from 1 to 30 (0 belongs to the 
 remove <target index> and let libvirt pick the lowest free one.",
     check: |rule, t, out| {
         for c in phbs(t) {
-            if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET_INDEX) {
+            if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET) {
                 out.push(controller_finding(
                     rule,
                     c.index,
                     format!(
                         "controller pci index {} has target index {target}, but QEMU accepts 0 to \
-                         {MAX_TARGET_INDEX}; pick a free one from 1 to {MAX_TARGET_INDEX}",
+                         {MAX_TARGET}; pick a free one from 1 to {MAX_TARGET}",
                         c.index
                     ),
                 ));
@@ -155,7 +144,7 @@ target index from 1 to 30 (or remove <target> and let libvirt choose).",
                 }
                 (i, 0) if i != 0 => format!(
                     "controller pci index {i} has target index 0, which belongs to the default PHB \
-                     (controller index 0); give it a free target index from 1 to {MAX_TARGET_INDEX}"
+                     (controller index 0); give it a free target index from 1 to {MAX_TARGET}"
                 ),
                 _ => continue,
             };

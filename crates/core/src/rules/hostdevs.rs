@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::topology::{Bus, PlacedHostdev};
-use super::{Finding, Rule, Severity, Subject, Topology};
+use super::{Finding, Rule, Severity, Subject};
+use crate::host::GroupUnknown;
+use crate::topology::{Bus, PlacedHostdev, Topology};
 
 fn device_finding(rule: &'static Rule, t: &Topology<'_>, device: usize, message: String) -> Finding {
     let name = t.device(device).describe();
@@ -16,8 +17,14 @@ fn device_finding(rule: &'static Rule, t: &Topology<'_>, device: usize, message:
     }
 }
 
-fn known_group(h: &PlacedHostdev) -> Option<u32> {
-    h.group.as_ref().and_then(|g| g.as_ref().ok().copied())
+/// The IOMMU group of a hostdev as the group rules see it: only hostdevs directly on a PHB have
+/// one, the others are judged by `hostdev-behind-bridge` alone.
+fn group<'d>(t: &Topology<'d>, h: &PlacedHostdev) -> Option<Result<u32, &'d GroupUnknown>> {
+    if t.is_phb(h.bus) { t.group(h.device) } else { None }
+}
+
+fn known_group(t: &Topology<'_>, h: &PlacedHostdev) -> Option<u32> {
+    group(t, h)?.ok()
 }
 
 pub(super) const HOSTDEV_BEHIND_BRIDGE: Rule = Rule {
@@ -42,8 +49,8 @@ nothing is behind it. Or remove the <address> and let libvirt place it; 'phbguar
         if !t.pseries {
             return;
         }
-        for h in &t.hostdevs {
-            if let Bus::Bridge(c) = t.bus(h.bus) {
+        for h in t.hostdevs() {
+            if let (Bus::Bridge(_), Some(c)) = (t.bus(h.bus), t.controller(h.bus)) {
                 let model = c.model.as_deref().unwrap_or("bridge");
                 out.push(device_finding(
                     rule,
@@ -113,12 +120,12 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
             return;
         }
         for bus in t.used_buses().filter(|&b| b != 0) {
-            if !matches!(t.bus(bus), Bus::Phb(_)) {
+            if !t.is_phb(bus) {
                 continue;
             }
             let mut groups: Vec<(u32, String)> = Vec::new();
             for h in t.hostdevs_on(bus) {
-                if let Some(g) = known_group(h)
+                if let Some(g) = known_group(t, h)
                     && !groups.iter().any(|(seen, _)| *seen == g)
                 {
                     groups.push((g, h.host.to_string()));
@@ -163,16 +170,16 @@ function 0), so the whole group shares one PHB.",
         }
         // Each group's home is the bus holding most of its hostdevs (the first such on a tie).
         let mut buses: HashMap<u32, Vec<(u8, usize)>> = HashMap::new();
-        for h in &t.hostdevs {
-            let Some(g) = known_group(h) else { continue };
+        for h in t.hostdevs() {
+            let Some(g) = known_group(t, h) else { continue };
             let counts = buses.entry(g).or_default();
             match counts.iter_mut().find(|(b, _)| *b == h.bus) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((h.bus, 1)),
             }
         }
-        for h in &t.hostdevs {
-            let Some(g) = known_group(h) else { continue };
+        for h in t.hostdevs() {
+            let Some(g) = known_group(t, h) else { continue };
             let counts = &buses[&g];
             if counts.len() < 2 {
                 continue;
@@ -217,7 +224,7 @@ hostdevs, or delete its <address> and let libvirt place it.",
             return;
         }
         for bus in t.used_buses().filter(|&b| b != 0) {
-            if !matches!(t.bus(bus), Bus::Phb(_)) {
+            if !t.is_phb(bus) {
                 continue;
             }
             let Some(h) = t.hostdevs_on(bus).next() else {
@@ -259,8 +266,8 @@ the IOMMU is on (the iommu_group link exists). Run phbguard on that host to judg
         if !t.pseries {
             return;
         }
-        for h in &t.hostdevs {
-            if let Some(Err(why)) = &h.group {
+        for h in t.hostdevs() {
+            if let Some(Err(why)) = group(t, h) {
                 out.push(device_finding(
                     rule,
                     t,

@@ -4,13 +4,12 @@
 mod controllers;
 mod hostdevs;
 mod numa;
-mod topology;
 
 use std::fmt;
 
-use crate::host::HostFacts;
+use crate::host::{Facts, HostFacts};
 use crate::model::Domain;
-pub use topology::Topology;
+use crate::topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -93,12 +92,17 @@ pub fn find(id: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.id == id)
 }
 
-/// Judges a domain against every rule, in catalogue order.
+/// Judges a domain against every rule, in catalogue order, reading the host facts it needs.
 pub fn judge(domain: &Domain, host: &dyn HostFacts) -> Vec<Finding> {
-    let topology = Topology::new(domain, host);
+    let facts = Facts::gather(domain, host);
+    judge_topology(&Topology::new(domain, &facts))
+}
+
+/// Judges a topology already built against every rule, in catalogue order.
+pub fn judge_topology(topology: &Topology<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for rule in RULES {
-        (rule.check)(rule, &topology, &mut findings);
+        (rule.check)(rule, topology, &mut findings);
     }
     findings
 }

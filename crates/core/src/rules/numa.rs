@@ -21,14 +21,14 @@ Fix by hand: tie the PHB to the guest cell whose memnode includes the device's h
         if !t.pseries {
             return;
         }
-        for (_, c) in t.domain.pci_controllers().filter(|(_, c)| c.is_phb()) {
+        for (_, c) in t.written_phbs() {
             let Some(cell) = c.numa_node else { continue };
             let Some(memnode) = t.domain.memnodes.iter().find(|m| m.cell == cell) else {
                 continue;
             };
             let Ok(bus) = u8::try_from(c.index) else { continue };
             for h in t.hostdevs_on(bus) {
-                let Some(node) = t.host.numa_node(h.host) else {
+                let Some(node) = t.numa_node(h.device) else {
                     continue;
                 };
                 if memnode.host_nodes.contains(&node) {
