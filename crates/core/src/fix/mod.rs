@@ -12,9 +12,9 @@ mod render;
 use std::fmt;
 
 use crate::host::{Facts, HostFacts};
-use crate::model::Domain;
+use crate::model::{DeviceKind, Domain};
 use crate::parse_domain;
-use crate::rules::{Finding, Severity, judge_topology};
+use crate::rules::{Finding, Severity, Subject, judge_topology};
 use crate::topology::Topology;
 
 pub use plan::{Change, Options, Plan, Unfixable};
@@ -42,7 +42,7 @@ impl Fixed {
             .plan
             .unfixable
             .iter()
-            .map(|u| format!("{}: {}", u.subject, u.reason))
+            .map(|u| format!("{}: {}", u.device, u.reason))
             .collect();
         // A finding's message already starts with the device it names.
         lines.extend(
@@ -87,16 +87,47 @@ pub fn fix(
         (output, Some(after))
     };
     let judged = after.as_ref().unwrap_or(domain);
+    let before = positions_before(judged, &plan);
     let remaining = judge_topology(&Topology::new(judged, &facts))
         .into_iter()
         .filter(|f| f.severity() == Severity::Error)
-        .filter(|f| !plan.unfixable.iter().any(|u| u.subject == f.device))
+        .filter(|f| {
+            let subject = match f.subject {
+                Subject::Device(i) => before[i].map(Subject::Device),
+                controller => Some(controller),
+            };
+            !plan.unfixable.iter().any(|u| Some(u.subject) == subject)
+        })
         .collect();
     Ok(Fixed {
         plan,
         output,
         remaining,
     })
+}
+
+/// For each device of the rewritten domain `after`, its position in the domain the plan was made
+/// for; `None` for a PHB the plan added. A rewrite only adds PHBs and removes bridges, so the
+/// other devices keep their order.
+fn positions_before(after: &Domain, plan: &Plan) -> Vec<Option<usize>> {
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    for change in &plan.changes {
+        match *change {
+            Change::AddPhb { index, .. } => added.push(index),
+            Change::RemoveController { device, .. } => removed.push(device),
+            Change::Move { .. } | Change::Retarget { .. } => {}
+        }
+    }
+    let mut kept = (0..).filter(|i| !removed.contains(i));
+    after
+        .devices
+        .iter()
+        .map(|d| match &d.kind {
+            DeviceKind::PciController(c) if c.is_phb() && added.contains(&c.index) => None,
+            _ => kept.next(),
+        })
+        .collect()
 }
 
 impl Change {

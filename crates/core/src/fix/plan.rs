@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{Device, DeviceKind, PciAddr};
+use crate::rules::Subject;
 use crate::topology::{BUSES, Bus, MAX_PHBS, MAX_TARGET, SLOTS, Topology};
 
 use super::order;
@@ -51,8 +52,11 @@ pub enum Change {
 /// Something the planner had to leave broken, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unfixable {
-    /// How it names the device: `hostdev 0002:02:00.0 at 0000:00:05.0`.
-    pub subject: String,
+    /// What is left broken, in the domain the plan was made for.
+    pub subject: Subject,
+    /// How it names it: `hostdev 0002:02:00.0 at 0000:00:05.0`.
+    pub device: String,
+    /// Why it cannot be fixed.
     pub reason: String,
 }
 
@@ -146,8 +150,15 @@ impl<'t, 'd> Planner<'t, 'd> {
     }
 
     fn unfixable(&mut self, device: usize, reason: String) {
+        let dev = self.device(device);
+        // A PHB is a controller, not a device on a bus: findings name it by its index.
+        let subject = match &dev.kind {
+            DeviceKind::PciController(c) if c.is_phb() => Subject::Controller(c.index),
+            _ => Subject::Device(device),
+        };
         self.plan.unfixable.push(Unfixable {
-            subject: self.device(device).describe(),
+            subject,
+            device: dev.describe(),
             reason,
         });
     }

@@ -15,7 +15,7 @@ fn result(j: &Judged) -> Value {
         .iter()
         .map(|f| {
             json!({
-                "rule": f.rule.id,
+                "rule": f.rule.id.as_str(),
                 "severity": f.severity().as_str(),
                 "device": f.device,
                 "message": f.message,

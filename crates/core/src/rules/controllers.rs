@@ -1,6 +1,6 @@
 //! Rules about the PCI controllers themselves: how many roots, and how each PHB is set up.
 
-use super::{Finding, Rule, Severity, Subject};
+use super::{Finding, Rule, RuleId, Severity, Subject};
 use crate::model::PciController;
 use crate::topology::{MAX_TARGET, PHB_MODEL_NAME, Topology};
 
@@ -20,7 +20,7 @@ fn phbs<'d>(t: &Topology<'d>) -> impl Iterator<Item = &'d PciController> + use<'
 }
 
 pub(super) const MULTIPLE_PCI_ROOTS: Rule = Rule {
-    id: "multiple-pci-roots",
+    id: RuleId::MultiplePciRoots,
     severity: Severity::Error,
     summary: "a guest that is not pSeries has more than one pci-root controller",
     explanation: "\
@@ -58,7 +58,7 @@ if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pser
 };
 
 pub(super) const PHB_WRONG_MODEL: Rule = Rule {
-    id: "phb-wrong-model",
+    id: RuleId::PhbWrongModel,
     severity: Severity::Error,
     summary: "a PHB's <model name> is not spapr-pci-host-bridge",
     explanation: "\
@@ -90,7 +90,7 @@ Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or d
 };
 
 pub(super) const PHB_TARGET_OUT_OF_RANGE: Rule = Rule {
-    id: "phb-target-out-of-range",
+    id: RuleId::PhbTargetOutOfRange,
     severity: Severity::Error,
     summary: "a PHB's <target index> is outside 0..30",
     explanation: "\
@@ -121,7 +121,7 @@ remove <target index> and let libvirt pick the lowest free one.",
 };
 
 pub(super) const PHB_DEFAULT_TARGET: Rule = Rule {
-    id: "phb-default-target",
+    id: RuleId::PhbDefaultTarget,
     severity: Severity::Error,
     summary: "target index 0 is not on the default PHB (index 0), or the default PHB has another",
     explanation: "\
@@ -154,7 +154,7 @@ target index from 1 to 30 (or remove <target> and let libvirt choose).",
 };
 
 pub(super) const PHB_TARGET_DUPLICATE: Rule = Rule {
-    id: "phb-target-duplicate",
+    id: RuleId::PhbTargetDuplicate,
     severity: Severity::Error,
     summary: "two PHBs share one target index",
     explanation: "\
@@ -194,7 +194,7 @@ the <target> element from the later one and let libvirt pick a free index.",
 };
 
 pub(super) const PCI_BRIDGE_ON_PSERIES: Rule = Rule {
-    id: "pci-bridge-on-pseries",
+    id: RuleId::PciBridgeOnPseries,
     severity: Severity::Warning,
     summary: "a pSeries guest has a pci-bridge controller (not needed; PHBs replace it)",
     explanation: "\

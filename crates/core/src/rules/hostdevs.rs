@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Finding, Rule, Severity, Subject};
+use super::{Finding, Rule, RuleId, Severity, Subject};
 use crate::host::GroupUnknown;
 use crate::topology::{Bus, PlacedHostdev, Topology};
 
@@ -28,7 +28,7 @@ fn known_group(t: &Topology<'_>, h: &PlacedHostdev) -> Option<u32> {
 }
 
 pub(super) const HOSTDEV_BEHIND_BRIDGE: Rule = Rule {
-    id: "hostdev-behind-bridge",
+    id: RuleId::HostdevBehindBridge,
     severity: Severity::Error,
     summary: "a hostdev is directly on a bus that is not a PHB (a pci-bridge, ...)",
     explanation: "\
@@ -68,7 +68,7 @@ nothing is behind it. Or remove the <address> and let libvirt place it; 'phbguar
 };
 
 pub(super) const HOSTDEV_ON_DEFAULT_PHB: Rule = Rule {
-    id: "hostdev-on-default-phb",
+    id: RuleId::HostdevOnDefaultPhb,
     severity: Severity::Error,
     summary: "a hostdev is directly on the default PHB",
     explanation: "\
@@ -101,7 +101,7 @@ its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it."
 };
 
 pub(super) const PHB_MIXES_IOMMU_GROUPS: Rule = Rule {
-    id: "phb-mixes-iommu-groups",
+    id: RuleId::PhbMixesIommuGroups,
     severity: Severity::Error,
     summary: "hostdevs of two or more IOMMU groups are directly on one PHB",
     explanation: "\
@@ -150,7 +150,7 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
 };
 
 pub(super) const IOMMU_GROUP_SPLIT: Rule = Rule {
-    id: "iommu-group-split",
+    id: RuleId::IommuGroupSplit,
     severity: Severity::Error,
     summary: "hostdevs of one IOMMU group are directly on more than one bus",
     explanation: "\
@@ -204,7 +204,7 @@ function 0), so the whole group shares one PHB.",
 };
 
 pub(super) const EMULATED_ON_HOSTDEV_PHB: Rule = Rule {
-    id: "emulated-on-hostdev-phb",
+    id: RuleId::EmulatedOnHostdevPhb,
     severity: Severity::Error,
     summary: "an emulated device is directly on a non-default PHB that has a hostdev on it",
     explanation: "\
@@ -247,7 +247,7 @@ hostdevs, or delete its <address> and let libvirt place it.",
 };
 
 pub(super) const IOMMU_GROUP_UNKNOWN: Rule = Rule {
-    id: "iommu-group-unknown",
+    id: RuleId::IommuGroupUnknown,
     severity: Severity::Warning,
     summary: "a hostdev's host device or its iommu_group link is missing",
     explanation: "\

@@ -1,9 +1,9 @@
 //! A PHB tied to a guest NUMA cell should sit near its host devices.
 
-use super::{Finding, Rule, Severity, Subject};
+use super::{Finding, Rule, RuleId, Severity, Subject};
 
 pub(super) const PHB_NUMA_MISMATCH: Rule = Rule {
-    id: "phb-numa-mismatch",
+    id: RuleId::PhbNumaMismatch,
     severity: Severity::Warning,
     summary: "a PHB's guest NUMA node is backed by host nodes that do not hold its hostdev",
     explanation: "\
