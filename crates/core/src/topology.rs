@@ -6,7 +6,7 @@
 use std::ops::RangeInclusive;
 
 use crate::host::{Facts, GroupUnknown};
-use crate::model::{Device, DeviceKind, Domain, PciAddr, PciController};
+use crate::model::{Device, DeviceKind, Domain, PciAddr, PciController, Subject};
 
 /// Highest PHB target index QEMU accepts (`SPAPR_MAX_PHBS - 1`, `spapr_phb_placement`); libvirt
 /// accepts 0..=30 too.
@@ -173,6 +173,25 @@ impl<'d> Topology<'d> {
             .map(|b| b as u8)
     }
 
+    /// The line a finding about `subject` points at: the device's, a written controller's, or
+    /// for a PHB libvirt implies, the first device directly on it.
+    pub fn line_of(&self, subject: Subject) -> Option<usize> {
+        let device = match subject {
+            Subject::Device(i) => i,
+            Subject::Controller(index) => {
+                let bus = u8::try_from(index).ok()?;
+                match self.bus(bus) {
+                    Bus::Phb(Some(i)) | Bus::Bridge(i) => i,
+                    _ => *self.hostdevs_on[bus as usize]
+                        .first()
+                        .map(|&h| &self.hostdevs[h].device)
+                        .or_else(|| self.emulated_on[bus as usize].first())?,
+                }
+            }
+        };
+        Some(self.device(device).line)
+    }
+
     /// The IOMMU group of the hostdev at position `device`, or why it is unknown; `None` for a
     /// device that is not a hostdev.
     pub fn group(&self, device: usize) -> Option<Result<u32, &'d GroupUnknown>> {
@@ -188,5 +207,30 @@ impl<'d> Topology<'d> {
     /// The host NUMA node of the hostdev at position `device`, when known.
     pub fn numa_node(&self, device: usize) -> Option<u32> {
         self.facts.numa_node(self.device(device).host_addr()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::StaticHost;
+
+    #[test]
+    fn findings_point_at_the_device_the_written_controller_or_the_first_device_on_an_implied_phb() {
+        let xml = "<domain>\n<os><type arch='ppc64le' machine='pseries'/></os>\n<devices>\n\
+                   <controller type='pci' index='1' model='pci-bridge'>\n\
+                   <address type='pci' bus='0' slot='3'/></controller>\n\
+                   <disk type='file'><target dev='vda'/>\n<address type='pci' bus='2' slot='1'/></disk>\n\
+                   </devices></domain>";
+        let domain = crate::parse_domain(xml.as_bytes()).unwrap();
+        let facts = Facts::gather(&domain, &StaticHost::new());
+        let t = Topology::new(&domain, &facts);
+        assert_eq!(t.line_of(Subject::Device(1)), Some(6));
+        assert_eq!(t.line_of(Subject::Controller(1)), Some(4));
+        assert_eq!(t.bus(2), Bus::Phb(None));
+        assert_eq!(t.line_of(Subject::Controller(2)), Some(6));
+        assert_eq!(t.line_of(Subject::Controller(0)), Some(4));
+        assert_eq!(t.line_of(Subject::Controller(5)), None);
+        assert_eq!(t.bus(3), Bus::Unused);
     }
 }

@@ -12,9 +12,9 @@ mod render;
 use std::fmt;
 
 use crate::host::{Facts, HostFacts};
-use crate::model::{DeviceKind, Domain};
+use crate::model::{DeviceKind, Domain, Subject};
 use crate::parse_domain;
-use crate::rules::{Finding, Severity, Subject, judge_topology};
+use crate::rules::{Finding, Severity, judge_topology};
 use crate::topology::Topology;
 
 pub use plan::{Change, Options, Plan, Unfixable};

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::model::Subject;
 use crate::model::{Device, DeviceKind, PciAddr};
-use crate::rules::Subject;
 use crate::topology::{BUSES, Bus, MAX_PHBS, MAX_TARGET, SLOTS, Topology};
 
 use super::order;

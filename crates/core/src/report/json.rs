@@ -19,6 +19,7 @@ fn result(j: &Judged) -> Value {
                 "severity": f.severity().as_str(),
                 "device": f.device,
                 "message": f.message,
+                "line": f.line,
             })
         })
         .collect();

@@ -1,15 +1,18 @@
 //! Rules about the PCI controllers themselves: how many roots, and how each PHB is set up.
 
-use super::{Finding, Rule, RuleId, Severity, Subject};
+use super::{Finding, Rule, RuleId, Severity};
 use crate::model::PciController;
+use crate::model::Subject;
 use crate::topology::{MAX_TARGET, PHB_MODEL_NAME, Topology};
 
-fn controller_finding(rule: &'static Rule, index: u32, message: String) -> Finding {
+fn controller_finding(rule: &'static Rule, t: &Topology<'_>, index: u32, message: String) -> Finding {
+    let subject = Subject::Controller(index);
     Finding {
         rule,
-        subject: Subject::Controller(index),
+        subject,
         device: format!("controller pci index {index}"),
         message,
+        line: t.line_of(subject),
     }
 }
 
@@ -46,6 +49,7 @@ if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pser
         for c in roots.iter().filter(|c| c.index != first) {
             out.push(controller_finding(
                 rule,
+                t,
                 c.index,
                 format!(
                     "controller pci index {} is a second pci-root, which only pSeries guests can have; \
@@ -77,6 +81,7 @@ Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or d
             if let Some(name) = c.model_name.as_deref().filter(|n| *n != PHB_MODEL_NAME) {
                 out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} has model name '{name}'; a pSeries PHB must be \
@@ -108,6 +113,7 @@ remove <target index> and let libvirt pick the lowest free one.",
             if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET) {
                 out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} has target index {target}, but QEMU accepts 0 to \
@@ -148,7 +154,7 @@ target index from 1 to 30 (or remove <target> and let libvirt choose).",
                 ),
                 _ => continue,
             };
-            out.push(controller_finding(rule, c.index, message));
+            out.push(controller_finding(rule, t, c.index, message));
         }
     },
 };
@@ -180,6 +186,7 @@ the <target> element from the later one and let libvirt pick a free index.",
             match *slot {
                 Some(first) => out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} has target index {target}, already used by \
@@ -215,6 +222,7 @@ each host IOMMU group onto a PHB of its own), then delete the bridge. 'phbguard 
             if c.model.as_deref() == Some("pci-bridge") {
                 out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} is a pci-bridge; pSeries guests use PHBs \

@@ -3,17 +3,20 @@
 
 use std::collections::HashMap;
 
-use super::{Finding, Rule, RuleId, Severity, Subject};
+use super::{Finding, Rule, RuleId, Severity};
 use crate::host::GroupUnknown;
+use crate::model::Subject;
 use crate::topology::{Bus, PlacedHostdev, Topology};
 
 fn device_finding(rule: &'static Rule, t: &Topology<'_>, device: usize, message: String) -> Finding {
     let name = t.device(device).describe();
+    let subject = Subject::Device(device);
     Finding {
         rule,
-        subject: Subject::Device(device),
+        subject,
         message: format!("{name} {message}"),
         device: name,
+        line: t.line_of(subject),
     }
 }
 
@@ -135,9 +138,11 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
                 continue;
             }
             let list: Vec<String> = groups.iter().map(|(g, a)| format!("{g} ({a})")).collect();
+            let subject = Subject::Controller(u32::from(bus));
             out.push(Finding {
                 rule,
-                subject: Subject::Controller(u32::from(bus)),
+                subject,
+                line: t.line_of(subject),
                 device: format!("controller pci index {bus}"),
                 message: format!(
                     "controller pci index {bus} holds hostdevs of IOMMU groups {}; give each group a \

@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::host::{Facts, HostFacts};
-use crate::model::Domain;
+use crate::model::{Domain, Subject};
 use crate::topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -153,15 +153,6 @@ impl fmt::Debug for Rule {
     }
 }
 
-/// What a finding is about, for tools (the rewriter) that act on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subject {
-    /// An element under `<devices>`, by its position in [`Domain::devices`].
-    Device(usize),
-    /// The PCI controller with this index, whether written or implied.
-    Controller(u32),
-}
-
 #[derive(Debug, Clone)]
 pub struct Finding {
     pub rule: &'static Rule,
@@ -170,6 +161,9 @@ pub struct Finding {
     pub device: String,
     /// One sentence: what is wrong and what to do.
     pub message: String,
+    /// The line of the input the subject starts on; `None` for a controller libvirt implies
+    /// that has nothing on it to point at.
+    pub line: Option<usize>,
 }
 
 impl Finding {

@@ -1,6 +1,7 @@
 //! A PHB tied to a guest NUMA cell should sit near its host devices.
 
-use super::{Finding, Rule, RuleId, Severity, Subject};
+use super::{Finding, Rule, RuleId, Severity};
+use crate::model::Subject;
 
 pub(super) const PHB_NUMA_MISMATCH: Rule = Rule {
     id: RuleId::PhbNumaMismatch,
@@ -39,6 +40,7 @@ Fix by hand: tie the PHB to the guest cell whose memnode includes the device's h
                 out.push(Finding {
                     rule,
                     subject: Subject::Device(h.device),
+                    line: Some(t.device(h.device).line),
                     message: format!(
                         "{name} is on host NUMA node {node}, but its PHB (controller pci index {}) is \
                          tied to guest cell {cell}, whose memory comes from host node(s) {}; tie the \
