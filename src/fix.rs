@@ -4,12 +4,11 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use phbguard_core::fix::{Fixed, Options, fix};
+use phbguard_core::fix::{Options, fix};
 use phbguard_core::host::Sysfs;
 use phbguard_core::input::load;
-use phbguard_core::model::Domain;
 use phbguard_core::replace::{self, replace_file};
-use serde_json::{Value, json};
+use phbguard_core::report::json;
 
 use crate::cli::{FixArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
@@ -46,15 +45,17 @@ pub fn run(args: &FixArgs) -> u8 {
             return EXIT_FINDINGS;
         }
     };
-    let changes: Vec<String> = fixed.plan.changes.iter().map(|c| c.describe(&domain)).collect();
-    let list_changes = args.format == Format::Text && !args.quiet;
-    if list_changes && !args.in_place {
-        for change in &changes {
-            eprintln!("phbguard: {file}: {change}");
+    let list_changes = |fixed: &phbguard_core::fix::Fixed| {
+        if args.format == Format::Text && !args.quiet {
+            for change in &fixed.plan.changes {
+                eprintln!("phbguard: {file}: {}", change.describe(&domain));
+            }
         }
+    };
+    if !args.in_place {
+        list_changes(&fixed);
     }
-    let problems = fixed.problems();
-    for problem in &problems {
+    for problem in fixed.problems() {
         eprintln!("phbguard: {file}: cannot fix: {problem}");
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
@@ -70,11 +71,7 @@ pub fn run(args: &FixArgs) -> u8 {
                 return EXIT_BAD_INPUT;
             }
             // Listed only now that they are in the file.
-            if list_changes {
-                for change in &changes {
-                    eprintln!("phbguard: {file}: {change}");
-                }
-            }
+            list_changes(&fixed);
         } else if let Ok(target) = std::fs::canonicalize(file)
             && let Some(dir) = target.parent()
         {
@@ -83,10 +80,7 @@ pub fn run(args: &FixArgs) -> u8 {
         }
     }
     let text = match args.format {
-        Format::Json => format!(
-            "{}\n",
-            report(file, &domain, &fixed, changed, &changes, &problems)
-        ),
+        Format::Json => format!("{}\n", json::fixed(file, &domain, &fixed, changed)),
         // Nothing but the reasons when the result would still break a rule.
         _ if !fixed.is_clean() => String::new(),
         // With --in-place too: the diff shows what was written.
@@ -104,49 +98,4 @@ fn diff(file: &str, before: &str, after: &str) -> String {
         .context_radius(3)
         .header(file, file)
         .to_string()
-}
-
-fn report(
-    file: &str,
-    domain: &Domain,
-    fixed: &Fixed,
-    changed: bool,
-    changes: &[String],
-    problems: &[String],
-) -> Value {
-    use phbguard_core::fix::Change;
-    let changes: Vec<Value> = fixed
-        .plan
-        .changes
-        .iter()
-        .zip(changes)
-        .map(|(change, summary)| match *change {
-            Change::Move { device, from, to } => {
-                json!({"kind": "move", "device": domain.devices[device].name(), "from": from.map(|a| a.to_string()),
-                       "to": to.to_string(), "summary": summary})
-            }
-            Change::AddPhb { index, target, node } => {
-                json!({"kind": "add-phb", "index": index, "target": target, "node": node, "summary": summary})
-            }
-            Change::Retarget { index, from, to, .. } => {
-                json!({"kind": "retarget", "index": index, "from": from, "to": to, "summary": summary})
-            }
-            Change::SetPhbModel { index, ref from, .. } => {
-                json!({"kind": "set-phb-model", "index": index, "from": from, "summary": summary})
-            }
-            Change::RemoveController { index, .. } => {
-                json!({"kind": "remove-controller", "index": index, "summary": summary})
-            }
-        })
-        .collect();
-    json!({
-        "file": file,
-        "domain": domain.name,
-        "uuid": domain.uuid,
-        "pseries": domain.is_pseries(),
-        "fixed": fixed.is_clean(),
-        "changed": changed,
-        "changes": changes,
-        "problems": problems,
-    })
 }

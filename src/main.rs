@@ -91,7 +91,7 @@ fn list_rules(format: Format) -> u8 {
         Format::Json => {
             let rules: Vec<_> = RULES
                 .iter()
-                .map(|r| serde_json::json!({"id": r.id, "severity": r.severity.as_str(), "summary": r.summary}))
+                .map(|r| serde_json::json!({"id": r.id.as_str(), "severity": r.severity.as_str(), "summary": r.summary}))
                 .collect();
             format!("{}\n", serde_json::json!({ "rules": rules }))
         }

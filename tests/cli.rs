@@ -39,17 +39,19 @@ fn write_temp(dir: &Path, name: &str, content: &[u8]) -> String {
 }
 
 #[test]
-fn text_report_names_domain_severity_rule_and_device() {
+fn text_report_names_file_line_severity_rule_and_device() {
     let sysfs = host();
-    let out = run(&["check", "--sysfs-root", sysfs.path_str(), &repo_path(BAD)], b"");
+    let bad = repo_path(BAD);
+    let out = run(&["check", "--sysfs-root", sysfs.path_str(), &bad], b"");
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     let first = text.lines().next().unwrap();
+    // Line 27 is the <hostdev> start tag.
     assert!(
-        first.starts_with(
-            "hostdev-on-default-phb-fail-vfio-on-bus0: error[hostdev-on-default-phb]: \
+        first.starts_with(&format!(
+            "{bad}:27: error[hostdev-on-default-phb]: \
              hostdev 0002:02:00.0 at 0000:00:05.0 is on the default PHB"
-        ),
+        )),
         "{first}"
     );
     assert!(
@@ -99,6 +101,7 @@ fn json_report_has_the_contract_shape() {
     assert_eq!(f["rule"], "hostdev-on-default-phb");
     assert_eq!(f["severity"], "error");
     assert_eq!(f["device"], "hostdev 0002:02:00.0 at 0000:00:05.0");
+    assert_eq!(f["line"], 27);
     assert!(f["message"].as_str().unwrap().contains("default PHB"));
     assert_eq!(results[1]["findings"], serde_json::json!([]));
 }
@@ -114,6 +117,12 @@ fn stdin_is_read_for_dash() {
     assert_eq!(out.status.code(), Some(1));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["results"][0]["file"], "-");
+    let text = run(&["check", "--sysfs-root", sysfs.path_str(), "-"], &xml);
+    assert!(
+        stdout(&text).starts_with("<stdin>:27: error[hostdev-on-default-phb]: "),
+        "{}",
+        stdout(&text)
+    );
 }
 
 #[test]
@@ -286,7 +295,11 @@ fn rules_lists_the_catalogue_and_explain_tells_why() {
     let out = run(&["rules"], b"");
     assert_eq!(out.status.code(), Some(0));
     let list = stdout(&out);
-    assert_eq!(list.lines().count(), 13, "{list}");
+    assert_eq!(list.lines().count(), 14, "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("pci-address-duplicate") && l.contains("error"))
+    );
     assert!(
         list.lines()
             .any(|l| l.starts_with("hostdev-on-default-phb") && l.contains("error"))

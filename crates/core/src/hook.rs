@@ -27,7 +27,7 @@ use crate::config::{self, Config, Incoming, Mode, OnInternalError};
 use crate::host::{HostFacts, Sysfs};
 use crate::input::{InputError, read_bounded};
 use crate::parse::parse_domain;
-use crate::rules::{Finding, Severity, judge};
+use crate::rules::{Finding, RuleId, Severity, judge};
 use crate::syslog::{Level, Syslog, field};
 
 /// One call from libvirt.
@@ -233,7 +233,7 @@ pub fn decide(
     let exempt = config.is_exempt(name, domain.uuid.as_deref());
     let blocking = |f: &Finding| {
         f.severity() == Severity::Error
-            || (config.reject_iommu_group_unknown && f.rule.id == "iommu-group-unknown")
+            || (config.reject_iommu_group_unknown && f.rule.id == RuleId::IommuGroupUnknown)
     };
     let rejects = match phase {
         Phase::Prepare => true,
@@ -256,7 +256,7 @@ pub fn decide(
             field("domain", name),
             field("uuid", uuid),
             field("op", phase.op()),
-            field("rule", f.rule.id),
+            field("rule", f.rule.id.as_str()),
             field("device", &f.device),
             field("severity", f.severity().as_str()),
             field("mode", if exempt { "exempt" } else { mode.as_str() }),

@@ -47,6 +47,7 @@ enum Tag {
 /// A device under construction, between its start and end tags.
 struct DeviceBuilder {
     element: String,
+    line: usize,
     type_attr: Option<String>,
     model_attr: Option<String>,
     mode_attr: Option<String>,
@@ -66,6 +67,9 @@ struct DeviceBuilder {
 }
 
 struct Parser<'a> {
+    source: &'a str,
+    /// A byte offset already reached and the line it is on, so lines are counted in one pass.
+    counted: (usize, usize),
     reader: Reader<&'a [u8]>,
     stack: Vec<Tag>,
     domain: Domain,
@@ -77,6 +81,8 @@ struct Parser<'a> {
 impl<'a> Parser<'a> {
     fn new(text: &'a str) -> Self {
         Parser {
+            source: text,
+            counted: (0, 1),
             reader: Reader::from_str(text),
             stack: Vec::with_capacity(16),
             domain: Domain::default(),
@@ -146,6 +152,17 @@ impl<'a> Parser<'a> {
         self.reader.buffer_position() as usize
     }
 
+    /// The line `offset` is on; offsets are asked for in document order.
+    fn line_of(&mut self, offset: usize) -> usize {
+        let (from, line) = self.counted;
+        let newlines = self.source.as_bytes()[from..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.counted = (offset, line + newlines);
+        self.counted.1
+    }
+
     fn malformed(&self, offset: usize, detail: &str) -> ParseError {
         ParseError::Malformed {
             offset: offset as u64,
@@ -208,7 +225,8 @@ impl<'a> Parser<'a> {
                 Tag::Skip
             }
             (2, Some(Tag::Devices)) => {
-                self.device = Some(DeviceBuilder::new(e, span.start)?);
+                let line = self.line_of(span.start);
+                self.device = Some(DeviceBuilder::new(e, span.start, line)?);
                 Tag::Device
             }
             (3, Some(Tag::Device)) => self.device_child(e, name, span)?,
@@ -324,7 +342,7 @@ impl<'a> Parser<'a> {
 }
 
 impl DeviceBuilder {
-    fn new(e: &BytesStart<'_>, start: usize) -> Result<Self, ParseError> {
+    fn new(e: &BytesStart<'_>, start: usize, line: usize) -> Result<Self, ParseError> {
         let element = e.local_name().as_ref().to_string();
         let attrs = Attrs::of(e)?;
         // Only a controller's index is a number libvirt reads (base 10, virXMLPropInt).
@@ -346,6 +364,7 @@ impl DeviceBuilder {
             index_attr,
             element,
             start,
+            line,
             address: None,
             address_span: None,
             host: None,
@@ -425,6 +444,7 @@ impl DeviceBuilder {
                 start: self.start,
                 end,
             },
+            line: self.line,
         })
     }
 }

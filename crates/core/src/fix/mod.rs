@@ -11,10 +11,11 @@ mod render;
 
 use std::fmt;
 
-use crate::host::HostFacts;
-use crate::model::Domain;
+use crate::host::{Facts, HostFacts};
+use crate::model::{DeviceKind, Domain, Subject};
 use crate::parse_domain;
-use crate::rules::{Finding, Severity, judge};
+use crate::rules::{Finding, Severity, judge_topology};
+use crate::topology::Topology;
 
 pub use plan::{Change, Options, Plan, Unfixable};
 
@@ -41,7 +42,7 @@ impl Fixed {
             .plan
             .unfixable
             .iter()
-            .map(|u| format!("{}: {}", u.subject, u.reason))
+            .map(|u| format!("{}: {}", u.device, u.reason))
             .collect();
         // A finding's message already starts with the device it names.
         lines.extend(
@@ -72,7 +73,10 @@ pub fn fix(
     host: &dyn HostFacts,
     options: Options,
 ) -> Result<Fixed, InternalError> {
-    let plan = plan::plan(domain, host, options);
+    // The rewrite moves devices but keeps the same host devices: one read of the host serves
+    // the plan and the re-check of its output.
+    let facts = Facts::gather(domain, host);
+    let plan = plan::plan(&Topology::new(domain, &facts), options);
     let (output, after) = if plan.is_empty() {
         (input.to_string(), None)
     } else {
@@ -83,16 +87,47 @@ pub fn fix(
         (output, Some(after))
     };
     let judged = after.as_ref().unwrap_or(domain);
-    let remaining = judge(judged, host)
+    let before = positions_before(judged, &plan);
+    let remaining = judge_topology(&Topology::new(judged, &facts))
         .into_iter()
         .filter(|f| f.severity() == Severity::Error)
-        .filter(|f| !plan.unfixable.iter().any(|u| u.subject == f.device))
+        .filter(|f| {
+            let subject = match f.subject {
+                Subject::Device(i) => before[i].map(Subject::Device),
+                controller => Some(controller),
+            };
+            !plan.unfixable.iter().any(|u| Some(u.subject) == subject)
+        })
         .collect();
     Ok(Fixed {
         plan,
         output,
         remaining,
     })
+}
+
+/// For each device of the rewritten domain `after`, its position in the domain the plan was made
+/// for; `None` for a PHB the plan added. A rewrite only adds PHBs and removes bridges, so the
+/// other devices keep their order.
+fn positions_before(after: &Domain, plan: &Plan) -> Vec<Option<usize>> {
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    for change in &plan.changes {
+        match *change {
+            Change::AddPhb { index, .. } => added.push(index),
+            Change::RemoveController { device, .. } => removed.push(device),
+            Change::Move { .. } | Change::Retarget { .. } | Change::SetPhbModel { .. } => {}
+        }
+    }
+    let mut kept = (0..).filter(|i| !removed.contains(i));
+    after
+        .devices
+        .iter()
+        .map(|d| match &d.kind {
+            DeviceKind::PciController(c) if c.is_phb() && added.contains(&c.index) => None,
+            _ => kept.next(),
+        })
+        .collect()
 }
 
 impl Change {
@@ -120,7 +155,7 @@ impl Change {
             }
             Change::SetPhbModel { index, ref from, .. } => format!(
                 "controller pci index {index}: model name '{from}' -> '{}'",
-                crate::rules::PHB_MODEL_NAME
+                crate::topology::PHB_MODEL_NAME
             ),
             Change::RemoveController { device, index } => {
                 let model = domain.devices[device].model_attr.as_deref().unwrap_or("bridge");

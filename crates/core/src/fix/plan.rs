@@ -10,19 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::host::{GroupUnknown, HostFacts};
-use crate::model::{Device, DeviceKind, Domain, PciAddr};
-use crate::rules::PHB_MODEL_NAME;
+use crate::model::Subject;
+use crate::model::{Device, DeviceKind, PciAddr};
+use crate::topology::{BUSES, Bus, MAX_PHBS, MAX_TARGET, PHB_MODEL_NAME, SLOTS, Topology};
 
 use super::order;
 
-/// Highest PHB target index QEMU accepts (`SPAPR_MAX_PHBS - 1`).
-pub const MAX_TARGET: u32 = 30;
-/// The most PHBs a pSeries guest can have: one per target index.
-const MAX_PHBS: usize = MAX_TARGET as usize + 1;
-/// Slots on a PHB: libvirt starts at 1 (`minSlot`), 0x1f is the last.
-const SLOTS: std::ops::RangeInclusive<u8> = 1..=0x1f;
-const BUSES: usize = 256;
 /// Functions of a slot (0..=7).
 const FUNCTIONS: u8 = 8;
 
@@ -64,8 +57,11 @@ pub enum Change {
 /// Something the planner had to leave broken, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unfixable {
-    /// How it names the device: `hostdev 0002:02:00.0 at 0000:00:05.0`.
-    pub subject: String,
+    /// What is left broken, in the domain the plan was made for.
+    pub subject: Subject,
+    /// How it names it: `hostdev 0002:02:00.0 at 0000:00:05.0`.
+    pub device: String,
+    /// Why it cannot be fixed.
     pub reason: String,
 }
 
@@ -81,12 +77,12 @@ impl Plan {
     }
 }
 
-/// Plans the rewrite of `domain` into one that keeps the isolation rule.
-pub fn plan(domain: &Domain, host: &dyn HostFacts, options: Options) -> Plan {
-    if !domain.is_pseries() {
+/// Plans the rewrite of the topology's domain into one that keeps the isolation rule.
+pub fn plan(topology: &Topology<'_>, options: Options) -> Plan {
+    if !topology.pseries {
         return Plan::default();
     }
-    let mut planner = Planner::new(domain, host);
+    let mut planner = Planner::new(topology);
     planner.set_phb_models();
     planner.retarget();
     planner.choose_homes();
@@ -105,16 +101,6 @@ pub fn plan(domain: &Domain, host: &dyn HostFacts, options: Options) -> Plan {
         Change::Move { .. } => 3,
     });
     plan
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BusKind {
-    /// No controller and no address names it.
-    Unused,
-    /// A PHB: a written pci-root controller (its device position) or one libvirt implies.
-    Phb(Option<usize>),
-    /// Any other PCI controller (a pci-bridge, ...), by device position.
-    Bridge(usize),
 }
 
 /// Where a moving device goes.
@@ -137,12 +123,10 @@ enum Home {
     New,
 }
 
-struct Planner<'a> {
-    domain: &'a Domain,
-    host: &'a dyn HostFacts,
-    buses: [BusKind; BUSES],
-    /// Per device: the IOMMU group of a hostdev (looked up once).
-    groups: Vec<Option<Result<u32, GroupUnknown>>>,
+struct Planner<'t, 'd> {
+    topology: &'t Topology<'d>,
+    /// The topology's buses, and the PHBs the plan adds.
+    buses: Vec<Bus>,
     /// Per device: where it moves, if it does.
     dest: Vec<Option<Dest>>,
     removed: Vec<bool>,
@@ -157,47 +141,20 @@ struct Planner<'a> {
     plan: Plan,
 }
 
-impl<'a> Planner<'a> {
-    fn new(domain: &'a Domain, host: &'a dyn HostFacts) -> Self {
-        let mut buses = [BusKind::Unused; BUSES];
-        for (i, c) in domain.pci_controllers() {
-            buses[c.index as usize] = if c.is_phb() {
-                BusKind::Phb(Some(i))
-            } else {
-                BusKind::Bridge(i)
-            };
-        }
-        // libvirt always has PHB 0, and on pSeries makes every other named bus a PHB.
-        if buses[0] == BusKind::Unused {
-            buses[0] = BusKind::Phb(None);
-        }
-        for dev in &domain.devices {
-            if let Some(addr) = dev.address
-                && buses[addr.bus as usize] == BusKind::Unused
-            {
-                buses[addr.bus as usize] = BusKind::Phb(None);
-            }
-        }
-        let groups = domain
-            .devices
-            .iter()
-            .map(|d| d.host_addr().map(|h| host.iommu_group(h)))
-            .collect();
-        let mut duplicate = vec![false; domain.devices.len()];
+impl<'t, 'd> Planner<'t, 'd> {
+    fn new(topology: &'t Topology<'d>) -> Self {
+        let devices = topology.domain.devices.len();
+        let mut duplicate = vec![false; devices];
         // The first holder keeps the address (libvirt complains about the later ones).
         let mut held = HashSet::new();
-        for (i, dev) in domain.devices.iter().enumerate() {
-            if let (Some(addr), false) = (dev.address, is_phb_device(dev)) {
-                duplicate[i] = !held.insert(addr);
-            }
+        for (i, addr) in topology.addressed() {
+            duplicate[i] = !held.insert(addr);
         }
         Planner {
-            domain,
-            host,
-            buses,
-            groups,
-            dest: vec![None; domain.devices.len()],
-            removed: vec![false; domain.devices.len()],
+            topology,
+            buses: (0..BUSES).map(|b| topology.bus(b as u8)).collect(),
+            dest: vec![None; devices],
+            removed: vec![false; devices],
             duplicate,
             homes: BTreeMap::new(),
             hostdev_buses: BTreeSet::new(),
@@ -207,35 +164,32 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn device(&self, i: usize) -> &'a Device {
-        &self.domain.devices[i]
+    fn device(&self, i: usize) -> &'d Device {
+        self.topology.device(i)
     }
 
     fn unfixable(&mut self, device: usize, reason: String) {
+        let dev = self.device(device);
+        // A PHB is a controller, not a device on a bus: findings name it by its index.
+        let subject = match &dev.kind {
+            DeviceKind::PciController(c) if c.is_phb() => Subject::Controller(c.index),
+            _ => Subject::Device(device),
+        };
         self.plan.unfixable.push(Unfixable {
-            subject: self.device(device).describe(),
+            subject,
+            device: dev.describe(),
             reason,
         });
     }
 
-    /// Devices with a guest PCI address that sit on a bus (PHB controllers do not).
-    fn addressed(&self) -> impl Iterator<Item = (usize, PciAddr)> + 'a {
-        self.domain
-            .devices
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| !is_phb_device(d))
-            .filter_map(|(i, d)| d.address.map(|a| (i, a)))
+    fn addressed(&self) -> impl Iterator<Item = (usize, PciAddr)> + use<'d> {
+        self.topology.addressed()
     }
 
     /// A pSeries PHB has one model name: setting it needs no choice, so it is fixed.
     fn set_phb_models(&mut self) {
-        for (i, c) in self.domain.pci_controllers() {
-            if let Some(name) = c
-                .model_name
-                .as_deref()
-                .filter(|n| c.is_phb() && *n != PHB_MODEL_NAME)
-            {
+        for (i, c) in self.topology.written_phbs() {
+            if let Some(name) = c.model_name.as_deref().filter(|n| *n != PHB_MODEL_NAME) {
                 self.plan.changes.push(Change::SetPhbModel {
                     device: i,
                     index: c.index,
@@ -246,24 +200,19 @@ impl<'a> Planner<'a> {
     }
 
     fn known_group(&self, device: usize) -> Option<u32> {
-        self.groups[device]
-            .as_ref()
-            .and_then(|g| g.as_ref().ok().copied())
+        self.topology.known_group(device)
     }
 
+    /// Whether `bus` is a PHB, the ones the plan adds included.
     fn is_phb(&self, bus: u8) -> bool {
-        matches!(self.buses[bus as usize], BusKind::Phb(_))
+        matches!(self.buses[bus as usize], Bus::Phb(_))
     }
 
     /// Keeps every target index that is valid and first, renumbers the rest: index 0 gets 0,
     /// the others the lowest free in 1..30, in controller index order.
     fn retarget(&mut self) {
         self.targets.insert(0);
-        let mut phbs: Vec<_> = self
-            .domain
-            .pci_controllers()
-            .filter(|(_, c)| c.is_phb())
-            .collect();
+        let mut phbs: Vec<_> = self.topology.written_phbs().collect();
         phbs.sort_by_key(|(_, c)| c.index);
         let mut renumber = Vec::new();
         for &(i, c) in &phbs {
@@ -350,7 +299,7 @@ impl<'a> Planner<'a> {
                     }
                 }
                 None if addr.bus == 0 || !self.is_phb(addr.bus) => {
-                    let why = match &self.groups[i] {
+                    let why = match self.topology.group(i) {
                         Some(Err(e)) => e.to_string(),
                         _ => "its IOMMU group is unknown".into(),
                     };
@@ -393,7 +342,7 @@ impl<'a> Planner<'a> {
         loop {
             let mut changed = false;
             for bus in 0..BUSES {
-                let BusKind::Bridge(bridge) = self.buses[bus] else {
+                let Bus::Bridge(bridge) = self.buses[bus] else {
                     continue;
                 };
                 if self.removed[bridge] || self.device(bridge).model_attr.as_deref() != Some("pci-bridge") {
@@ -450,7 +399,7 @@ impl<'a> Planner<'a> {
 
     /// Device positions in libvirt's assignment order.
     fn libvirt_order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.domain.devices.len()).collect();
+        let mut order: Vec<usize> = (0..self.topology.domain.devices.len()).collect();
         order.sort_by_key(|&i| order::rank(self.device(i)));
         order
     }
@@ -573,18 +522,16 @@ impl<'a> Planner<'a> {
     /// The guest NUMA cell a PHB for group `g` belongs to: the one `<numatune><memnode>`
     /// backs with the host node of the group's devices, when there is exactly one.
     fn group_node(&self, g: u32) -> Option<u32> {
-        let mut nodes = self
-            .domain
-            .devices
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| self.known_group(i) == Some(g))
-            .map(|(_, d)| d.host_addr().and_then(|h| self.host.numa_node(h)));
+        let devices = 0..self.topology.domain.devices.len();
+        let mut nodes = devices
+            .filter(|&i| self.known_group(i) == Some(g))
+            .map(|i| self.topology.numa_node(i));
         let node = nodes.next()??;
         if !nodes.all(|n| n == Some(node)) {
             return None;
         }
         let mut cells = self
+            .topology
             .domain
             .memnodes
             .iter()
@@ -596,13 +543,13 @@ impl<'a> Planner<'a> {
 
     /// Adds a PHB with the lowest free controller index and target index.
     fn add_phb(&mut self, node: Option<u32>, first: usize) -> Option<u8> {
-        let phbs = self.buses.iter().filter(|b| matches!(b, BusKind::Phb(_))).count();
+        let phbs = self.buses.iter().filter(|b| matches!(b, Bus::Phb(_))).count();
         // A removed bridge's index is free again: leaving it unused would make libvirt fill
         // the gap with an empty PHB of its own.
         let index = (1..BUSES).find(|&b| match self.buses[b] {
-            BusKind::Unused => true,
-            BusKind::Bridge(dev) => self.removed[dev],
-            BusKind::Phb(_) => false,
+            Bus::Unused => true,
+            Bus::Bridge(dev) => self.removed[dev],
+            Bus::Phb(_) => false,
         });
         let (Some(index), true) = (index, phbs < MAX_PHBS) else {
             self.unfixable(
@@ -620,7 +567,7 @@ impl<'a> Planner<'a> {
             );
             return None;
         };
-        self.buses[index] = BusKind::Phb(None);
+        self.buses[index] = Bus::Phb(None);
         self.plan.changes.push(Change::AddPhb {
             index: index as u32,
             target,
@@ -665,9 +612,4 @@ impl<'a> Planner<'a> {
             self.plan.changes.push(Change::Move { device: i, from, to });
         }
     }
-}
-
-/// A PHB controller is a bus, not a device on one: its address (if any) is not a slot.
-fn is_phb_device(dev: &Device) -> bool {
-    matches!(&dev.kind, DeviceKind::PciController(c) if c.is_phb())
 }

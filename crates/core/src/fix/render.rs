@@ -5,7 +5,7 @@
 use crate::edit::{Edit, indent_before, line_removal, set_attributes, start_tag};
 use crate::model::{Domain, PciAddr};
 use crate::number::{Base, parse_uint};
-use crate::rules::PHB_MODEL_NAME;
+use crate::topology::PHB_MODEL_NAME;
 
 use super::plan::{Change, Plan};
 

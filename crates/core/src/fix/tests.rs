@@ -177,6 +177,31 @@ fn a_hostdev_of_unknown_group_that_must_move_is_reported_and_left() {
 }
 
 #[test]
+fn what_is_left_broken_is_matched_to_its_finding_after_devices_shift() {
+    // A PHB is added before it, so the unknown hostdev is at another position in the output:
+    // its finding must still be known as the one the planner gave up on.
+    let h = host(&[("0002:02:00.0", 3, None)]);
+    let xml = domain(
+        "",
+        &[
+            bridge(1, (0, 3)),
+            emulated(1, 2),
+            hostdev("0002:02:00.0", Some((1, 1, 0))),
+            hostdev("0009:01:00.0", Some((0, 4, 0))),
+        ],
+    );
+    let out = run(&xml, &h);
+    assert!(!out.clean);
+    assert!(out.changes.iter().any(|c| c.starts_with("added PHB index 2")));
+    assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+    assert!(
+        out.problems[0].starts_with("hostdev 0009:01:00.0 at 0000:00:04.0: has to move"),
+        "{}",
+        out.problems[0]
+    );
+}
+
+#[test]
 fn nested_bridges_emptied_by_the_move_are_removed() {
     let h = host(&[("0002:02:00.0", 3, None)]);
     let xml = domain(

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
-use super::{Finding, Rule, Severity, Subject};
-use crate::model::{DeviceKind, PciAddr};
+use super::{Finding, Rule, RuleId, Severity};
+use crate::model::{PciAddr, Subject};
 
 pub(super) const PCI_ADDRESS_DUPLICATE: Rule = Rule {
-    id: "pci-address-duplicate",
+    id: RuleId::PciAddressDuplicate,
     severity: Severity::Error,
     summary: "two devices have the same guest PCI address (libvirt refuses the define)",
     explanation: "\
@@ -27,18 +27,15 @@ to a free slot on the bus it was meant for.",
             return;
         }
         let mut first: HashMap<PciAddr, usize> = HashMap::new();
-        for (i, dev) in t.domain.devices.iter().enumerate() {
-            // A PHB is a bus, not a device on one; libvirt refuses an address on it.
-            if matches!(&dev.kind, DeviceKind::PciController(c) if c.is_phb()) {
-                continue;
-            }
-            let Some(addr) = dev.address else { continue };
+        for (i, addr) in t.addressed() {
             match first.get(&addr) {
                 Some(&earlier) => {
-                    let name = dev.describe();
+                    let name = t.device(i).describe();
+                    let subject = Subject::Device(i);
                     out.push(Finding {
                         rule,
-                        subject: Subject::Device(i),
+                        subject,
+                        line: t.line_of(subject),
                         message: format!(
                             "{name} has the guest PCI address of {}; libvirt refuses the \
                              definition (\"Attempted double use of PCI Address {addr}\"): give it a \

@@ -1,32 +1,29 @@
 //! Rules about the PCI controllers themselves: how many roots, and how each PHB is set up.
 
-use super::{Finding, Rule, Severity, Subject, Topology};
+use super::{Finding, Rule, RuleId, Severity};
 use crate::model::PciController;
+use crate::model::Subject;
+use crate::topology::{MAX_TARGET, PHB_MODEL_NAME, Topology};
 
-/// QEMU places at most 31 PHBs (`spapr_phb_placement`), and libvirt accepts target 0..=30.
-pub const MAX_TARGET_INDEX: u32 = 30;
-pub const PHB_MODEL_NAME: &str = "spapr-pci-host-bridge";
-
-fn controller_finding(rule: &'static Rule, index: u32, message: String) -> Finding {
+fn controller_finding(rule: &'static Rule, t: &Topology<'_>, index: u32, message: String) -> Finding {
+    let subject = Subject::Controller(index);
     Finding {
         rule,
-        subject: Subject::Controller(index),
+        subject,
         device: format!("controller pci index {index}"),
         message,
+        line: t.line_of(subject),
     }
 }
 
 /// The PHBs written in the definition, pSeries guests only.
 fn phbs<'d>(t: &Topology<'d>) -> impl Iterator<Item = &'d PciController> + use<'d> {
     let pseries = t.pseries;
-    t.domain
-        .pci_controllers()
-        .map(|(_, c)| c)
-        .filter(move |c| pseries && c.is_phb())
+    t.written_phbs().map(|(_, c)| c).filter(move |_| pseries)
 }
 
 pub(super) const MULTIPLE_PCI_ROOTS: Rule = Rule {
-    id: "multiple-pci-roots",
+    id: RuleId::MultiplePciRoots,
     severity: Severity::Error,
     summary: "a guest that is not pSeries has more than one pci-root controller",
     explanation: "\
@@ -45,18 +42,14 @@ if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pser
         if t.pseries {
             return;
         }
-        let roots: Vec<&PciController> = t
-            .domain
-            .pci_controllers()
-            .map(|(_, c)| c)
-            .filter(|c| c.is_phb())
-            .collect();
+        let roots: Vec<&PciController> = t.written_phbs().map(|(_, c)| c).collect();
         let Some(first) = roots.iter().map(|c| c.index).min() else {
             return;
         };
         for c in roots.iter().filter(|c| c.index != first) {
             out.push(controller_finding(
                 rule,
+                t,
                 c.index,
                 format!(
                     "controller pci index {} is a second pci-root, which only pSeries guests can have; \
@@ -69,7 +62,7 @@ if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pser
 };
 
 pub(super) const PHB_WRONG_MODEL: Rule = Rule {
-    id: "phb-wrong-model",
+    id: RuleId::PhbWrongModel,
     severity: Severity::Error,
     summary: "a PHB's <model name> is not spapr-pci-host-bridge",
     explanation: "\
@@ -88,6 +81,7 @@ Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or d
             if let Some(name) = c.model_name.as_deref().filter(|n| *n != PHB_MODEL_NAME) {
                 out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} has model name '{name}'; a pSeries PHB must be \
@@ -101,7 +95,7 @@ Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or d
 };
 
 pub(super) const PHB_TARGET_OUT_OF_RANGE: Rule = Rule {
-    id: "phb-target-out-of-range",
+    id: RuleId::PhbTargetOutOfRange,
     severity: Severity::Error,
     summary: "a PHB's <target index> is outside 0..30",
     explanation: "\
@@ -116,13 +110,14 @@ Fix by hand: give the PHB an unused target index from 1 to 30 (0 belongs to the 
 remove <target index> and let libvirt pick the lowest free one.",
     check: |rule, t, out| {
         for c in phbs(t) {
-            if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET_INDEX) {
+            if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET) {
                 out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} has target index {target}, but QEMU accepts 0 to \
-                         {MAX_TARGET_INDEX}; pick a free one from 1 to {MAX_TARGET_INDEX}",
+                         {MAX_TARGET}; pick a free one from 1 to {MAX_TARGET}",
                         c.index
                     ),
                 ));
@@ -132,7 +127,7 @@ remove <target index> and let libvirt pick the lowest free one.",
 };
 
 pub(super) const PHB_DEFAULT_TARGET: Rule = Rule {
-    id: "phb-default-target",
+    id: RuleId::PhbDefaultTarget,
     severity: Severity::Error,
     summary: "target index 0 is not on the default PHB (index 0), or the default PHB has another",
     explanation: "\
@@ -155,17 +150,17 @@ target index from 1 to 30 (or remove <target> and let libvirt choose).",
                 }
                 (i, 0) if i != 0 => format!(
                     "controller pci index {i} has target index 0, which belongs to the default PHB \
-                     (controller index 0); give it a free target index from 1 to {MAX_TARGET_INDEX}"
+                     (controller index 0); give it a free target index from 1 to {MAX_TARGET}"
                 ),
                 _ => continue,
             };
-            out.push(controller_finding(rule, c.index, message));
+            out.push(controller_finding(rule, t, c.index, message));
         }
     },
 };
 
 pub(super) const PHB_TARGET_DUPLICATE: Rule = Rule {
-    id: "phb-target-duplicate",
+    id: RuleId::PhbTargetDuplicate,
     severity: Severity::Error,
     summary: "two PHBs share one target index",
     explanation: "\
@@ -191,6 +186,7 @@ the <target> element from the later one and let libvirt pick a free index.",
             match *slot {
                 Some(first) => out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} has target index {target}, already used by \
@@ -205,7 +201,7 @@ the <target> element from the later one and let libvirt pick a free index.",
 };
 
 pub(super) const PCI_BRIDGE_ON_PSERIES: Rule = Rule {
-    id: "pci-bridge-on-pseries",
+    id: RuleId::PciBridgeOnPseries,
     severity: Severity::Warning,
     summary: "a pSeries guest has a pci-bridge controller (not needed; PHBs replace it)",
     explanation: "\
@@ -226,6 +222,7 @@ each host IOMMU group onto a PHB of its own), then delete the bridge. 'phbguard 
             if c.model.as_deref() == Some("pci-bridge") {
                 out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} is a pci-bridge; pSeries guests use PHBs \

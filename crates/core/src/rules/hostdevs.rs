@@ -3,25 +3,35 @@
 
 use std::collections::HashMap;
 
-use super::topology::{Bus, PlacedHostdev};
-use super::{Finding, Rule, Severity, Subject, Topology};
+use super::{Finding, Rule, RuleId, Severity};
+use crate::host::GroupUnknown;
+use crate::model::Subject;
+use crate::topology::{Bus, PlacedHostdev, Topology};
 
 fn device_finding(rule: &'static Rule, t: &Topology<'_>, device: usize, message: String) -> Finding {
     let name = t.device(device).describe();
+    let subject = Subject::Device(device);
     Finding {
         rule,
-        subject: Subject::Device(device),
+        subject,
         message: format!("{name} {message}"),
         device: name,
+        line: t.line_of(subject),
     }
 }
 
-fn known_group(h: &PlacedHostdev) -> Option<u32> {
-    h.group.as_ref().and_then(|g| g.as_ref().ok().copied())
+/// The IOMMU group of a hostdev as the group rules see it: only hostdevs directly on a PHB have
+/// one, the others are judged by `hostdev-behind-bridge` alone.
+fn group<'d>(t: &Topology<'d>, h: &PlacedHostdev) -> Option<Result<u32, &'d GroupUnknown>> {
+    if t.is_phb(h.bus) { t.group(h.device) } else { None }
+}
+
+fn known_group(t: &Topology<'_>, h: &PlacedHostdev) -> Option<u32> {
+    group(t, h)?.ok()
 }
 
 pub(super) const HOSTDEV_BEHIND_BRIDGE: Rule = Rule {
-    id: "hostdev-behind-bridge",
+    id: RuleId::HostdevBehindBridge,
     severity: Severity::Error,
     summary: "a hostdev is directly on a bus that is not a PHB (a pci-bridge, ...)",
     explanation: "\
@@ -42,8 +52,8 @@ nothing is behind it. Or remove the <address> and let libvirt place it; 'phbguar
         if !t.pseries {
             return;
         }
-        for h in &t.hostdevs {
-            if let Bus::Bridge(c) = t.bus(h.bus) {
+        for h in t.hostdevs() {
+            if let (Bus::Bridge(_), Some(c)) = (t.bus(h.bus), t.controller(h.bus)) {
                 let model = c.model.as_deref().unwrap_or("bridge");
                 out.push(device_finding(
                     rule,
@@ -61,7 +71,7 @@ nothing is behind it. Or remove the <address> and let libvirt place it; 'phbguar
 };
 
 pub(super) const HOSTDEV_ON_DEFAULT_PHB: Rule = Rule {
-    id: "hostdev-on-default-phb",
+    id: RuleId::HostdevOnDefaultPhb,
     severity: Severity::Error,
     summary: "a hostdev is directly on the default PHB",
     explanation: "\
@@ -94,7 +104,7 @@ its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it."
 };
 
 pub(super) const PHB_MIXES_IOMMU_GROUPS: Rule = Rule {
-    id: "phb-mixes-iommu-groups",
+    id: RuleId::PhbMixesIommuGroups,
     severity: Severity::Error,
     summary: "hostdevs of two or more IOMMU groups are directly on one PHB",
     explanation: "\
@@ -113,12 +123,12 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
             return;
         }
         for bus in t.used_buses().filter(|&b| b != 0) {
-            if !matches!(t.bus(bus), Bus::Phb(_)) {
+            if !t.is_phb(bus) {
                 continue;
             }
             let mut groups: Vec<(u32, String)> = Vec::new();
             for h in t.hostdevs_on(bus) {
-                if let Some(g) = known_group(h)
+                if let Some(g) = known_group(t, h)
                     && !groups.iter().any(|(seen, _)| *seen == g)
                 {
                     groups.push((g, h.host.to_string()));
@@ -128,9 +138,11 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
                 continue;
             }
             let list: Vec<String> = groups.iter().map(|(g, a)| format!("{g} ({a})")).collect();
+            let subject = Subject::Controller(u32::from(bus));
             out.push(Finding {
                 rule,
-                subject: Subject::Controller(u32::from(bus)),
+                subject,
+                line: t.line_of(subject),
                 device: format!("controller pci index {bus}"),
                 message: format!(
                     "controller pci index {bus} holds hostdevs of IOMMU groups {}; give each group a \
@@ -143,7 +155,7 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
 };
 
 pub(super) const IOMMU_GROUP_SPLIT: Rule = Rule {
-    id: "iommu-group-split",
+    id: RuleId::IommuGroupSplit,
     severity: Severity::Error,
     summary: "hostdevs of one IOMMU group are directly on more than one bus",
     explanation: "\
@@ -163,16 +175,16 @@ function 0), so the whole group shares one PHB.",
         }
         // Each group's home is the bus holding most of its hostdevs (the first such on a tie).
         let mut buses: HashMap<u32, Vec<(u8, usize)>> = HashMap::new();
-        for h in &t.hostdevs {
-            let Some(g) = known_group(h) else { continue };
+        for h in t.hostdevs() {
+            let Some(g) = known_group(t, h) else { continue };
             let counts = buses.entry(g).or_default();
             match counts.iter_mut().find(|(b, _)| *b == h.bus) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((h.bus, 1)),
             }
         }
-        for h in &t.hostdevs {
-            let Some(g) = known_group(h) else { continue };
+        for h in t.hostdevs() {
+            let Some(g) = known_group(t, h) else { continue };
             let counts = &buses[&g];
             if counts.len() < 2 {
                 continue;
@@ -197,7 +209,7 @@ function 0), so the whole group shares one PHB.",
 };
 
 pub(super) const EMULATED_ON_HOSTDEV_PHB: Rule = Rule {
-    id: "emulated-on-hostdev-phb",
+    id: RuleId::EmulatedOnHostdevPhb,
     severity: Severity::Error,
     summary: "an emulated device is directly on a non-default PHB that has a hostdev on it",
     explanation: "\
@@ -217,7 +229,7 @@ hostdevs, or delete its <address> and let libvirt place it.",
             return;
         }
         for bus in t.used_buses().filter(|&b| b != 0) {
-            if !matches!(t.bus(bus), Bus::Phb(_)) {
+            if !t.is_phb(bus) {
                 continue;
             }
             let Some(h) = t.hostdevs_on(bus).next() else {
@@ -240,7 +252,7 @@ hostdevs, or delete its <address> and let libvirt place it.",
 };
 
 pub(super) const IOMMU_GROUP_UNKNOWN: Rule = Rule {
-    id: "iommu-group-unknown",
+    id: RuleId::IommuGroupUnknown,
     severity: Severity::Warning,
     summary: "a hostdev's host device or its iommu_group link is missing",
     explanation: "\
@@ -259,8 +271,8 @@ the IOMMU is on (the iommu_group link exists). Run phbguard on that host to judg
         if !t.pseries {
             return;
         }
-        for h in &t.hostdevs {
-            if let Some(Err(why)) = &h.group {
+        for h in t.hostdevs() {
+            if let Some(Err(why)) = group(t, h) {
                 out.push(device_finding(
                     rule,
                     t,

@@ -1,18 +1,18 @@
-//! The rule catalogue. Every rule has a stable id, a severity, a one-line summary, a longer
-//! explanation (`phbguard explain`) and a check; `RULES` lists them in the contract's order.
+//! The rule catalogue. Every rule has a stable id ([`RuleId`]), a severity, a one-line summary,
+//! a longer explanation (`phbguard explain`) and a check; `RULES` lists them in the contract's
+//! order, the order [`RuleId`] declares them in.
 
 mod addresses;
 mod controllers;
 mod hostdevs;
 mod numa;
-mod topology;
 
 use std::fmt;
+use std::str::FromStr;
 
-use crate::host::HostFacts;
-use crate::model::Domain;
-pub use controllers::PHB_MODEL_NAME;
-pub use topology::Topology;
+use crate::host::{Facts, HostFacts};
+use crate::model::{Domain, Subject};
+use crate::topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -31,12 +31,121 @@ impl Severity {
 
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
+/// A rule's stable id, as reports, syslog lines and `phbguard explain` spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleId {
+    /// `multiple-pci-roots`
+    MultiplePciRoots,
+    /// `phb-wrong-model`
+    PhbWrongModel,
+    /// `phb-target-out-of-range`
+    PhbTargetOutOfRange,
+    /// `phb-default-target`
+    PhbDefaultTarget,
+    /// `phb-target-duplicate`
+    PhbTargetDuplicate,
+    /// `hostdev-behind-bridge`
+    HostdevBehindBridge,
+    /// `hostdev-on-default-phb`
+    HostdevOnDefaultPhb,
+    /// `phb-mixes-iommu-groups`
+    PhbMixesIommuGroups,
+    /// `iommu-group-split`
+    IommuGroupSplit,
+    /// `emulated-on-hostdev-phb`
+    EmulatedOnHostdevPhb,
+    /// `pci-address-duplicate`
+    PciAddressDuplicate,
+    /// `pci-bridge-on-pseries`
+    PciBridgeOnPseries,
+    /// `iommu-group-unknown`
+    IommuGroupUnknown,
+    /// `phb-numa-mismatch`
+    PhbNumaMismatch,
+}
+
+impl RuleId {
+    /// Every id, in catalogue order.
+    pub const ALL: [RuleId; 14] = [
+        RuleId::MultiplePciRoots,
+        RuleId::PhbWrongModel,
+        RuleId::PhbTargetOutOfRange,
+        RuleId::PhbDefaultTarget,
+        RuleId::PhbTargetDuplicate,
+        RuleId::HostdevBehindBridge,
+        RuleId::HostdevOnDefaultPhb,
+        RuleId::PhbMixesIommuGroups,
+        RuleId::IommuGroupSplit,
+        RuleId::EmulatedOnHostdevPhb,
+        RuleId::PciAddressDuplicate,
+        RuleId::PciBridgeOnPseries,
+        RuleId::IommuGroupUnknown,
+        RuleId::PhbNumaMismatch,
+    ];
+
+    /// The id as written: `hostdev-on-default-phb`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleId::MultiplePciRoots => "multiple-pci-roots",
+            RuleId::PhbWrongModel => "phb-wrong-model",
+            RuleId::PhbTargetOutOfRange => "phb-target-out-of-range",
+            RuleId::PhbDefaultTarget => "phb-default-target",
+            RuleId::PhbTargetDuplicate => "phb-target-duplicate",
+            RuleId::HostdevBehindBridge => "hostdev-behind-bridge",
+            RuleId::HostdevOnDefaultPhb => "hostdev-on-default-phb",
+            RuleId::PhbMixesIommuGroups => "phb-mixes-iommu-groups",
+            RuleId::IommuGroupSplit => "iommu-group-split",
+            RuleId::EmulatedOnHostdevPhb => "emulated-on-hostdev-phb",
+            RuleId::PciAddressDuplicate => "pci-address-duplicate",
+            RuleId::PciBridgeOnPseries => "pci-bridge-on-pseries",
+            RuleId::IommuGroupUnknown => "iommu-group-unknown",
+            RuleId::PhbNumaMismatch => "phb-numa-mismatch",
+        }
+    }
+
+    /// The catalogue entry of this rule.
+    pub fn rule(self) -> &'static Rule {
+        &RULES[self as usize]
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A rule id that is not in the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownRule(pub String);
+
+impl fmt::Display for UnknownRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown rule '{}'", self.0)
+    }
+}
+
+impl std::error::Error for UnknownRule {}
+
+impl FromStr for RuleId {
+    type Err = UnknownRule;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RuleId::ALL
+            .into_iter()
+            .find(|id| id.as_str() == s)
+            .ok_or_else(|| UnknownRule(s.to_string()))
+    }
+}
+
+/// One rule of the catalogue.
 pub struct Rule {
-    pub id: &'static str,
+    /// Its stable id.
+    pub id: RuleId,
     pub severity: Severity,
     pub summary: &'static str,
     pub explanation: &'static str,
@@ -45,17 +154,8 @@ pub struct Rule {
 
 impl fmt::Debug for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.id)
+        f.write_str(self.id.as_str())
     }
-}
-
-/// What a finding is about, for tools (the rewriter) that act on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subject {
-    /// An element under `<devices>`, by its position in [`Domain::devices`].
-    Device(usize),
-    /// The PCI controller with this index, whether written or implied.
-    Controller(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +166,9 @@ pub struct Finding {
     pub device: String,
     /// One sentence: what is wrong and what to do.
     pub message: String,
+    /// The line of the input the subject starts on; `None` for a controller libvirt implies
+    /// that has nothing on it to point at.
+    pub line: Option<usize>,
 }
 
 impl Finding {
@@ -91,17 +194,22 @@ pub static RULES: &[Rule] = &[
     numa::PHB_NUMA_MISMATCH,
 ];
 
-/// The rule with this id.
+/// The rule with this id, as a user wrote it.
 pub fn find(id: &str) -> Option<&'static Rule> {
-    RULES.iter().find(|r| r.id == id)
+    id.parse::<RuleId>().ok().map(RuleId::rule)
 }
 
-/// Judges a domain against every rule, in catalogue order.
+/// Judges a domain against every rule, in catalogue order, reading the host facts it needs.
 pub fn judge(domain: &Domain, host: &dyn HostFacts) -> Vec<Finding> {
-    let topology = Topology::new(domain, host);
+    let facts = Facts::gather(domain, host);
+    judge_topology(&Topology::new(domain, &facts))
+}
+
+/// Judges a topology already built against every rule, in catalogue order.
+pub fn judge_topology(topology: &Topology<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for rule in RULES {
-        (rule.check)(rule, &topology, &mut findings);
+        (rule.check)(rule, topology, &mut findings);
     }
     findings
 }
@@ -116,18 +224,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_catalogue_is_keyed_by_rule_id_in_declaration_order() {
+        assert_eq!(RULES.len(), RuleId::ALL.len());
+        for (i, id) in RuleId::ALL.into_iter().enumerate() {
+            assert_eq!(id as usize, i, "{id}");
+            assert_eq!(RULES[i].id, id);
+            assert_eq!(id.rule().id, id);
+            assert_eq!(id.as_str().parse::<RuleId>(), Ok(id));
+            assert_eq!(id.to_string(), id.as_str());
+        }
+        assert_eq!(
+            "no-such-rule".parse::<RuleId>(),
+            Err(UnknownRule("no-such-rule".into()))
+        );
+    }
+
+    #[test]
     fn catalogue_ids_are_unique_kebab_case_and_documented() {
         for (i, rule) in RULES.iter().enumerate() {
-            assert!(
-                rule.id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
-                "{}",
-                rule.id
-            );
-            assert!(
-                RULES[..i].iter().all(|r| r.id != rule.id),
-                "duplicate {}",
-                rule.id
-            );
+            let id = rule.id.as_str();
+            assert!(id.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{id}");
+            assert!(RULES[..i].iter().all(|r| r.id.as_str() != id), "duplicate {id}");
             assert!(
                 !rule.summary.is_empty() && !rule.summary.contains('\n'),
                 "{}",
@@ -138,7 +255,7 @@ mod tests {
                 "{} explanation too thin",
                 rule.id
             );
-            assert_eq!(find(rule.id).map(|r| r.id), Some(rule.id));
+            assert_eq!(find(id).map(|r| r.id), Some(rule.id));
         }
     }
 }

@@ -1,9 +1,10 @@
 //! A PHB tied to a guest NUMA cell should sit near its host devices.
 
-use super::{Finding, Rule, Severity, Subject};
+use super::{Finding, Rule, RuleId, Severity};
+use crate::model::Subject;
 
 pub(super) const PHB_NUMA_MISMATCH: Rule = Rule {
-    id: "phb-numa-mismatch",
+    id: RuleId::PhbNumaMismatch,
     severity: Severity::Warning,
     summary: "a PHB's guest NUMA node is backed by host nodes that do not hold its hostdev",
     explanation: "\
@@ -21,14 +22,14 @@ Fix by hand: tie the PHB to the guest cell whose memnode includes the device's h
         if !t.pseries {
             return;
         }
-        for (_, c) in t.domain.pci_controllers().filter(|(_, c)| c.is_phb()) {
+        for (_, c) in t.written_phbs() {
             let Some(cell) = c.numa_node else { continue };
             let Some(memnode) = t.domain.memnodes.iter().find(|m| m.cell == cell) else {
                 continue;
             };
             let Ok(bus) = u8::try_from(c.index) else { continue };
             for h in t.hostdevs_on(bus) {
-                let Some(node) = t.host.numa_node(h.host) else {
+                let Some(node) = t.numa_node(h.device) else {
                     continue;
                 };
                 if memnode.host_nodes.contains(&node) {
@@ -39,6 +40,7 @@ Fix by hand: tie the PHB to the guest cell whose memnode includes the device's h
                 out.push(Finding {
                     rule,
                     subject: Subject::Device(h.device),
+                    line: Some(t.device(h.device).line),
                     message: format!(
                         "{name} is on host NUMA node {node}, but its PHB (controller pci index {}) is \
                          tied to guest cell {cell}, whose memory comes from host node(s) {}; tie the \
