@@ -125,11 +125,18 @@ pub fn replace_file(
     if !unchanged(&target, &meta, expected).map_err(at("cannot read it again"))? {
         return Err(ReplaceError::Changed);
     }
-    if let Some(suffix) = options.backup_suffix {
-        backup(&target, &meta, dir, name, suffix)?;
+    let backup_path = match options.backup_suffix {
+        Some(suffix) => Some(backup(&target, &meta, dir, name, suffix)?),
+        None => None,
+    };
+    if let Err(e) = temp.persist(&target) {
+        // The backup is a second link to the untouched original: left there, it would make the
+        // next run refuse the file for its hard links.
+        if let Some(backup_path) = backup_path {
+            let _ = fs::remove_file(backup_path);
+        }
+        return Err(at("cannot rename the new file into place")(e.error));
     }
-    temp.persist(&target)
-        .map_err(|e| at("cannot rename the new file into place")(e.error))?;
     // The rename is only durable once the directory entry is on disk.
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -223,7 +230,7 @@ fn backup(
     dir: &Path,
     name: &OsStr,
     suffix: &str,
-) -> Result<(), ReplaceError> {
+) -> Result<PathBuf, ReplaceError> {
     let mut backup_name = name.to_os_string();
     backup_name.push(suffix);
     let backup_path = dir.join(&backup_name);
@@ -237,10 +244,13 @@ fn backup(
         let _ = fs::remove_file(&staging);
         return Err(ReplaceError::Changed);
     }
-    fs::rename(&staging, &backup_path).map_err(|e| {
-        let _ = fs::remove_file(&staging);
-        at(format!("cannot make the backup {}", backup_path.display()))(e)
-    })
+    match fs::rename(&staging, &backup_path) {
+        Ok(()) => Ok(backup_path),
+        Err(e) => {
+            let _ = fs::remove_file(&staging);
+            Err(at(format!("cannot make the backup {}", backup_path.display()))(e))
+        }
+    }
 }
 
 /// Temporary files are named `.NAME.phbguard-PID-START.RANDOM`: the writer's process id and
