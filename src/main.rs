@@ -75,11 +75,29 @@ fn explain(id: &str) -> u8 {
         eprintln!("phbguard: unknown rule '{id}'; 'phbguard rules' lists them");
         return EXIT_BAD_INPUT;
     };
+    let host: Vec<String> = rules::EXAMPLE_HOST
+        .iter()
+        .map(|(addr, group, node)| format!("{addr} in IOMMU group {group} on NUMA node {node}"))
+        .collect();
     let text = format!(
-        "{} ({}): {}\n\n{}\n",
-        rule.id, rule.severity, rule.summary, rule.explanation
+        "{} ({}): {}\n\n{}\n\nFlagged (inside <domain>, on a host with {}):\n\n{}\n\nCompliant:\n\n{}\n",
+        rule.id,
+        rule.severity,
+        rule.summary,
+        rule.explanation,
+        host.join(", "),
+        indent(rule.bad),
+        indent(rule.good)
     );
     output::print(&text, EXIT_OK)
+}
+
+fn indent(xml: &str) -> String {
+    xml.lines()
+        .map(|l| format!("    {l}\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_string()
 }
 
 fn list_rules(format: Format) -> u8 {
