@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
+use anyhow::{Context, bail};
 use phbguard_core::fix::{Options, fix};
 use phbguard_core::host::Sysfs;
 use phbguard_core::input::load;
@@ -11,21 +12,15 @@ use phbguard_core::replace::replace_file;
 use phbguard_core::report::json;
 
 use crate::cli::{FixArgs, Format};
-use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
+use crate::{EXIT_FINDINGS, EXIT_OK, output};
 
-pub fn run(args: &FixArgs) -> u8 {
+/// Fixes one file. An `Err` is bad input or usage (exit 2); what cannot be fixed is exit 1.
+pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let file = &args.file;
     if args.in_place && file == "-" {
-        eprintln!("phbguard fix: --in-place needs a file, not standard input");
-        return EXIT_BAD_INPUT;
+        bail!("--in-place needs a file, not standard input");
     }
-    let (bytes, domain) = match load(file) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("phbguard: {file}: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
+    let (bytes, domain) = load(file).with_context(|| file.clone())?;
     // The parser accepted it, so it is UTF-8.
     let input = String::from_utf8_lossy(&bytes);
     let host = Sysfs::new(&args.sysfs_root);
@@ -35,8 +30,8 @@ pub fn run(args: &FixArgs) -> u8 {
     let fixed = match fix(&input, &domain, &host, options) {
         Ok(fixed) => fixed,
         Err(e) => {
-            eprintln!("phbguard: {file}: {e}");
-            return EXIT_FINDINGS;
+            output::error(&anyhow::Error::new(e).context(file.clone()));
+            return Ok(EXIT_FINDINGS);
         }
     };
     if args.format == Format::Text && !args.quiet {
@@ -50,10 +45,8 @@ pub fn run(args: &FixArgs) -> u8 {
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;
     if fixed.is_clean() && args.in_place && changed {
-        if let Err(e) = replace_file(Path::new(file), fixed.output.as_bytes()) {
-            eprintln!("phbguard: {file}: not rewritten, {e}");
-            return EXIT_BAD_INPUT;
-        }
+        replace_file(Path::new(file), fixed.output.as_bytes())
+            .with_context(|| format!("{file}: not rewritten"))?;
     }
     let text = match args.format {
         Format::Json => format!("{}\n", json::fixed(file, &domain, &fixed, changed)),

@@ -15,12 +15,17 @@ pub struct ReplaceError {
 }
 
 impl fmt::Display for ReplaceError {
+    /// The step only; the I/O error is the [`source`](std::error::Error::source).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.step, self.source)
+        f.write_str(&self.step)
     }
 }
 
-impl std::error::Error for ReplaceError {}
+impl std::error::Error for ReplaceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
 
 fn at(step: impl Into<String>) -> impl FnOnce(io::Error) -> ReplaceError {
     let step = step.into();
@@ -151,6 +156,8 @@ mod tests {
     fn a_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let err = replace_file(dir.path(), b"x").unwrap_err();
-        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert_eq!(err.to_string(), "refusing to replace it");
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("not a regular file"));
     }
 }
