@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
+use anyhow::{Context, bail};
 use phbguard_core::fix::{Options, fix};
 use phbguard_core::host::Sysfs;
 use phbguard_core::input::load;
@@ -11,27 +12,20 @@ use phbguard_core::replace::{self, replace_file};
 use phbguard_core::report::json;
 
 use crate::cli::{FixArgs, Format};
-use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
+use crate::{EXIT_FINDINGS, EXIT_OK, output};
 
-pub fn run(args: &FixArgs) -> u8 {
+/// Fixes one file. An `Err` is bad input or usage (exit 2); what cannot be fixed is exit 1.
+pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let file = &args.file;
     if args.in_place && file == "-" {
-        eprintln!("phbguard fix: --in-place needs a file, not standard input");
-        return EXIT_BAD_INPUT;
+        bail!("--in-place needs a file, not standard input");
     }
     if let Some(suffix) = args.backup.as_deref()
         && (suffix.is_empty() || suffix.contains('/'))
     {
-        eprintln!("phbguard fix: --backup={suffix:?}: the suffix must be non-empty and without '/'");
-        return EXIT_BAD_INPUT;
+        bail!("--backup={suffix:?}: the suffix must be non-empty and without '/'");
     }
-    let (bytes, domain) = match load(file) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("phbguard: {file}: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
+    let (bytes, domain) = load(file).with_context(|| file.clone())?;
     // The parser accepted it, so it is UTF-8.
     let input = String::from_utf8_lossy(&bytes);
     let host = Sysfs::new(&args.sysfs_root);
@@ -41,11 +35,11 @@ pub fn run(args: &FixArgs) -> u8 {
     let fixed = match fix(&input, &domain, &host, options) {
         Ok(fixed) => fixed,
         Err(e) => {
-            eprintln!("phbguard: {file}: {e}");
-            return EXIT_FINDINGS;
+            output::error(&anyhow::Error::new(e).context(file.clone()));
+            return Ok(EXIT_FINDINGS);
         }
     };
-    let list_changes = |fixed: &phbguard_core::fix::Fixed| {
+    let list_changes = || {
         if args.format == Format::Text && !args.quiet {
             for change in &fixed.plan.changes {
                 eprintln!("phbguard: {file}: {}", change.describe(&domain));
@@ -53,7 +47,7 @@ pub fn run(args: &FixArgs) -> u8 {
         }
     };
     if !args.in_place {
-        list_changes(&fixed);
+        list_changes();
     }
     for problem in fixed.problems() {
         eprintln!("phbguard: {file}: cannot fix: {problem}");
@@ -65,13 +59,11 @@ pub fn run(args: &FixArgs) -> u8 {
             let options = replace::Options {
                 backup_suffix: args.backup.as_deref(),
             };
-            if let Err(e) = replace_file(Path::new(file), &bytes, fixed.output.as_bytes(), options) {
-                // Nothing was written, so no change is listed as made.
-                eprintln!("phbguard: {file}: not rewritten: {e}");
-                return EXIT_BAD_INPUT;
-            }
+            // Nothing was written on an error, so no change is listed as made.
+            replace_file(Path::new(file), &bytes, fixed.output.as_bytes(), options)
+                .with_context(|| format!("{file}: not rewritten"))?;
             // Listed only now that they are in the file.
-            list_changes(&fixed);
+            list_changes();
         } else if let Ok(target) = std::fs::canonicalize(file)
             && let Some(dir) = target.parent()
         {

@@ -141,7 +141,7 @@ fn unreadable_file_among_good_ones_exits_2_and_still_reports_the_rest() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stdout(&out).contains("error[hostdev-on-default-phb]"));
     assert!(stdout(&out).contains("1 file could not be read"));
-    assert!(stderr(&out).starts_with("phbguard: /nonexistent/db.xml: cannot read:"));
+    assert!(stderr(&out).starts_with("phbguard: /nonexistent/db.xml: cannot read it: "));
 }
 
 #[test]

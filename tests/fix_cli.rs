@@ -216,10 +216,7 @@ fn bad_input_and_usage_exit_2_with_one_line() {
             vec![truncated.to_str().unwrap()],
             format!("phbguard: {}:", truncated.display()),
         ),
-        (
-            vec!["-i", "-"],
-            "phbguard fix: --in-place needs a file".to_string(),
-        ),
+        (vec!["-i", "-"], "phbguard: --in-place needs a file".to_string()),
     ];
     for (args, start) in cases {
         let out = fix(&args);

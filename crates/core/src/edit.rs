@@ -38,6 +38,8 @@ pub struct Overlap {
     pub second: Span,
 }
 
+impl std::error::Error for Overlap {}
+
 impl fmt::Display for Overlap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -24,6 +24,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use crate::config::{self, Config, Incoming, Mode, OnInternalError};
+use crate::error::Chain;
 use crate::host::{HostFacts, Sysfs};
 use crate::input::{InputError, read_bounded};
 use crate::parse::parse_domain;
@@ -193,7 +194,10 @@ pub fn decide(
             let what = format!("standard input: {}", InputError::TooLarge);
             return internal_error(call, phase, config, &what, log, stderr);
         }
-        Err(e) => return internal_error(call, phase, config, &format!("standard input: {e}"), log, stderr),
+        Err(e) => {
+            let what = format!("standard input: {}", Chain(&e));
+            return internal_error(call, phase, config, &what, log, stderr);
+        }
     };
     // libvirt names the domain in argv; the XML says the same. argv is what the admin typed.
     let name = call.domain.as_str();

@@ -32,9 +32,10 @@ pub enum ReplaceError {
 }
 
 impl fmt::Display for ReplaceError {
+    /// What went wrong; an I/O error behind it is the [`source`](std::error::Error::source).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io { step, source } => write!(f, "{step}: {source}"),
+            Self::Io { step, .. } => f.write_str(step),
             Self::HardLinks { links } => write!(
                 f,
                 "it has {links} hard links, and replacing it would leave the other names with \
@@ -44,15 +45,22 @@ impl fmt::Display for ReplaceError {
                 "changed while fixing: the file is no longer what phbguard read (another \
                  program saved it meanwhile); run fix again",
             ),
-            Self::NotKept { what, source } => match source {
-                Some(e) => write!(f, "cannot keep {what} on the new file: {e}"),
-                None => write!(f, "cannot keep {what} on the new file"),
-            },
+            Self::NotKept { what, .. } => write!(f, "cannot keep {what} on the new file"),
         }
     }
 }
 
-impl std::error::Error for ReplaceError {}
+impl std::error::Error for ReplaceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. }
+            | Self::NotKept {
+                source: Some(source), ..
+            } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 fn at(step: impl Into<String>) -> impl FnOnce(io::Error) -> ReplaceError {
     let step = step.into();
@@ -376,7 +384,9 @@ mod tests {
     fn a_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let err = replace(dir.path(), b"x").unwrap_err();
-        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert_eq!(err.to_string(), "refusing to replace it");
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("not a regular file"));
     }
 
     #[test]
@@ -437,7 +447,8 @@ mod tests {
         fs::write(&path, "old").unwrap();
         let huge = vec![b' '; MAX_INPUT_BYTES as usize + 1];
         let err = replace(&path, &huge).unwrap_err();
-        assert!(err.to_string().contains("larger than 16 MiB"), "{err}");
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(cause.is_some_and(|c| c.contains("larger than 16 MiB")), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), "old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

@@ -11,6 +11,8 @@ mod render;
 
 use std::fmt;
 
+use crate::edit::Overlap;
+use crate::error::ParseError;
 use crate::host::{Facts, HostFacts};
 use crate::model::{DeviceKind, Domain, Subject};
 use crate::parse_domain;
@@ -18,6 +20,7 @@ use crate::rules::{Finding, Severity, judge_topology};
 use crate::topology::Topology;
 
 pub use plan::{Change, Options, Plan, Unfixable};
+pub use render::RenderError;
 
 /// The outcome of fixing one document.
 #[derive(Debug)]
@@ -56,15 +59,34 @@ impl Fixed {
 
 /// The rewrite could not be made at all: a bug, not a property of the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InternalError(pub String);
+pub enum InternalError {
+    /// The plan could not be turned into edits.
+    Render(RenderError),
+    /// The edits overlap.
+    Edit(Overlap),
+    /// The rewritten document does not parse.
+    Reparse(ParseError),
+}
 
 impl fmt::Display for InternalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "internal error while rewriting: {}", self.0)
+        f.write_str(match self {
+            Self::Render(_) => "internal error while rewriting: cannot render the plan",
+            Self::Edit(_) => "internal error while rewriting: cannot apply the edits",
+            Self::Reparse(_) => "internal error while rewriting: the rewritten XML does not parse",
+        })
     }
 }
 
-impl std::error::Error for InternalError {}
+impl std::error::Error for InternalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(match self {
+            Self::Render(e) => e,
+            Self::Edit(e) => e,
+            Self::Reparse(e) => e,
+        })
+    }
+}
 
 /// Fixes `input`, which `domain` was parsed from.
 pub fn fix(
@@ -80,10 +102,9 @@ pub fn fix(
     let (output, after) = if plan.is_empty() {
         (input.to_string(), None)
     } else {
-        let edits = render::edits(input, domain, &plan).map_err(|e| InternalError(e.0))?;
-        let output = crate::edit::apply(input, edits).map_err(|e| InternalError(e.to_string()))?;
-        let after = parse_domain(output.as_bytes())
-            .map_err(|e| InternalError(format!("the rewritten XML does not parse: {e}")))?;
+        let edits = render::edits(input, domain, &plan).map_err(InternalError::Render)?;
+        let output = crate::edit::apply(input, edits).map_err(InternalError::Edit)?;
+        let after = parse_domain(output.as_bytes()).map_err(InternalError::Reparse)?;
         (output, Some(after))
     };
     let judged = after.as_ref().unwrap_or(domain);

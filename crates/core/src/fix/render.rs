@@ -2,6 +2,8 @@
 //! way libvirt formats it (`bus='0x02'`, two-space steps), in the quoting and indentation the
 //! surrounding document already uses.
 
+use std::fmt;
+
 use crate::edit::{Edit, indent_before, line_removal, set_attributes, start_tag};
 use crate::model::{Domain, PciAddr};
 use crate::number::{Base, parse_uint};
@@ -11,7 +13,32 @@ use super::plan::{Change, Plan};
 
 /// Why a plan could not be rendered: the document does not look like what was parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderError(pub String);
+pub enum RenderError {
+    /// No start tag where the parser saw an element begin.
+    NoStartTag { at: usize },
+    /// The element at this byte has no end tag to put a child before.
+    NoClosingTag { at: usize },
+    /// A controller the plan renumbers has no `<target>`.
+    NoTarget { device: usize },
+    /// A PHB the plan gives the right model name has no `<model>`.
+    NoModel { device: usize },
+    /// The domain has no device to place a new controller after.
+    NoDevices,
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoStartTag { at } => write!(f, "no start tag at byte {at}"),
+            Self::NoClosingTag { at } => write!(f, "element at byte {at} has no closing tag"),
+            Self::NoTarget { device } => write!(f, "device {device} has no <target>"),
+            Self::NoModel { device } => write!(f, "device {device} has no <model>"),
+            Self::NoDevices => f.write_str("no device to place a new controller after"),
+        }
+    }
+}
+
+impl std::error::Error for RenderError {}
 
 pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, RenderError> {
     let mut edits = Vec::new();
@@ -42,7 +69,7 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
                     crate::model::DeviceKind::PciController(c) => c.target_span,
                     _ => None,
                 }
-                .ok_or_else(|| RenderError(format!("device {device} has no <target>")))?;
+                .ok_or(RenderError::NoTarget { device })?;
                 edits.extend(
                     set_attributes(input, span.start, &[("index", to.to_string())], same_number)
                         .ok_or_else(|| bad_tag(span.start))?,
@@ -53,7 +80,7 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
                     crate::model::DeviceKind::PciController(c) => c.model_span,
                     _ => None,
                 }
-                .ok_or_else(|| RenderError(format!("device {device} has no <model>")))?;
+                .ok_or(RenderError::NoModel { device })?;
                 edits.extend(
                     set_attributes(
                         input,
@@ -76,7 +103,7 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
 }
 
 fn bad_tag(at: usize) -> RenderError {
-    RenderError(format!("no start tag at byte {at}"))
+    RenderError::NoStartTag { at }
 }
 
 fn same_number(written: &str, wanted: &str) -> bool {
@@ -127,7 +154,7 @@ fn new_address(input: &str, span: crate::model::Span, to: PciAddr) -> Result<Edi
     let close = element_text
         .rfind("</")
         .map(|at| span.start + at)
-        .ok_or_else(|| RenderError(format!("element at byte {} has no closing tag", span.start)))?;
+        .ok_or(RenderError::NoClosingTag { at: span.start })?;
     Ok(match indent_before(input, close) {
         Some(indent) => {
             let line_start = close - indent.len();
@@ -155,7 +182,7 @@ fn new_phb(
         .last()
         .or_else(|| domain.devices.len().checked_sub(1))
         .map(|i| domain.devices[i].span)
-        .ok_or_else(|| RenderError("no device to place a new controller after".into()))?;
+        .ok_or(RenderError::NoDevices)?;
     let q = quote_of(input, anchor.start);
     let indent = indent_before(input, anchor.start).unwrap_or("    ");
     let s = step(indent);

@@ -25,7 +25,7 @@ fn phbs<'d>(t: &Topology<'d>) -> impl Iterator<Item = &'d PciController> + use<'
 pub(super) const MULTIPLE_PCI_ROOTS: Rule = Rule {
     id: RuleId::MultiplePciRoots,
     severity: Severity::Error,
-    summary: "a guest that is not pSeries has more than one pci-root controller",
+    summary: "a non-pSeries guest has more than one `pci-root` controller",
     explanation: "\
 What: a guest whose machine is not pseries (x86 i440fx, powernv, ...) defines more than one
 <controller type='pci' model='pci-root'>.
@@ -38,6 +38,16 @@ was written by hand or for another machine type and will not start.
 Fix by hand: keep the pci-root with index 0 and remove the others. Where more PCI slots are
 needed, add a pci-bridge (i440fx) or pcie-root-ports (q35) and let libvirt address the devices;
 if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pseries'>.",
+    bad: r"<os><type arch='x86_64' machine='pc-i440fx-8.2'>hvm</type></os>
+<devices>
+  <controller type='pci' index='0' model='pci-root'/>
+  <controller type='pci' index='1' model='pci-root'/>
+</devices>",
+    good: r"<os><type arch='x86_64' machine='pc-i440fx-8.2'>hvm</type></os>
+<devices>
+  <controller type='pci' index='0' model='pci-root'/>
+  <controller type='pci' index='1' model='pci-bridge'/>
+</devices>",
     check: |rule, t, out| {
         if t.pseries {
             return;
@@ -64,7 +74,7 @@ if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pser
 pub(super) const PHB_WRONG_MODEL: Rule = Rule {
     id: RuleId::PhbWrongModel,
     severity: Severity::Error,
-    summary: "a PHB's <model name> is not spapr-pci-host-bridge",
+    summary: "a PHB's `<model name>` is set and is not `spapr-pci-host-bridge`",
     explanation: "\
 What: a pci-root controller of a pSeries guest has <model name='X'/> with X other than
 spapr-pci-host-bridge.
@@ -76,6 +86,20 @@ A wrong name comes from a copied x86 definition or a typo.
 
 Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or delete the
 <model> element and let libvirt add the right one when it defines the guest.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+</devices>",
     check: |rule, t, out| {
         for c in phbs(t) {
             if let Some(name) = c.model_name.as_deref().filter(|n| *n != PHB_MODEL_NAME) {
@@ -97,7 +121,7 @@ Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or d
 pub(super) const PHB_TARGET_OUT_OF_RANGE: Rule = Rule {
     id: RuleId::PhbTargetOutOfRange,
     severity: Severity::Error,
-    summary: "a PHB's <target index> is outside 0..30",
+    summary: "a PHB's `<target index>` is outside 0..30",
     explanation: "\
 What: a PHB has <target index='N'/> with N greater than 30.
 
@@ -108,6 +132,20 @@ refuses it too ('PCI controller target index ... out of range - must be 0-30').
 
 Fix by hand: give the PHB an unused target index from 1 to 30 (0 belongs to the default PHB), or
 remove <target index> and let libvirt pick the lowest free one.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='31'/>
+  </controller>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+</devices>",
     check: |rule, t, out| {
         for c in phbs(t) {
             if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET) {
@@ -129,7 +167,7 @@ remove <target index> and let libvirt pick the lowest free one.",
 pub(super) const PHB_DEFAULT_TARGET: Rule = Rule {
     id: RuleId::PhbDefaultTarget,
     severity: Severity::Error,
-    summary: "target index 0 is not on the default PHB (index 0), or the default PHB has another",
+    summary: "the default PHB (index 0) has a target index other than 0, or another PHB has target 0",
     explanation: "\
 What: the PHB with controller index 0 has a target index other than 0, or a PHB with another
 controller index has target index 0.
@@ -141,6 +179,20 @@ have target index 0, and vice versa').
 
 Fix by hand: set <target index='0'/> on controller index 0, and give every other PHB a free
 target index from 1 to 30 (or remove <target> and let libvirt choose).",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='0'/>
+  </controller>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+</devices>",
     check: |rule, t, out| {
         for c in phbs(t) {
             let Some(target) = c.target_index else { continue };
@@ -172,6 +224,28 @@ must have unique indexes'). phbguard catches it before the start fails.
 
 Fix by hand: give each PHB its own target index from 1 to 30 (0 is the default PHB's), or remove
 the <target> element from the later one and let libvirt pick a free index.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <controller type='pci' index='2' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <controller type='pci' index='2' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='2'/>
+  </controller>
+</devices>",
     check: |rule, t, out| {
         let mut owner = [None::<u32>; 256];
         // Index 0 is implied when it is not written, and libvirt gives it target 0.
@@ -203,7 +277,7 @@ the <target> element from the later one and let libvirt pick a free index.",
 pub(super) const PCI_BRIDGE_ON_PSERIES: Rule = Rule {
     id: RuleId::PciBridgeOnPseries,
     severity: Severity::Warning,
-    summary: "a pSeries guest has a pci-bridge controller (not needed; PHBs replace it)",
+    summary: "a pSeries guest has a `pci-bridge` controller (not needed; PHBs replace it)",
     explanation: "\
 What: a pSeries guest defines a <controller type='pci' model='pci-bridge'>.
 
@@ -214,6 +288,19 @@ pci-bridge 'probably never really worked on such guests'. Such bridges come from
 
 Fix by hand: move the devices behind the bridge onto PHBs (emulated ones onto the default PHB,
 each host IOMMU group onto a PHB of its own), then delete the bridge. 'phbguard fix' does both.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-bridge'>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>
+  </controller>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+</devices>",
     check: |rule, t, out| {
         if !t.pseries {
             return;

@@ -48,6 +48,27 @@ Fix by hand: add a PHB (<controller type='pci' model='pci-root'> with <model
 name='spapr-pci-host-bridge'/> and a free <target index>) for the device's IOMMU group, set the
 hostdev's <address> bus to that controller's index (slot 0x01), and remove the bridge once
 nothing is behind it. Or remove the <address> and let libvirt place it; 'phbguard fix' does it.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-bridge'>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+</devices>",
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -86,6 +107,24 @@ isolation group so it never puts a hostdev there itself; an explicit address ove
 Fix by hand: add a PHB for the device's IOMMU group (<controller type='pci' model='pci-root'>,
 <model name='spapr-pci-host-bridge'/>, a free <target index>) and move the hostdev's address to
 its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>
+  </hostdev>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+</devices>",
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -106,7 +145,7 @@ its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it."
 pub(super) const PHB_MIXES_IOMMU_GROUPS: Rule = Rule {
     id: RuleId::PhbMixesIommuGroups,
     severity: Severity::Error,
-    summary: "hostdevs of two or more IOMMU groups are directly on one PHB",
+    summary: "hostdevs of two or more known IOMMU groups are directly on one non-default PHB",
     explanation: "\
 What: one PHB (other than the default one) holds hostdevs from two or more host IOMMU groups.
 
@@ -118,6 +157,40 @@ disagree are honoured silently.
 
 Fix by hand: keep one IOMMU group on this PHB and move the hostdevs of every other group to a PHB
 of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a device's group).",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0002' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x02' function='0x0'/>
+  </hostdev>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <controller type='pci' index='2' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='2'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0002' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x02' slot='0x01' function='0x0'/>
+  </hostdev>
+</devices>",
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -157,7 +230,7 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
 pub(super) const IOMMU_GROUP_SPLIT: Rule = Rule {
     id: RuleId::IommuGroupSplit,
     severity: Severity::Error,
-    summary: "hostdevs of one IOMMU group are directly on more than one bus",
+    summary: "hostdevs of one known IOMMU group are directly on more than one bus",
     explanation: "\
 What: the hostdevs of one host IOMMU group (functions of one adapter, or devices the host
 cannot isolate from each other) are spread over more than one PHB.
@@ -169,6 +242,40 @@ group on one PHB when it places devices itself.
 
 Fix by hand: move the named hostdev to the bus where the rest of its group is (a free slot,
 function 0), so the whole group shares one PHB.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <controller type='pci' index='2' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='2'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x1'/></source>
+    <address type='pci' domain='0x0000' bus='0x02' slot='0x01' function='0x0'/>
+  </hostdev>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x1'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x1'/>
+  </hostdev>
+</devices>",
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -211,7 +318,7 @@ function 0), so the whole group shares one PHB.",
 pub(super) const EMULATED_ON_HOSTDEV_PHB: Rule = Rule {
     id: RuleId::EmulatedOnHostdevPhb,
     severity: Severity::Error,
-    summary: "an emulated device is directly on a non-default PHB that has a hostdev on it",
+    summary: "an emulated device is directly on a non-default PHB that has a hostdev directly on it",
     explanation: "\
 What: an emulated device (virtio disk or NIC, SCSI or USB controller, pci-bridge, ...) shares a
 PHB with a passed-through host device.
@@ -224,6 +331,38 @@ address says otherwise (libvirt's own test pseries-hostdevs-2 shows it honouring
 
 Fix by hand: move the emulated device to the default PHB (bus 0x00) or another PHB without
 hostdevs, or delete its <address> and let libvirt place it.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+  <disk type='file' device='disk'>
+    <source file='/var/lib/libvirt/images/guest.qcow2'/>
+    <target dev='vda' bus='virtio'/>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x02' function='0x0'/>
+  </disk>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+  <disk type='file' device='disk'>
+    <source file='/var/lib/libvirt/images/guest.qcow2'/>
+    <target dev='vda' bus='virtio'/>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
+  </disk>
+</devices>",
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -254,7 +393,7 @@ hostdevs, or delete its <address> and let libvirt place it.",
 pub(super) const IOMMU_GROUP_UNKNOWN: Rule = Rule {
     id: RuleId::IommuGroupUnknown,
     severity: Severity::Warning,
-    summary: "a hostdev's host device or its iommu_group link is missing",
+    summary: "a hostdev's host device or its `iommu_group` link is missing (group rules skip it)",
     explanation: "\
 What: phbguard could not read the host IOMMU group of a hostdev on a PHB: there is no
 /sys/bus/pci/devices/DDDD:BB:SS.F on this host, or it has no iommu_group link.
@@ -267,6 +406,28 @@ not start on this host with the device missing; on another host it may be fine.
 
 Fix by hand: check the address against 'lspci -D' on the host that will run the guest, and that
 the IOMMU is on (the iommu_group link exists). Run phbguard on that host to judge the groups.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0009' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'/>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+</devices>",
     check: |rule, t, out| {
         if !t.pseries {
             return;

@@ -142,6 +142,14 @@ impl FromStr for RuleId {
     }
 }
 
+/// The host the examples ([`Rule::bad`], [`Rule::good`]) are judged on: host PCI device,
+/// IOMMU group, NUMA node. `phbguard explain` prints it with them.
+pub const EXAMPLE_HOST: &[(&str, u32, u32)] = &[
+    ("0001:01:00.0", 1, 0),
+    ("0001:01:00.1", 1, 0),
+    ("0002:01:00.0", 2, 8),
+];
+
 /// One rule of the catalogue.
 pub struct Rule {
     /// Its stable id.
@@ -149,6 +157,11 @@ pub struct Rule {
     pub severity: Severity,
     pub summary: &'static str,
     pub explanation: &'static str,
+    /// What the rule flags: the inside of a `<domain>` (on [`EXAMPLE_HOST`]), as clippy's lint
+    /// docs show code that fires.
+    pub bad: &'static str,
+    /// The same guest made compliant: no finding of any error rule.
+    pub good: &'static str,
     check: fn(&'static Rule, &Topology<'_>, &mut Vec<Finding>),
 }
 
@@ -222,6 +235,52 @@ pub fn has_errors(findings: &[Finding]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::StaticHost;
+    use crate::model::PciAddr;
+
+    fn example_host() -> StaticHost {
+        EXAMPLE_HOST
+            .iter()
+            .fold(StaticHost::new(), |host, &(addr, group, node)| {
+                let n: Vec<u32> = addr
+                    .split([':', '.'])
+                    .map(|p| u32::from_str_radix(p, 16).unwrap())
+                    .collect();
+                let addr = PciAddr {
+                    domain: n[0] as u16,
+                    bus: n[1] as u8,
+                    slot: n[2] as u8,
+                    function: n[3] as u8,
+                };
+                host.with_device(addr, group, Some(node))
+            })
+    }
+
+    fn judge_example(rule: &Rule, example: &str) -> Vec<Finding> {
+        let xml = format!("<domain type='kvm'>\n<name>example</name>\n{example}\n</domain>\n");
+        let domain = crate::parse_domain(xml.as_bytes())
+            .unwrap_or_else(|e| panic!("{}: example does not parse: {e}\n{xml}", rule.id));
+        judge(&domain, &example_host())
+    }
+
+    #[test]
+    fn each_bad_example_fires_its_rule_and_each_good_one_keeps_every_error_rule() {
+        for rule in RULES {
+            let bad = judge_example(rule, rule.bad);
+            assert!(
+                bad.iter().any(|f| f.rule.id == rule.id),
+                "{}: the bad example does not fire it: {bad:?}",
+                rule.id
+            );
+            let good = judge_example(rule, rule.good);
+            assert!(
+                good.iter()
+                    .all(|f| f.rule.id != rule.id && f.severity() != Severity::Error),
+                "{}: the good example has findings: {good:?}",
+                rule.id
+            );
+        }
+    }
 
     #[test]
     fn the_catalogue_is_keyed_by_rule_id_in_declaration_order() {

@@ -6,7 +6,7 @@ use crate::model::Subject;
 pub(super) const PHB_NUMA_MISMATCH: Rule = Rule {
     id: RuleId::PhbNumaMismatch,
     severity: Severity::Warning,
-    summary: "a PHB's guest NUMA node is backed by host nodes that do not hold its hostdev",
+    summary: "a PHB's guest NUMA node (`<target><node>`) takes its memory (`<numatune><memnode>`) from host nodes that do not hold a hostdev directly on it",
     explanation: "\
 What: a PHB has <target><node>G</node></target>, <numatune><memnode cellid='G' nodeset='...'>
 backs guest cell G with some host NUMA nodes, and a hostdev on that PHB sits on a host node
@@ -18,6 +18,38 @@ link (the SMP/X-bus on POWER), costing bandwidth and latency. It works, so this 
 
 Fix by hand: tie the PHB to the guest cell whose memnode includes the device's host node
 (change <node>), or change that cell's nodeset, or drop <node> from the PHB.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<numatune>
+  <memnode cellid='0' mode='strict' nodeset='8'/>
+</numatune>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'>
+      <node>0</node>
+    </target>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<numatune>
+  <memnode cellid='0' mode='strict' nodeset='0'/>
+</numatune>
+<devices>
+  <controller type='pci' index='1' model='pci-root'>
+    <model name='spapr-pci-host-bridge'/>
+    <target index='1'>
+      <node>0</node>
+    </target>
+  </controller>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
+    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
+  </hostdev>
+</devices>",
     check: |rule, t, out| {
         if !t.pseries {
             return;
