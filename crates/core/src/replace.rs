@@ -145,10 +145,11 @@ pub fn replace_file(
         }
         return Err(at("cannot rename the new file into place")(e.error));
     }
-    // The rename is only durable once the directory entry is on disk.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(at("cannot sync the directory"))
+    // The rename is only durable once the directory entry is on disk. The new file is in
+    // place whatever this says: a file system that refuses fsync on a directory (EINVAL on
+    // some) makes the rename less durable, not undone, so "not rewritten" would be untrue.
+    let _ = File::open(dir).and_then(|d| d.sync_all());
+    Ok(())
 }
 
 /// Owner and group first (a chown clears setuid/setgid), then every extended attribute, then
