@@ -10,7 +10,8 @@ use phbguard_core::rules::{has_errors, judge};
 use crate::cli::{CheckArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
-pub fn run(args: &CheckArgs) -> u8 {
+/// Judges every file; one that cannot be read is reported and the others still are (exit 2).
+pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     let host = Sysfs::new(&args.sysfs_root);
     let mut judged = Vec::with_capacity(args.files.len());
     // Per file in command-line order: the index into `judged`, or why it could not be read.
@@ -24,8 +25,10 @@ pub fn run(args: &CheckArgs) -> u8 {
                 judged.push(Judged::new(file, &domain, findings));
             }
             Err(e) => {
-                eprintln!("phbguard: {file}: {e}");
-                outcomes.push(Err(e.to_string()));
+                let err = anyhow::Error::new(e);
+                // The JSON entry gets the reason; stderr names the file too.
+                outcomes.push(Err(format!("{err:#}")));
+                output::error(&err.context(file.clone()));
                 unreadable += 1;
             }
         }

@@ -50,7 +50,10 @@ fn as_root_a_read_only_file_is_replaced_and_stays_read_only() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
     let out = fix_in_place(&path);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
-    assert_ne!(fs::read(&path).unwrap(), fs::read(support::repo().join(BROKEN)).unwrap());
+    assert_ne!(
+        fs::read(&path).unwrap(),
+        fs::read(support::repo().join(BROKEN)).unwrap()
+    );
     assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o444);
 }
 
@@ -73,7 +76,10 @@ fn as_root_an_immutable_file_is_left_alone_with_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{}", support::stderr(&out));
     let err = support::stderr(&out);
     assert!(err.contains("guest.xml: not rewritten"), "{err}");
-    assert_eq!(fs::read(&path).unwrap(), fs::read(support::repo().join(BROKEN)).unwrap());
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        fs::read(support::repo().join(BROKEN)).unwrap()
+    );
     let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(names.len(), 1, "no temporary file left");
 }

@@ -38,6 +38,8 @@ pub struct Overlap {
     pub second: Span,
 }
 
+impl std::error::Error for Overlap {}
+
 impl fmt::Display for Overlap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -238,7 +240,10 @@ mod tests {
                 ("slot", "0x5".into()),
                 ("function", "0x0".into()),
             ],
-            |a, b| crate::number::parse_uint(a, 255) == crate::number::parse_uint(b, 255),
+            |a, b| {
+                use crate::number::{Base, parse_uint};
+                parse_uint(a, Base::Auto, 255) == parse_uint(b, Base::Auto, 255)
+            },
         )
         .unwrap();
         assert_eq!(

@@ -23,6 +23,8 @@ pub enum ParseError {
         element: String,
         attribute: String,
         value: String,
+        /// How libvirt reads this attribute.
+        base: crate::number::Base,
         max: u64,
     },
     BadNodeset {
@@ -50,11 +52,20 @@ impl fmt::Display for ParseError {
                 element,
                 attribute,
                 value,
+                base,
                 max,
-            } => write!(
-                f,
-                "<{element}> {attribute}='{value}' is not a number from 0 to {max:#x} (decimal or 0x-prefixed hex)"
-            ),
+            } => match base {
+                crate::number::Base::Auto => write!(
+                    f,
+                    "<{element}> {attribute}='{value}' is not a number from 0 to {max:#x} \
+                     (libvirt reads it as decimal, 0x-prefixed hex or 0-prefixed octal)"
+                ),
+                crate::number::Base::Decimal => write!(
+                    f,
+                    "<{element}> {attribute}='{value}' is not a number from 0 to {max} \
+                     (libvirt reads it as decimal only)"
+                ),
+            },
             Self::BadNodeset { value } => write!(f, "<memnode> nodeset='{value}' is not a valid node set"),
             Self::MissingHostAddress { element } => {
                 write!(
@@ -70,3 +81,19 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// Shows an error with its causes, `outer: inner: innermost`, as anyhow's `{:#}` does: for the
+/// hook, which reports library errors without anyhow.
+pub struct Chain<'e>(pub &'e (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}

@@ -21,7 +21,7 @@ pub enum InputError {
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io(e) => write!(f, "cannot read: {e}"),
+            Self::Io(_) => f.write_str("cannot read it"),
             Self::IsDirectory => f.write_str("is a directory, not a domain XML file"),
             Self::TooLarge => write!(
                 f,
@@ -32,7 +32,14 @@ impl fmt::Display for InputError {
     }
 }
 
-impl std::error::Error for InputError {}
+impl std::error::Error for InputError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::IsDirectory | Self::TooLarge => None,
+        }
+    }
+}
 
 /// Reads all of `reader`, failing once it passes [`MAX_INPUT_BYTES`].
 pub fn read_bounded(reader: impl Read) -> Result<Vec<u8>, InputError> {
@@ -76,7 +83,15 @@ impl fmt::Display for LoadError {
     }
 }
 
-impl std::error::Error for LoadError {}
+/// A wrapper that adds no words: it shows its inner error and hands on that error's cause.
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Input(e) => e.source(),
+            Self::Parse(e) => e.source(),
+        }
+    }
+}
 
 /// A file (`-` for standard input) read and parsed into a domain, with its bytes.
 pub fn load(name: &str) -> Result<(Vec<u8>, Domain), LoadError> {

@@ -18,3 +18,4 @@ pub mod replace;
 pub mod report;
 pub mod rules;
 pub mod syslog;
+pub mod topology;

@@ -92,7 +92,10 @@ pub struct Device {
     pub address: Option<PciAddr>,
     /// The `<address>` element that is a direct child of this device, of any type.
     pub address_span: Option<Span>,
+    /// The whole element, start tag to end tag.
     pub span: Span,
+    /// The line its start tag is on, from 1: where reports point an admin.
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +127,8 @@ pub struct PciController {
     pub model: Option<String>,
     /// `<model name='...'/>`
     pub model_name: Option<String>,
+    /// That `<model>` element, where its name is rewritten.
+    pub model_span: Option<Span>,
     /// `<target index='...'/>`
     pub target_index: Option<u32>,
     /// The `<target>` start tag (the whole element when empty), where `index` is rewritten.
@@ -136,6 +141,15 @@ impl PciController {
     pub fn is_phb(&self) -> bool {
         self.model.as_deref() == Some("pci-root")
     }
+}
+
+/// What a finding is about, for tools (the rewriter) that act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// An element under `<devices>`, by its position in [`Domain::devices`].
+    Device(usize),
+    /// The PCI controller with this index, whether written or implied.
+    Controller(u32),
 }
 
 /// `<memnode cellid='G' nodeset='...'/>`: guest NUMA cell G takes memory from these host nodes.

@@ -29,8 +29,12 @@ impl Judged {
         }
     }
 
-    /// How lines about this document start: the domain's name, or the file's.
-    pub fn label(&self) -> &str {
-        self.domain.as_deref().unwrap_or(&self.file)
+    /// Where a finding on `line` is, as compilers write it: `db02.xml:14`, `<stdin>:14`.
+    pub fn location(&self, line: Option<usize>) -> String {
+        let file = if self.file == "-" { "<stdin>" } else { &self.file };
+        match line {
+            Some(line) => format!("{file}:{line}"),
+            None => file.to_string(),
+        }
     }
 }
