@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 /// What went wrong, and at which step.
 #[derive(Debug)]
 pub struct ReplaceError {
+    /// The step that failed: `cannot write it`, ...
     pub step: String,
+    /// Why.
     pub source: io::Error,
 }
 

@@ -6,7 +6,7 @@
 //! still break a rule is reported, never passed off as a fix.
 
 mod order;
-pub mod plan;
+mod plan;
 mod render;
 
 use std::fmt;
@@ -25,6 +25,7 @@ pub use render::RenderError;
 /// The outcome of fixing one document.
 #[derive(Debug)]
 pub struct Fixed {
+    /// What the planner decided.
     pub plan: Plan,
     /// The rewritten document; the input itself when the plan is empty.
     pub output: String,

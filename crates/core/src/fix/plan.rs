@@ -17,6 +17,7 @@ use crate::topology::{BUSES, Bus, MAX_PHBS, MAX_TARGET, SLOTS, Topology};
 use super::order;
 
 #[derive(Debug, Clone, Copy, Default)]
+/// How far `fix` goes.
 pub struct Options {
     /// Also give hostdevs without a guest address the one libvirt would pick, pinning it.
     pub assign_unaddressed: bool,
@@ -28,25 +29,40 @@ pub enum Change {
     /// The device at this position of [`Domain::devices`] gets a new guest address; `from`
     /// is `None` when it had none.
     Move {
+        /// Position in [`Domain::devices`](crate::model::Domain::devices).
         device: usize,
+        /// Its address before.
         from: Option<PciAddr>,
+        /// Its address after.
         to: PciAddr,
     },
     /// A new PHB controller.
     AddPhb {
+        /// The new controller's index (its bus number).
         index: u32,
+        /// Its target index.
         target: u32,
+        /// The guest NUMA cell it is tied to.
         node: Option<u32>,
     },
     /// A PHB's `<target index>` is renumbered.
     Retarget {
+        /// Position of the controller in [`Domain::devices`](crate::model::Domain::devices).
         device: usize,
+        /// Its controller index.
         index: u32,
+        /// The target index before.
         from: u32,
+        /// The target index after.
         to: u32,
     },
     /// A bridge the move emptied is removed.
-    RemoveController { device: usize, index: u32 },
+    RemoveController {
+        /// Position of the bridge in [`Domain::devices`](crate::model::Domain::devices).
+        device: usize,
+        /// Its controller index.
+        index: u32,
+    },
 }
 
 /// Something the planner had to leave broken, and why.
@@ -61,12 +77,16 @@ pub struct Unfixable {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a rewrite changes, and what it has to leave broken.
 pub struct Plan {
+    /// The changes, controllers first, then the moves.
     pub changes: Vec<Change>,
+    /// What stays broken, and why.
     pub unfixable: Vec<Unfixable>,
 }
 
 impl Plan {
+    /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }

@@ -6,7 +6,9 @@ use super::Judged;
 use crate::rules::Severity;
 
 #[derive(Debug, Clone, Copy)]
+/// How the text report looks.
 pub struct Style {
+    /// Severities in colour (on a terminal, unless `NO_COLOR`).
     pub color: bool,
 }
 
