@@ -128,10 +128,7 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
         if !t.pseries {
             return;
         }
-        for bus in t.used_buses().filter(|&b| b != 0) {
-            if !t.is_phb(bus) {
-                continue;
-            }
+        for bus in t.used_non_default_phbs() {
             let mut groups: Vec<(u32, String)> = Vec::new();
             for h in t.hostdevs_on(bus) {
                 if let Some(g) = known_group(t, h)
@@ -238,10 +235,7 @@ hostdevs, or delete its <address> and let libvirt place it.",
         if !t.pseries {
             return;
         }
-        for bus in t.used_buses().filter(|&b| b != 0) {
-            if !t.is_phb(bus) {
-                continue;
-            }
+        for bus in t.used_non_default_phbs() {
             let Some(h) = t.hostdevs_on(bus).next() else {
                 continue;
             };
