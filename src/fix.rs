@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use phbguard_core::fix::{Options, fix};
 use phbguard_core::host::Sysfs;
 use phbguard_core::input::load;
-use phbguard_core::replace::replace_file;
+use phbguard_core::replace::{self, replace_file};
 use phbguard_core::report::json;
 
 use crate::cli::{FixArgs, Format};
@@ -19,6 +19,11 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let file = &args.file;
     if args.in_place && file == "-" {
         bail!("--in-place needs a file, not standard input");
+    }
+    if let Some(suffix) = args.backup.as_deref()
+        && (suffix.is_empty() || suffix.contains('/'))
+    {
+        bail!("--backup={suffix:?}: the suffix must be non-empty and without '/'");
     }
     let (bytes, domain) = load(file).with_context(|| file.clone())?;
     // The parser accepted it, so it is UTF-8.
@@ -34,19 +39,37 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_FINDINGS);
         }
     };
-    if args.format == Format::Text && !args.quiet {
-        for change in &fixed.plan.changes {
-            eprintln!("phbguard: {file}: {}", change.describe(&domain));
+    let list_changes = || {
+        if args.format == Format::Text && !args.quiet {
+            for change in &fixed.plan.changes {
+                eprintln!("phbguard: {file}: {}", change.describe(&domain));
+            }
         }
+    };
+    if !args.in_place {
+        list_changes();
     }
     for problem in fixed.problems() {
         eprintln!("phbguard: {file}: cannot fix: {problem}");
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;
-    if fixed.is_clean() && args.in_place && changed {
-        replace_file(Path::new(file), fixed.output.as_bytes())
-            .with_context(|| format!("{file}: not rewritten"))?;
+    if args.in_place {
+        if fixed.is_clean() && changed {
+            let options = replace::Options {
+                backup_suffix: args.backup.as_deref(),
+            };
+            // Nothing was written on an error, so no change is listed as made.
+            replace_file(Path::new(file), &bytes, fixed.output.as_bytes(), options)
+                .with_context(|| format!("{file}: not rewritten"))?;
+            // Listed only now that they are in the file.
+            list_changes();
+        } else if let Ok(target) = std::fs::canonicalize(file)
+            && let Some(dir) = target.parent()
+        {
+            // A killed earlier run's leftovers go even when this run writes nothing.
+            replace::remove_dead_temporaries(dir);
+        }
     }
     let text = match args.format {
         Format::Json => format!("{}\n", json::fixed(file, &domain, &fixed, changed)),

@@ -211,6 +211,37 @@ fn bad_input_is_one_line_and_exit_2() {
         "slot='0x20' is not a number from 0 to 0x1f",
     );
 
+    // libvirt reads a controller index in base 10 and refuses 0x0a (measured on libvirt 9.0).
+    let f = write_temp(
+        d,
+        "hex-index.xml",
+        good.replace(
+            "<devices>",
+            "<devices>\n    <controller type='pci' index='0x0a' model='pci-root'/>",
+        )
+        .as_bytes(),
+    );
+    assert_bad_input(
+        &["check", &f],
+        b"",
+        &f,
+        "<controller> index='0x0a' is not a number from 0 to 255 (libvirt reads it as decimal only)",
+    );
+    assert_bad_input(&["fix", &f], b"", &f, "<controller> index='0x0a'");
+
+    // In base 0 a leading 0 is octal: strtoul stops at the 8, libvirt refuses the rest.
+    let f = write_temp(
+        d,
+        "octal.xml",
+        good.replace("slot='0x05'", "slot='08'").as_bytes(),
+    );
+    assert_bad_input(
+        &["check", &f],
+        b"",
+        &f,
+        "<hostdev><address> slot='08' is not a number",
+    );
+
     let f = write_temp(
         d,
         "twice.xml",
@@ -264,7 +295,11 @@ fn rules_lists_the_catalogue_and_explain_tells_why() {
     let out = run(&["rules"], b"");
     assert_eq!(out.status.code(), Some(0));
     let list = stdout(&out);
-    assert_eq!(list.lines().count(), 13, "{list}");
+    assert_eq!(list.lines().count(), 14, "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("pci-address-duplicate") && l.contains("error"))
+    );
     assert!(
         list.lines()
             .any(|l| l.starts_with("hostdev-on-default-phb") && l.contains("error"))

@@ -249,7 +249,10 @@ mod tests {
                 ("slot", "0x5".into()),
                 ("function", "0x0".into()),
             ],
-            |a, b| crate::number::parse_uint(a, 255) == crate::number::parse_uint(b, 255),
+            |a, b| {
+                use crate::number::{Base, parse_uint};
+                parse_uint(a, Base::Auto, 255) == parse_uint(b, Base::Auto, 255)
+            },
         )
         .unwrap();
         assert_eq!(

@@ -38,6 +38,8 @@ pub enum ParseError {
         attribute: String,
         /// Its value as written.
         value: String,
+        /// How libvirt reads this attribute.
+        base: crate::number::Base,
         /// The largest value allowed.
         max: u64,
     },
@@ -72,11 +74,20 @@ impl fmt::Display for ParseError {
                 element,
                 attribute,
                 value,
+                base,
                 max,
-            } => write!(
-                f,
-                "<{element}> {attribute}='{value}' is not a number from 0 to {max:#x} (decimal or 0x-prefixed hex)"
-            ),
+            } => match base {
+                crate::number::Base::Auto => write!(
+                    f,
+                    "<{element}> {attribute}='{value}' is not a number from 0 to {max:#x} \
+                     (libvirt reads it as decimal, 0x-prefixed hex or 0-prefixed octal)"
+                ),
+                crate::number::Base::Decimal => write!(
+                    f,
+                    "<{element}> {attribute}='{value}' is not a number from 0 to {max} \
+                     (libvirt reads it as decimal only)"
+                ),
+            },
             Self::BadNodeset { value } => write!(f, "<memnode> nodeset='{value}' is not a valid node set"),
             Self::MissingHostAddress { element } => {
                 write!(

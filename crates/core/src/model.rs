@@ -150,6 +150,8 @@ pub struct PciController {
     pub model: Option<String>,
     /// `<model name='...'/>`
     pub model_name: Option<String>,
+    /// That `<model>` element, where its name is rewritten.
+    pub model_span: Option<Span>,
     /// `<target index='...'/>`
     pub target_index: Option<u32>,
     /// The `<target>` start tag (the whole element when empty), where `index` is rewritten.

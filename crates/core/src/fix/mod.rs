@@ -138,7 +138,7 @@ fn positions_before(after: &Domain, plan: &Plan) -> Vec<Option<usize>> {
         match *change {
             Change::AddPhb { index, .. } => added.push(index),
             Change::RemoveController { device, .. } => removed.push(device),
-            Change::Move { .. } | Change::Retarget { .. } => {}
+            Change::Move { .. } | Change::Retarget { .. } | Change::SetPhbModel { .. } => {}
         }
     }
     let mut kept = (0..).filter(|i| !removed.contains(i));
@@ -175,6 +175,10 @@ impl Change {
             Change::Retarget { index, from, to, .. } => {
                 format!("controller pci index {index}: target index {from} -> {to}")
             }
+            Change::SetPhbModel { index, ref from, .. } => format!(
+                "controller pci index {index}: model name '{from}' -> '{}'",
+                crate::topology::PHB_MODEL_NAME
+            ),
             Change::RemoveController { device, index } => {
                 let model = domain.devices[device].model_attr.as_deref().unwrap_or("bridge");
                 format!("removed controller pci index {index} ({model}), nothing is behind it now")

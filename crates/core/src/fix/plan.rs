@@ -8,13 +8,16 @@
 //! function 0 of the first free slot from 1. Unlike libvirt it keeps every address that is
 //! already fine, so the diff stays small.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::model::Subject;
 use crate::model::{Device, DeviceKind, PciAddr};
-use crate::topology::{BUSES, Bus, MAX_PHBS, MAX_TARGET, SLOTS, Topology};
+use crate::topology::{BUSES, Bus, MAX_PHBS, MAX_TARGET, PHB_MODEL_NAME, SLOTS, Topology};
 
 use super::order;
+
+/// Functions of a slot (0..=7).
+const FUNCTIONS: u8 = 8;
 
 #[derive(Debug, Clone, Copy, Default)]
 /// How far `fix` goes.
@@ -63,6 +66,15 @@ pub enum Change {
         /// Its controller index.
         index: u32,
     },
+    /// A PHB's `<model name>` becomes `spapr-pci-host-bridge`, the only one pSeries has.
+    SetPhbModel {
+        /// Position of the PHB in [`Domain::devices`](crate::model::Domain::devices).
+        device: usize,
+        /// Its controller index.
+        index: u32,
+        /// The model name it had.
+        from: String,
+    },
 }
 
 /// Something the planner had to leave broken, and why.
@@ -98,17 +110,19 @@ pub fn plan(topology: &Topology<'_>, options: Options) -> Plan {
         return Plan::default();
     }
     let mut planner = Planner::new(topology);
+    planner.set_phb_models();
     planner.retarget();
     planner.choose_homes();
     planner.route_hostdevs(options);
     planner.remove_emptied_bridges();
     planner.route_emulated();
+    planner.route_duplicates();
     planner.place();
     let mut plan = planner.plan;
     // Reports read best as: what the controllers become (a removed bridge before the PHB that
     // may take its index), then what moves onto them.
     plan.changes.sort_by_key(|c| match c {
-        Change::Retarget { .. } => 0,
+        Change::SetPhbModel { .. } | Change::Retarget { .. } => 0,
         Change::RemoveController { .. } => 1,
         Change::AddPhb { .. } => 2,
         Change::Move { .. } => 3,
@@ -123,6 +137,9 @@ enum Dest {
     Group(u32),
     /// A PHB without hostdevs.
     Emulated,
+    /// Another slot of the bus it is on: it only has to leave an address an earlier device
+    /// holds.
+    SameBus(u8),
 }
 
 /// The PHB an IOMMU group ends up on.
@@ -140,6 +157,8 @@ struct Planner<'t, 'd> {
     /// Per device: where it moves, if it does.
     dest: Vec<Option<Dest>>,
     removed: Vec<bool>,
+    /// Per device: whether an earlier device has its guest address (`pci-address-duplicate`).
+    duplicate: Vec<bool>,
     homes: BTreeMap<u32, Home>,
     /// Buses that hold hostdevs once the rewrite is done.
     hostdev_buses: BTreeSet<u8>,
@@ -152,11 +171,18 @@ struct Planner<'t, 'd> {
 impl<'t, 'd> Planner<'t, 'd> {
     fn new(topology: &'t Topology<'d>) -> Self {
         let devices = topology.domain.devices.len();
+        let mut duplicate = vec![false; devices];
+        // The first holder keeps the address (libvirt complains about the later ones).
+        let mut held = HashSet::new();
+        for (i, addr) in topology.addressed() {
+            duplicate[i] = !held.insert(addr);
+        }
         Planner {
             topology,
             buses: (0..BUSES).map(|b| topology.bus(b as u8)).collect(),
             dest: vec![None; devices],
             removed: vec![false; devices],
+            duplicate,
             homes: BTreeMap::new(),
             hostdev_buses: BTreeSet::new(),
             taken: vec![[0; 32]; BUSES],
@@ -185,6 +211,19 @@ impl<'t, 'd> Planner<'t, 'd> {
 
     fn addressed(&self) -> impl Iterator<Item = (usize, PciAddr)> + use<'d> {
         self.topology.addressed()
+    }
+
+    /// A pSeries PHB has one model name: setting it needs no choice, so it is fixed.
+    fn set_phb_models(&mut self) {
+        for (i, c) in self.topology.written_phbs() {
+            if let Some(name) = c.model_name.as_deref().filter(|n| *n != PHB_MODEL_NAME) {
+                self.plan.changes.push(Change::SetPhbModel {
+                    device: i,
+                    index: c.index,
+                    from: name.to_string(),
+                });
+            }
+        }
     }
 
     fn known_group(&self, device: usize) -> Option<u32> {
@@ -375,6 +414,16 @@ impl<'t, 'd> Planner<'t, 'd> {
         }
     }
 
+    /// Every device that repeats an earlier device's address and is not moving anyway takes
+    /// another slot of its own bus.
+    fn route_duplicates(&mut self) {
+        for (i, addr) in self.addressed().collect::<Vec<_>>() {
+            if self.duplicate[i] && self.dest[i].is_none() && !self.removed[i] {
+                self.dest[i] = Some(Dest::SameBus(addr.bus));
+            }
+        }
+    }
+
     /// Device positions in libvirt's assignment order.
     fn libvirt_order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.topology.domain.devices.len()).collect();
@@ -419,38 +468,65 @@ impl<'t, 'd> Planner<'t, 'd> {
                     }
                     slot.map(|s| (bus, s))
                 }),
-                Dest::Emulated => {
-                    let found = emulated_buses
-                        .iter()
-                        .find_map(|&b| self.free_slot(b).map(|s| (b, s)));
-                    found.or_else(|| {
-                        let bus = empty_buses.pop().or_else(|| self.add_phb(None, first))?;
-                        emulated_buses.push(bus);
-                        self.free_slot(bus).map(|s| (bus, s))
-                    })
-                }
+                Dest::SameBus(bus) => match self.free_slot(bus) {
+                    Some(slot) => Some((bus, slot)),
+                    // An emulated device may go anywhere emulated devices go.
+                    None if self.device(first).host_addr().is_none() => {
+                        self.emulated_slot(&mut emulated_buses, &mut empty_buses, first)
+                    }
+                    None => {
+                        self.unfixable(
+                            first,
+                            format!(
+                                "repeats an earlier device's address and bus {bus}, where its IOMMU \
+                                 group is, has no free slot left; free a slot on it by hand"
+                            ),
+                        );
+                        None
+                    }
+                },
+                Dest::Emulated => self.emulated_slot(&mut emulated_buses, &mut empty_buses, first),
             };
             let Some((bus, slot)) = placed else { continue };
             self.put(&unit, bus, slot);
         }
     }
 
+    /// A slot for an emulated device: the first free one of `emulated_buses`, else one of an
+    /// empty PHB, else of a new PHB.
+    fn emulated_slot(
+        &mut self,
+        emulated_buses: &mut Vec<u8>,
+        empty_buses: &mut Vec<u8>,
+        first: usize,
+    ) -> Option<(u8, u8)> {
+        let found = emulated_buses
+            .iter()
+            .find_map(|&b| self.free_slot(b).map(|s| (b, s)));
+        found.or_else(|| {
+            let bus = empty_buses.pop().or_else(|| self.add_phb(None, first))?;
+            emulated_buses.push(bus);
+            self.free_slot(bus).map(|s| (bus, s))
+        })
+    }
+
     /// Moving devices grouped into what shares a slot: the functions of one source slot that
-    /// go to the same place stay together; everything else takes a slot of its own.
+    /// go to the same place stay together; everything else, and every device that repeats an
+    /// earlier address, takes a slot of its own. So a unit never holds one function twice.
     fn units(&self) -> Vec<Vec<usize>> {
         let mut by_slot: HashMap<(Dest, u8, u8), usize> = HashMap::new();
         let mut units: Vec<Vec<usize>> = Vec::new();
         for i in self.libvirt_order() {
             let Some(dest) = self.dest[i] else { continue };
             match self.device(i).address {
-                Some(a) => {
+                Some(a) if !self.duplicate[i] => {
                     let unit = *by_slot.entry((dest, a.bus, a.slot)).or_insert_with(|| {
                         units.push(Vec::new());
                         units.len() - 1
                     });
                     units[unit].push(i);
                 }
-                None => units.push(vec![i]),
+                _ => units.push(vec![i]),
             }
         }
         units
@@ -543,7 +619,15 @@ impl<'t, 'd> Planner<'t, 'd> {
             let from = self.device(i).address;
             let function = match from {
                 Some(a) if keep => a.function,
-                _ => n as u8,
+                _ => match u8::try_from(n).ok().filter(|&f| f < FUNCTIONS) {
+                    Some(f) => f,
+                    // units() gives a slot at most one device per function; should that ever
+                    // fail, the device is reported, never wrapped onto another's function.
+                    None => {
+                        self.unfixable(i, "no function of its new slot is left for it".into());
+                        continue;
+                    }
+                },
             };
             self.taken[bus as usize][slot as usize] |= 1 << function;
             let to = PciAddr {

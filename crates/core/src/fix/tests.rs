@@ -388,3 +388,129 @@ fn new_text_follows_the_documents_quotes_and_indentation() {
         out.output
     );
 }
+
+#[test]
+fn nine_hostdevs_on_one_address_of_the_default_phb_take_nine_slots_of_their_phb() {
+    // Before: the nine were one unit without a function 0, numbered 0..=8, and 1 << 8
+    // overflowed (a panic in debug builds, an "internal error" in release).
+    let hosts: Vec<String> = (0..9).map(|i| format!("0001:{:02x}:00.0", 0x10 + i)).collect();
+    let h = hosts
+        .iter()
+        .fold(StaticHost::new(), |h, a| h.with_device(addr(a), 5, None));
+    let devices: Vec<String> = hosts.iter().map(|a| hostdev(a, Some((0, 5, 1)))).collect();
+    let out = run(&domain("", &devices), &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(out.changes[0], "added PHB index 1 target 1");
+    let targets: Vec<&str> = out.changes[1..]
+        .iter()
+        .map(|c| c.rsplit(" -> ").next().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=9).map(|s| format!("0000:01:{s:02x}.0")).collect();
+    assert_eq!(targets, expected);
+}
+
+#[test]
+fn a_duplicate_on_a_full_default_phb_goes_where_emulated_devices_go() {
+    let mut devices: Vec<String> = (1..=0x1f).map(|s| emulated(0, s)).collect();
+    devices.push(emulated(0, 5));
+    let out = run(&domain("", &devices), &StaticHost::new());
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        ["added PHB index 1 target 1", "rng: 0000:00:05.0 -> 0000:01:01.0"]
+    );
+}
+
+#[test]
+fn a_hostdev_repeating_an_address_on_its_groups_full_phb_is_for_a_person_to_resolve() {
+    // Group 5's PHB holds 31 of its functions (slots 1..=31), and one more repeats slot 1.
+    let hosts: Vec<String> = (0..32).map(|i| format!("0001:{:02x}:00.0", 0x10 + i)).collect();
+    let h = hosts
+        .iter()
+        .fold(StaticHost::new(), |h, a| h.with_device(addr(a), 5, None));
+    let mut devices = vec![phb(1, 1)];
+    devices.extend(
+        hosts
+            .iter()
+            .take(31)
+            .enumerate()
+            .map(|(i, a)| hostdev(a, Some((1, i as u8 + 1, 0)))),
+    );
+    devices.push(hostdev(&hosts[31], Some((1, 1, 0))));
+    let out = run(&domain("", &devices), &h);
+    assert!(!out.clean);
+    assert_eq!(
+        out.problems,
+        [
+            "hostdev 0001:2f:00.0 at 0000:01:01.0: repeats an earlier device's address and bus 1, where \
+          its IOMMU group is, has no free slot left; free a slot on it by hand"
+        ]
+    );
+}
+
+#[test]
+fn a_wrong_phb_model_name_is_set_to_the_only_right_one() {
+    let xml = domain(
+        "",
+        &["<controller type='pci' index='1' model='pci-root'><model name='pci-bridge'/><target index='1'/></controller>".into()],
+    );
+    let out = run(&xml, &StaticHost::new());
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        ["controller pci index 1: model name 'pci-bridge' -> 'spapr-pci-host-bridge'"]
+    );
+    assert!(
+        out.output
+            .contains("<model name='spapr-pci-host-bridge'/><target index='1'/>"),
+        "{}",
+        out.output
+    );
+}
+
+#[test]
+fn an_empty_address_is_filled_in_not_joined_by_a_second_one() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let xml = domain(
+        "",
+        &[
+            "<hostdev mode='subsystem' type='pci'><source><address domain='0x0001' bus='0x01' slot='0x00' \
+           function='0x0'/></source><address type='pci'/></hostdev>"
+                .into(),
+        ],
+    );
+    let out = run_with(
+        &xml,
+        &h,
+        Options {
+            assign_unaddressed: true,
+        },
+    );
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.output.matches("<address type='pci'").count(),
+        1,
+        "{}",
+        out.output
+    );
+    assert!(
+        out.output
+            .contains("<address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>")
+    );
+}
+
+#[test]
+fn new_lines_follow_a_crlf_document() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let xml = domain("", &[hostdev("0001:01:00.0", Some((0, 5, 0)))]).replace('\n', "\r\n");
+    let out = run(&xml, &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert!(
+        out.output
+            .contains("<controller type='pci' index='1' model='pci-root'>\r\n")
+    );
+    assert_eq!(
+        out.output.matches('\n').count(),
+        out.output.matches("\r\n").count()
+    );
+}

@@ -61,6 +61,9 @@ pub fn fixed(file: &str, domain: &Domain, fixed: &Fixed, changed: bool) -> Value
                     "kind": "retarget", "index": index, "from": from, "to": to,
                     "summary": summary,
                 }),
+                Change::SetPhbModel { index, ref from, .. } => json!({
+                    "kind": "set-phb-model", "index": index, "from": from, "summary": summary,
+                }),
                 Change::RemoveController { index, .. } => json!({
                     "kind": "remove-controller", "index": index, "summary": summary,
                 }),

@@ -2,6 +2,7 @@
 //! a longer explanation (`phbguard explain`) and a check; `RULES` lists them in the contract's
 //! order, the order [`RuleId`] declares them in.
 
+mod addresses;
 mod controllers;
 mod hostdevs;
 mod numa;
@@ -61,6 +62,8 @@ pub enum RuleId {
     IommuGroupSplit,
     /// `emulated-on-hostdev-phb`
     EmulatedOnHostdevPhb,
+    /// `pci-address-duplicate`
+    PciAddressDuplicate,
     /// `pci-bridge-on-pseries`
     PciBridgeOnPseries,
     /// `iommu-group-unknown`
@@ -71,7 +74,7 @@ pub enum RuleId {
 
 impl RuleId {
     /// Every id, in catalogue order.
-    pub const ALL: [RuleId; 13] = [
+    pub const ALL: [RuleId; 14] = [
         RuleId::MultiplePciRoots,
         RuleId::PhbWrongModel,
         RuleId::PhbTargetOutOfRange,
@@ -82,6 +85,7 @@ impl RuleId {
         RuleId::PhbMixesIommuGroups,
         RuleId::IommuGroupSplit,
         RuleId::EmulatedOnHostdevPhb,
+        RuleId::PciAddressDuplicate,
         RuleId::PciBridgeOnPseries,
         RuleId::IommuGroupUnknown,
         RuleId::PhbNumaMismatch,
@@ -100,6 +104,7 @@ impl RuleId {
             RuleId::PhbMixesIommuGroups => "phb-mixes-iommu-groups",
             RuleId::IommuGroupSplit => "iommu-group-split",
             RuleId::EmulatedOnHostdevPhb => "emulated-on-hostdev-phb",
+            RuleId::PciAddressDuplicate => "pci-address-duplicate",
             RuleId::PciBridgeOnPseries => "pci-bridge-on-pseries",
             RuleId::IommuGroupUnknown => "iommu-group-unknown",
             RuleId::PhbNumaMismatch => "phb-numa-mismatch",
@@ -208,6 +213,7 @@ pub static RULES: &[Rule] = &[
     hostdevs::PHB_MIXES_IOMMU_GROUPS,
     hostdevs::IOMMU_GROUP_SPLIT,
     hostdevs::EMULATED_ON_HOSTDEV_PHB,
+    addresses::PCI_ADDRESS_DUPLICATE,
     controllers::PCI_BRIDGE_ON_PSERIES,
     hostdevs::IOMMU_GROUP_UNKNOWN,
     numa::PHB_NUMA_MISMATCH,
