@@ -64,9 +64,9 @@ pub enum OnInternalError {
     /// Exit 1: the guest does not start.
     Deny,
 }
+/// The policy file's settings, defaults for what it does not say.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-/// The policy file's settings, defaults for what it does not say.
 pub struct Config {
     /// Where host facts (IOMMU groups, NUMA nodes) are read.
     pub sysfs_root: PathBuf,

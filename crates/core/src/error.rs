@@ -2,9 +2,9 @@
 //! the element and the value, so that an admin can find it without reading code.
 
 use std::fmt;
+/// Why a document is not a domain phbguard can judge; each prints as one line.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-/// Why a document is not a domain phbguard can judge; each prints as one line.
 pub enum ParseError {
     /// The input is not UTF-8.
     NotUtf8 {

@@ -11,9 +11,9 @@ use crate::model::Domain;
 
 /// The largest document phbguard reads.
 pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+/// Why a document could not be read.
 
 #[derive(Debug)]
-/// Why a document could not be read.
 pub enum InputError {
     /// Reading failed.
     Io(io::Error),

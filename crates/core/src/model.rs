@@ -108,9 +108,9 @@ pub struct Device {
     /// The line its start tag is on, from 1: where reports point an admin.
     pub line: usize,
 }
+/// What the rules tell devices apart by.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-/// What the rules tell devices apart by.
 pub enum DeviceKind {
     /// A PCI device passed through from the host.
     Hostdev {
@@ -129,18 +129,18 @@ pub enum DeviceKind {
     /// Everything else: disks, NICs, video, balloon, rng, ...
     Other,
 }
+/// How a hostdev is written.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-/// How a hostdev is written.
 pub enum HostdevForm {
     /// `<hostdev mode='subsystem' type='pci'>`
     Hostdev,
     /// `<interface type='hostdev'>` (an SR-IOV VF, typically)
     Interface,
 }
+/// A `<controller type='pci'>`.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-/// A `<controller type='pci'>`.
 pub struct PciController {
     /// The bus number device addresses use for this controller.
     pub index: u32,

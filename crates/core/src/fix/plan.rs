@@ -18,9 +18,9 @@ use super::order;
 
 /// Functions of a slot (0..=7).
 const FUNCTIONS: u8 = 8;
+/// How far `fix` goes.
 
 #[derive(Debug, Clone, Copy, Default)]
-/// How far `fix` goes.
 pub struct Options {
     /// Also give hostdevs without a guest address the one libvirt would pick, pinning it.
     pub assign_unaddressed: bool,
@@ -87,9 +87,9 @@ pub struct Unfixable {
     /// Why it cannot be fixed.
     pub reason: String,
 }
+/// What a rewrite changes, and what it has to leave broken.
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-/// What a rewrite changes, and what it has to leave broken.
 pub struct Plan {
     /// The changes, controllers first, then the moves.
     pub changes: Vec<Change>,

@@ -13,9 +13,9 @@ use std::str::FromStr;
 use crate::host::{Facts, HostFacts};
 use crate::model::{Domain, Subject};
 use crate::topology::Topology;
+/// How much a finding matters.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-/// How much a finding matters.
 pub enum Severity {
     /// Breaks the isolation rule or will not start: rejects.
     Error,
@@ -177,9 +177,9 @@ impl fmt::Debug for Rule {
         f.write_str(self.id.as_str())
     }
 }
+/// One thing a rule found.
 
 #[derive(Debug, Clone)]
-/// One thing a rule found.
 pub struct Finding {
     /// The rule that found it.
     pub rule: &'static Rule,
