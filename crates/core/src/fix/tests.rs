@@ -514,3 +514,47 @@ fn new_lines_follow_a_crlf_document() {
         out.output.matches("\r\n").count()
     );
 }
+
+/// Host facts that count how often each is asked for.
+struct CountingHost {
+    inner: StaticHost,
+    asked: std::cell::RefCell<Vec<PciAddr>>,
+}
+
+impl HostFacts for CountingHost {
+    fn iommu_group(&self, addr: PciAddr) -> Result<u32, crate::host::GroupUnknown> {
+        self.asked.borrow_mut().push(addr);
+        self.inner.iommu_group(addr)
+    }
+
+    fn numa_node(&self, addr: PciAddr) -> Option<u32> {
+        self.asked.borrow_mut().push(addr);
+        self.inner.numa_node(addr)
+    }
+}
+
+#[test]
+fn the_host_is_read_once_for_the_plan_and_the_recheck() {
+    let facts = [("0002:02:00.0", 3, Some(0)), ("0003:01:00.0", 4, Some(0))];
+    let host = CountingHost {
+        inner: host(&facts),
+        asked: Default::default(),
+    };
+    let numatune = "  <numatune>\n    <memnode cellid='0' nodeset='0'/>\n  </numatune>\n";
+    let xml = domain(
+        numatune,
+        &[
+            hostdev("0002:02:00.0", Some((0, 4, 0))),
+            hostdev("0003:01:00.0", Some((0, 5, 0))),
+        ],
+    );
+    let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+    let fixed = fix(&xml, &parsed, &host, Options::default()).unwrap();
+    assert!(fixed.is_clean(), "{:?}", fixed.problems());
+    assert_eq!(fixed.plan.changes.len(), 4, "{:?}", fixed.plan.changes);
+    // One group and one node per host device, though the planner and the re-check both use them.
+    let mut asked = host.asked.into_inner();
+    asked.sort();
+    let once: Vec<PciAddr> = facts.iter().flat_map(|&(a, ..)| [addr(a), addr(a)]).collect();
+    assert_eq!(asked, once);
+}
