@@ -1,7 +1,7 @@
 //! `fix`: rewrite a pSeries domain into one that keeps the isolation rule, changing as few
 //! bytes as possible, and prove the result by judging it again.
 //!
-//! [`plan`] decides what moves, [`render`] turns that into byte edits, [`crate::edit`]
+//! `plan` decides what moves, `render` turns that into byte edits, [`crate::edit`]
 //! applies them; [`fix`] ties them together and re-checks the output, so a rewrite that would
 //! still break a rule is reported, never passed off as a fix.
 

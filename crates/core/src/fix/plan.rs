@@ -29,7 +29,7 @@ pub struct Options {
 /// One change to the definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// The device at this position of [`Domain::devices`] gets a new guest address; `from`
+    /// The device at this position of [`Domain::devices`](crate::model::Domain::devices) gets a new guest address; `from`
     /// is `None` when it had none.
     Move {
         /// Position in [`Domain::devices`](crate::model::Domain::devices).
