@@ -2,38 +2,60 @@
 //! the element and the value, so that an admin can find it without reading code.
 
 use std::fmt;
+/// Why a document is not a domain phbguard can judge; each prints as one line.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
+    /// The input is not UTF-8.
     NotUtf8 {
+        /// The first byte that is not.
         offset: usize,
     },
+    /// quick-xml refused the document.
     Malformed {
+        /// Where it stopped.
         offset: u64,
+        /// What it said.
         detail: String,
     },
+    /// No root element at all.
     Empty,
+    /// The document ends inside an element.
     Truncated {
+        /// The element left open.
         open: String,
     },
+    /// The root element is not `<domain>`.
     NotDomain {
+        /// The root element's name.
         root: String,
     },
+    /// A numeric attribute libvirt would refuse.
     BadNumber {
+        /// The element, with the path to it: `hostdev><address`.
         element: String,
+        /// The attribute.
         attribute: String,
+        /// Its value as written.
         value: String,
         /// How libvirt reads this attribute.
         base: crate::number::Base,
+        /// The largest value allowed.
         max: u64,
     },
+    /// A `<memnode nodeset>` that is not a node set.
     BadNodeset {
+        /// The value as written.
         value: String,
     },
+    /// A PCI hostdev without `<source><address>`.
     MissingHostAddress {
+        /// `hostdev` or `interface`.
         element: String,
     },
+    /// Two PCI controllers with one index.
     DuplicateController {
+        /// The index both have.
         index: u32,
     },
 }

@@ -38,9 +38,13 @@ pub struct Call {
     pub config: Option<PathBuf>,
     /// The hook file's own path, which the kernel passes when it runs the `#!` line.
     pub script: Option<OsString>,
+    /// The domain's name.
     pub domain: String,
+    /// libvirt's operation: `prepare`, `start`, `migrate`, ...
     pub op: String,
+    /// Its sub-operation: `begin`, `end`, ...
     pub subop: String,
+    /// The extra argument (`-` when libvirt has none).
     pub extra: String,
 }
 
@@ -49,6 +53,7 @@ pub struct Call {
 pub enum ArgsError {
     /// `--help` or `-h` where no hook argument can be.
     Help,
+    /// Arguments that are not a hook call; the message says which.
     Usage(String),
 }
 
@@ -126,6 +131,7 @@ impl Phase {
         }
     }
 
+    /// The op word libvirt passes for this phase.
     pub fn op(self) -> &'static str {
         match self {
             Phase::Prepare => "prepare",

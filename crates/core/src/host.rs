@@ -45,10 +45,12 @@ pub struct Sysfs {
 }
 
 impl Sysfs {
+    /// The sysfs tree at `root` (`/sys` on a real host).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Sysfs { root: root.into() }
     }
 
+    /// Where the tree is.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -91,10 +93,12 @@ pub struct StaticHost {
 }
 
 impl StaticHost {
+    /// A host with no PCI devices.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds a device in IOMMU `group`, on NUMA `node` when given.
     pub fn with_device(mut self, addr: PciAddr, group: u32, node: Option<u32>) -> Self {
         self.groups.insert(addr, group);
         if let Some(node) = node {

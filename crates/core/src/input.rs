@@ -9,12 +9,17 @@ use std::path::Path;
 use crate::error::ParseError;
 use crate::model::Domain;
 
+/// The largest document phbguard reads.
 pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+/// Why a document could not be read.
 
 #[derive(Debug)]
 pub enum InputError {
+    /// Reading failed.
     Io(io::Error),
+    /// The path is a directory.
     IsDirectory,
+    /// It is larger than [`MAX_INPUT_BYTES`].
     TooLarge,
 }
 
@@ -70,7 +75,9 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, InputError> {
 /// Why a document could not be judged.
 #[derive(Debug)]
 pub enum LoadError {
+    /// It could not be read.
     Input(InputError),
+    /// It is not a domain phbguard can judge.
     Parse(ParseError),
 }
 

@@ -21,14 +21,27 @@ use crate::input::MAX_INPUT_BYTES;
 #[derive(Debug)]
 pub enum ReplaceError {
     /// A step failed.
-    Io { step: String, source: io::Error },
+    Io {
+        /// The step: `cannot write it`, ...
+        step: String,
+        /// Why it failed.
+        source: io::Error,
+    },
     /// The file has other hard links, which a rename would leave holding the old contents.
-    HardLinks { links: u64 },
+    HardLinks {
+        /// How many links the file has.
+        links: u64,
+    },
     /// The file is no longer the bytes that were read: someone saved it meanwhile.
     Changed,
     /// The new file could not be given what the old one carries (a mode bit the kernel
     /// dropped, an extended attribute it refused).
-    NotKept { what: String, source: Option<io::Error> },
+    NotKept {
+        /// What was lost: `the mode`, an attribute's name.
+        what: String,
+        /// Why, when the kernel said.
+        source: Option<io::Error>,
+    },
 }
 
 impl fmt::Display for ReplaceError {

@@ -173,6 +173,12 @@ impl<'d> Topology<'d> {
             .map(|b| b as u8)
     }
 
+    /// PHBs other than the default one with a device directly on them, ascending: where the
+    /// one-group-per-PHB rules look.
+    pub fn used_non_default_phbs(&self) -> impl Iterator<Item = u8> + '_ {
+        self.used_buses().filter(|&b| b != 0 && self.is_phb(b))
+    }
+
     /// The line a finding about `subject` points at: the device's, a written controller's, or
     /// for a PHB libvirt implies, the first device directly on it.
     pub fn line_of(&self, subject: Subject) -> Option<usize> {

@@ -1,12 +1,12 @@
 //! `fix`: rewrite a pSeries domain into one that keeps the isolation rule, changing as few
 //! bytes as possible, and prove the result by judging it again.
 //!
-//! [`plan`] decides what moves, [`render`] turns that into byte edits, [`crate::edit`]
+//! `plan` decides what moves, `render` turns that into byte edits, [`crate::edit`]
 //! applies them; [`fix`] ties them together and re-checks the output, so a rewrite that would
 //! still break a rule is reported, never passed off as a fix.
 
 mod order;
-pub mod plan;
+mod plan;
 mod render;
 
 use std::fmt;
@@ -25,6 +25,7 @@ pub use render::RenderError;
 /// The outcome of fixing one document.
 #[derive(Debug)]
 pub struct Fixed {
+    /// What the planner decided.
     pub plan: Plan,
     /// The rewritten document; the input itself when the plan is empty.
     pub output: String,

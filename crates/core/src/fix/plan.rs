@@ -18,6 +18,7 @@ use super::order;
 
 /// Functions of a slot (0..=7).
 const FUNCTIONS: u8 = 8;
+/// How far `fix` goes.
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -28,30 +29,52 @@ pub struct Options {
 /// One change to the definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// The device at this position of [`Domain::devices`] gets a new guest address; `from`
+    /// The device at this position of [`Domain::devices`](crate::model::Domain::devices) gets a new guest address; `from`
     /// is `None` when it had none.
     Move {
+        /// Position in [`Domain::devices`](crate::model::Domain::devices).
         device: usize,
+        /// Its address before.
         from: Option<PciAddr>,
+        /// Its address after.
         to: PciAddr,
     },
     /// A new PHB controller.
     AddPhb {
+        /// The new controller's index (its bus number).
         index: u32,
+        /// Its target index.
         target: u32,
+        /// The guest NUMA cell it is tied to.
         node: Option<u32>,
     },
     /// A PHB's `<target index>` is renumbered.
     Retarget {
+        /// Position of the controller in [`Domain::devices`](crate::model::Domain::devices).
         device: usize,
+        /// Its controller index.
         index: u32,
+        /// The target index before.
         from: u32,
+        /// The target index after.
         to: u32,
     },
     /// A bridge the move emptied is removed.
-    RemoveController { device: usize, index: u32 },
+    RemoveController {
+        /// Position of the bridge in [`Domain::devices`](crate::model::Domain::devices).
+        device: usize,
+        /// Its controller index.
+        index: u32,
+    },
     /// A PHB's `<model name>` becomes `spapr-pci-host-bridge`, the only one pSeries has.
-    SetPhbModel { device: usize, index: u32, from: String },
+    SetPhbModel {
+        /// Position of the PHB in [`Domain::devices`](crate::model::Domain::devices).
+        device: usize,
+        /// Its controller index.
+        index: u32,
+        /// The model name it had.
+        from: String,
+    },
 }
 
 /// Something the planner had to leave broken, and why.
@@ -64,14 +87,18 @@ pub struct Unfixable {
     /// Why it cannot be fixed.
     pub reason: String,
 }
+/// What a rewrite changes, and what it has to leave broken.
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// The changes, controllers first, then the moves.
     pub changes: Vec<Change>,
+    /// What stays broken, and why.
     pub unfixable: Vec<Unfixable>,
 }
 
 impl Plan {
+    /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }

@@ -15,13 +15,25 @@ use super::plan::{Change, Plan};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenderError {
     /// No start tag where the parser saw an element begin.
-    NoStartTag { at: usize },
+    NoStartTag {
+        /// The byte offset.
+        at: usize,
+    },
     /// The element at this byte has no end tag to put a child before.
-    NoClosingTag { at: usize },
+    NoClosingTag {
+        /// The byte offset.
+        at: usize,
+    },
     /// A controller the plan renumbers has no `<target>`.
-    NoTarget { device: usize },
+    NoTarget {
+        /// Its position in the domain's devices.
+        device: usize,
+    },
     /// A PHB the plan gives the right model name has no `<model>`.
-    NoModel { device: usize },
+    NoModel {
+        /// Its position in the domain's devices.
+        device: usize,
+    },
     /// The domain has no device to place a new controller after.
     NoDevices,
 }

@@ -176,20 +176,24 @@ fn a_hostdev_of_unknown_group_that_must_move_is_reported_and_left() {
     );
 }
 
+/// A pci-bridge with an emulated device and a hostdev (group 3) behind it: the hostdev moves to
+/// a new PHB, the bridge stays for the emulated device.
+fn bridge_keeping_an_emulated_device_and_a_hostdev() -> Vec<String> {
+    vec![
+        bridge(1, (0, 3)),
+        emulated(1, 2),
+        hostdev("0002:02:00.0", Some((1, 1, 0))),
+    ]
+}
+
 #[test]
 fn what_is_left_broken_is_matched_to_its_finding_after_devices_shift() {
     // A PHB is added before it, so the unknown hostdev is at another position in the output:
     // its finding must still be known as the one the planner gave up on.
     let h = host(&[("0002:02:00.0", 3, None)]);
-    let xml = domain(
-        "",
-        &[
-            bridge(1, (0, 3)),
-            emulated(1, 2),
-            hostdev("0002:02:00.0", Some((1, 1, 0))),
-            hostdev("0009:01:00.0", Some((0, 4, 0))),
-        ],
-    );
+    let mut devices = bridge_keeping_an_emulated_device_and_a_hostdev();
+    devices.push(hostdev("0009:01:00.0", Some((0, 4, 0))));
+    let xml = domain("", &devices);
     let out = run(&xml, &h);
     assert!(!out.clean);
     assert!(out.changes.iter().any(|c| c.starts_with("added PHB index 2")));
@@ -229,14 +233,7 @@ fn nested_bridges_emptied_by_the_move_are_removed() {
 #[test]
 fn a_bridge_that_keeps_emulated_devices_stays() {
     let h = host(&[("0002:02:00.0", 3, None)]);
-    let xml = domain(
-        "",
-        &[
-            bridge(1, (0, 3)),
-            emulated(1, 2),
-            hostdev("0002:02:00.0", Some((1, 1, 0))),
-        ],
-    );
+    let xml = domain("", &bridge_keeping_an_emulated_device_and_a_hostdev());
     let out = run(&xml, &h);
     assert!(out.clean, "{:?}", out.problems);
     assert_eq!(
@@ -516,4 +513,48 @@ fn new_lines_follow_a_crlf_document() {
         out.output.matches('\n').count(),
         out.output.matches("\r\n").count()
     );
+}
+
+/// Host facts that count how often each is asked for.
+struct CountingHost {
+    inner: StaticHost,
+    asked: std::cell::RefCell<Vec<PciAddr>>,
+}
+
+impl HostFacts for CountingHost {
+    fn iommu_group(&self, addr: PciAddr) -> Result<u32, crate::host::GroupUnknown> {
+        self.asked.borrow_mut().push(addr);
+        self.inner.iommu_group(addr)
+    }
+
+    fn numa_node(&self, addr: PciAddr) -> Option<u32> {
+        self.asked.borrow_mut().push(addr);
+        self.inner.numa_node(addr)
+    }
+}
+
+#[test]
+fn the_host_is_read_once_for_the_plan_and_the_recheck() {
+    let facts = [("0002:02:00.0", 3, Some(0)), ("0003:01:00.0", 4, Some(0))];
+    let host = CountingHost {
+        inner: host(&facts),
+        asked: Default::default(),
+    };
+    let numatune = "  <numatune>\n    <memnode cellid='0' nodeset='0'/>\n  </numatune>\n";
+    let xml = domain(
+        numatune,
+        &[
+            hostdev("0002:02:00.0", Some((0, 4, 0))),
+            hostdev("0003:01:00.0", Some((0, 5, 0))),
+        ],
+    );
+    let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+    let fixed = fix(&xml, &parsed, &host, Options::default()).unwrap();
+    assert!(fixed.is_clean(), "{:?}", fixed.problems());
+    assert_eq!(fixed.plan.changes.len(), 4, "{:?}", fixed.plan.changes);
+    // One group and one node per host device, though the planner and the re-check both use them.
+    let mut asked = host.asked.into_inner();
+    asked.sort();
+    let once: Vec<PciAddr> = facts.iter().flat_map(|&(a, ..)| [addr(a), addr(a)]).collect();
+    assert_eq!(asked, once);
 }

@@ -12,13 +12,18 @@ use crate::rules::Finding;
 pub struct Judged {
     /// The file as named on the command line (`-` for standard input).
     pub file: String,
+    /// `<name>`
     pub domain: Option<String>,
+    /// `<uuid>`
     pub uuid: Option<String>,
+    /// Whether the rules beyond `multiple-pci-roots` applied.
     pub pseries: bool,
+    /// What the rules found, in catalogue order.
     pub findings: Vec<Finding>,
 }
 
 impl Judged {
+    /// The report of `file`, parsed into `domain`.
     pub fn new(file: &str, domain: &Domain, findings: Vec<Finding>) -> Self {
         Judged {
             file: file.to_string(),

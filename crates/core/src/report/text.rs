@@ -4,9 +4,11 @@ use std::io::{self, Write};
 
 use super::Judged;
 use crate::rules::Severity;
+/// How the text report looks.
 
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
+    /// Severities in colour (on a terminal, unless `NO_COLOR`).
     pub color: bool,
 }
 

@@ -38,16 +38,8 @@ was written by hand or for another machine type and will not start.
 Fix by hand: keep the pci-root with index 0 and remove the others. Where more PCI slots are
 needed, add a pci-bridge (i440fx) or pcie-root-ports (q35) and let libvirt address the devices;
 if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pseries'>.",
-    bad: r"<os><type arch='x86_64' machine='pc-i440fx-8.2'>hvm</type></os>
-<devices>
-  <controller type='pci' index='0' model='pci-root'/>
-  <controller type='pci' index='1' model='pci-root'/>
-</devices>",
-    good: r"<os><type arch='x86_64' machine='pc-i440fx-8.2'>hvm</type></os>
-<devices>
-  <controller type='pci' index='0' model='pci-root'/>
-  <controller type='pci' index='1' model='pci-bridge'/>
-</devices>",
+    bad: include_str!("examples/multiple-pci-roots.bad.xml"),
+    good: include_str!("examples/multiple-pci-roots.good.xml"),
     check: |rule, t, out| {
         if t.pseries {
             return;
@@ -86,20 +78,8 @@ A wrong name comes from a copied x86 definition or a typo.
 
 Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or delete the
 <model> element and let libvirt add the right one when it defines the guest.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-</devices>",
+    bad: include_str!("examples/phb-wrong-model.bad.xml"),
+    good: include_str!("examples/phb-wrong-model.good.xml"),
     check: |rule, t, out| {
         for c in phbs(t) {
             if let Some(name) = c.model_name.as_deref().filter(|n| *n != PHB_MODEL_NAME) {
@@ -132,20 +112,8 @@ refuses it too ('PCI controller target index ... out of range - must be 0-30').
 
 Fix by hand: give the PHB an unused target index from 1 to 30 (0 belongs to the default PHB), or
 remove <target index> and let libvirt pick the lowest free one.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='31'/>
-  </controller>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-</devices>",
+    bad: include_str!("examples/phb-target-out-of-range.bad.xml"),
+    good: include_str!("examples/phb-target-out-of-range.good.xml"),
     check: |rule, t, out| {
         for c in phbs(t) {
             if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET) {
@@ -179,20 +147,8 @@ have target index 0, and vice versa').
 
 Fix by hand: set <target index='0'/> on controller index 0, and give every other PHB a free
 target index from 1 to 30 (or remove <target> and let libvirt choose).",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='0'/>
-  </controller>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-</devices>",
+    bad: include_str!("examples/phb-default-target.bad.xml"),
+    good: include_str!("examples/phb-default-target.good.xml"),
     check: |rule, t, out| {
         for c in phbs(t) {
             let Some(target) = c.target_index else { continue };
@@ -224,28 +180,8 @@ must have unique indexes'). phbguard catches it before the start fails.
 
 Fix by hand: give each PHB its own target index from 1 to 30 (0 is the default PHB's), or remove
 the <target> element from the later one and let libvirt pick a free index.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <controller type='pci' index='2' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <controller type='pci' index='2' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='2'/>
-  </controller>
-</devices>",
+    bad: include_str!("examples/phb-target-duplicate.bad.xml"),
+    good: include_str!("examples/phb-target-duplicate.good.xml"),
     check: |rule, t, out| {
         let mut owner = [None::<u32>; 256];
         // Index 0 is implied when it is not written, and libvirt gives it target 0.
@@ -288,19 +224,8 @@ pci-bridge 'probably never really worked on such guests'. Such bridges come from
 
 Fix by hand: move the devices behind the bridge onto PHBs (emulated ones onto the default PHB,
 each host IOMMU group onto a PHB of its own), then delete the bridge. 'phbguard fix' does both.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-bridge'>
-    <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>
-  </controller>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-</devices>",
+    bad: include_str!("examples/pci-bridge-on-pseries.bad.xml"),
+    good: include_str!("examples/pci-bridge-on-pseries.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;

@@ -48,27 +48,8 @@ Fix by hand: add a PHB (<controller type='pci' model='pci-root'> with <model
 name='spapr-pci-host-bridge'/> and a free <target index>) for the device's IOMMU group, set the
 hostdev's <address> bus to that controller's index (slot 0x01), and remove the bridge once
 nothing is behind it. Or remove the <address> and let libvirt place it; 'phbguard fix' does it.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-bridge'>
-    <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-</devices>",
+    bad: include_str!("examples/hostdev-behind-bridge.bad.xml"),
+    good: include_str!("examples/hostdev-behind-bridge.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -107,24 +88,8 @@ isolation group so it never puts a hostdev there itself; an explicit address ove
 Fix by hand: add a PHB for the device's IOMMU group (<controller type='pci' model='pci-root'>,
 <model name='spapr-pci-host-bridge'/>, a free <target index>) and move the hostdev's address to
 its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>
-  </hostdev>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-</devices>",
+    bad: include_str!("examples/hostdev-on-default-phb.bad.xml"),
+    good: include_str!("examples/hostdev-on-default-phb.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -157,48 +122,13 @@ disagree are honoured silently.
 
 Fix by hand: keep one IOMMU group on this PHB and move the hostdevs of every other group to a PHB
 of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a device's group).",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0002' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x02' function='0x0'/>
-  </hostdev>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <controller type='pci' index='2' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='2'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0002' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x02' slot='0x01' function='0x0'/>
-  </hostdev>
-</devices>",
+    bad: include_str!("examples/phb-mixes-iommu-groups.bad.xml"),
+    good: include_str!("examples/phb-mixes-iommu-groups.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
         }
-        for bus in t.used_buses().filter(|&b| b != 0) {
-            if !t.is_phb(bus) {
-                continue;
-            }
+        for bus in t.used_non_default_phbs() {
             let mut groups: Vec<(u32, String)> = Vec::new();
             for h in t.hostdevs_on(bus) {
                 if let Some(g) = known_group(t, h)
@@ -242,40 +172,8 @@ group on one PHB when it places devices itself.
 
 Fix by hand: move the named hostdev to the bus where the rest of its group is (a free slot,
 function 0), so the whole group shares one PHB.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <controller type='pci' index='2' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='2'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x1'/></source>
-    <address type='pci' domain='0x0000' bus='0x02' slot='0x01' function='0x0'/>
-  </hostdev>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x1'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x1'/>
-  </hostdev>
-</devices>",
+    bad: include_str!("examples/iommu-group-split.bad.xml"),
+    good: include_str!("examples/iommu-group-split.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -331,46 +229,13 @@ address says otherwise (libvirt's own test pseries-hostdevs-2 shows it honouring
 
 Fix by hand: move the emulated device to the default PHB (bus 0x00) or another PHB without
 hostdevs, or delete its <address> and let libvirt place it.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-  <disk type='file' device='disk'>
-    <source file='/var/lib/libvirt/images/guest.qcow2'/>
-    <target dev='vda' bus='virtio'/>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x02' function='0x0'/>
-  </disk>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-  <disk type='file' device='disk'>
-    <source file='/var/lib/libvirt/images/guest.qcow2'/>
-    <target dev='vda' bus='virtio'/>
-    <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
-  </disk>
-</devices>",
+    bad: include_str!("examples/emulated-on-hostdev-phb.bad.xml"),
+    good: include_str!("examples/emulated-on-hostdev-phb.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
         }
-        for bus in t.used_buses().filter(|&b| b != 0) {
-            if !t.is_phb(bus) {
-                continue;
-            }
+        for bus in t.used_non_default_phbs() {
             let Some(h) = t.hostdevs_on(bus).next() else {
                 continue;
             };
@@ -406,28 +271,8 @@ not start on this host with the device missing; on another host it may be fine.
 
 Fix by hand: check the address against 'lspci -D' on the host that will run the guest, and that
 the IOMMU is on (the iommu_group link exists). Run phbguard on that host to judge the groups.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0009' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'/>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-</devices>",
+    bad: include_str!("examples/iommu-group-unknown.bad.xml"),
+    good: include_str!("examples/iommu-group-unknown.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;

@@ -13,14 +13,18 @@ use std::str::FromStr;
 use crate::host::{Facts, HostFacts};
 use crate::model::{Domain, Subject};
 use crate::topology::Topology;
+/// How much a finding matters.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
+    /// Breaks the isolation rule or will not start: rejects.
     Error,
+    /// Worth knowing; does not reject.
     Warning,
 }
 
 impl Severity {
+    /// The severity as reports spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
@@ -154,8 +158,11 @@ pub const EXAMPLE_HOST: &[(&str, u32, u32)] = &[
 pub struct Rule {
     /// Its stable id.
     pub id: RuleId,
+    /// Error or warning.
     pub severity: Severity,
+    /// What it catches, in one line (the rules tables are these).
     pub summary: &'static str,
+    /// What, why, and how to fix it by hand (`phbguard explain`).
     pub explanation: &'static str,
     /// What the rule flags: the inside of a `<domain>` (on [`EXAMPLE_HOST`]), as clippy's lint
     /// docs show code that fires.
@@ -170,10 +177,13 @@ impl fmt::Debug for Rule {
         f.write_str(self.id.as_str())
     }
 }
+/// One thing a rule found.
 
 #[derive(Debug, Clone)]
 pub struct Finding {
+    /// The rule that found it.
     pub rule: &'static Rule,
+    /// What it is about.
     pub subject: Subject,
     /// How the finding names its subject: `hostdev 0002:02:00.0 at 0000:00:05.0`.
     pub device: String,
@@ -185,11 +195,13 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// The rule's severity.
     pub fn severity(&self) -> Severity {
         self.rule.severity
     }
 }
 
+/// The catalogue, in [`RuleId`] order.
 pub static RULES: &[Rule] = &[
     controllers::MULTIPLE_PCI_ROOTS,
     controllers::PHB_WRONG_MODEL,
@@ -219,7 +231,7 @@ pub fn judge(domain: &Domain, host: &dyn HostFacts) -> Vec<Finding> {
 }
 
 /// Judges a topology already built against every rule, in catalogue order.
-pub fn judge_topology(topology: &Topology<'_>) -> Vec<Finding> {
+pub(crate) fn judge_topology(topology: &Topology<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for rule in RULES {
         (rule.check)(rule, topology, &mut findings);

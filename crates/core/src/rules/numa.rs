@@ -18,38 +18,8 @@ link (the SMP/X-bus on POWER), costing bandwidth and latency. It works, so this 
 
 Fix by hand: tie the PHB to the guest cell whose memnode includes the device's host node
 (change <node>), or change that cell's nodeset, or drop <node> from the PHB.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<numatune>
-  <memnode cellid='0' mode='strict' nodeset='8'/>
-</numatune>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'>
-      <node>0</node>
-    </target>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<numatune>
-  <memnode cellid='0' mode='strict' nodeset='0'/>
-</numatune>
-<devices>
-  <controller type='pci' index='1' model='pci-root'>
-    <model name='spapr-pci-host-bridge'/>
-    <target index='1'>
-      <node>0</node>
-    </target>
-  </controller>
-  <hostdev mode='subsystem' type='pci' managed='yes'>
-    <source><address domain='0x0001' bus='0x01' slot='0x00' function='0x0'/></source>
-    <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>
-  </hostdev>
-</devices>",
+    bad: include_str!("examples/phb-numa-mismatch.bad.xml"),
+    good: include_str!("examples/phb-numa-mismatch.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
