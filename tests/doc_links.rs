@@ -52,10 +52,10 @@ fn links(text: &str) -> Vec<String> {
             continue;
         }
         let line = without_code_spans(line);
-        if let Some(rest) = line.trim_start().strip_prefix('[') {
-            if let Some((_, target)) = rest.split_once("]:") {
-                out.push(target.trim().to_string());
-            }
+        if let Some(rest) = line.trim_start().strip_prefix('[')
+            && let Some((_, target)) = rest.split_once("]:")
+        {
+            out.push(target.trim().to_string());
         }
         let mut rest = line.as_str();
         while let Some(at) = rest.find("](") {
