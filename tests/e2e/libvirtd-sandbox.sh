@@ -136,6 +136,19 @@ proc_alive() {
     [[ $stat != [ZX]* ]]
 }
 
+# Runs a daemon with only stdin, stdout and stderr open. Started under
+# 'flock /run/phbguard-libvirtd.lock ...', it would otherwise inherit the lock's
+# descriptor (daemonising does not close it) and hold the lock for as long as it
+# runs: everyone waiting for the lock would wait for ever.
+without_inherited_fds() (
+    local fd
+    for fd in /proc/$BASHPID/fd/*; do
+        fd=${fd##*/}
+        if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || :; fi
+    done
+    exec "$@"
+)
+
 # Print the pid from pid file $1 if that process is alive and is $2.
 live_pid() {
     local file=$1 comm=$2 pid
@@ -177,7 +190,7 @@ cmd_start() {
 
     if ! live_pid "$VIRTLOGD_PID" virtlogd >/dev/null; then
         rm -f "$VIRTLOGD_PID"
-        virtlogd -d -f "$VIRTLOGD_CONF" -p "$VIRTLOGD_PID" ||
+        without_inherited_fds virtlogd -d -f "$VIRTLOGD_CONF" -p "$VIRTLOGD_PID" ||
             die "virtlogd failed to start (see $VIRTLOGD_LOG)"
     fi
 
@@ -187,7 +200,7 @@ cmd_start() {
         # libvirtd itself replaces stale sockets under /run/libvirt; a stale
         # pid file of ours is simply removed.
         rm -f "$LIBVIRTD_PID"
-        libvirtd -d -f "$LIBVIRTD_CONF" -p "$LIBVIRTD_PID" ||
+        without_inherited_fds libvirtd -d -f "$LIBVIRTD_CONF" -p "$LIBVIRTD_PID" ||
             die "libvirtd failed to start (see $LIBVIRTD_LOG)"
     fi
 
