@@ -30,6 +30,11 @@ pub fn run(args: &FixArgs) -> u8 {
     // The parser accepted it, so it is UTF-8.
     let input = String::from_utf8_lossy(&bytes);
     let host = Sysfs::new(&args.sysfs_root);
+    // A sysfs root that is not a directory would make every hostdev "not on this host".
+    if let Err(e) = host.check_root() {
+        eprintln!("phbguard: --sysfs-root: {e}");
+        return EXIT_BAD_INPUT;
+    }
     let options = Options {
         assign_unaddressed: args.assign_addresses,
     };
