@@ -26,7 +26,10 @@ pub fn run(args: &CheckArgs) -> u8 {
                 judged.push(Judged::new(file, &domain, findings));
             }
             Err(e) => {
-                eprintln!("phbguard: {file}: {e}");
+                eprintln!(
+                    "{}",
+                    phbguard_core::escape::controls(&format!("phbguard: {file}: {e}"))
+                );
                 unreadable += 1;
             }
         }
