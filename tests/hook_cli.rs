@@ -1194,6 +1194,7 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
         "on_internal_error",
         "exempt",
         "syslog_socket",
+        "state_dir",
     ];
     for k in keys {
         assert!(
