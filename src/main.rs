@@ -39,17 +39,22 @@ fn main() -> ExitCode {
             all.extend_from_slice(&argv[1..]);
             return ExitCode::from(hook(&all, true, None));
         }
-        // A '#!' line with a mistyped subcommand ('hooks') run by libvirt: still a hook call,
-        // never a usage error that would stop a guest at 'reconnect begin'.
-        if libvirt_hook_call(&argv) && !is_subcommand(first) {
-            let mistake = hook::Mistake {
-                place: format!("{}:1", argv[argv.len() - 5].to_string_lossy()),
-                detail: format!(
+        // A '#!' line run by libvirt without 'hook' in its place ('hooks', nothing, 'check'):
+        // still a hook call, never a usage error that would stop a guest at 'reconnect begin'.
+        if libvirt_hook_call(&argv) {
+            let script = argv.len() - 5;
+            let detail = if script == 0 {
+                "the '#!' line runs phbguard without 'hook'".to_owned()
+            } else {
+                format!(
                     "'{}' on the '#!' line is not 'hook'",
                     phbguard_core::escape::controls(&first.to_string_lossy())
-                ),
+                )
             };
-            let script = argv.len() - 5;
+            let mistake = hook::Mistake {
+                place: format!("{}:1", argv[script].to_string_lossy()),
+                detail,
+            };
             return ExitCode::from(hook(&argv[script..], true, Some(mistake)));
         }
     }
@@ -89,7 +94,8 @@ fn hook(args: &[OsString], shebang: bool, mistake: Option<hook::Mistake>) -> u8 
 }
 
 /// Whether argv ends as libvirt's qemu hook calls do: `SCRIPT DOMAIN OP SUBOP EXTRA`, the
-/// script in a libvirt hooks directory and OP one of libvirt's qemu hook ops.
+/// script in a libvirt hooks directory and OP one of libvirt's qemu hook ops (libvirt's
+/// src/util/virhook.c, virHookQemuOpType). No command line of a person looks like that.
 fn libvirt_hook_call(argv: &[OsString]) -> bool {
     const OPS: &[&str] = &[
         "prepare",
@@ -103,14 +109,10 @@ fn libvirt_hook_call(argv: &[OsString]) -> bool {
         "attach",
     ];
     let n = argv.len();
-    n >= 6
+    n >= 5
         && argv[n - 5].to_string_lossy().contains("/hooks/")
         && OPS.iter().any(|op| argv[n - 3] == *op)
         && ["begin", "end", "-"].iter().any(|s| argv[n - 2] == *s)
-}
-
-fn is_subcommand(word: &OsString) -> bool {
-    Cli::command().get_subcommands().any(|c| word == c.get_name())
 }
 
 fn explain(id: &str) -> u8 {

@@ -735,7 +735,10 @@ const BROKEN_SHEBANGS: &[&str] = &[
     " hook --config",
     " hook --config=",
     " hook --help",
+    " hook --config=/etc/my dir/x.toml",
     " hooks",
+    " check",
+    "",
 ];
 
 #[test]
