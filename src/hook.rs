@@ -32,7 +32,7 @@ use phbguard_core::host::Sysfs;
 use phbguard_core::input::{InputError, read_bounded};
 use phbguard_core::parse::{METADATA_NS, parse_domain};
 use phbguard_core::syslog::{Level, Syslog, field};
-use phbguard_core::verdict::{Arrival, Occasion, Phase, Verdict, decide};
+use phbguard_core::verdict::{Arrival, Disposition, Occasion, Phase, Verdict, decide};
 
 use crate::incoming::Marks;
 
@@ -220,8 +220,8 @@ impl Edge {
         } else {
             "judging in warn mode until it is fixed"
         };
-        let detail = controls(&first.detail);
-        let line = format!("{}: {detail}{more}; {outcome}", first.place);
+        // The place may hold a path from the environment: escaped like the rest.
+        let line = controls(&format!("{}: {}{more}; {outcome}", first.place, first.detail)).into_owned();
         let _ = writeln!(self.stderr, "phbguard: error: {line}");
         self.log.log(
             Level::Err,
@@ -331,10 +331,10 @@ impl Edge {
             _ => String::new(),
         };
         for j in &verdict.findings {
-            let level = match j.disposition.as_str() {
-                "exempt" => Level::Notice,
-                "rejected" => Level::Err,
-                _ => Level::Warning,
+            let level = match j.disposition {
+                Disposition::Exempt => Level::Notice,
+                Disposition::Rejected => Level::Err,
+                Disposition::Warned => Level::Warning,
             };
             let f = &j.finding;
             let line = format!(
@@ -371,9 +371,14 @@ impl Edge {
             "allow"
         };
         let what = controls(what);
+        let why = if setting == "deny" && !deny {
+            " is not honoured while the hook's setup is in doubt"
+        } else {
+            ""
+        };
         let _ = writeln!(
             self.stderr,
-            "phbguard: internal error: cannot judge domain '{}' at {} begin: {what}; {} (on_internal_error = \"{setting}\")",
+            "phbguard: internal error: cannot judge domain '{}' at {} begin: {what}; {} (on_internal_error = \"{setting}\"{why})",
             self.name(),
             self.phase.op(),
             if deny { "refusing it" } else { "letting it through" },
@@ -470,7 +475,12 @@ pub fn refusal_text(
         Arrival::Incoming(_) => {
             let _ = writeln!(
                 text,
-                "phbguard: let incoming guests in with a warning: incoming = \"warn\" in {policy} (the default); fix the definition once it runs: phbguard fix{sysfs}"
+                "phbguard: let incoming guests in with a warning: incoming = \"warn\" in {policy} (the default)"
+            );
+            let file = shell_word(&format!("{name}.xml"));
+            let _ = writeln!(
+                text,
+                "phbguard: then fix its definition: virsh dumpxml --inactive {quoted} > {file} && phbguard fix{sysfs} -i {file} && virsh define {file}"
             );
         }
     }
