@@ -298,18 +298,17 @@ impl Edge {
         if matches!(self.phase, Phase::Migrate | Phase::Restore)
             && !verdict.reject
             && !verdict.findings.is_empty()
+            && let Err(e) = marks.put(&uuid, &self.call.domain, self.phase)
         {
-            if let Err(e) = marks.put(&uuid, &self.call.domain, self.phase) {
-                self.log.log(
-                    Level::Err,
-                    &format!(
-                        "incoming-mark-error {} {}: cannot keep the incoming mark: {e}; its 'prepare begin' will be judged by mode = \"{}\"",
-                        field("domain", &self.call.domain),
-                        field("op", self.phase.op()),
-                        verdict.mode.as_str()
-                    ),
-                );
-            }
+            self.log.log(
+                Level::Err,
+                &format!(
+                    "incoming-mark-error {} {}: cannot keep the incoming mark: {e}; its 'prepare begin' will be judged by mode = \"{}\"",
+                    field("domain", &self.call.domain),
+                    field("op", self.phase.op()),
+                    verdict.mode.as_str()
+                ),
+            );
         }
         if !verdict.reject {
             return 0;
@@ -343,7 +342,7 @@ impl Edge {
                 field("domain", &self.call.domain),
                 field("uuid", uuid),
                 field("op", self.phase.op()),
-                field("rule", f.rule.id),
+                field("rule", f.rule.id.as_str()),
                 field("device", &f.device),
                 field("severity", f.severity().as_str()),
                 field(
@@ -444,7 +443,7 @@ pub fn refusal_text(
         .findings
         .iter()
         .find(|j| j.blocking)
-        .map_or("", |j| j.finding.rule.id);
+        .map_or("", |j| j.finding.rule.id.as_str());
     let refused = match occasion.arrival {
         Arrival::Start => "refused to start",
         Arrival::Incoming(Phase::Migrate) => "refused the incoming migration of",

@@ -180,7 +180,7 @@ fn finding_lines_shown(virsh_text: &str) -> usize {
         })
         .filter(|l| {
             phbguard_core::rules::RULES.iter().any(|r| {
-                l.strip_prefix(r.id)
+                l.strip_prefix(r.id.as_str())
                     .is_some_and(|rest| rest.starts_with(": ") || rest.starts_with(" ("))
             })
         })
