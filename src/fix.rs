@@ -14,6 +14,12 @@ use phbguard_core::report::json;
 use crate::cli::{FixArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
+/// One line on stderr; text from the document (device names, values) or a file name may hold
+/// control characters, which are escaped.
+fn say(line: &str) {
+    eprintln!("{}", phbguard_core::escape::controls(line));
+}
+
 /// Fixes every file, each on its own. An `Err` is usage (exit 2); a file that cannot be read or
 /// replaced is reported and counts as exit 2, one that cannot be fixed as exit 1, and the worst
 /// file decides the exit code.
@@ -39,6 +45,9 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
         bail!("--backup={suffix:?}: the suffix must be non-empty and without '/'");
     }
     let host = Sysfs::new(&args.sysfs_root);
+    // A sysfs root that is not a directory would make every hostdev "not on this host".
+    host.check_root()
+        .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;
     let mut out = io::stdout().lock();
     let mut code = EXIT_OK;
     for file in &args.files {
@@ -94,7 +103,7 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
     let list_changes = || {
         if text_report {
             for change in &fixed.plan.changes {
-                eprintln!("phbguard: {file}: {}", change.describe(&domain));
+                say(&format!("phbguard: {file}: {}", change.describe(&domain)));
             }
         }
     };
@@ -102,13 +111,13 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
         list_changes();
     }
     for problem in fixed.problems() {
-        eprintln!("phbguard: {file}: cannot fix: {problem}");
+        say(&format!("phbguard: {file}: cannot fix: {problem}"));
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;
     // Silence on stderr would leave "did it do anything?" open.
     if text_report && fixed.is_clean() && !changed {
-        eprintln!("phbguard: {file}: already compliant, nothing to change");
+        say(&format!("phbguard: {file}: already compliant, nothing to change"));
     }
     if args.in_place {
         if fixed.is_clean() && changed {

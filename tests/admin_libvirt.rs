@@ -100,10 +100,8 @@ fn refused_by_phbguard(start: &str) -> bool {
 }
 
 #[test]
+#[ignore = "needs libvirtd"]
 fn the_admin_page_from_warn_to_enforce_and_back() {
-    if !support::e2e_enabled("the_admin_page_from_warn_to_enforce_and_back") {
-        return;
-    }
     support::assert_libvirtd_answers();
     let dir = tempfile::tempdir().unwrap();
     let sysfs = support::repo().join("examples/sysfs");

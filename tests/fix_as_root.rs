@@ -1,6 +1,7 @@
 //! `phbguard fix --in-place` as root, as an admin runs it on a host: file permissions do not
 //! stop root, so a read-only file is replaced (keeping its mode); an immutable file is what
-//! stays as it is (docs/fix.md).
+//! stays as it is (docs/fix.md). Ignored by plain `cargo test`; scripts/test-all runs them as
+//! root with `--include-ignored`.
 
 mod support;
 
@@ -10,18 +11,10 @@ use std::process::Command;
 
 const BROKEN: &str = "examples/domains/hostdev-on-default-phb.xml";
 
-/// Whether this process is root; without root the tests say so, and fail under
-/// scripts/test-all (`PHBGUARD_E2E=1`), which runs as root.
-fn root(test: &str) -> bool {
-    let root = fs::metadata("/proc/self").unwrap().uid() == 0;
-    if !root {
-        assert!(
-            std::env::var_os("PHBGUARD_E2E").is_none_or(|v| v != "1"),
-            "{test} needs root under scripts/test-all"
-        );
-        eprintln!("{test}: skipped, needs root");
-    }
-    root
+/// Fails the test, naming why, when it is not run as root.
+fn assert_root() {
+    let uid = fs::metadata("/proc/self").unwrap().uid();
+    assert_eq!(uid, 0, "this test needs root (scripts/test-all runs it as root)");
 }
 
 fn fix_in_place(path: &std::path::Path) -> std::process::Output {
@@ -40,10 +33,9 @@ fn fix_in_place(path: &std::path::Path) -> std::process::Output {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn as_root_a_read_only_file_is_replaced_and_stays_read_only() {
-    if !root("as_root_a_read_only_file_is_replaced_and_stays_read_only") {
-        return;
-    }
+    assert_root();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("guest.xml");
     fs::copy(support::repo().join(BROKEN), &path).unwrap();
@@ -58,10 +50,9 @@ fn as_root_a_read_only_file_is_replaced_and_stays_read_only() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn as_root_an_immutable_file_is_left_alone_with_exit_2() {
-    if !root("as_root_an_immutable_file_is_left_alone_with_exit_2") {
-        return;
-    }
+    assert_root();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("guest.xml");
     fs::copy(support::repo().join(BROKEN), &path).unwrap();
