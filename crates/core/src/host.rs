@@ -17,6 +17,8 @@ pub enum GroupUnknown {
     NoLink,
     /// The link exists but does not end in a group number.
     BadLink(String),
+    /// The source of host facts could not answer (a libvirt connection that failed, ...).
+    Unreadable(String),
 }
 
 impl fmt::Display for GroupUnknown {
@@ -25,6 +27,7 @@ impl fmt::Display for GroupUnknown {
             Self::NoDevice => f.write_str("the host has no such PCI device"),
             Self::NoLink => f.write_str("the host device has no iommu_group link"),
             Self::BadLink(target) => write!(f, "its iommu_group link points to '{target}', not a group"),
+            Self::Unreadable(why) => write!(f, "its IOMMU group could not be read: {why}"),
         }
     }
 }

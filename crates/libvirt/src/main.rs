@@ -6,7 +6,7 @@
 #[allow(dead_code)]
 #[path = "../../../src/cli.rs"]
 mod cli;
-mod connect;
+use phbguard_libvirt::connect;
 
 use std::process::ExitCode;
 

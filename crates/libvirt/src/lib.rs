@@ -1,0 +1,7 @@
+//! The part of phbguard that talks to libvirt: the connection, host facts from node devices,
+//! and reading, fixing and redefining guests. The `phbguard-libvirt` binary's commands and
+//! `phbguard watch` are built on it; the engine itself (crates/core) never links libvirt.
+
+pub mod connect;
+pub mod nodedev;
+pub mod redefine;
