@@ -70,6 +70,31 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), ReplaceError> {
         .map_err(at("cannot sync the directory"))
 }
 
+/// Writes `contents` to `path` whether or not it exists, so that readers see the old file or
+/// the new one whole, never a partial one: a temporary file beside it with `mode`, synced,
+/// renamed over `path`, the directory synced. For reports other programs pick up (the
+/// node_exporter textfile of `phbguard audit`).
+pub fn publish_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ReplaceError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut temp = TempFile::create(dir, path)?;
+    temp.file
+        .write_all(contents)
+        .map_err(at(format!("cannot write {}", temp.path.display())))?;
+    temp.file
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(at("cannot set the file mode"))?;
+    temp.file.sync_all().map_err(at("cannot sync the new contents"))?;
+    fs::rename(&temp.path, path)
+        .map_err(at(format!("cannot rename the new file onto {}", path.display())))?;
+    temp.renamed = true;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(at("cannot sync the directory"))
+}
+
 /// A temporary file that removes itself unless it was renamed into place.
 struct TempFile {
     path: PathBuf,
@@ -145,6 +170,23 @@ mod tests {
         replace_file(&link, b"new").unwrap();
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(fs::read_to_string(&real).unwrap(), "new");
+    }
+
+    #[test]
+    fn publish_creates_or_replaces_whole_with_the_mode_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phbguard.prom");
+        publish_file(&path, b"one", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "one");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
+        publish_file(&path, b"two", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        let err = publish_file(&dir.path().join("no/such/dir/x.prom"), b"x", 0o644).unwrap_err();
+        assert!(
+            err.to_string().starts_with("cannot create a temporary file in"),
+            "{err}"
+        );
     }
 
     #[test]

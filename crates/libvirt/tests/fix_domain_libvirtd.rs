@@ -94,17 +94,36 @@ fn fix_domain_keeps_the_vnc_password_and_redefines_only_when_told() {
 
     // Not told: the diff, and the definition stays as it was.
     let out = fix_domain(&sysfs, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("+    <controller type='pci' index='1' model='pci-root'>"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("+    <controller type='pci' index='1' model='pci-root'>")
+    );
     assert_eq!(secure_xml(), before);
 
     // Told: redefined, the hostdev on a PHB of its own, the password kept.
     let out = fix_domain(&sysfs, &["--yes"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = secure_xml();
     assert_ne!(after, before);
-    assert!(after.contains("passwd='e2es3cr8'"), "the VNC password was lost:\n{after}");
-    assert!(after.contains("<address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>"), "{after}");
+    assert!(
+        after.contains("passwd='e2es3cr8'"),
+        "the VNC password was lost:\n{after}"
+    );
+    assert!(
+        after.contains("<address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>"),
+        "{after}"
+    );
 
     // Compliant now: a second run changes nothing.
     let out = fix_domain(&sysfs, &["--yes"]);
