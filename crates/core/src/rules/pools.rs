@@ -70,3 +70,69 @@ place it. 'virsh net-dumpxml NETWORK' shows whether a network is a hostdev pool.
         }
     },
 };
+
+#[cfg(test)]
+mod tests {
+    use crate::host::StaticHost;
+    use crate::parse_domain;
+    use crate::rules::judge;
+
+    fn findings(devices: &str, pool: bool) -> Vec<String> {
+        let xml = format!(
+            "<domain type='kvm'><name>g</name><os><type arch='ppc64le' machine='pseries'>hvm</type></os>\
+             <devices>\
+             <controller type='pci' index='1' model='pci-root'><model name='spapr-pci-host-bridge'/><target index='1'/></controller>\
+             <controller type='pci' index='2' model='pci-bridge'/>{devices}</devices></domain>"
+        );
+        let domain = parse_domain(xml.as_bytes()).unwrap();
+        let host = if pool {
+            StaticHost::new().with_hostdev_network("vfpool")
+        } else {
+            StaticHost::new()
+        };
+        judge(&domain, &host)
+            .iter()
+            .filter(|f| f.rule.id != "pci-bridge-on-pseries")
+            .map(|f| format!("{} {}", f.rule.id, f.message))
+            .collect()
+    }
+
+    fn nic(mac: &str, network: &str, bus: u8, slot: u8) -> String {
+        format!(
+            "<interface type='network'><mac address='{mac}'/><source network='{network}'/>\
+             <address type='pci' domain='0x0000' bus='{bus:#04x}' slot='{slot:#04x}' function='0x0'/></interface>"
+        )
+    }
+
+    #[test]
+    fn a_pool_interface_needs_a_phb_to_itself() {
+        assert_eq!(findings(&nic("m1", "vfpool", 1, 1), true), Vec::<String>::new());
+        let shared = findings(
+            &format!("{}{}", nic("m1", "vfpool", 1, 1), nic("m2", "lan", 1, 2)),
+            true,
+        );
+        assert_eq!(
+            shared,
+            ["hostdev-network-not-isolated interface m1 at 0000:01:01.0 shares its PHB (bus 0x01) \
+              with 1 other device; network 'vfpool' is a hostdev pool, so the interface becomes a \
+              hostdev at start: give it a PHB of its own"]
+        );
+        let two_pool = findings(
+            &format!("{}{}", nic("m1", "vfpool", 1, 1), nic("m2", "vfpool", 1, 2)),
+            true,
+        );
+        assert_eq!(two_pool.len(), 2, "{two_pool:?}");
+        let bridge = findings(&nic("m1", "vfpool", 2, 1), true);
+        assert!(
+            bridge[0].contains("sits behind controller pci index 2 (pci-bridge)"),
+            "{bridge:?}"
+        );
+        assert!(findings(&nic("m1", "vfpool", 0, 3), true)[0].contains("is on the default PHB"));
+    }
+
+    #[test]
+    fn without_libvirt_nobody_knows_a_pool_and_nothing_fires() {
+        // A network that is no pool (or host facts that cannot tell) is an emulated NIC.
+        assert_eq!(findings(&nic("m1", "vfpool", 0, 3), false), Vec::<String>::new());
+    }
+}
