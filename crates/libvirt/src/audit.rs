@@ -51,7 +51,7 @@ impl Judged {
         let first = |s: Severity| self.findings.iter().find(|f| f.severity() == s);
         first(Severity::Error)
             .or_else(|| first(Severity::Warning))
-            .map(|f| f.rule.id)
+            .map(|f| f.rule.id.as_str())
     }
 
     /// Whether this definition makes the audit fail: error findings, not opted out.

@@ -186,7 +186,9 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
 fn per_rule(j: &Judged) -> BTreeMap<(&'static str, &'static str), usize> {
     let mut counts = BTreeMap::new();
     for f in &j.findings {
-        *counts.entry((f.rule.id, f.severity().as_str())).or_insert(0) += 1;
+        *counts
+            .entry((f.rule.id.as_str(), f.severity().as_str()))
+            .or_insert(0) += 1;
     }
     counts
 }

@@ -2,10 +2,10 @@
 //! as node_exporter see whole or not at all.
 
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Context;
-use phbguard_core::replace::publish_file;
 
 pub fn write(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     let Some(path) = path else {
@@ -14,7 +14,24 @@ pub fn write(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
             _ => Ok(()),
         };
     };
-    // 0644: node_exporter, which reads it, does not run as root. The temporary file is a dot
-    // file, which the textfile collector (*.prom only) never reads half-written.
-    publish_file(path, text.as_bytes(), 0o644).with_context(|| format!("{}", path.display()))
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Beside the target, so the rename is atomic. A dot file: node_exporter's textfile
+    // collector reads only *.prom, so it never sees a half-written one.
+    let mut temp = tempfile::Builder::new()
+        .prefix(".phbguard")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    temp.write_all(text.as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", temp.path().display()))?;
+    // 0644: the collector, which reads it, does not run as root.
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot set the mode of {}", temp.path().display()))?;
+    temp.persist(path)
+        .with_context(|| format!("cannot rename the report onto {}", path.display()))?;
+    Ok(())
 }

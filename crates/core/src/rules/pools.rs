@@ -5,11 +5,12 @@
 //! src/qemu/qemu_domain_address.c): a PHB to itself. Only a libvirt connection can tell whether a
 //! network is a pool, so `check` and the hook (sysfs) never fire this rule; `audit` does.
 
-use super::topology::Bus;
-use super::{Finding, Rule, Severity, Subject};
+use super::{Finding, Rule, RuleId, Severity};
+use crate::model::Subject;
+use crate::topology::Bus;
 
 pub(super) const HOSTDEV_NETWORK_NOT_ISOLATED: Rule = Rule {
-    id: "hostdev-network-not-isolated",
+    id: RuleId::HostdevNetworkNotIsolated,
     severity: Severity::Error,
     summary: "an interface on a hostdev-pool network does not have a PHB to itself",
     explanation: "\
@@ -27,23 +28,27 @@ Fix by hand: add a PHB (<controller type='pci' model='pci-root'> with <model
 name='spapr-pci-host-bridge'/> and a free <target index>) and give the interface an address on
 it (slot 0x01) with nothing else there; or delete the interface's <address> and let libvirt
 place it. 'virsh net-dumpxml NETWORK' shows whether a network is a hostdev pool.",
+    bad: include_str!("examples/hostdev-network-not-isolated.bad.xml"),
+    good: include_str!("examples/hostdev-network-not-isolated.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
         }
-        for &i in &t.pool_interfaces {
+        for &i in t.pool_interfaces() {
             let dev = t.device(i);
             let Some(addr) = dev.address else { continue };
             let network = dev.network.as_deref().unwrap_or_default();
             let bus = addr.bus;
             let why = match t.bus(bus) {
                 _ if bus == 0 => "is on the default PHB, which is reserved for emulated devices".to_string(),
-                Bus::Bridge(c) => format!(
-                    "sits behind controller pci index {} ({})",
-                    c.index,
-                    c.model.as_deref().unwrap_or("bridge")
-                ),
-                Bus::Phb(_) => {
+                Bus::Bridge(_) => {
+                    let model = t.controller(bus).and_then(|c| c.model.as_deref());
+                    format!(
+                        "sits behind controller pci index {bus} ({})",
+                        model.unwrap_or("bridge")
+                    )
+                }
+                Bus::Phb(_) | Bus::Unused => {
                     let others = t.hostdevs_on(bus).count()
                         + t.emulated_on(bus).len()
                         + t.pool_interfaces_on(bus).len()
@@ -58,9 +63,11 @@ place it. 'virsh net-dumpxml NETWORK' shows whether a network is a hostdev pool.
                 }
             };
             let name = dev.describe();
+            let subject = Subject::Device(i);
             out.push(Finding {
                 rule,
-                subject: Subject::Device(i),
+                subject,
+                line: t.line_of(subject),
                 message: format!(
                     "{name} {why}; network '{network}' is a hostdev pool, so the interface becomes \
                      a hostdev at start: give it a PHB of its own"
@@ -92,7 +99,7 @@ mod tests {
         };
         judge(&domain, &host)
             .iter()
-            .filter(|f| f.rule.id != "pci-bridge-on-pseries")
+            .filter(|f| f.rule.id != crate::rules::RuleId::PciBridgeOnPseries)
             .map(|f| format!("{} {}", f.rule.id, f.message))
             .collect()
     }
@@ -113,9 +120,11 @@ mod tests {
         );
         assert_eq!(
             shared,
-            ["hostdev-network-not-isolated interface m1 at 0000:01:01.0 shares its PHB (bus 0x01) \
+            [
+                "hostdev-network-not-isolated interface m1 at 0000:01:01.0 shares its PHB (bus 0x01) \
               with 1 other device; network 'vfpool' is a hostdev pool, so the interface becomes a \
-              hostdev at start: give it a PHB of its own"]
+              hostdev at start: give it a PHB of its own"
+            ]
         );
         let two_pool = findings(
             &format!("{}{}", nic("m1", "vfpool", 1, 1), nic("m2", "vfpool", 1, 2)),
