@@ -103,7 +103,9 @@ pub fn json(audit: &Audit) -> Value {
                 "state": g.state,
                 "definition": j.which.as_str(),
                 "policy": j.definition.policy_mode,
+                "mode": j.mode.as_str(),
                 "opted_out": j.opted_out(),
+                "start_refused": j.start_refused,
                 "findings": j.findings.iter().map(finding).collect::<Vec<_>>(),
             }));
         }

@@ -114,7 +114,7 @@ impl HostFacts for NodeDevices<'_> {
         match self.pci(addr) {
             Ok(Some(dev)) => dev.iommu_group.ok_or(GroupUnknown::NoLink),
             Ok(None) => Err(GroupUnknown::NoDevice),
-            Err(e) => Err(GroupUnknown::Unreadable(e)),
+            Err(e) => Err(GroupUnknown::Unavailable(e)),
         }
     }
 
