@@ -44,7 +44,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     {
         bail!("--backup={suffix:?}: the suffix must be non-empty and without '/'");
     }
-    let host = Sysfs::new(&args.sysfs_root);
+    let host = Sysfs::new(args.sysfs_root.as_deref().unwrap_or(Path::new("/sys")));
     // A sysfs root that is not a directory would make every hostdev "not on this host".
     host.check_root()
         .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::Judged;
 use crate::fix::{Change, Fixed};
 use crate::model::Domain;
+use crate::rules::Finding;
 
 /// One file named on the command line: judged, or the reason it could not be. A file that
 /// could not be read still gets an entry, so a script sees every file it asked about.
@@ -38,20 +39,19 @@ pub fn unreadable(file: &str, error: &str) -> Value {
     json!({ "file": file, "error": error })
 }
 
+/// One finding, as every JSON report writes it.
+pub fn finding(f: &Finding) -> Value {
+    json!({
+        "rule": f.rule.id.as_str(),
+        "severity": f.severity().as_str(),
+        "device": f.device,
+        "message": f.message,
+        "line": f.line,
+    })
+}
+
 fn result(j: &Judged) -> Value {
-    let findings: Vec<Value> = j
-        .findings
-        .iter()
-        .map(|f| {
-            json!({
-                "rule": f.rule.id.as_str(),
-                "severity": f.severity().as_str(),
-                "device": f.device,
-                "message": f.message,
-                "line": f.line,
-            })
-        })
-        .collect();
+    let findings: Vec<Value> = j.findings.iter().map(finding).collect();
     json!({
         "file": j.file,
         "domain": j.domain,
