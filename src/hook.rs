@@ -25,6 +25,9 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
 
 use phbguard_core::config::{self, Config, Incoming, Mode, OnInternalError};
 use phbguard_core::escape::controls;
@@ -182,8 +185,26 @@ pub fn main(args: &[OsString], shebang: bool, setup: Option<Mistake>) -> Result<
     edge.report_mistakes(&mistakes);
     edge.warn_only = !mistakes.is_empty();
     on_panic(&edge);
-    let input = read_bounded(io::stdin().lock());
+    let input = read_stdin_within(STDIN_DEADLINE);
     Ok(edge.judge(input, &host))
+}
+
+/// libvirt writes the XML and closes the pipe at once (virCommandProcessIO); a writer that
+/// does neither must not hold a guest's start, or libvirtd, forever.
+const STDIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reads stdin (bounded in size) on a thread of its own, giving up after `deadline`. A stalled
+/// read is left behind: the process exits soon after and takes the thread with it.
+fn read_stdin_within(deadline: Duration) -> Result<Vec<u8>, InputError> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = thread::Builder::new().name("stdin".into()).spawn(move || {
+        let _ = tx.send(read_bounded(io::stdin().lock()));
+    });
+    if let Err(e) = spawned {
+        return Err(InputError::Io(e));
+    }
+    rx.recv_timeout(deadline)
+        .unwrap_or(Err(InputError::Stalled(deadline.as_secs())))
 }
 
 /// One judged call and where its words go.

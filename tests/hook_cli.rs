@@ -585,6 +585,34 @@ fn stdin_over_16_mib_is_refused_with_a_clear_error() {
     w.log.take();
 }
 
+#[test]
+fn a_writer_that_never_closes_stdin_does_not_hold_the_start() {
+    use std::process::{Command, Stdio};
+    let w = World::new("");
+    let mut child = Command::new(&w.hook)
+        .args(["db02", "prepare", "begin", "-"])
+        .env_clear()
+        .env("PHBGUARD_CONFIG", w.policy.path_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open and never written: the hook must give up on it by itself.
+    let held = child.stdin.take();
+    let out = child.wait_with_output().unwrap();
+    drop(held);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "cannot judge domain 'db02' at prepare begin: standard input: not closed by its writer within 5 s"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.log.take()[0].contains("internal-error domain=db02"));
+}
+
 /// The one error line a setup mistake gives: on stderr (where nothing else is, the guest
 /// being let through) and in syslog.
 fn assert_one_setup_error(out: &Output, logged: Option<&[String]>, place: &str, detail: &str) {

@@ -76,19 +76,21 @@ impl fmt::Display for ParseError {
                 value,
                 base,
                 max,
-            } => match base {
-                crate::number::Base::Auto => write!(
+            } => match (base, Shown(value)) {
+                (crate::number::Base::Auto, value) => write!(
                     f,
                     "<{element}> {attribute}='{value}' is not a number from 0 to {max:#x} \
                      (libvirt reads it as decimal, 0x-prefixed hex or 0-prefixed octal)"
                 ),
-                crate::number::Base::Decimal => write!(
+                (crate::number::Base::Decimal, value) => write!(
                     f,
                     "<{element}> {attribute}='{value}' is not a number from 0 to {max} \
                      (libvirt reads it as decimal only)"
                 ),
             },
-            Self::BadNodeset { value } => write!(f, "<memnode> nodeset='{value}' is not a valid node set"),
+            Self::BadNodeset { value } => {
+                write!(f, "<memnode> nodeset='{}' is not a valid node set", Shown(value))
+            }
             Self::MissingHostAddress { element } => {
                 write!(
                     f,
@@ -117,5 +119,50 @@ impl fmt::Display for Chain<'_> {
             cause = e.source();
         }
         Ok(())
+    }
+}
+
+/// A value from the document as an error line shows it: at most [`Shown::MAX_CHARS`]
+/// characters, then `…`, so a 5 MB attribute cannot turn one error line (or a refused guest's
+/// `virsh start` error) into megabytes.
+struct Shown<'a>(&'a str);
+
+impl Shown<'_> {
+    const MAX_CHARS: usize = 64;
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(Self::MAX_CHARS) {
+            Some((end, _)) => write!(f, "{}…", &self.0[..end]),
+            None => f.write_str(self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_value_is_cut_in_the_error_line() {
+        let err = ParseError::BadNumber {
+            element: "hostdev><address".into(),
+            attribute: "slot".into(),
+            value: "9".repeat(5_000_000),
+            base: crate::number::Base::Auto,
+            max: 0x1f,
+        };
+        let line = err.to_string();
+        assert!(
+            line.contains(&format!("slot='{}…'", "9".repeat(Shown::MAX_CHARS))),
+            "{line}"
+        );
+        assert!(line.len() < 300, "{} bytes", line.len());
+        let short = ParseError::BadNodeset { value: "0-x".into() };
+        assert_eq!(
+            short.to_string(),
+            "<memnode> nodeset='0-x' is not a valid node set"
+        );
     }
 }

@@ -25,6 +25,8 @@ pub enum InputError {
     NotRegular(&'static str),
     /// A regular file larger than the bound of what is being read.
     LargerThan(u64),
+    /// A pipe whose writer neither finished nor closed it within this many seconds.
+    Stalled(u64),
 }
 
 impl fmt::Display for InputError {
@@ -39,6 +41,7 @@ impl fmt::Display for InputError {
             ),
             Self::NotRegular(kind) => write!(f, "is {kind}, not a regular file"),
             Self::LargerThan(cap) => write!(f, "larger than {cap} bytes, refusing to read it"),
+            Self::Stalled(secs) => write!(f, "not closed by its writer within {secs} s"),
         }
     }
 }

@@ -562,25 +562,25 @@ fn pci_fields<'v>(attrs: &'v Attrs<'_>, at: At<'_>) -> Result<PciFields<'v>, Par
         ("slot", None, 0),
         ("function", None, 0),
     ];
-    for (name, text, value) in &mut values {
+    // Each field is read against its own range, so `bus='zz'` is reported as "not a number
+    // from 0 to 0xff", the range a person can act on.
+    for ((name, text, value), max) in values.iter_mut().zip(PCI_FIELD_MAX) {
         if let Some(v) = attrs.get(name) {
             *text = Some(v);
-            *value = number(at, name, v, Base::Auto, u64::from(u32::MAX))?;
+            *value = number(at, name, v, Base::Auto, max)?;
         }
     }
     Ok(PciFields { values })
 }
 
-/// Checks the ranges libvirt checks (`virPCIDeviceAddressIsValid`); the domain is held in 16
-/// bits, as sysfs and every pSeries guest spell it.
+/// The ranges libvirt checks (`virPCIDeviceAddressIsValid`) for domain, bus, slot and function;
+/// the domain is held in 16 bits, as sysfs and every pSeries guest spell it.
+const PCI_FIELD_MAX: [u64; 4] = [0xffff, 0xff, 0x1f, 0x7];
+
+/// Checks the ranges of [`PCI_FIELD_MAX`].
 fn valid_pci_addr(fields: PciFields<'_>, at: At<'_>) -> Result<PciAddr, ParseError> {
     let mut out = [0u64; 4];
-    for (i, ((name, text, value), max)) in fields
-        .values
-        .into_iter()
-        .zip([0xffff, 0xff, 0x1f, 0x7])
-        .enumerate()
-    {
+    for (i, ((name, text, value), max)) in fields.values.into_iter().zip(PCI_FIELD_MAX).enumerate() {
         if value > max {
             return Err(ParseError::BadNumber {
                 element: format!("{}{}", at.element, at.tail),
