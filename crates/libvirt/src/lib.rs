@@ -2,6 +2,10 @@
 //! and reading, fixing and redefining guests. The `phbguard-libvirt` binary's commands and
 //! `phbguard watch` are built on it; the engine itself (crates/core) never links libvirt.
 
+// Only `events` (the FFI edge for domain events) may use `unsafe`; it says so itself.
+#![deny(unsafe_code)]
+
 pub mod connect;
+pub mod events;
 pub mod nodedev;
 pub mod redefine;
