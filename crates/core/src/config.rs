@@ -63,6 +63,24 @@ pub enum OnInternalError {
     Deny,
 }
 
+/// What `phbguard watch` does with a definition that breaks an error rule (`[watch] action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchAction {
+    /// Log the findings; leave the definition as it is.
+    Warn,
+    /// Redefine the guest with `phbguard fix`'s output, when that output keeps every rule.
+    Fix,
+}
+
+impl WatchAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchAction::Warn => "warn",
+            WatchAction::Fix => "fix",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where host facts (IOMMU groups, NUMA nodes) are read.
@@ -76,6 +94,8 @@ pub struct Config {
     pub exempt: Vec<String>,
     /// The syslog datagram socket.
     pub syslog_socket: PathBuf,
+    /// `[watch] action`: what `phbguard watch` does with a non-compliant definition.
+    pub watch_action: WatchAction,
 }
 
 impl Default for Config {
@@ -88,6 +108,8 @@ impl Default for Config {
             on_internal_error: OnInternalError::Allow,
             exempt: Vec::new(),
             syslog_socket: PathBuf::from("/dev/log"),
+            // Changing a guest's definition is the admin's call: only when asked for.
+            watch_action: WatchAction::Warn,
         }
     }
 }
@@ -218,10 +240,31 @@ pub fn parse(text: &str) -> (Config, Vec<String>) {
                     None => bad("a list of domain names or UUIDs", &"[]"),
                 }
             }
+            "watch" => match value.as_table() {
+                Some(table) => parse_watch(table, &mut config, &mut problems),
+                None => bad("a table ([watch])", &"action = \"warn\""),
+            },
             _ => problems.push(format!("unknown key '{key}', ignored")),
         }
     }
     (config, problems)
+}
+
+/// The `[watch]` table: settings of `phbguard watch` only.
+fn parse_watch(table: &toml::Table, config: &mut Config, problems: &mut Vec<String>) {
+    for (key, value) in table {
+        match key.as_str() {
+            "action" => match value.as_str() {
+                Some("warn") => config.watch_action = WatchAction::Warn,
+                Some("fix") => config.watch_action = WatchAction::Fix,
+                _ => problems.push(format!(
+                    "watch.action = {}: expected \"warn\" or \"fix\"; using the default (warn)",
+                    short(value)
+                )),
+            },
+            _ => problems.push(format!("unknown key 'watch.{key}', ignored")),
+        }
+    }
 }
 
 /// A value as the admin wrote it, cut short enough for one log line.
@@ -283,6 +326,33 @@ mod tests {
         assert!(c.is_exempt("db01", None));
         assert!(c.is_exempt("x", Some("6a1f0c2e-0000-4000-8000-000000000001")));
         assert!(!c.is_exempt("db02", Some("6a1f0c2e-0000-4000-8000-000000000002")));
+    }
+
+    #[test]
+    fn watch_action_is_read_and_defaults_to_warn() {
+        assert_eq!(parse("").0.watch_action, WatchAction::Warn);
+        let (c, p) = parse("mode = 'warn'\n[watch]\naction = 'fix'\n");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((c.mode, c.watch_action), (Mode::Warn, WatchAction::Fix));
+        assert_eq!(
+            parse("watch = { action = 'warn' }").0.watch_action,
+            WatchAction::Warn
+        );
+    }
+
+    #[test]
+    fn watch_mistakes_are_reported_and_fall_back_to_warn() {
+        let (c, p) = parse("[watch]\naction = 'repair'\nactoin = 'fix'\n");
+        assert_eq!(c.watch_action, WatchAction::Warn);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("watch.action = \"repair\": expected \"warn\" or \"fix\""),
+            "{p:?}"
+        );
+        assert!(p[1].contains("unknown key 'watch.actoin'"), "{p:?}");
+        let (c, p) = parse("watch = 'fix'");
+        assert_eq!(c.watch_action, WatchAction::Warn);
+        assert!(p[0].starts_with("watch = \"fix\": expected a table"), "{p:?}");
     }
 
     #[test]
