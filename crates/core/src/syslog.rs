@@ -68,8 +68,9 @@ impl Syslog {
     }
 }
 
-/// Control characters (a newline in a domain name...) would forge or split log lines.
-fn one_line(s: &str) -> String {
+/// Control characters (a newline in a domain name...) would forge or split log lines: they are
+/// escaped (`\n`, `\x07`).
+pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

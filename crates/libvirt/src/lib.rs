@@ -9,3 +9,4 @@ pub mod connect;
 pub mod events;
 pub mod nodedev;
 pub mod redefine;
+pub mod watch;

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Audit(args) => not_built("audit", &args.connect),
         Command::Groups(args) => not_built("groups", &args.connect),
-        Command::Watch(args) => not_built("watch", &args.connect),
+        Command::Watch(args) => Ok(phbguard_libvirt::watch::run(&phbguard_libvirt::watch::Options {
+            uri: args.connect.uri,
+            config: args.config,
+        })),
         _ => {
             eprintln!(
                 "phbguard-libvirt: only audit, groups, watch and fix --domain run here; use 'phbguard'"

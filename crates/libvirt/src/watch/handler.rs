@@ -1,0 +1,338 @@
+//! What the watcher does with one event: judge the definition it is about, log, and (with
+//! `[watch] action = "fix"`) redefine it through [`crate::redefine`].
+//!
+//! Its own redefine must not loop. A compliant definition is never redefined, and the DEFINED
+//! event a redefine causes is recognised: the definition read back right after defining is
+//! remembered per UUID, and if the next one read is that same text and still breaks a rule
+//! (libvirt changed what phbguard wrote), it is logged and left alone.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use phbguard_core::config::{Config, Mode, WatchAction};
+use phbguard_core::fix::Options;
+use phbguard_core::host::{HostFacts, Sysfs};
+use phbguard_core::parse_domain;
+use phbguard_core::rules::{Finding, Severity, judge};
+use phbguard_core::syslog::{Level, field};
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::error::ErrorNumber;
+use virt::sys;
+
+use super::journal::{Journal, Op, about};
+use crate::events::{DomainId, Event};
+use crate::nodedev::NodeDevices;
+use crate::redefine::{self, Outcome};
+
+/// How often a definition that changes under the watcher is judged again before it gives up
+/// until the next event.
+const ATTEMPTS: usize = 3;
+
+pub struct Handler {
+    config: Config,
+    pub journal: Journal,
+    /// Per UUID, the definition phbguard's last redefine left (read back with SECURE).
+    redefined: HashMap<String, String>,
+}
+
+/// Whether a definition must be judged again (it changed while it was being judged).
+enum Next {
+    Done,
+    Again,
+}
+
+impl Handler {
+    pub fn new(config: Config, journal: Journal) -> Handler {
+        Handler {
+            config,
+            journal,
+            redefined: HashMap::new(),
+        }
+    }
+
+    pub fn action(&self) -> WatchAction {
+        self.config.watch_action
+    }
+
+    /// Handles one event from the connection `conn` (not `Closed`: the service loop does).
+    pub fn event(&mut self, conn: &Connect, event: Event) {
+        match event {
+            Event::Defined { domain, .. } => self.definition(conn, &domain, Op::Define),
+            Event::Undefined { domain } => {
+                self.redefined.remove(&domain.uuid);
+            }
+            Event::DeviceAdded { domain, alias } => self.hotplug(conn, &domain, &alias),
+            Event::Closed { .. } => {}
+        }
+    }
+
+    /// Judges every persistent definition once: what was defined while nobody watched.
+    pub fn audit(&mut self, conn: &Connect) {
+        let domains = match conn.list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_PERSISTENT) {
+            Ok(domains) => domains,
+            Err(e) => {
+                let line = format!(
+                    "internal-error {}: cannot list domains: {}",
+                    field("op", "audit"),
+                    e.message()
+                );
+                self.journal.log(Level::Err, &line);
+                return;
+            }
+        };
+        let count = domains.len();
+        for dom in domains {
+            if let (Ok(name), Ok(uuid)) = (dom.name(), dom.uuid_string()) {
+                self.judge_definition(conn, &dom, &DomainId { name, uuid }, Op::Audit);
+            }
+        }
+        let line = format!(
+            "audited {}: {count} defined domain{}",
+            field("op", "audit"),
+            plural(count)
+        );
+        self.journal.log(Level::Info, &line);
+    }
+
+    /// A DEFINED event (or the audit): judge the persistent definition, warn or fix.
+    pub fn definition(&mut self, conn: &Connect, id: &DomainId, op: Op) {
+        match conn.lookup_domain_by_uuid_string(&id.uuid) {
+            Ok(dom) => self.judge_definition(conn, &dom, id, op),
+            // Undefined again before its event was handled: nothing left to judge.
+            Err(e) if e.code().is(ErrorNumber::NoDomain) => {}
+            Err(e) => self.internal(id, op, &format!("cannot look it up: {}", e.message())),
+        }
+    }
+
+    fn judge_definition(&mut self, conn: &Connect, dom: &Domain, id: &DomainId, op: Op) {
+        for _ in 0..ATTEMPTS {
+            if let Next::Done = self.judge_once(conn, dom, id, op) {
+                return;
+            }
+        }
+        let line = format!(
+            "changed {}: the definition kept changing while phbguard judged it; left as it is \
+             until it is defined again",
+            about(id, op)
+        );
+        self.journal.log(Level::Warning, &line);
+    }
+
+    fn judge_once(&mut self, conn: &Connect, dom: &Domain, id: &DomainId, op: Op) -> Next {
+        let xml = match redefine::read_definition(dom) {
+            Ok(xml) => xml,
+            // A transient guest has no definition to judge here; the hook judges it at start.
+            Err(redefine::Error::Transient(_)) => return Next::Done,
+            Err(e) => {
+                self.internal(id, op, &e.to_string());
+                return Next::Done;
+            }
+        };
+        // Is this the DEFINED event of phbguard's own redefine?
+        let own = self.redefined.remove(&id.uuid).is_some_and(|after| after == xml);
+        let definition = match parse_domain(xml.as_bytes()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.internal(id, op, &format!("cannot judge libvirt's XML: {e}"));
+                return Next::Done;
+            }
+        };
+        if !definition.is_pseries() {
+            return Next::Done;
+        }
+        let mode = self.domain_mode(id, op, definition.policy_mode.as_deref());
+        if mode == Mode::Off {
+            return Next::Done;
+        }
+        let exempt = self.config.is_exempt(&id.name, Some(&id.uuid));
+        let host = self.host_facts(conn);
+        let findings = judge(&definition, host.as_ref());
+        let errors = findings.iter().any(|f| f.severity() == Severity::Error);
+        if own {
+            if errors {
+                let line = format!(
+                    "unfixable {}: libvirt changed the definition phbguard wrote and it still \
+                     breaks the rules; not redefined again",
+                    about(id, op)
+                );
+                self.journal.log(Level::Err, &line);
+                self.log_findings(id, op, "warned", "fix", &findings);
+            }
+            return Next::Done;
+        }
+        // What this guest gets: the policy's action, unless it is exempt or opted out.
+        let action = if exempt {
+            "exempt"
+        } else if mode == Mode::Warn {
+            "warn"
+        } else {
+            self.config.watch_action.as_str()
+        };
+        if !errors || action != WatchAction::Fix.as_str() {
+            let verdict = if exempt { "exempt" } else { "warned" };
+            self.log_findings(id, op, verdict, action, &findings);
+            return Next::Done;
+        }
+
+        let proposal = match redefine::propose_from(id.name.clone(), xml, host.as_ref(), Options::default()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.internal(id, op, &e.to_string());
+                return Next::Done;
+            }
+        };
+        if !proposal.is_clean() {
+            self.log_findings(id, op, "warned", action, &findings);
+            for problem in proposal.fixed.problems() {
+                let line = format!("unfixable {}: {problem}", about(id, op));
+                self.journal.log(Level::Err, &line);
+            }
+            return Next::Done;
+        }
+        match redefine::redefine(conn, dom, &proposal) {
+            Ok(Outcome::Redefined { after }) => {
+                self.redefined.insert(id.uuid.clone(), after);
+                self.log_findings(id, op, "fixed", action, &findings);
+                let changes = proposal.changes();
+                let running = dom.is_active().unwrap_or(false);
+                let line = format!(
+                    "redefined {} {}: {}{}",
+                    about(id, op),
+                    field("changes", &changes.len().to_string()),
+                    changes.join("; "),
+                    if running {
+                        "; the guest is running and keeps its current devices: the new definition \
+                         applies at its next cold boot (shut it down, then start it)"
+                    } else {
+                        ""
+                    }
+                );
+                self.journal.log(Level::Notice, &line);
+                Next::Done
+            }
+            Ok(Outcome::Unchanged) => Next::Done,
+            Err(redefine::Error::ChangedMeanwhile(_)) => {
+                let line = format!(
+                    "changed {}: the definition changed while phbguard judged it; not overwritten, \
+                     judging the new one",
+                    about(id, op)
+                );
+                self.journal.log(Level::Notice, &line);
+                Next::Again
+            }
+            Err(e) => {
+                self.internal(id, op, &e.to_string());
+                Next::Done
+            }
+        }
+    }
+
+    /// A DEVICE_ADDED event: judge the running guest's live definition. libvirt offers no way
+    /// to stop a hot-plug, so this only warns.
+    fn hotplug(&mut self, conn: &Connect, id: &DomainId, alias: &str) {
+        let op = Op::Hotplug;
+        let dom = match conn.lookup_domain_by_uuid_string(&id.uuid) {
+            Ok(dom) => dom,
+            Err(e) if e.code().is(ErrorNumber::NoDomain) => return,
+            Err(e) => return self.internal(id, op, &format!("cannot look it up: {}", e.message())),
+        };
+        // The live definition (flags 0); nothing is redefined, so no secrets are needed.
+        let xml = match dom.xml_desc(0) {
+            Ok(xml) => xml,
+            // Stopped again already: its live definition is gone.
+            Err(e) if e.code().is(ErrorNumber::OperationInvalid) => return,
+            Err(e) => {
+                return self.internal(
+                    id,
+                    op,
+                    &format!("cannot read the live definition: {}", e.message()),
+                );
+            }
+        };
+        let definition = match parse_domain(xml.as_bytes()) {
+            Ok(d) => d,
+            Err(e) => return self.internal(id, op, &format!("cannot judge libvirt's XML: {e}")),
+        };
+        if !definition.is_pseries()
+            || self.domain_mode(id, op, definition.policy_mode.as_deref()) == Mode::Off
+        {
+            return;
+        }
+        let host = self.host_facts(conn);
+        let errors: Vec<Finding> = judge(&definition, host.as_ref())
+            .into_iter()
+            .filter(|f| f.severity() == Severity::Error)
+            .collect();
+        for f in &errors {
+            let line = format!(
+                "warned {} {} {} {} {}: {}; the running guest keeps it until the device is \
+                 detached ('virsh detach-device --live')",
+                about(id, op),
+                field("added", alias),
+                field("rule", f.rule.id),
+                field("device", &f.device),
+                field("severity", f.severity().as_str()),
+                f.message
+            );
+            self.journal.log(Level::Warning, &line);
+        }
+    }
+
+    /// One line per finding, as the hook writes them (`action=` where the hook has `mode=`).
+    fn log_findings(&mut self, id: &DomainId, op: Op, verdict: &str, action: &str, findings: &[Finding]) {
+        for f in findings {
+            let level = match (verdict, f.severity()) {
+                ("fixed" | "exempt", _) => Level::Notice,
+                (_, Severity::Error) => Level::Warning,
+                (_, Severity::Warning) => Level::Notice,
+            };
+            let line = format!(
+                "{verdict} {} {} {} {} {}: {}",
+                about(id, op),
+                field("rule", f.rule.id),
+                field("device", &f.device),
+                field("severity", f.severity().as_str()),
+                field("action", action),
+                f.message
+            );
+            self.journal.log(level, &line);
+        }
+    }
+
+    /// The domain's `<phbguard:policy mode>` opt-out: `off` skips it, `warn` never redefines.
+    fn domain_mode(&mut self, id: &DomainId, op: Op, metadata: Option<&str>) -> Mode {
+        match metadata {
+            None => Mode::Enforce,
+            Some(m) => Mode::parse(m).unwrap_or_else(|| {
+                let line = format!(
+                    "metadata-error {}: <metadata><phbguard:policy mode='{m}'> is not enforce, warn \
+                     or off; not redefining it",
+                    about(id, op)
+                );
+                self.journal.log(Level::Warning, &line);
+                Mode::Warn
+            }),
+        }
+    }
+
+    /// Host facts: the connection's node devices (right for a remote URI too), unless the
+    /// policy file names a sysfs tree of its own (tests, offline hosts).
+    fn host_facts<'c>(&self, conn: &'c Connect) -> Box<dyn HostFacts + 'c> {
+        if self.config.sysfs_root != Path::new(Config::default().sysfs_root.as_path()) {
+            Box::new(Sysfs::new(&self.config.sysfs_root))
+        } else {
+            // Fresh for every judgement: host devices come and go.
+            Box::new(NodeDevices::new(conn))
+        }
+    }
+
+    fn internal(&mut self, id: &DomainId, op: Op, what: &str) {
+        let line = format!("internal-error {}: {what}", about(id, op));
+        self.journal.log(Level::Err, &line);
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
