@@ -15,7 +15,7 @@ use crate::cli::{FixArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
 pub fn run(args: &FixArgs) -> u8 {
-    let file = &args.file;
+    let file = args.file.as_deref().expect("clap requires FILE without --domain");
     if args.in_place && file == "-" {
         eprintln!("phbguard fix: --in-place needs a file, not standard input");
         return EXIT_BAD_INPUT;
@@ -29,7 +29,7 @@ pub fn run(args: &FixArgs) -> u8 {
     };
     // The parser accepted it, so it is UTF-8.
     let input = String::from_utf8_lossy(&bytes);
-    let host = Sysfs::new(&args.sysfs_root);
+    let host = Sysfs::new(args.sysfs_root.as_deref().unwrap_or(Path::new("/sys")));
     let options = Options {
         assign_unaddressed: args.assign_addresses,
     };

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Fix(args) if args.domain.is_some() => libvirt_half::exec(),
         Command::Fix(args) => fix::run(&args),
         Command::Explain { rule } => explain(&rule),
         Command::Rules { format } => list_rules(format),
@@ -91,7 +92,10 @@ fn list_rules(format: Format) -> u8 {
         Format::Json => {
             let rules: Vec<_> = RULES
                 .iter()
-                .map(|r| serde_json::json!({"id": r.id, "severity": r.severity.as_str(), "summary": r.summary}))
+                .map(|r| {
+                    serde_json::json!({"id": r.id, "severity": r.severity.as_str(), "summary": r.summary,
+                                       "needs_libvirt": r.needs_libvirt()})
+                })
                 .collect();
             format!("{}\n", serde_json::json!({ "rules": rules }))
         }

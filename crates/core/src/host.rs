@@ -1,7 +1,7 @@
 //! Facts about the host's PCI devices. [`Sysfs`] reads them from a sysfs tree; [`StaticHost`]
 //! holds them in maps for tests and benchmarks. No other module touches the filesystem to judge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,12 @@ pub trait HostFacts {
     fn iommu_group(&self, addr: PciAddr) -> Result<u32, GroupUnknown>;
     /// The host NUMA node of a PCI device; `None` when unknown or `-1`.
     fn numa_node(&self, addr: PciAddr) -> Option<u32>;
+    /// Whether the libvirt network `name` is a hostdev pool (`<forward mode='hostdev'>`), whose
+    /// interfaces become hostdevs when the guest starts. `None`: this source cannot tell (sysfs
+    /// knows no libvirt networks; only a libvirt connection does).
+    fn is_hostdev_network(&self, _name: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// A sysfs tree: `/sys` on a real host, a fake tree in tests.
@@ -89,6 +95,7 @@ impl HostFacts for Sysfs {
 pub struct StaticHost {
     groups: HashMap<PciAddr, u32>,
     nodes: HashMap<PciAddr, u32>,
+    hostdev_networks: HashSet<String>,
 }
 
 impl StaticHost {
@@ -103,6 +110,12 @@ impl StaticHost {
         }
         self
     }
+
+    /// Makes the libvirt network `name` a hostdev pool.
+    pub fn with_hostdev_network(mut self, name: &str) -> Self {
+        self.hostdev_networks.insert(name.to_string());
+        self
+    }
 }
 
 impl HostFacts for StaticHost {
@@ -112,5 +125,9 @@ impl HostFacts for StaticHost {
 
     fn numa_node(&self, addr: PciAddr) -> Option<u32> {
         self.nodes.get(&addr).copied()
+    }
+
+    fn is_hostdev_network(&self, name: &str) -> Option<bool> {
+        Some(self.hostdev_networks.contains(name))
     }
 }

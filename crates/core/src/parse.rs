@@ -62,6 +62,7 @@ struct DeviceBuilder {
     target_dev: Option<String>,
     mac: Option<String>,
     alias: Option<String>,
+    network: Option<String>,
 }
 
 struct Parser<'a> {
@@ -232,7 +233,8 @@ impl<'a> Parser<'a> {
 
     fn device_child(&mut self, e: &BytesStart<'_>, name: &str, span: Span) -> Result<Tag, ParseError> {
         let dev = self.device.as_mut().expect("inside a device");
-        let interesting = matches!(name, "address" | "model" | "target" | "mac" | "alias");
+        let interesting = matches!(name, "address" | "model" | "target" | "mac" | "alias")
+            || (name == "source" && dev.element == "interface");
         let attrs = if interesting {
             Attrs::of(e)?
         } else {
@@ -246,7 +248,12 @@ impl<'a> Parser<'a> {
                 }
                 Tag::Skip
             }
-            "source" => Tag::DeviceSource,
+            "source" => {
+                if dev.type_attr.as_deref() == Some("network") {
+                    dev.network = attrs.owned("network");
+                }
+                Tag::DeviceSource
+            }
             "model" => {
                 dev.model_name = attrs.owned("name");
                 Tag::Skip
@@ -336,6 +343,7 @@ impl DeviceBuilder {
             target_dev: None,
             mac: None,
             alias: None,
+            network: None,
         })
     }
 
@@ -395,6 +403,7 @@ impl DeviceBuilder {
             type_attr: self.type_attr,
             model_attr: self.model_attr,
             label,
+            network: self.network,
             kind,
             address: self.address,
             address_span: self.address_span,

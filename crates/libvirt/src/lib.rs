@@ -5,8 +5,13 @@
 // Only `events` (the FFI edge for domain events) may use `unsafe`; it says so itself.
 #![deny(unsafe_code)]
 
+pub mod audit;
+pub mod audit_report;
 pub mod connect;
 pub mod events;
+pub mod groups;
+pub mod host;
+pub mod networks;
 pub mod nodedev;
 pub mod redefine;
 pub mod watch;

@@ -2,14 +2,17 @@
 //! explanation (`phbguard explain`) and a check; `RULES` lists them in the contract's order.
 
 mod controllers;
+mod fleet;
 mod hostdevs;
 mod numa;
+mod pools;
 mod topology;
 
 use std::fmt;
 
 use crate::host::HostFacts;
 use crate::model::Domain;
+pub use fleet::shared_hostdevs;
 pub use topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,6 +43,20 @@ pub struct Rule {
     pub explanation: &'static str,
     check: fn(&'static Rule, &Topology<'_>, &mut Vec<Finding>),
 }
+
+impl Rule {
+    /// Whether only a libvirt connection (`phbguard audit`) can judge this rule: it needs
+    /// libvirt's networks or every guest of the host, which a file and sysfs do not show.
+    pub fn needs_libvirt(&self) -> bool {
+        NEEDS_LIBVIRT.iter().any(|r| r.id == self.id)
+    }
+}
+
+/// The rules [`Rule::needs_libvirt`] names.
+const NEEDS_LIBVIRT: &[Rule] = &[
+    pools::HOSTDEV_NETWORK_NOT_ISOLATED,
+    fleet::HOSTDEV_SHARED_BETWEEN_GUESTS,
+];
 
 impl fmt::Debug for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,6 +103,8 @@ pub static RULES: &[Rule] = &[
     controllers::PCI_BRIDGE_ON_PSERIES,
     hostdevs::IOMMU_GROUP_UNKNOWN,
     numa::PHB_NUMA_MISMATCH,
+    pools::HOSTDEV_NETWORK_NOT_ISOLATED,
+    fleet::HOSTDEV_SHARED_BETWEEN_GUESTS,
 ];
 
 /// The rule with this id.

@@ -39,6 +39,11 @@ pub struct Topology<'d> {
     hostdevs_on: Vec<Vec<usize>>,
     /// Per bus, the positions in [`Domain::devices`] of emulated devices directly on it.
     emulated_on: Vec<Vec<usize>>,
+    /// Interfaces on a hostdev-pool network (positions in [`Domain::devices`]): hostdevs once
+    /// the guest starts, of a host device (and IOMMU group) chosen only then.
+    pub pool_interfaces: Vec<usize>,
+    /// Per bus, the positions in [`Domain::devices`] of pool interfaces directly on it.
+    pool_interfaces_on: Vec<Vec<usize>>,
 }
 
 impl<'d> Topology<'d> {
@@ -55,6 +60,8 @@ impl<'d> Topology<'d> {
             hostdevs: Vec::new(),
             hostdevs_on: vec![Vec::new(); BUSES],
             emulated_on: vec![Vec::new(); BUSES],
+            pool_interfaces: Vec::new(),
+            pool_interfaces_on: vec![Vec::new(); BUSES],
         };
         for (i, dev) in domain.devices.iter().enumerate() {
             let Some(addr) = dev.address else { continue };
@@ -73,6 +80,15 @@ impl<'d> Topology<'d> {
                 }
                 // A PHB is the bus itself; libvirt refuses an address on one.
                 DeviceKind::PciController(ref c) if c.is_phb() => {}
+                DeviceKind::Other
+                    if dev
+                        .network
+                        .as_deref()
+                        .is_some_and(|n| host.is_hostdev_network(n) == Some(true)) =>
+                {
+                    topology.pool_interfaces.push(i);
+                    topology.pool_interfaces_on[bus].push(i);
+                }
                 _ => topology.emulated_on[bus].push(i),
             }
         }
@@ -100,10 +116,19 @@ impl<'d> Topology<'d> {
         &self.emulated_on[bus as usize]
     }
 
+    /// Pool interfaces directly on `bus`, as positions in [`Domain::devices`].
+    pub fn pool_interfaces_on(&self, bus: u8) -> &[usize] {
+        &self.pool_interfaces_on[bus as usize]
+    }
+
     /// Bus numbers that have a device directly on them, ascending.
     pub fn used_buses(&self) -> impl Iterator<Item = u8> + '_ {
         (0..BUSES)
-            .filter(|&b| !self.hostdevs_on[b].is_empty() || !self.emulated_on[b].is_empty())
+            .filter(|&b| {
+                !self.hostdevs_on[b].is_empty()
+                    || !self.emulated_on[b].is_empty()
+                    || !self.pool_interfaces_on[b].is_empty()
+            })
             .map(|b| b as u8)
     }
 }

@@ -7,11 +7,9 @@
 //! (libvirt changed what phbguard wrote), it is logged and left alone.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use phbguard_core::config::{Config, Mode, WatchAction};
 use phbguard_core::fix::Options;
-use phbguard_core::host::{HostFacts, Sysfs};
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Finding, Severity, judge};
 use phbguard_core::syslog::{Level, field};
@@ -22,7 +20,7 @@ use virt::sys;
 
 use super::journal::{Journal, Op, about};
 use crate::events::{DomainId, Event};
-use crate::nodedev::NodeDevices;
+use crate::host::Host;
 use crate::redefine::{self, Outcome};
 
 /// How often a definition that changes under the watcher is judged again before it gives up
@@ -146,8 +144,10 @@ impl Handler {
             return Next::Done;
         }
         let exempt = self.config.is_exempt(&id.name, Some(&id.uuid));
-        let host = self.host_facts(conn);
-        let findings = judge(&definition, host.as_ref());
+        let Some(host) = self.host(conn, id, op) else {
+            return Next::Done;
+        };
+        let findings = judge(&definition, &host);
         let errors = findings.iter().any(|f| f.severity() == Severity::Error);
         if own {
             if errors {
@@ -175,7 +175,7 @@ impl Handler {
             return Next::Done;
         }
 
-        let proposal = match redefine::propose_from(id.name.clone(), xml, host.as_ref(), Options::default()) {
+        let proposal = match redefine::propose_from(id.name.clone(), xml, &host, Options::default()) {
             Ok(p) => p,
             Err(e) => {
                 self.internal(id, op, &e.to_string());
@@ -259,8 +259,10 @@ impl Handler {
         {
             return;
         }
-        let host = self.host_facts(conn);
-        let errors: Vec<Finding> = judge(&definition, host.as_ref())
+        let Some(host) = self.host(conn, id, op) else {
+            return;
+        };
+        let errors: Vec<Finding> = judge(&definition, &host)
             .into_iter()
             .filter(|f| f.severity() == Severity::Error)
             .collect();
@@ -316,14 +318,18 @@ impl Handler {
         }
     }
 
-    /// Host facts: the connection's node devices (right for a remote URI too), unless the
-    /// policy file names a sysfs tree of its own (tests, offline hosts).
-    fn host_facts<'c>(&self, conn: &'c Connect) -> Box<dyn HostFacts + 'c> {
-        if self.config.sysfs_root != Path::new(Config::default().sysfs_root.as_path()) {
-            Box::new(Sysfs::new(&self.config.sysfs_root))
-        } else {
-            // Fresh for every judgement: host devices come and go.
-            Box::new(NodeDevices::new(conn))
+    /// Host facts, fresh for every judgement (host devices come and go): the connection's
+    /// node devices (right for a remote URI too), unless the policy file names a sysfs tree
+    /// of its own (tests, offline hosts).
+    fn host<'c>(&mut self, conn: &'c Connect, id: &DomainId, op: Op) -> Option<Host<'c>> {
+        let sysfs = (self.config.sysfs_root != Config::default().sysfs_root)
+            .then_some(self.config.sysfs_root.as_path());
+        match Host::new(conn, sysfs) {
+            Ok(host) => Some(host),
+            Err(e) => {
+                self.internal(id, op, &format!("cannot learn the host's devices: {e}"));
+                None
+            }
         }
     }
 

@@ -11,7 +11,6 @@ mod handler;
 mod journal;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
@@ -75,7 +74,8 @@ impl Session {
     }
 }
 
-pub fn run(options: &Options) -> ExitCode {
+/// Runs until SIGTERM or SIGINT (exit code 0); 1 when it cannot even start.
+pub fn run(options: &Options) -> u8 {
     // libvirt prints every error to stderr itself unless told not to; the watcher logs them.
     virt::error::clear_error_callback();
     let (path, explicit) = config::choose_path(options.config.clone(), std::env::var_os(config::ENV_VAR));
@@ -93,7 +93,7 @@ pub fn run(options: &Options) -> ExitCode {
             Level::Err,
             &format!("internal-error {uri_field}: cannot handle signals: {e}"),
         );
-        return ExitCode::FAILURE;
+        return 1;
     }
     if let Err(e) = events::start_event_loop() {
         let line = format!(
@@ -101,7 +101,7 @@ pub fn run(options: &Options) -> ExitCode {
             e.message()
         );
         journal.log(Level::Err, &line);
-        return ExitCode::FAILURE;
+        return 1;
     }
     let mut handler = Handler::new(config, journal);
     let line = format!(
@@ -155,7 +155,7 @@ pub fn run(options: &Options) -> ExitCode {
     notify(&[NotifyState::Stopping]);
     let line = format!("stopped {uri_field} {}", field("signal", signal_name(signal)));
     handler.journal.log(Level::Notice, &line);
-    ExitCode::SUCCESS
+    0
 }
 
 /// Handles events until the connection is lost (None) or a signal says stop.
