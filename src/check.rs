@@ -12,6 +12,11 @@ use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
 pub fn run(args: &CheckArgs) -> u8 {
     let host = Sysfs::new(&args.sysfs_root);
+    // A sysfs root that is not a directory would make every hostdev "not on this host".
+    if let Err(e) = host.check_root() {
+        eprintln!("phbguard: --sysfs-root: {e}");
+        return EXIT_BAD_INPUT;
+    }
     let mut judged = Vec::with_capacity(args.files.len());
     let mut unreadable = 0;
     for file in &args.files {
@@ -21,7 +26,10 @@ pub fn run(args: &CheckArgs) -> u8 {
                 judged.push(Judged::new(file, &domain, findings));
             }
             Err(e) => {
-                eprintln!("phbguard: {file}: {e}");
+                eprintln!(
+                    "{}",
+                    phbguard_core::escape::controls(&format!("phbguard: {file}: {e}"))
+                );
                 unreadable += 1;
             }
         }

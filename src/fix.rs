@@ -14,6 +14,12 @@ use serde_json::{Value, json};
 use crate::cli::{FixArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
+/// One line on stderr; text from the document (values in an error, device names) or a file
+/// name may hold control characters, which are escaped.
+fn say(line: &str) {
+    eprintln!("{}", phbguard_core::escape::controls(line));
+}
+
 pub fn run(args: &FixArgs) -> u8 {
     let file = args.file.as_deref().expect("clap requires FILE without --domain");
     if args.in_place && file == "-" {
@@ -23,38 +29,43 @@ pub fn run(args: &FixArgs) -> u8 {
     let (bytes, domain) = match load(file) {
         Ok(loaded) => loaded,
         Err(e) => {
-            eprintln!("phbguard: {file}: {e}");
+            say(&format!("phbguard: {file}: {e}"));
             return EXIT_BAD_INPUT;
         }
     };
     // The parser accepted it, so it is UTF-8.
     let input = String::from_utf8_lossy(&bytes);
     let host = Sysfs::new(args.sysfs_root.as_deref().unwrap_or(Path::new("/sys")));
+    // A sysfs root that is not a directory would make every hostdev "not on this host".
+    if let Err(e) = host.check_root() {
+        eprintln!("phbguard: --sysfs-root: {e}");
+        return EXIT_BAD_INPUT;
+    }
     let options = Options {
         assign_unaddressed: args.assign_addresses,
     };
     let fixed = match fix(&input, &domain, &host, options) {
         Ok(fixed) => fixed,
         Err(e) => {
-            eprintln!("phbguard: {file}: {e}");
+            say(&format!("phbguard: {file}: {e}"));
             return EXIT_FINDINGS;
         }
     };
     let changes: Vec<String> = fixed.plan.changes.iter().map(|c| c.describe(&domain)).collect();
     if args.format == Format::Text && !args.quiet {
         for change in &changes {
-            eprintln!("phbguard: {file}: {change}");
+            say(&format!("phbguard: {file}: {change}"));
         }
     }
     let problems = fixed.problems();
     for problem in &problems {
-        eprintln!("phbguard: {file}: cannot fix: {problem}");
+        say(&format!("phbguard: {file}: cannot fix: {problem}"));
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;
     if fixed.is_clean() && args.in_place && changed {
         if let Err(e) = replace_file(Path::new(file), fixed.output.as_bytes()) {
-            eprintln!("phbguard: {file}: not rewritten, {e}");
+            say(&format!("phbguard: {file}: not rewritten, {e}"));
             return EXIT_BAD_INPUT;
         }
     }

@@ -10,11 +10,14 @@ pub use error::ParseError;
 pub use parse::parse_domain;
 pub mod config;
 pub mod edit;
+pub mod escape;
 pub mod fix;
-pub mod hook;
 pub mod host;
 pub mod input;
 pub mod replace;
 pub mod report;
 pub mod rules;
+#[doc(hidden)]
+pub mod seams;
 pub mod syslog;
+pub mod verdict;

@@ -48,6 +48,11 @@ impl Syslog {
         Syslog { logger }
     }
 
+    /// Whether lines go anywhere (a socket was found and connected).
+    pub fn connected(&self) -> bool {
+        self.logger.is_some()
+    }
+
     /// A logger that drops everything.
     pub fn none() -> Syslog {
         Syslog { logger: None }
@@ -68,9 +73,8 @@ impl Syslog {
     }
 }
 
-/// Control characters (a newline in a domain name...) would forge or split log lines: they are
-/// escaped (`\n`, `\x07`).
-pub fn one_line(s: &str) -> String {
+/// Control characters (a newline in a domain name...) would forge or split log lines.
+fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -153,10 +157,28 @@ mod tests {
     }
 
     #[test]
-    fn missing_socket_is_ignored() {
-        let mut log = Syslog::connect(Path::new("/nonexistent/dev/log"));
+    fn missing_socket_or_not_a_socket_is_no_logger() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        for path in [Path::new("/nonexistent/dev/log"), file.as_path(), dir.path()] {
+            let mut log = Syslog::connect(path);
+            assert!(!log.connected(), "{}", path.display());
+            log.log(Level::Err, "dropped");
+        }
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"",
+            "nothing written into a plain file"
+        );
+        let path = dir.path().join("log.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let mut log = Syslog::connect(&path);
+        assert!(log.connected());
+        // The socket goes away: lines are dropped, without an error reaching the caller.
+        drop(rx);
         log.log(Level::Err, "dropped");
-        Syslog::none().log(Level::Err, "dropped");
+        assert!(!Syslog::none().connected());
     }
 
     #[test]

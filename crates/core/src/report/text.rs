@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use super::Judged;
+use crate::escape::controls;
 use crate::rules::Severity;
 
 #[derive(Debug, Clone, Copy)]
@@ -27,10 +28,10 @@ pub fn write_findings(out: &mut impl Write, judged: &Judged, style: Style) -> io
         writeln!(
             out,
             "{}: {on}{}[{}]{off}: {}",
-            judged.label(),
+            controls(judged.label()),
             f.severity(),
             f.rule.id,
-            f.message
+            controls(&f.message)
         )?;
     }
     Ok(())

@@ -7,7 +7,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use phbguard_core::syslog::{Level, Syslog, field, one_line};
+use phbguard_core::escape;
+use phbguard_core::syslog::{Level, Syslog, field};
 
 use crate::events::DomainId;
 
@@ -28,7 +29,7 @@ impl Journal {
     pub fn log(&mut self, level: Level, line: &str) {
         self.syslog.log(level, line);
         if self.stderr {
-            eprintln!("phbguard: {}", one_line(line));
+            eprintln!("phbguard: {}", escape::controls(line));
         }
     }
 }
