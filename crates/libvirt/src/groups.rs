@@ -108,16 +108,23 @@ fn users(
 }
 
 fn guest_user(name: &str, def: &Definition, at: Option<PciAddr>) -> User {
-    let phb = at.and_then(|a| {
+    let bus = at.map(|a| u32::from(a.bus));
+    let phb = bus.and_then(|bus| {
         def.pci_controllers()
             .map(|(_, c)| c)
-            .find(|c| c.index == u32::from(a.bus) && c.is_phb())
+            .find(|c| c.index == bus && c.is_phb())
     });
+    let (phb, target) = match (phb, bus) {
+        (Some(c), _) => (Some(c.index), c.target_index),
+        // libvirt adds the default PHB of a pSeries guest when it is not written.
+        (None, Some(0)) if def.is_pseries() => (Some(0), Some(0)),
+        _ => (None, None),
+    };
     User::Guest {
         domain: name.to_string(),
         at,
-        phb: phb.map(|c| c.index),
-        target: phb.and_then(|c| c.target_index),
+        phb: phb.filter(|_| def.is_pseries()),
+        target: target.filter(|_| def.is_pseries()),
     }
 }
 
@@ -142,7 +149,7 @@ impl User {
                 at: Some(at),
                 phb: None,
                 ..
-            } => format!("guest '{domain}' at {at} (bus {:#04x} is not a PHB)", at.bus),
+            } => format!("guest '{domain}' at {at}"),
         }
     }
 
