@@ -262,14 +262,11 @@ impl Handler {
         let Some(host) = self.host(conn, id, op) else {
             return;
         };
-        let errors: Vec<Finding> = judge(&definition, &host)
-            .into_iter()
-            .filter(|f| f.severity() == Severity::Error)
-            .collect();
-        for f in &errors {
+        // Warnings too: a bridge, say, is only a warning, and a hot-plug is the moment to hear it.
+        for f in judge(&definition, &host) {
             let line = format!(
-                "warned {} {} {} {} {}: {}; the running guest keeps it until the device is \
-                 detached ('virsh detach-device --live')",
+                "warned {} {} {} {} {}: {}; libvirt cannot refuse a hot-plug: detach what breaks \
+                 the rule ('virsh detach-device --live') or fix the definition for the next boot",
                 about(id, op),
                 field("added", alias),
                 field("rule", f.rule.id),
@@ -277,7 +274,11 @@ impl Handler {
                 field("severity", f.severity().as_str()),
                 f.message
             );
-            self.journal.log(Level::Warning, &line);
+            let level = match f.severity() {
+                Severity::Error => Level::Warning,
+                Severity::Warning => Level::Notice,
+            };
+            self.journal.log(level, &line);
         }
     }
 
