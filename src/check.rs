@@ -10,13 +10,12 @@ use phbguard_core::rules::{has_errors, judge};
 use crate::cli::{CheckArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
-pub fn run(args: &CheckArgs) -> u8 {
+/// Judges every file; one that cannot be read is reported and the others still are (exit 2).
+pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     let host = Sysfs::new(&args.sysfs_root);
     // A sysfs root that is not a directory would make every hostdev "not on this host".
-    if let Err(e) = host.check_root() {
-        eprintln!("phbguard: --sysfs-root: {e}");
-        return EXIT_BAD_INPUT;
-    }
+    host.check_root()
+        .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;
     let mut judged = Vec::with_capacity(args.files.len());
     let mut unreadable = 0;
     for file in &args.files {
@@ -26,10 +25,7 @@ pub fn run(args: &CheckArgs) -> u8 {
                 judged.push(Judged::new(file, &domain, findings));
             }
             Err(e) => {
-                eprintln!(
-                    "{}",
-                    phbguard_core::escape::controls(&format!("phbguard: {file}: {e}"))
-                );
+                output::error(&anyhow::Error::new(e).context(file.clone()));
                 unreadable += 1;
             }
         }

@@ -32,7 +32,7 @@ use phbguard_core::host::Sysfs;
 use phbguard_core::input::{InputError, read_bounded};
 use phbguard_core::parse::{METADATA_NS, parse_domain};
 use phbguard_core::syslog::{Level, Syslog, field};
-use phbguard_core::verdict::{Arrival, Occasion, Phase, Verdict, decide};
+use phbguard_core::verdict::{Arrival, Disposition, Occasion, Phase, Verdict, decide};
 
 use crate::incoming::Marks;
 
@@ -220,8 +220,8 @@ impl Edge {
         } else {
             "judging in warn mode until it is fixed"
         };
-        let detail = controls(&first.detail);
-        let line = format!("{}: {detail}{more}; {outcome}", first.place);
+        // The place may hold a path from the environment: escaped like the rest.
+        let line = controls(&format!("{}: {}{more}; {outcome}", first.place, first.detail)).into_owned();
         let _ = writeln!(self.stderr, "phbguard: error: {line}");
         self.log.log(
             Level::Err,
@@ -298,18 +298,17 @@ impl Edge {
         if matches!(self.phase, Phase::Migrate | Phase::Restore)
             && !verdict.reject
             && !verdict.findings.is_empty()
+            && let Err(e) = marks.put(&uuid, &self.call.domain, self.phase)
         {
-            if let Err(e) = marks.put(&uuid, &self.call.domain, self.phase) {
-                self.log.log(
-                    Level::Err,
-                    &format!(
-                        "incoming-mark-error {} {}: cannot keep the incoming mark: {e}; its 'prepare begin' will be judged by mode = \"{}\"",
-                        field("domain", &self.call.domain),
-                        field("op", self.phase.op()),
-                        verdict.mode.as_str()
-                    ),
-                );
-            }
+            self.log.log(
+                Level::Err,
+                &format!(
+                    "incoming-mark-error {} {}: cannot keep the incoming mark: {e}; its 'prepare begin' will be judged by mode = \"{}\"",
+                    field("domain", &self.call.domain),
+                    field("op", self.phase.op()),
+                    verdict.mode.as_str()
+                ),
+            );
         }
         if !verdict.reject {
             return 0;
@@ -331,10 +330,10 @@ impl Edge {
             _ => String::new(),
         };
         for j in &verdict.findings {
-            let level = match j.disposition.as_str() {
-                "exempt" => Level::Notice,
-                "rejected" => Level::Err,
-                _ => Level::Warning,
+            let level = match j.disposition {
+                Disposition::Exempt => Level::Notice,
+                Disposition::Rejected => Level::Err,
+                Disposition::Warned => Level::Warning,
             };
             let f = &j.finding;
             let line = format!(
@@ -343,7 +342,7 @@ impl Edge {
                 field("domain", &self.call.domain),
                 field("uuid", uuid),
                 field("op", self.phase.op()),
-                field("rule", f.rule.id),
+                field("rule", f.rule.id.as_str()),
                 field("device", &f.device),
                 field("severity", f.severity().as_str()),
                 field(
@@ -371,9 +370,14 @@ impl Edge {
             "allow"
         };
         let what = controls(what);
+        let why = if setting == "deny" && !deny {
+            " is not honoured while the hook's setup is in doubt"
+        } else {
+            ""
+        };
         let _ = writeln!(
             self.stderr,
-            "phbguard: internal error: cannot judge domain '{}' at {} begin: {what}; {} (on_internal_error = \"{setting}\")",
+            "phbguard: internal error: cannot judge domain '{}' at {} begin: {what}; {} (on_internal_error = \"{setting}\"{why})",
             self.name(),
             self.phase.op(),
             if deny { "refusing it" } else { "letting it through" },
@@ -439,7 +443,7 @@ pub fn refusal_text(
         .findings
         .iter()
         .find(|j| j.blocking)
-        .map_or("", |j| j.finding.rule.id);
+        .map_or("", |j| j.finding.rule.id.as_str());
     let refused = match occasion.arrival {
         Arrival::Start => "refused to start",
         Arrival::Incoming(Phase::Migrate) => "refused the incoming migration of",
@@ -470,7 +474,12 @@ pub fn refusal_text(
         Arrival::Incoming(_) => {
             let _ = writeln!(
                 text,
-                "phbguard: let incoming guests in with a warning: incoming = \"warn\" in {policy} (the default); fix the definition once it runs: phbguard fix{sysfs}"
+                "phbguard: let incoming guests in with a warning: incoming = \"warn\" in {policy} (the default)"
+            );
+            let file = shell_word(&format!("{name}.xml"));
+            let _ = writeln!(
+                text,
+                "phbguard: then fix its definition: virsh dumpxml --inactive {quoted} > {file} && phbguard fix{sysfs} -i {file} && virsh define {file}"
             );
         }
     }

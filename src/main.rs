@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command, Format};
-use phbguard_core::rules::{self, RULES};
+use phbguard_core::rules::{self, RULES, RuleId};
 
 /// Exit codes, a stable interface (rules.md).
 pub const EXIT_OK: u8 = 0;
@@ -39,33 +39,48 @@ fn main() -> ExitCode {
             all.extend_from_slice(&argv[1..]);
             return ExitCode::from(hook(&all, true, None));
         }
-        // A '#!' line with a mistyped subcommand ('hooks') run by libvirt: still a hook call,
-        // never a usage error that would stop a guest at 'reconnect begin'.
-        if libvirt_hook_call(&argv) && !is_subcommand(first) {
-            let mistake = hook::Mistake {
-                place: format!("{}:1", argv[argv.len() - 5].to_string_lossy()),
-                detail: format!(
+        // A '#!' line run by libvirt without 'hook' in its place ('hooks', nothing, 'check'):
+        // still a hook call, never a usage error that would stop a guest at 'reconnect begin'.
+        if libvirt_hook_call(&argv) {
+            let script = argv.len() - 5;
+            let detail = if script == 0 {
+                "the '#!' line runs phbguard without 'hook'".to_owned()
+            } else {
+                format!(
                     "'{}' on the '#!' line is not 'hook'",
                     phbguard_core::escape::controls(&first.to_string_lossy())
-                ),
+                )
             };
-            let script = argv.len() - 5;
+            let mistake = hook::Mistake {
+                place: format!("{}:1", argv[script].to_string_lossy()),
+                detail,
+            };
             return ExitCode::from(hook(&argv[script..], true, Some(mistake)));
         }
     }
-    let cli = Cli::parse();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            output::error(&err);
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// Runs a command. An `Err` is bad input or usage: `main` prints it with its causes, exit 2.
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let code = match cli.command {
-        Command::Check(args) => check::run(&args),
+        Command::Check(args) => check::run(&args)?,
         Command::Fix(args) if args.domain.is_some() => libvirt_half::exec(),
-        Command::Fix(args) => fix::run(&args),
-        Command::Explain { rule } => explain(&rule),
-        Command::Rules { format } => list_rules(format),
+        Command::Fix(args) => fix::run(&args)?,
+        Command::Explain { rule } => explain(&rule)?,
+        Command::Rules { format } => list_rules(format)?,
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.
         Command::Hook(args) => hook(&args.args, false, None),
-        Command::CheckConfig(args) => check_config::run(&args),
+        Command::CheckConfig(args) => check_config::run(&args)?,
         Command::Audit(_) | Command::Groups(_) | Command::Watch(_) => libvirt_half::exec(),
     };
-    ExitCode::from(code)
+    Ok(ExitCode::from(code))
 }
 
 fn hook(args: &[OsString], shebang: bool, mistake: Option<hook::Mistake>) -> u8 {
@@ -78,7 +93,13 @@ fn hook(args: &[OsString], shebang: bool, mistake: Option<hook::Mistake>) -> u8 
                 .find_subcommand_mut("hook")
                 .expect("declared in cli.rs")
                 .render_long_help();
-            output::print(&format!("{help}"), EXIT_OK)
+            match output::print(&format!("{help}"), EXIT_OK) {
+                Ok(code) => code,
+                Err(err) => {
+                    output::error(&err);
+                    EXIT_BAD_INPUT
+                }
+            }
         }
         Err(hook::ArgsError::Usage(msg)) => {
             eprintln!(
@@ -90,7 +111,8 @@ fn hook(args: &[OsString], shebang: bool, mistake: Option<hook::Mistake>) -> u8 
 }
 
 /// Whether argv ends as libvirt's qemu hook calls do: `SCRIPT DOMAIN OP SUBOP EXTRA`, the
-/// script in a libvirt hooks directory and OP one of libvirt's qemu hook ops.
+/// script in a libvirt hooks directory and OP one of libvirt's qemu hook ops (libvirt's
+/// src/util/virhook.c, virHookQemuOpType). No command line of a person looks like that.
 fn libvirt_hook_call(argv: &[OsString]) -> bool {
     const OPS: &[&str] = &[
         "prepare",
@@ -104,29 +126,43 @@ fn libvirt_hook_call(argv: &[OsString]) -> bool {
         "attach",
     ];
     let n = argv.len();
-    n >= 6
+    n >= 5
         && argv[n - 5].to_string_lossy().contains("/hooks/")
         && OPS.iter().any(|op| argv[n - 3] == *op)
         && ["begin", "end", "-"].iter().any(|s| argv[n - 2] == *s)
 }
 
-fn is_subcommand(word: &OsString) -> bool {
-    Cli::command().get_subcommands().any(|c| word == c.get_name())
-}
-
-fn explain(id: &str) -> u8 {
-    let Some(rule) = rules::find(id) else {
-        eprintln!("phbguard: unknown rule '{id}'; 'phbguard rules' lists them");
-        return EXIT_BAD_INPUT;
-    };
+fn explain(id: &str) -> anyhow::Result<u8> {
+    let rule = id
+        .parse::<RuleId>()
+        .map_err(|e| anyhow::anyhow!("{e}; 'phbguard rules' lists them"))?
+        .rule();
+    let host: Vec<String> = rules::EXAMPLE_HOST
+        .iter()
+        .map(|(addr, group, node)| format!("{addr} in IOMMU group {group} on NUMA node {node}"))
+        .collect();
     let text = format!(
-        "{} ({}): {}\n\n{}\n",
-        rule.id, rule.severity, rule.summary, rule.explanation
+        "{} ({}): {}\n\n{}\n\nFlagged (inside <domain>, on a host with {}):\n\n{}\n\nCompliant:\n\n{}\n",
+        rule.id,
+        rule.severity,
+        rule.summary,
+        rule.explanation,
+        host.join(", "),
+        indent(rule.bad),
+        indent(rule.good)
     );
     output::print(&text, EXIT_OK)
 }
 
-fn list_rules(format: Format) -> u8 {
+fn indent(xml: &str) -> String {
+    xml.lines()
+        .map(|l| format!("    {l}\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+fn list_rules(format: Format) -> anyhow::Result<u8> {
     let text = match format {
         Format::Text => RULES
             .iter()
@@ -136,8 +172,8 @@ fn list_rules(format: Format) -> u8 {
             let rules: Vec<_> = RULES
                 .iter()
                 .map(|r| {
-                    serde_json::json!({"id": r.id, "severity": r.severity.as_str(), "summary": r.summary,
-                                       "needs_libvirt": r.needs_libvirt()})
+                    serde_json::json!({"id": r.id.as_str(), "severity": r.severity.as_str(), "summary": r.summary,
+                                       "needs_libvirt": r.id.needs_libvirt()})
                 })
                 .collect();
             format!("{}\n", serde_json::json!({ "rules": rules }))

@@ -35,6 +35,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode a policy file or `<phbguard:policy mode>` names, if it is one.
     pub fn parse(s: &str) -> Option<Mode> {
         match s {
             "enforce" => Some(Mode::Enforce),
@@ -44,6 +45,7 @@ impl Mode {
         }
     }
 
+    /// The mode as the policy file spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Enforce => "enforce",
@@ -82,6 +84,7 @@ pub enum WatchAction {
 }
 
 impl WatchAction {
+    /// How the policy file spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             WatchAction::Warn => "warn",
@@ -90,14 +93,18 @@ impl WatchAction {
     }
 }
 
+/// The policy file's settings, defaults for what it does not say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where host facts (IOMMU groups, NUMA nodes) are read.
     pub sysfs_root: PathBuf,
+    /// Whether findings refuse a start, only warn, or are not looked for.
     pub mode: Mode,
+    /// What incoming migrations and restores get: refused or warned.
     pub incoming: Incoming,
     /// Whether `iommu-group-unknown` (a warning) rejects like an error.
     pub reject_iommu_group_unknown: bool,
+    /// Whether a guest the hook cannot judge is let through or refused.
     pub on_internal_error: OnInternalError,
     /// Domains never rejected, by name or UUID (UUIDs compared case-insensitively).
     pub exempt: Vec<String>,
@@ -139,15 +146,20 @@ impl Config {
 /// Something wrong in a policy file's text: its line (1-based, when known) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
+    /// The line of the key or the syntax error, when known.
     pub line: Option<usize>,
+    /// What is wrong: the key, the value and what was expected.
     pub detail: String,
 }
 
 /// Something wrong with the policy file: the file, the line and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The policy file.
     pub path: PathBuf,
+    /// The line of the key or the syntax error, when known (1-based).
     pub line: Option<usize>,
+    /// What is wrong: the key, the value and what was expected.
     pub detail: String,
 }
 

@@ -1,5 +1,6 @@
 //! Facts about the host's PCI devices. [`Sysfs`] reads them from a sysfs tree; [`StaticHost`]
-//! holds them in maps for tests and benchmarks. No other module touches the filesystem to judge.
+//! holds them in maps for tests and benchmarks. No other module touches the filesystem to judge:
+//! [`Facts::gather`] reads what a domain's hostdevs need once, and everything after works on that.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -7,7 +8,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::input::{Links, read_regular};
-use crate::model::PciAddr;
+use crate::model::{Domain, PciAddr};
 
 /// The most phbguard reads of one sysfs attribute (a number and a newline).
 const MAX_ATTRIBUTE_BYTES: u64 = 64;
@@ -21,9 +22,10 @@ pub enum GroupUnknown {
     NoLink,
     /// The link exists but does not end in a group number.
     BadLink(String),
-    /// The group could not be learned: the link is unreadable (EACCES, ELOOP, EIO...; the real
-    /// reason, never "no link") or the source of host facts failed (a libvirt connection).
+    /// The link could not be read (EACCES, ELOOP, EIO...): the real reason, never "no link".
     Unreadable(String),
+    /// The source of host facts did not answer (a libvirt call that failed): why.
+    Unavailable(String),
 }
 
 impl fmt::Display for GroupUnknown {
@@ -32,11 +34,13 @@ impl fmt::Display for GroupUnknown {
             Self::NoDevice => f.write_str("the host has no such PCI device"),
             Self::NoLink => f.write_str("the host device has no iommu_group link"),
             Self::BadLink(target) => write!(f, "its iommu_group link points to '{target}', not a group"),
-            Self::Unreadable(why) => write!(f, "its IOMMU group cannot be read: {why}"),
+            Self::Unreadable(why) => write!(f, "its iommu_group link cannot be read: {why}"),
+            Self::Unavailable(why) => write!(f, "its IOMMU group is not known: {why}"),
         }
     }
 }
 
+/// Where host facts come from: sysfs on a real host, a table in tests.
 pub trait HostFacts {
     /// The host IOMMU group of a PCI device.
     fn iommu_group(&self, addr: PciAddr) -> Result<u32, GroupUnknown>;
@@ -57,10 +61,12 @@ pub struct Sysfs {
 }
 
 impl Sysfs {
+    /// The sysfs tree at `root` (`/sys` on a real host).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Sysfs { root: root.into() }
     }
 
+    /// Where the tree is.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -125,10 +131,12 @@ pub struct StaticHost {
 }
 
 impl StaticHost {
+    /// A host with no PCI devices.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds a device in IOMMU `group`, on NUMA `node` when given.
     pub fn with_device(mut self, addr: PciAddr, group: u32, node: Option<u32>) -> Self {
         self.groups.insert(addr, group);
         if let Some(node) = node {
@@ -155,6 +163,60 @@ impl HostFacts for StaticHost {
 
     fn is_hostdev_network(&self, name: &str) -> Option<bool> {
         Some(self.hostdev_networks.contains(name))
+    }
+}
+
+/// The host facts about one domain's hostdevs, read once: the rules, the fix planner and the
+/// re-check of a rewrite all look here, so a run reads each sysfs entry at most once.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    groups: HashMap<PciAddr, Result<u32, GroupUnknown>>,
+    nodes: HashMap<PciAddr, u32>,
+    /// The networks of the domain's interfaces that the host says are hostdev pools.
+    hostdev_networks: HashSet<String>,
+}
+
+impl Facts {
+    /// Reads the IOMMU group of every hostdev of `domain`, and its NUMA node when the domain
+    /// ties guest cells to host nodes (`<numatune><memnode>`: nothing else uses the node).
+    pub fn gather(domain: &Domain, host: &dyn HostFacts) -> Self {
+        let mut facts = Facts::default();
+        for addr in domain.devices.iter().filter_map(|d| d.host_addr()) {
+            if facts.groups.contains_key(&addr) {
+                continue;
+            }
+            facts.groups.insert(addr, host.iommu_group(addr));
+            if !domain.memnodes.is_empty()
+                && let Some(node) = host.numa_node(addr)
+            {
+                facts.nodes.insert(addr, node);
+            }
+        }
+        for network in domain.devices.iter().filter_map(|d| d.network.as_deref()) {
+            if host.is_hostdev_network(network) == Some(true) {
+                facts.hostdev_networks.insert(network.to_string());
+            }
+        }
+        facts
+    }
+
+    /// Whether the libvirt network `name` is a hostdev pool, as far as the host said.
+    pub fn is_hostdev_network(&self, name: &str) -> bool {
+        self.hostdev_networks.contains(name)
+    }
+
+    /// The IOMMU group of host device `addr`; a device that was not gathered is unknown.
+    pub fn group(&self, addr: PciAddr) -> Result<u32, &GroupUnknown> {
+        match self.groups.get(&addr) {
+            Some(Ok(g)) => Ok(*g),
+            Some(Err(why)) => Err(why),
+            None => Err(&GroupUnknown::NoDevice),
+        }
+    }
+
+    /// The NUMA node of host device `addr`, when known.
+    pub fn numa_node(&self, addr: PciAddr) -> Option<u32> {
+        self.nodes.get(&addr).copied()
     }
 }
 

@@ -9,12 +9,17 @@ use std::path::Path;
 use crate::error::ParseError;
 use crate::model::Domain;
 
+/// The largest document phbguard reads.
 pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+/// Why a document could not be read.
 
 #[derive(Debug)]
 pub enum InputError {
+    /// Reading failed.
     Io(io::Error),
+    /// The path is a directory.
     IsDirectory,
+    /// It is larger than [`MAX_INPUT_BYTES`].
     TooLarge,
     /// Not a regular file (a FIFO, a device, a socket): what it is.
     NotRegular(&'static str),
@@ -25,7 +30,7 @@ pub enum InputError {
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io(e) => write!(f, "cannot read: {e}"),
+            Self::Io(_) => f.write_str("cannot read it"),
             Self::IsDirectory => f.write_str("is a directory, not a domain XML file"),
             Self::TooLarge => write!(
                 f,
@@ -50,6 +55,7 @@ impl std::error::Error for InputError {
 /// How [`read_regular`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Links {
+    /// Symbolic links are followed (a policy file may be a link).
     Follow,
     /// The last component must not be a symbolic link (files phbguard writes itself).
     Refuse,
@@ -126,7 +132,9 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, InputError> {
 /// Why a document could not be judged.
 #[derive(Debug)]
 pub enum LoadError {
+    /// It could not be read.
     Input(InputError),
+    /// It is not a domain phbguard can judge.
     Parse(ParseError),
 }
 
@@ -139,7 +147,15 @@ impl fmt::Display for LoadError {
     }
 }
 
-impl std::error::Error for LoadError {}
+/// A wrapper that adds no words: it shows its inner error and hands on that error's cause.
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Input(e) => e.source(),
+            Self::Parse(e) => e.source(),
+        }
+    }
+}
 
 /// A file (`-` for standard input) read and parsed into a domain, with its bytes.
 pub fn load(name: &str) -> Result<(Vec<u8>, Domain), LoadError> {

@@ -14,11 +14,16 @@ use ::syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 /// The syslog identity (`journalctl -t phbguard`).
 pub const IDENTITY: &str = "phbguard";
 
+/// A line's syslog severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// `err`: a guest refused, an internal or setup error.
     Err,
+    /// `warning`: a finding let through.
     Warning,
+    /// `notice`: a finding of an exempt guest.
     Notice,
+    /// `info`: what the hook did, for the record (an incoming guest).
     Info,
 }
 

@@ -6,7 +6,7 @@
 use crate::config::{Config, Incoming, Mode};
 use crate::host::HostFacts;
 use crate::model::Domain;
-use crate::rules::{Finding, Severity, judge};
+use crate::rules::{Finding, RuleId, Severity, judge};
 
 /// The libvirt hook calls phbguard judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,9 @@ pub enum Arrival {
 /// The moment a guest is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Occasion {
+    /// The call being judged.
     pub phase: Phase,
+    /// Whether the guest starts afresh or comes in.
     pub arrival: Arrival,
     /// The hook's own setup is in doubt (bad options, a policy-file problem, a sysfs root
     /// that is not a directory): judge, but never refuse.
@@ -79,6 +81,7 @@ impl Occasion {
 /// Where the mode that applied came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModeSource {
+    /// The policy file's `mode`.
     Policy,
     /// The domain's `<metadata><phbguard:policy mode=.../>`.
     Metadata,
@@ -96,6 +99,7 @@ pub enum Disposition {
 }
 
 impl Disposition {
+    /// The word syslog lines start with.
     pub fn as_str(self) -> &'static str {
         match self {
             Disposition::Rejected => "rejected",
@@ -108,7 +112,9 @@ impl Disposition {
 /// One finding and what it does.
 #[derive(Debug)]
 pub struct Judged {
+    /// What the rules found.
     pub finding: Finding,
+    /// What it does to the guest.
     pub disposition: Disposition,
     /// It would refuse the guest under `mode = "enforce"` (an error, or `iommu-group-unknown`
     /// with `reject_iommu_group_unknown`).
@@ -120,9 +126,11 @@ pub struct Judged {
 pub struct Verdict {
     /// The mode that applied (after the domain's metadata and `warn_only`).
     pub mode: Mode,
+    /// Where that mode came from.
     pub mode_source: ModeSource,
     /// The metadata named a mode that is none of enforce, warn, off (then the policy's applied).
     pub bad_metadata_mode: Option<String>,
+    /// The guest is in the policy's `exempt` list: nothing refuses it.
     pub exempt: bool,
     /// The guest is refused.
     pub reject: bool,
@@ -170,7 +178,7 @@ pub fn decide(domain: &Domain, host: &dyn HostFacts, policy: &Config, occasion: 
     }
     let blocking = |f: &Finding| {
         f.severity() == Severity::Error
-            || (policy.reject_iommu_group_unknown && f.rule.id == "iommu-group-unknown")
+            || (policy.reject_iommu_group_unknown && f.rule.id == RuleId::IommuGroupUnknown)
     };
     let refusing = match occasion.arrival {
         Arrival::Start => true,
@@ -231,7 +239,7 @@ mod tests {
     fn summary(v: &Verdict) -> Vec<(&'static str, &'static str)> {
         v.findings
             .iter()
-            .map(|j| (j.finding.rule.id, j.disposition.as_str()))
+            .map(|j| (j.finding.rule.id.as_str(), j.disposition.as_str()))
             .collect()
     }
 
@@ -342,7 +350,7 @@ mod tests {
             .findings
             .iter()
             .filter(|j| j.blocking)
-            .map(|j| j.finding.rule.id)
+            .map(|j| j.finding.rule.id.as_str())
             .collect();
         assert_eq!(blocking, ["hostdev-on-default-phb"]);
         let strict = Config {
@@ -351,6 +359,8 @@ mod tests {
         };
         let v = verdict(&unknown, &strict, start);
         assert_eq!(v.blocking(), 2);
-        assert!(v.findings.iter().any(|j| j.finding.rule.id == "iommu-group-unknown" && j.disposition == Disposition::Rejected));
+        assert!(v.findings.iter().any(
+            |j| j.finding.rule.id == RuleId::IommuGroupUnknown && j.disposition == Disposition::Rejected
+        ));
     }
 }

@@ -2,10 +2,12 @@
 //! judged on its persistent definition and, when running, its live one; then what only shows
 //! across guests (a host device in two definitions).
 
+use phbguard_core::config::{Config, Mode};
 use phbguard_core::host::HostFacts;
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Finding, Severity, judge, shared_hostdevs};
+use phbguard_core::verdict::{self, Occasion, Phase};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 use virt::sys;
@@ -33,13 +35,19 @@ impl Which {
 pub struct Judged {
     pub which: Which,
     pub definition: Definition,
+    /// Every finding, also for an opted-out guest (the hook would not look).
     pub findings: Vec<Finding>,
+    /// The mode the hook applies to this guest: the policy default (enforce) unless the
+    /// definition's `<phbguard:policy mode>` says otherwise.
+    pub mode: Mode,
+    /// The hook would refuse to start this definition (under the default policy).
+    pub start_refused: bool,
 }
 
 impl Judged {
     /// `<metadata><phbguard:policy mode='off'/>`: the guest opted out, as the hook honours.
     pub fn opted_out(&self) -> bool {
-        self.definition.policy_mode.as_deref() == Some("off")
+        self.mode == Mode::Off
     }
 
     pub fn count(&self, severity: Severity) -> usize {
@@ -51,7 +59,7 @@ impl Judged {
         let first = |s: Severity| self.findings.iter().find(|f| f.severity() == s);
         first(Severity::Error)
             .or_else(|| first(Severity::Warning))
-            .map(|f| f.rule.id)
+            .map(|f| f.rule.id.as_str())
     }
 
     /// Whether this definition makes the audit fail: error findings, not opted out.
@@ -139,10 +147,19 @@ fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<Guest, String> {
         let definition =
             parse_domain(xml.as_bytes()).map_err(|e| format!("its {} definition: {e}", which.as_str()))?;
         let findings = judge(&definition, host);
+        // What the hook decides at `prepare begin`, from the same pure function it uses.
+        let hook = verdict::decide(
+            &definition,
+            host,
+            &Config::default(),
+            Occasion::new(Phase::Prepare),
+        );
         judged.push(Judged {
             which,
             definition,
             findings,
+            mode: hook.mode,
+            start_refused: hook.reject,
         });
         Ok(())
     };

@@ -103,7 +103,9 @@ pub fn json(audit: &Audit) -> Value {
                 "state": g.state,
                 "definition": j.which.as_str(),
                 "policy": j.definition.policy_mode,
+                "mode": j.mode.as_str(),
                 "opted_out": j.opted_out(),
+                "start_refused": j.start_refused,
                 "findings": j.findings.iter().map(finding).collect::<Vec<_>>(),
             }));
         }
@@ -186,7 +188,9 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
 fn per_rule(j: &Judged) -> BTreeMap<(&'static str, &'static str), usize> {
     let mut counts = BTreeMap::new();
     for f in &j.findings {
-        *counts.entry((f.rule.id, f.severity().as_str())).or_insert(0) += 1;
+        *counts
+            .entry((f.rule.id.as_str(), f.severity().as_str()))
+            .or_insert(0) += 1;
     }
     counts
 }

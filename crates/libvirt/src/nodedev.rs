@@ -1,10 +1,11 @@
 //! Host PCI facts from the connection's node devices, the second [`HostFacts`]: through
 //! `qemu+ssh://other/system` they describe the other host, where sysfs would describe this one.
 //!
-//! libvirt names a PCI device `pci_DDDD_BB_SS_F` (src/conf/node_device_conf.c,
-//! `virNodeDeviceObjListGetNames` / udev's `udevGenerateDeviceName`) and writes its IOMMU group
-//! as `<iommuGroup number='N'>` and its NUMA node as `<numa node='N'/>` inside
-//! `<capability type='pci'>` (`virNodeDeviceCapPCIDefFormat`).
+//! libvirt names a PCI device `pci_DDDD_BB_SS_F` (src/node_device/node_device_udev.c,
+//! `udevGenerateDeviceName`: subsystem `_` sysname, other punctuation made `_`) and writes its
+//! IOMMU group as `<iommuGroup number='N'>` (only with the group's member addresses) and its
+//! NUMA node as `<numa node='N'/>` inside `<capability type='pci'>`
+//! (src/conf/node_device_conf.c, `virNodeDeviceCapPCIDefFormat`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -113,7 +114,7 @@ impl HostFacts for NodeDevices<'_> {
         match self.pci(addr) {
             Ok(Some(dev)) => dev.iommu_group.ok_or(GroupUnknown::NoLink),
             Ok(None) => Err(GroupUnknown::NoDevice),
-            Err(e) => Err(GroupUnknown::Unreadable(e)),
+            Err(e) => Err(GroupUnknown::Unavailable(e)),
         }
     }
 

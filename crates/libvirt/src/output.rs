@@ -18,8 +18,8 @@ pub fn write(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    // Beside the target, so the rename is atomic; node_exporter only reads *.prom files, so
-    // the temporary name (.tmpXXXX) is never collected half-written.
+    // Beside the target, so the rename is atomic. A dot file: node_exporter's textfile
+    // collector reads only *.prom, so it never sees a half-written one.
     let mut temp = tempfile::Builder::new()
         .prefix(".phbguard")
         .tempfile_in(dir)
@@ -27,7 +27,7 @@ pub fn write(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     temp.write_all(text.as_bytes())
         .and_then(|()| temp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", temp.path().display()))?;
-    // Readable by the collector, which does not run as root.
+    // 0644: the collector, which reads it, does not run as root.
     temp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("cannot set the mode of {}", temp.path().display()))?;

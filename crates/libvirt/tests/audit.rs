@@ -84,26 +84,27 @@ fn fleet_findings_shared_device_pool_network_and_opt_out() {
         .iter()
         .map(|r| {
             format!(
-                "{} {} {} pseries={} opted_out={}",
+                "{} {} {} pseries={} opted_out={} start_refused={}",
                 r["domain"].as_str().unwrap(),
                 r["state"].as_str().unwrap(),
                 r["definition"].as_str().unwrap(),
                 r["pseries"],
-                r["opted_out"]
+                r["opted_out"],
+                r["start_refused"]
             )
         })
         .collect();
     assert_eq!(
         rows,
         [
-            "legacy running persistent pseries=true opted_out=true",
-            "legacy running live pseries=true opted_out=true",
-            "pool-bad shut off persistent pseries=true opted_out=false",
-            "pool-good shut off persistent pseries=true opted_out=false",
-            "standby running persistent pseries=true opted_out=false",
-            "standby running live pseries=true opted_out=false",
-            "web shut off persistent pseries=true opted_out=false",
-            "x86 shut off persistent pseries=false opted_out=false",
+            "legacy running persistent pseries=true opted_out=true start_refused=false",
+            "legacy running live pseries=true opted_out=true start_refused=false",
+            "pool-bad shut off persistent pseries=true opted_out=false start_refused=true",
+            "pool-good shut off persistent pseries=true opted_out=false start_refused=false",
+            "standby running persistent pseries=true opted_out=false start_refused=false",
+            "standby running live pseries=true opted_out=false start_refused=false",
+            "web shut off persistent pseries=true opted_out=false start_refused=false",
+            "x86 shut off persistent pseries=false opted_out=false start_refused=false",
         ]
     );
     assert_eq!(json["results"][0]["uuid"], "7e57f1ee-0000-4000-8000-000000000003");
@@ -198,6 +199,11 @@ fn an_opted_out_guest_does_not_fail_the_audit_but_warn_mode_does() {
     let (out, json) = audit_json(&opted_out_only(dir.path(), "warn"), &[]);
     assert_eq!(out.status.code(), Some(1), "{json}");
     assert_eq!(json["results"][0]["opted_out"], false);
+    assert_eq!(json["results"][0]["mode"], "warn");
+    // ... and the hook would let it start (the verdict the hook itself uses).
+    assert_eq!(json["results"][0]["start_refused"], false);
+    let (_, json) = audit_json(&opted_out_only(dir.path(), "enforce"), &[]);
+    assert_eq!(json["results"][0]["start_refused"], true);
 }
 
 #[test]

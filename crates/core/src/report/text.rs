@@ -5,9 +5,11 @@ use std::io::{self, Write};
 use super::Judged;
 use crate::escape::controls;
 use crate::rules::Severity;
+/// How the text report looks.
 
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
+    /// Severities in colour (on a terminal, unless `NO_COLOR`).
     pub color: bool,
 }
 
@@ -21,14 +23,14 @@ impl Style {
     }
 }
 
-/// `db02: error[hostdev-on-default-phb]: hostdev 0002:02:00.0 at 0000:00:05.0 is on ...`
+/// `db02.xml:14: error[hostdev-on-default-phb]: hostdev 0002:02:00.0 at 0000:00:05.0 is on ...`
 pub fn write_findings(out: &mut impl Write, judged: &Judged, style: Style) -> io::Result<()> {
     for f in &judged.findings {
         let (on, off) = style.severity(f.severity());
         writeln!(
             out,
             "{}: {on}{}[{}]{off}: {}",
-            controls(judged.label()),
+            controls(&judged.location(f.line)),
             f.severity(),
             f.rule.id,
             controls(&f.message)
@@ -90,7 +92,7 @@ mod tests {
 
     fn judged() -> Judged {
         let xml = "<domain><name>db02</name><os><type arch='ppc64le' machine='pseries'>hvm</type></os>\
-                   <devices><hostdev mode='subsystem' type='pci'><source><address domain='0x0002' bus='0x02' \
+                   \n\n<devices><hostdev mode='subsystem' type='pci'><source><address domain='0x0002' bus='0x02' \
                    slot='0x00' function='0x0'/></source><address type='pci' bus='0x00' slot='0x05'/></hostdev>\
                    </devices></domain>";
         let domain = parse_domain(xml.as_bytes()).unwrap();
@@ -105,7 +107,9 @@ mod tests {
         write_findings(&mut plain, &j, Style { color: false }).unwrap();
         let plain = String::from_utf8(plain).unwrap();
         assert!(
-            plain.starts_with("db02: error[hostdev-on-default-phb]: hostdev 0002:02:00.0 at 0000:00:05.0 ")
+            plain.starts_with(
+                "db02.xml:3: error[hostdev-on-default-phb]: hostdev 0002:02:00.0 at 0000:00:05.0 "
+            )
         );
         assert!(!plain.contains('\x1b'));
 
@@ -113,7 +117,7 @@ mod tests {
         write_findings(&mut coloured, &j, Style { color: true }).unwrap();
         let coloured = String::from_utf8(coloured).unwrap();
         assert!(
-            coloured.starts_with("db02: \x1b[1;31merror[hostdev-on-default-phb]\x1b[0m: hostdev"),
+            coloured.starts_with("db02.xml:3: \x1b[1;31merror[hostdev-on-default-phb]\x1b[0m: hostdev"),
             "{coloured:?}"
         );
     }

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{Finding, Rule, Severity, Subject};
-use crate::model::{Domain, PciAddr};
+use super::{Finding, Rule, RuleId, Severity};
+use crate::model::{Domain, PciAddr, Subject};
 
 pub(super) const HOSTDEV_SHARED_BETWEEN_GUESTS: Rule = Rule {
-    id: "hostdev-shared-between-guests",
+    id: RuleId::HostdevSharedBetweenGuests,
     severity: Severity::Warning,
     summary: "one host PCI device is given to two or more defined guests",
     explanation: "\
@@ -24,6 +24,9 @@ and cannot tell.
 
 Fix by hand: give each guest its own device (another VF of the same adapter, for SR-IOV), or
 make sure the two guests never run together (autostart only one of them).",
+    // Each guest alone keeps the rule; the two together (one file each) are what breaks it.
+    bad: include_str!("examples/hostdev-shared-between-guests.bad.xml"),
+    good: include_str!("examples/hostdev-shared-between-guests.good.xml"),
     // One definition cannot break it: [`shared_hostdevs`] judges a set of guests.
     check: |_, _, _| {},
 };
@@ -53,8 +56,9 @@ pub fn shared_hostdevs(guests: &[&Domain]) -> Vec<Vec<Finding>> {
             others.dedup();
             let name = guests[g].devices[d].describe();
             findings[g].push(Finding {
-                rule: &HOSTDEV_SHARED_BETWEEN_GUESTS,
+                rule: RuleId::HostdevSharedBetweenGuests.rule(),
                 subject: Subject::Device(d),
+                line: Some(guests[g].devices[d].line),
                 message: format!(
                     "{name}: host device {host} is also given to {}; only one of them can run at a time",
                     others
@@ -102,19 +106,23 @@ mod tests {
         let found = shared_hostdevs(&[&a, &b, &c]);
         let lines: Vec<Vec<String>> = found
             .iter()
-            .map(|f| f.iter().map(|f| format!("{} {}", f.rule.id, f.message)).collect())
+            .map(|f| {
+                f.iter()
+                    .map(|f| format!("{} {} line {:?}", f.rule.id, f.message, f.line))
+                    .collect()
+            })
             .collect();
         assert_eq!(
             lines,
             [
                 vec![
                     "hostdev-shared-between-guests hostdev 0002:02:00.0: host device 0002:02:00.0 \
-                     is also given to 'b'; only one of them can run at a time"
+                     is also given to 'b'; only one of them can run at a time line Some(1)"
                         .to_string()
                 ],
                 vec![
                     "hostdev-shared-between-guests hostdev 0002:02:00.0: host device 0002:02:00.0 \
-                     is also given to 'a'; only one of them can run at a time"
+                     is also given to 'a'; only one of them can run at a time line Some(1)"
                         .to_string()
                 ],
                 vec![],

@@ -269,7 +269,7 @@ impl Handler {
                  the rule ('virsh detach-device --live') or fix the definition for the next boot",
                 about(id, op),
                 field("added", alias),
-                field("rule", f.rule.id),
+                field("rule", f.rule.id.as_str()),
                 field("device", &f.device),
                 field("severity", f.severity().as_str()),
                 f.message
@@ -293,7 +293,7 @@ impl Handler {
             let line = format!(
                 "{verdict} {} {} {} {} {}: {}",
                 about(id, op),
-                field("rule", f.rule.id),
+                field("rule", f.rule.id.as_str()),
                 field("device", &f.device),
                 field("severity", f.severity().as_str()),
                 field("action", action),
