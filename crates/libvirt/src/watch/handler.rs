@@ -343,3 +343,176 @@ impl Handler {
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The handler on libvirt's test driver (in-process, no daemon): what it defines and what
+    //! it logs, one event at a time.
+
+    use std::os::unix::net::UnixDatagram;
+
+    use super::*;
+
+    /// A pSeries guest with host device 0002:01:00.0 on the default PHB (hostdev-on-default-phb).
+    fn bad(name: &str, uuid: &str) -> String {
+        format!(
+            "<domain type='kvm'><name>{name}</name><uuid>{uuid}</uuid><memory unit='GiB'>1</memory>\
+             <os><type arch='ppc64le' machine='pseries'>hvm</type></os><devices>\
+             <controller type='pci' index='0' model='pci-root'><model name='spapr-pci-host-bridge'/>\
+             <target index='0'/></controller>\
+             <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0002' \
+             bus='0x01' slot='0x00' function='0x0'/></source><address type='pci' domain='0x0000' \
+             bus='0x00' slot='0x05' function='0x0'/></hostdev></devices></domain>"
+        )
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        log: UnixDatagram,
+        conn: Connect,
+        handler: Handler,
+    }
+
+    impl World {
+        /// test:///default is shared by the whole process: each test names its own guest.
+        fn new(action: WatchAction) -> World {
+            let dir = tempfile::tempdir().unwrap();
+            let dev = dir.path().join("sys/bus/pci/devices/0002:01:00.0");
+            std::fs::create_dir_all(&dev).unwrap();
+            std::fs::create_dir_all(dir.path().join("sys/kernel/iommu_groups/1")).unwrap();
+            std::os::unix::fs::symlink("../../../../kernel/iommu_groups/1", dev.join("iommu_group")).unwrap();
+            let log = UnixDatagram::bind(dir.path().join("log")).unwrap();
+            log.set_nonblocking(true).unwrap();
+            let config = Config {
+                sysfs_root: dir.path().join("sys"),
+                syslog_socket: dir.path().join("log"),
+                watch_action: action,
+                ..Config::default()
+            };
+            let handler = Handler::new(config.clone(), Journal::open(&config.syslog_socket));
+            let conn = Connect::open(Some("test:///default")).unwrap();
+            World {
+                _dir: dir,
+                log,
+                conn,
+                handler,
+            }
+        }
+
+        fn define(&self, xml: &str) -> DomainId {
+            let dom = self.conn.define_domain_xml(xml).unwrap();
+            DomainId {
+                name: dom.name().unwrap(),
+                uuid: dom.uuid_string().unwrap(),
+            }
+        }
+
+        fn definition(&self, id: &DomainId) -> String {
+            let dom = self.conn.lookup_domain_by_uuid_string(&id.uuid).unwrap();
+            redefine::read_definition(&dom).unwrap()
+        }
+
+        /// The lines logged since the last call (syslog sends before `log` returns).
+        fn lines(&self) -> Vec<String> {
+            let mut buf = [0u8; 8192];
+            let mut lines = Vec::new();
+            while let Ok(n) = self.log.recv(&mut buf) {
+                lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            lines
+        }
+
+        fn event(&mut self, id: &DomainId) {
+            let event = Event::Defined {
+                domain: id.clone(),
+                detail: crate::events::Defined::Added,
+            };
+            self.handler.event(&self.conn, event);
+        }
+    }
+
+    fn verbs(lines: &[String]) -> Vec<&str> {
+        lines
+            .iter()
+            .filter_map(|l| l.split_once("]: ").and_then(|(_, rest)| rest.split(' ').next()))
+            .collect()
+    }
+
+    #[test]
+    fn fix_redefines_once_and_leaves_its_own_definition_alone() {
+        let mut w = World::new(WatchAction::Fix);
+        let id = w.define(&bad("phbguard-unit-fix", "7e57f1ee-1200-4000-8000-000000000001"));
+        w.event(&id);
+        let fixed = w.definition(&id);
+        assert!(fixed.contains("bus='0x01' slot='0x01'"), "{fixed}");
+        assert_eq!(verbs(&w.lines()), ["fixed", "redefined"]);
+        // The DEFINED event of that redefine: judged, compliant, nothing more.
+        w.event(&id);
+        assert!(w.lines().is_empty());
+        assert_eq!(w.definition(&id), fixed);
+        w.conn
+            .lookup_domain_by_uuid_string(&id.uuid)
+            .unwrap()
+            .undefine()
+            .unwrap();
+    }
+
+    #[test]
+    fn its_own_definition_still_broken_is_not_redefined_again() {
+        let mut w = World::new(WatchAction::Fix);
+        let id = w.define(&bad("phbguard-unit-own", "7e57f1ee-1200-4000-8000-000000000002"));
+        // As if libvirt had turned phbguard's last redefine into this non-compliant definition.
+        let current = w.definition(&id);
+        w.handler.redefined.insert(id.uuid.clone(), current.clone());
+        w.event(&id);
+        let lines = w.lines();
+        assert_eq!(verbs(&lines), ["unfixable", "warned"], "{lines:#?}");
+        assert!(lines[0].contains("not redefined again"), "{lines:#?}");
+        assert_eq!(w.definition(&id), current);
+        // The next definition (someone else's) is fixed as usual.
+        w.event(&id);
+        assert_eq!(verbs(&w.lines()), ["fixed", "redefined"]);
+        w.conn
+            .lookup_domain_by_uuid_string(&id.uuid)
+            .unwrap()
+            .undefine()
+            .unwrap();
+    }
+
+    #[test]
+    fn warn_exempt_and_opted_out_guests_are_never_redefined() {
+        let mut w = World::new(WatchAction::Warn);
+        let id = w.define(&bad("phbguard-unit-warn", "7e57f1ee-1200-4000-8000-000000000003"));
+        let before = w.definition(&id);
+        w.event(&id);
+        let lines = w.lines();
+        assert_eq!(verbs(&lines), ["warned"]);
+        assert!(lines[0].contains("rule=hostdev-on-default-phb") && lines[0].contains("action=warn:"));
+        assert_eq!(w.definition(&id), before);
+
+        let mut w = World::new(WatchAction::Fix);
+        w.handler.config.exempt = vec![id.name.clone()];
+        w.event(&id);
+        assert_eq!(verbs(&w.lines()), ["exempt"]);
+        assert_eq!(w.definition(&id), before);
+
+        w.handler.config.exempt.clear();
+        let opted_out = before.replacen(
+            "<memory",
+            "<metadata><phbguard:policy xmlns:phbguard='urn:phbguard:policy:1' mode='warn'/></metadata><memory",
+            1,
+        );
+        w.define(&opted_out);
+        let before = w.definition(&id);
+        w.event(&id);
+        let lines = w.lines();
+        assert_eq!(verbs(&lines), ["warned"], "{lines:#?}");
+        assert!(lines[0].contains("action=warn:"), "{lines:#?}");
+        assert_eq!(w.definition(&id), before);
+        w.conn
+            .lookup_domain_by_uuid_string(&id.uuid)
+            .unwrap()
+            .undefine()
+            .unwrap();
+    }
+}
