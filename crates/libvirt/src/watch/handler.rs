@@ -237,11 +237,14 @@ impl Handler {
             Err(e) if e.code().is(ErrorNumber::NoDomain) => return,
             Err(e) => return self.internal(id, op, &format!("cannot look it up: {}", e.message())),
         };
+        // Stopped again already: its live definition is gone (and flags 0 would read the
+        // persistent one instead).
+        if !dom.is_active().unwrap_or(false) {
+            return;
+        }
         // The live definition (flags 0); nothing is redefined, so no secrets are needed.
         let xml = match dom.xml_desc(0) {
             Ok(xml) => xml,
-            // Stopped again already: its live definition is gone.
-            Err(e) if e.code().is(ErrorNumber::OperationInvalid) => return,
             Err(e) => {
                 return self.internal(
                     id,
