@@ -17,15 +17,21 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     host.check_root()
         .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;
     let mut judged = Vec::with_capacity(args.files.len());
+    // Per file in command-line order: the index into `judged`, or why it could not be read.
+    let mut outcomes = Vec::with_capacity(args.files.len());
     let mut unreadable = 0;
     for file in &args.files {
         match load(file) {
             Ok((_, domain)) => {
                 let findings = judge(&domain, &host);
+                outcomes.push(Ok(judged.len()));
                 judged.push(Judged::new(file, &domain, findings));
             }
             Err(e) => {
-                output::error(&anyhow::Error::new(e).context(file.clone()));
+                let err = anyhow::Error::new(e);
+                // The JSON entry gets the reason; stderr names the file too.
+                outcomes.push(Err(format!("{err:#}")));
+                output::error(&err.context(file.clone()));
                 unreadable += 1;
             }
         }
@@ -39,7 +45,18 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     };
     let mut out = io::stdout().lock();
     let written = match args.format {
-        Format::Json => writeln!(out, "{}", json::results(&judged)),
+        Format::Json => {
+            let entries: Vec<json::Entry> = args
+                .files
+                .iter()
+                .zip(outcomes)
+                .map(|(file, outcome)| match outcome {
+                    Ok(i) => json::Entry::Judged(&judged[i]),
+                    Err(error) => json::Entry::Unreadable { file, error },
+                })
+                .collect();
+            writeln!(out, "{}", json::results(&entries))
+        }
         Format::Text => write_text(&mut out, &judged, unreadable),
     };
     output::finish(written.and_then(|()| out.flush()), code)

@@ -23,22 +23,29 @@ pub struct Cli {
 pub enum Command {
     /// Judge domain XML files against the rules
     Check(CheckArgs),
-    /// Rewrite a domain XML file into one that keeps the rules, changing as little as possible
+    /// Rewrite domain XML files into ones that keep the rules, changing as little as possible
     #[command(
-        long_about = "Rewrite a domain XML file into one that keeps the rules, changing as \
+        long_about = "Rewrite domain XML files into ones that keep the rules, changing as \
                   little as possible: hostdevs move to one PHB per host IOMMU group, emulated \
                   devices leave hostdev PHBs, PHBs are added (lowest free index and target index) \
                   or renumbered, and pci-bridges the move empties are removed. Everything else \
-                  stays byte for byte; a compliant file comes out unchanged.\n\n\
+                  stays byte for byte; a compliant file comes out unchanged ('already compliant' \
+                  on stderr).\n\n\
+                  The fixed XML goes to stdout for one FILE only; several FILEs need --in-place, \
+                  --diff or --format json (one JSON object per line and file). Each file is \
+                  fixed on its own: one that cannot be fixed is left alone, the others are \
+                  still written.\n\n\
                   The result is judged again before it is written. Exit codes: 0 the output keeps \
                   every error rule, 1 something cannot be fixed (each reason on stderr; nothing \
-                  is written), 2 bad input, usage or a file that cannot be replaced."
+                  is written), 2 bad input, usage or a file that cannot be replaced. With several \
+                  files the worst of these: 2 before 1 before 0."
     )]
     Fix(FixArgs),
     /// Explain a rule: what it catches, why it matters, how to fix it by hand
     Explain {
-        /// A rule id, as 'phbguard rules' lists them
-        rule: String,
+        /// A rule id as 'phbguard rules' lists it, or as a finding names it
+        /// ('error[hostdev-on-default-phb]'); without one, the rules are listed
+        rule: Option<String>,
     },
     /// List the rules
     Rules {
@@ -188,7 +195,7 @@ pub struct FixArgs {
     pub sysfs_root: Option<PathBuf>,
     /// Fix the persistent definition of this libvirt domain (name or UUID) instead of a file:
     /// show the diff, then redefine it with --yes or on confirmation
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["file", "in_place", "diff"])]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["files", "in_place", "diff"])]
     pub domain: Option<String>,
     /// With --domain: the libvirt connection URI [default: $LIBVIRT_DEFAULT_URI, else
     /// libvirt's own default]
@@ -197,8 +204,8 @@ pub struct FixArgs {
     /// With --domain: redefine without asking
     #[arg(long, short = 'y', requires = "domain")]
     pub yes: bool,
-    /// Replace FILE with the fixed XML instead of printing it: atomically, keeping owner, group,
-    /// mode and extended attributes, and only if nobody changed it meanwhile
+    /// Replace each FILE with its fixed XML instead of printing it: atomically, keeping owner,
+    /// group, mode and extended attributes, and only if nobody changed it meanwhile
     #[arg(long, short = 'i')]
     pub in_place: bool,
     /// With --in-place, keep the original as FILE + SUFFIX [default SUFFIX: .orig]
@@ -223,9 +230,9 @@ pub struct FixArgs {
     /// Do not list the changes on stderr
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// A domain XML file; '-' reads standard input
+    /// Domain XML files; '-' reads standard input
     #[arg(value_name = "FILE", required_unless_present = "domain")]
-    pub file: Option<String>,
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,5 +1,5 @@
-//! `phbguard fix`: rewrite one file, show or write the result, and say with the exit code
-//! whether it now keeps the rules.
+//! `phbguard fix`: rewrite files, show or write the results, and say with the exit code
+//! whether they now keep the rules.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -12,7 +12,7 @@ use phbguard_core::replace::{self, replace_file};
 use phbguard_core::report::json;
 
 use crate::cli::{FixArgs, Format};
-use crate::{EXIT_FINDINGS, EXIT_OK, output};
+use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
 /// One line on stderr; text from the document (device names, values) or a file name may hold
 /// control characters, which are escaped.
@@ -20,36 +20,88 @@ fn say(line: &str) {
     eprintln!("{}", phbguard_core::escape::controls(line));
 }
 
-/// Fixes one file. An `Err` is bad input or usage (exit 2); what cannot be fixed is exit 1.
+/// Fixes every file, each on its own. An `Err` is usage (exit 2); a file that cannot be read or
+/// replaced is reported and counts as exit 2, one that cannot be fixed as exit 1, and the worst
+/// file decides the exit code.
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
-    let file = args.file.as_deref().expect("clap requires FILE without --domain");
-    if args.in_place && file == "-" {
+    // Fixed XML on stdout is one document: with several files it would be one unusable stream.
+    let prints_xml = args.format == Format::Text && !args.diff && !args.in_place;
+    if prints_xml && args.files.len() > 1 {
+        bail!(
+            "{} files: the fixed XML of only one can go to stdout; use --in-place (-i) to \
+             rewrite them, --diff to see the changes, or --format json",
+            args.files.len()
+        );
+    }
+    if args.in_place && args.files.iter().any(|f| f == "-") {
         bail!("--in-place needs a file, not standard input");
+    }
+    if args.files.iter().filter(|f| *f == "-").count() > 1 {
+        bail!("standard input ('-') can be read only once");
     }
     if let Some(suffix) = args.backup.as_deref()
         && (suffix.is_empty() || suffix.contains('/'))
     {
         bail!("--backup={suffix:?}: the suffix must be non-empty and without '/'");
     }
-    let (bytes, domain) = load(file).with_context(|| file.to_string())?;
-    // The parser accepted it, so it is UTF-8.
-    let input = String::from_utf8_lossy(&bytes);
     let host = Sysfs::new(args.sysfs_root.as_deref().unwrap_or(Path::new("/sys")));
     // A sysfs root that is not a directory would make every hostdev "not on this host".
     host.check_root()
         .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;
+    let mut out = io::stdout().lock();
+    let mut code = EXIT_OK;
+    for file in &args.files {
+        let (file_code, text) = match fix_one(args, &host, file) {
+            Ok(done) => done,
+            Err(err) => {
+                let entry = match args.format {
+                    Format::Json => format!("{}\n", json::unreadable(file, &format!("{err:#}"))),
+                    Format::Text => String::new(),
+                };
+                output::error(&err.context(file.clone()));
+                (EXIT_BAD_INPUT, entry)
+            }
+        };
+        code = worst(code, file_code);
+        output::finish(out.write_all(text.as_bytes()).and_then(|()| out.flush()), code)?;
+    }
+    Ok(code)
+}
+
+/// The more serious of two exit codes (2 bad input before 1 unfixable before 0).
+fn worst(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        EXIT_BAD_INPUT => 2,
+        EXIT_FINDINGS => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+/// Fixes one file: its exit code and what goes to stdout for it. An `Err` (the file is not
+/// named in it) is bad input or a file that could not be replaced.
+fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, String)> {
+    let (bytes, domain) = load(file)?;
+    // The parser accepted it, so it is UTF-8.
+    let input = String::from_utf8_lossy(&bytes);
     let options = Options {
         assign_unaddressed: args.assign_addresses,
     };
-    let fixed = match fix(&input, &domain, &host, options) {
+    let fixed = match fix(&input, &domain, host, options) {
         Ok(fixed) => fixed,
         Err(e) => {
-            output::error(&anyhow::Error::new(e).context(file.to_string()));
-            return Ok(EXIT_FINDINGS);
+            let err = anyhow::Error::new(e);
+            let entry = match args.format {
+                Format::Json => format!("{}\n", json::unreadable(file, &format!("{err:#}"))),
+                Format::Text => String::new(),
+            };
+            output::error(&err.context(file.to_string()));
+            return Ok((EXIT_FINDINGS, entry));
         }
     };
+    let text_report = args.format == Format::Text && !args.quiet;
     let list_changes = || {
-        if args.format == Format::Text && !args.quiet {
+        if text_report {
             for change in &fixed.plan.changes {
                 say(&format!("phbguard: {file}: {}", change.describe(&domain)));
             }
@@ -63,6 +115,10 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;
+    // Silence on stderr would leave "did it do anything?" open.
+    if text_report && fixed.is_clean() && !changed {
+        say(&format!("phbguard: {file}: already compliant, nothing to change"));
+    }
     if args.in_place {
         if fixed.is_clean() && changed {
             let options = replace::Options {
@@ -70,7 +126,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
             };
             // Nothing was written on an error, so no change is listed as made.
             replace_file(Path::new(file), &bytes, fixed.output.as_bytes(), options)
-                .with_context(|| format!("{file}: not rewritten"))?;
+                .context("not rewritten")?;
             // Listed only now that they are in the file.
             list_changes();
         } else if let Ok(target) = std::fs::canonicalize(file)
@@ -89,8 +145,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
         _ if args.in_place => String::new(),
         _ => fixed.output.clone(),
     };
-    let mut out = io::stdout().lock();
-    output::finish(out.write_all(text.as_bytes()).and_then(|()| out.flush()), code)
+    Ok((code, text))
 }
 
 fn diff(file: &str, before: &str, after: &str) -> String {

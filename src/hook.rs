@@ -457,10 +457,11 @@ pub fn refusal_text(
     let policy = shell_word(&policy.to_string_lossy());
     match occasion.arrival {
         Arrival::Start => {
-            let file = shell_word(&format!("{name}.xml"));
+            // Through the API, never dumpxml > file > define: dumpxml without --security-info
+            // drops VNC/SPICE passwords and the redefine would erase them.
             let _ = writeln!(
                 text,
-                "phbguard: fix its definition: virsh dumpxml --inactive {quoted} > {file} && phbguard fix{sysfs} -i {file} && virsh define {file}"
+                "phbguard: fix its definition: phbguard fix --domain {quoted}{sysfs} (shows the diff, redefines when you confirm)"
             );
             let _ = writeln!(
                 text,
@@ -476,10 +477,9 @@ pub fn refusal_text(
                 text,
                 "phbguard: let incoming guests in with a warning: incoming = \"warn\" in {policy} (the default)"
             );
-            let file = shell_word(&format!("{name}.xml"));
             let _ = writeln!(
                 text,
-                "phbguard: then fix its definition: virsh dumpxml --inactive {quoted} > {file} && phbguard fix{sysfs} -i {file} && virsh define {file}"
+                "phbguard: then fix its definition: phbguard fix --domain {quoted}{sysfs} (shows the diff, redefines when you confirm)"
             );
         }
     }

@@ -73,7 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&args)?,
         Command::Fix(args) if args.domain.is_some() => libvirt_half::exec(),
         Command::Fix(args) => fix::run(&args)?,
-        Command::Explain { rule } => explain(&rule)?,
+        Command::Explain { rule: Some(rule) } => explain(&rule)?,
+        Command::Explain { rule: None } => explain_which(),
         Command::Rules { format } => list_rules(format)?,
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.
         Command::Hook(args) => hook(&args.args, false, None),
@@ -132,8 +133,8 @@ fn libvirt_hook_call(argv: &[OsString]) -> bool {
         && ["begin", "end", "-"].iter().any(|s| argv[n - 2] == *s)
 }
 
-fn explain(id: &str) -> anyhow::Result<u8> {
-    let rule = id
+fn explain(asked: &str) -> anyhow::Result<u8> {
+    let rule = rule_id(asked)
         .parse::<RuleId>()
         .map_err(|e| anyhow::anyhow!("{e}; 'phbguard rules' lists them"))?
         .rule();
@@ -162,12 +163,46 @@ fn indent(xml: &str) -> String {
         .to_string()
 }
 
+/// The rule id in what a user pasted: a bare id, or a finding's `error[ID]` / `warning[ID]:`.
+fn rule_id(asked: &str) -> &str {
+    let asked = asked.trim().trim_end_matches(':');
+    ["error[", "warning["]
+        .iter()
+        .find_map(|prefix| asked.strip_prefix(prefix)?.strip_suffix(']'))
+        .unwrap_or(asked)
+}
+
+/// `phbguard explain` without a rule: say how to ask, and what can be asked about.
+fn explain_which() -> u8 {
+    eprint!(
+        "phbguard explain: which rule? Give its id, or paste it from a finding:\n  \
+         phbguard explain hostdev-on-default-phb\n  \
+         phbguard explain 'error[hostdev-on-default-phb]'\n\nThe rules:\n{}",
+        rules_table()
+    );
+    EXIT_BAD_INPUT
+}
+
+/// One line per rule, the summaries in one column whatever the severity.
+fn rules_table() -> String {
+    let width = RULES.iter().map(|r| r.id.as_str().len()).max().unwrap_or(0);
+    RULES
+        .iter()
+        .map(|r| {
+            // `as_str`: Display of these types ignores width, so `{:<8}` would not pad.
+            format!(
+                "{:<width$}  {:<7}  {}\n",
+                r.id.as_str(),
+                r.severity.as_str(),
+                r.summary
+            )
+        })
+        .collect()
+}
+
 fn list_rules(format: Format) -> anyhow::Result<u8> {
     let text = match format {
-        Format::Text => RULES
-            .iter()
-            .map(|r| format!("{:<26} {:<8} {}\n", r.id, r.severity, r.summary))
-            .collect(),
+        Format::Text => rules_table(),
         Format::Json => {
             let rules: Vec<_> = RULES
                 .iter()

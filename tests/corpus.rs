@@ -1,4 +1,4 @@
-//! libvirt's own pSeries test data (shared/corpus/libvirt, copied into tests/corpus/libvirt):
+//! libvirt's own pSeries test data (tests/corpus/libvirt, its README names each upstream file):
 //! what libvirt itself places must check clean on a host laid out like libvirt's test mock,
 //! except where libvirt honoured a user address that breaks isolation.
 

@@ -83,7 +83,11 @@ fn a_compliant_file_comes_out_unchanged_and_its_diff_is_empty() {
     let input = fs::read(support::repo().join(COMPLIANT)).unwrap();
     let out = fix(&[COMPLIANT]);
     assert_eq!((out.status.code(), &out.stdout), (Some(0), &input));
-    assert!(out.stderr.is_empty());
+    assert_eq!(
+        support::stderr(&out),
+        format!("phbguard: {COMPLIANT}: already compliant, nothing to change\n")
+    );
+    assert!(fix(&["-q", COMPLIANT]).stderr.is_empty());
     let diff = fix(&["--diff", COMPLIANT]);
     assert_eq!(diff.status.code(), Some(0));
     assert!(diff.stdout.is_empty());

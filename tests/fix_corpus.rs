@@ -148,7 +148,11 @@ fn inputs_without_hostdevs_are_left_for_libvirt_to_place() {
         let (code, out, err) = fix(&input, &["--assign-addresses"]);
         assert_eq!(
             (code, out.as_str(), err.as_str()),
-            (0, input.as_str(), ""),
+            (
+                0,
+                input.as_str(),
+                "phbguard: -: already compliant, nothing to change\n"
+            ),
             "{case}"
         );
     }

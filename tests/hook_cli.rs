@@ -87,8 +87,8 @@ fn prepare_rejects_with_rule_ids_on_stderr_and_one_syslog_line_per_finding() {
     assert_eq!(
         lines[3],
         format!(
-            "phbguard: fix its definition: virsh dumpxml --inactive db02 > db02.xml && \
-             phbguard fix --sysfs-root {sysfs} -i db02.xml && virsh define db02.xml"
+            "phbguard: fix its definition: phbguard fix --domain db02 --sysfs-root {sysfs} \
+             (shows the diff, redefines when you confirm)"
         )
     );
     assert_eq!(

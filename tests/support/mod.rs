@@ -97,7 +97,7 @@ pub fn case_host() -> FakeSysfs {
         })
 }
 
-/// libvirt's test mock (tests/virpcimock.c, see shared/corpus/libvirt/virpcimock-devices.txt):
+/// libvirt's test mock (its tests/virpcimock.c; tests/corpus/libvirt/virpcimock-devices.txt):
 /// the devices the corpus files name, with today's groups.
 pub fn virpcimock() -> FakeSysfs {
     let devices: &[(&str, u32)] = &[

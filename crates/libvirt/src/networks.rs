@@ -1,6 +1,6 @@
 //! libvirt networks that are hostdev pools (`<forward mode='hostdev'>`): an `<interface
 //! type='network'>` on one becomes a VFIO hostdev of a VF picked from the pool at start
-//! (src/conf/virnetworkobj.c, `networkAllocatePort`; libvirt-behaviour.md §2.2).
+//! (src/conf/virnetworkobj.c, `networkAllocatePort`; docs/libvirt.md, "Isolation groups").
 
 use std::collections::BTreeMap;
 

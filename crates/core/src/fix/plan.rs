@@ -2,7 +2,7 @@
 //! which PHBs are added or renumbered and which bridges go. It knows nothing of bytes; the
 //! renderer turns a [`Plan`] into edits.
 //!
-//! The placement copies libvirt's (`libvirt-behaviour.md` §2.4-2.7) so that a fixed guest looks
+//! The placement copies libvirt's (docs/libvirt.md, "Isolation groups") so that a fixed guest looks
 //! like one libvirt placed itself: each IOMMU group gets one PHB, emulated devices fill the
 //! default PHB first, moving devices are taken in libvirt's device order and each takes
 //! function 0 of the first free slot from 1. Unlike libvirt it keeps every address that is

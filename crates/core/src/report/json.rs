@@ -8,10 +8,35 @@ use crate::fix::{Change, Fixed};
 use crate::model::Domain;
 use crate::rules::Finding;
 
-/// `check --format json`: every judged document.
-pub fn results(all: &[Judged]) -> Value {
-    let results: Vec<Value> = all.iter().map(result).collect();
+/// One file named on the command line: judged, or the reason it could not be. A file that
+/// could not be read still gets an entry, so a script sees every file it asked about.
+pub enum Entry<'a> {
+    /// A document that was read and judged.
+    Judged(&'a Judged),
+    /// A file that could not be read or parsed.
+    Unreadable {
+        /// The file as named on the command line.
+        file: &'a str,
+        /// Why, as its stderr line says it.
+        error: String,
+    },
+}
+
+/// `check --format json`: one entry per file, in command-line order.
+pub fn results(all: &[Entry]) -> Value {
+    let results: Vec<Value> = all
+        .iter()
+        .map(|entry| match entry {
+            Entry::Judged(j) => result(j),
+            Entry::Unreadable { file, error } => unreadable(file, error),
+        })
+        .collect();
     json!({ "results": results })
+}
+
+/// The entry of a file that could not be read or parsed: `{"file", "error"}`.
+pub fn unreadable(file: &str, error: &str) -> Value {
+    json!({ "file": file, "error": error })
 }
 
 /// One finding, as every JSON report writes it.

@@ -1,0 +1,266 @@
+//! What `--help` cannot say: the sections phbguard(1) adds after clap's, and phbguard.toml(5).
+//! Facts here follow README.md, docs/rules.md (exit codes), docs/hook.md and the policy file
+//! packaging/phbguard.toml; the gen-docs tests check every key of that file is described.
+
+use crate::roff::Section;
+
+/// phbguard(1), after the options and subcommands.
+pub const PHBGUARD_EXTRA: &[Section] = &[
+    Section {
+        heading: "EXIT STATUS",
+        intro: "The exit codes are a stable interface (docs/rules.md).",
+        items: &[
+            (
+                "0",
+                "*check*: no error findings (warnings are allowed). *fix*: the output keeps \
+                 every error rule (a compliant file: nothing changed). *hook*: the guest may go \
+                 on; also every call the hook does not judge. *check-config*: the policy file is \
+                 valid.",
+            ),
+            (
+                "1",
+                "*check*: at least one error finding. *fix*: something cannot be fixed; each \
+                 reason is on stderr and nothing is written for that file. *hook*: the guest is \
+                 refused (at *prepare begin* in enforce mode; an incoming migration or restore \
+                 with *incoming = \"refuse\"*).",
+            ),
+            (
+                "2",
+                "Bad input or usage: a file that cannot be read, malformed XML, not a \
+                 <domain>, a number that is not decimal or 0x hex, a file over 16 MiB, an \
+                 unknown option or a missing argument. One line on stderr names the file, the \
+                 element and the value. Also *fix*: a file that cannot be replaced (nothing is \
+                 changed); *check-config*: any problem in the policy file.\n\n\
+                 With several files *check* and *fix* exit with the worst outcome: 2 before 1 \
+                 before 0.",
+            ),
+        ],
+    },
+    Section {
+        heading: "ENVIRONMENT",
+        intro: "",
+        items: &[
+            (
+                "PHBGUARD_CONFIG",
+                "The policy file the hook and *check-config* read instead of \
+                 /etc/phbguard/phbguard.toml (the hook's *--config* option wins over it).",
+            ),
+            (
+                "LIBVIRT_DEFAULT_URI",
+                "The libvirt connection *audit*, *groups* and *watch* use when *-c* is not \
+                 given, as for virsh.",
+            ),
+            (
+                "PHBGUARD_LIBVIRT",
+                "The phbguard-libvirt binary that *audit*, *groups* and *watch* run. Default: \
+                 the one beside phbguard, else /usr/libexec/phbguard/phbguard-libvirt.",
+            ),
+            (
+                "NO_COLOR",
+                "When set, *check* never colours its text output (it colours only on a \
+                 terminal anyway).",
+            ),
+        ],
+    },
+    Section {
+        heading: "FILES",
+        intro: "",
+        items: &[
+            (
+                "/etc/libvirt/hooks/qemu.d/phbguard",
+                "The hook file libvirt runs for every guest (its first line is \
+                 #!/usr/bin/phbguard hook). libvirt notices a first hook only after a reload: \
+                 *systemctl reload virtqemud* (or *libvirtd*).",
+            ),
+            (
+                "/etc/phbguard/phbguard.toml",
+                "The hook's policy: enforce, warn or off, and what incoming guests, unknown \
+                 IOMMU groups and internal errors do. See phbguard.toml(5).",
+            ),
+            (
+                "/sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group, .../numa_node",
+                "The host facts rules are judged with: a host device's IOMMU group (the \
+                 symlink's target) and NUMA node. *--sysfs-root DIR* reads them under DIR \
+                 instead of /sys.",
+            ),
+            (
+                "/usr/libexec/phbguard/phbguard-libvirt",
+                "The half that links libvirt (*audit*, *groups*, *watch*), so that the hook \
+                 binary never loads libvirt.so.",
+            ),
+            (
+                "/dev/log",
+                "Where the hook logs (syslog, facility daemon, identity phbguard): read it with \
+                 *journalctl -t phbguard*.",
+            ),
+        ],
+    },
+    Section {
+        heading: "EXAMPLES",
+        intro: "",
+        items: &[
+            (
+                "virsh dumpxml --inactive --security-info db01 > db01.xml; phbguard check db01.xml",
+                "Judge a defined guest. Without *--security-info* virsh leaves secrets (a VNC \
+                 password) out of the XML, and defining it again would lose them.",
+            ),
+            (
+                "phbguard explain 'error[hostdev-on-default-phb]'",
+                "Why a rule exists and how to fix its findings by hand; the rule may be pasted \
+                 as a finding prints it. *phbguard rules* lists them all.",
+            ),
+            (
+                "phbguard fix --diff db01.xml",
+                "Show the smallest change that makes the guest compliant.",
+            ),
+            (
+                "phbguard fix -i db01.xml && virsh define db01.xml",
+                "Rewrite the file and give it back to libvirt.",
+            ),
+            (
+                "phbguard check --format json *.xml",
+                "One JSON report for scripts (docs/rules.md has its shape).",
+            ),
+            (
+                "phbguard check-config",
+                "Validate /etc/phbguard/phbguard.toml before relying on it.",
+            ),
+            (
+                "journalctl -t phbguard --since today",
+                "What the hook judged, refused or could not read.",
+            ),
+        ],
+    },
+    Section {
+        heading: "SEE ALSO",
+        intro: "phbguard.toml(5), phbguard-check(1), phbguard-fix(1), phbguard-hook(1), \
+                virsh(1). From install to enforce on a host: \
+                /usr/share/doc/phbguard*/docs/admin.md.",
+        items: &[],
+    },
+];
+
+pub const TOML_NAME: &str = "phbguard.toml - policy of the phbguard libvirt qemu hook";
+
+/// phbguard.toml(5), after NAME.
+pub const TOML: &[Section] = &[
+    Section {
+        heading: "SYNOPSIS",
+        intro: "/etc/phbguard/phbguard.toml",
+        items: &[],
+    },
+    Section {
+        heading: "DESCRIPTION",
+        intro: "The policy of the hook libvirt runs from /etc/libvirt/hooks/qemu.d/phbguard: \
+                what it does with a guest whose definition breaks a rule. It is TOML; every key \
+                is optional and a missing file means every default. The hook reads it on every \
+                call it judges (*prepare begin*, *migrate begin*, *restore begin*), so a change \
+                applies to the next guest start: nothing needs reloading. Other calls never \
+                read it.\n\n\
+                The hook's *--config FILE* (on its #! line) or *PHBGUARD_CONFIG* name another \
+                file. *phbguard check-config [FILE]* validates a file.",
+        items: &[],
+    },
+    Section {
+        heading: "KEYS",
+        intro: "",
+        items: &[
+            (
+                "mode = \"enforce\" | \"warn\" | \"off\"",
+                "What error findings do when a guest starts (*prepare begin*). *enforce*: the \
+                 start is refused; virsh start shows the findings, syslog logs them. *warn*: \
+                 the guest starts and the findings are logged. *off*: the hook does nothing. \
+                 Built-in default: \"enforce\". The RPM's file sets \"warn\", so that installing \
+                 the package never refuses a guest that started before: switch to \"enforce\" \
+                 once *phbguard audit* (or *check*) is clean.\n\n\
+                 A guest can override it for itself: virsh metadata GUEST --uri \
+                 urn:phbguard:policy:1 --key phbguard --set \"<policy mode='warn'/>\" --config",
+            ),
+            (
+                "incoming = \"warn\" | \"refuse\"",
+                "What error findings do for a guest that arrives by incoming migration \
+                 (*migrate begin* on the destination) or is restored from a save image \
+                 (*restore begin*). The hook cannot fix a guest there: libvirt refuses any \
+                 changed definition that is not ABI-identical. *warn* lets it in and logs; \
+                 *refuse* cancels the migration or restore, for guests whose mode is enforce. \
+                 Default: \"warn\".",
+            ),
+            (
+                "reject_iommu_group_unknown = false | true",
+                "Whether the warning iommu-group-unknown (a hostdev whose host device or IOMMU \
+                 group cannot be found) refuses like an error. Default: false: the device may \
+                 simply be missing on this host, and libvirt refuses that start itself.",
+            ),
+            (
+                "on_internal_error = \"allow\" | \"deny\"",
+                "What happens when the hook cannot judge a guest (unreadable or malformed XML, \
+                 more than 16 MiB, a bug): *allow* lets it start, *deny* refuses it. Either way \
+                 it is logged at error level. Default: \"allow\".",
+            ),
+            (
+                "exempt = [\"NAME\" | \"UUID\", ...]",
+                "Guests never refused, by name or UUID (UUIDs compared case-insensitively). \
+                 Their findings are still logged. Default: none.",
+            ),
+            (
+                "sysfs_root = \"/sys\"",
+                "Where host PCI facts (IOMMU groups, NUMA nodes) are read; an absolute path. \
+                 Default: \"/sys\".",
+            ),
+            (
+                "syslog_socket = \"/dev/log\"",
+                "The syslog datagram socket (facility daemon, identity phbguard); an absolute \
+                 path. A missing or full socket is ignored: logging never blocks or fails a \
+                 start. Default: \"/dev/log\".",
+            ),
+            (
+                "state_dir = \"/run/phbguard/incoming\"",
+                "Where the hook marks a guest it let in at *migrate begin* or *restore begin*, \
+                 so that the *prepare begin* libvirt runs for it next follows *incoming* rather \
+                 than *mode*; an absolute path. Default: \"/run/phbguard/incoming\".",
+            ),
+        ],
+    },
+    Section {
+        heading: "MISTAKES",
+        intro: "A mistake in this file never refuses a guest. If the file cannot be read, is \
+                not valid TOML, or has an unknown key or a bad value, the hook logs the problem \
+                with its line at error level (stderr and syslog: *journalctl -t phbguard*) and \
+                judges every guest in warn mode until the file is fixed: findings are logged, \
+                nothing is refused. (A value that is bad keeps its key's default; a file that is \
+                not TOML is ignored as a whole; either way the mode is warn.)\n\n\
+                A missing /etc/phbguard/phbguard.toml is not a mistake: the built-in defaults \
+                apply, mode \"enforce\" included. A file named with *--config* or \
+                *PHBGUARD_CONFIG* that is missing is one.\n\n\
+                *phbguard check-config [FILE]* prints each problem as FILE:LINE: PROBLEM and \
+                exits 2 if there is any, 0 if the file is valid. Run it after every edit.",
+        items: &[],
+    },
+    Section {
+        heading: "EXAMPLES",
+        intro: "Log findings but refuse nothing (the first weeks on a host):\n\n  \
+                mode = \"warn\"\n\n\
+                Refuse non-compliant guests but one, which is only logged:\n\n  \
+                mode = \"enforce\"\n  exempt = [\"legacy-db01\"]\n\n\
+                Also refuse non-compliant guests that arrive by migration or restore:\n\n  \
+                mode = \"enforce\"\n  incoming = \"refuse\"",
+        items: &[],
+    },
+    Section {
+        heading: "FILES",
+        intro: "",
+        items: &[
+            (
+                "/etc/phbguard/phbguard.toml",
+                "This file; the RPM installs it as %config(noreplace): an edited file survives \
+                 upgrades.",
+            ),
+            ("/etc/libvirt/hooks/qemu.d/phbguard", "The hook that reads it."),
+        ],
+    },
+    Section {
+        heading: "SEE ALSO",
+        intro: "phbguard(1), phbguard-hook(1), phbguard-check-config(1).",
+        items: &[],
+    },
+];
