@@ -79,6 +79,19 @@ pub enum Command {
     /// List the host's IOMMU groups, their PCI devices and the guests that use them
     Groups(GroupsArgs),
     /// Watch libvirt for new and changed definitions and warn about or fix them (a service)
+    #[command(
+        long_about = "Watch libvirt for new and changed domain definitions and warn about or \
+                  fix them: a long-running service (phbguard-watch.service).\n\n\
+                  Every definition made ('virsh define', 'virsh edit', virt-install...) is \
+                  judged. With '[watch] action = \"warn\"' in the policy file (the default) \
+                  the findings are logged; with \"fix\" the guest is redefined with what \
+                  'phbguard fix' makes of it, when that keeps every rule (secrets such as VNC \
+                  passwords are kept; a running guest's live configuration is not touched). A \
+                  device hot-plugged into a running pSeries guest is judged and warned about. \
+                  Every defined guest is judged once at start and after each reconnect.\n\n\
+                  Logs to syslog (identity phbguard, 'journalctl -t phbguard') and stderr. \
+                  SIGTERM or SIGINT: exit 0."
+    )]
     Watch(WatchArgs),
 }
 
@@ -133,6 +146,9 @@ pub struct GroupsArgs {
 pub struct WatchArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// The policy file ([watch] action) [default: $PHBGUARD_CONFIG, else /etc/phbguard/phbguard.toml]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1224,8 +1224,11 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
         .lines()
         .filter_map(|l| l.strip_prefix('#'))
         .filter(|l| {
-            l.split_once(" = ")
-                .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            let is_table = l.starts_with('[') && l.ends_with(']');
+            is_table
+                || l.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
         })
         .map(|l| format!("{l}\n"))
         .collect();
@@ -1240,6 +1243,8 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
         "exempt",
         "syslog_socket",
         "state_dir",
+        // [watch]
+        "action",
     ];
     for k in keys {
         assert!(
@@ -1247,7 +1252,12 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
             "{k} documented"
         );
     }
-    assert_eq!(uncommented.lines().count(), keys.len(), "{uncommented}");
+    let tables = ["[watch]"];
+    assert_eq!(
+        uncommented.lines().count(),
+        keys.len() + tables.len(),
+        "{uncommented}"
+    );
     let defaults = phbguard_core::config::Config {
         exempt: config.exempt.clone(),
         ..phbguard_core::config::Config::default()

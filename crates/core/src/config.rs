@@ -73,8 +73,27 @@ pub enum OnInternalError {
     /// Exit 1: the guest does not start.
     Deny,
 }
-/// The policy file's settings, defaults for what it does not say.
 
+/// What `phbguard watch` does with a definition that breaks an error rule (`[watch] action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchAction {
+    /// Log the findings; leave the definition as it is.
+    Warn,
+    /// Redefine the guest with `phbguard fix`'s output, when that output keeps every rule.
+    Fix,
+}
+
+impl WatchAction {
+    /// How the policy file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchAction::Warn => "warn",
+            WatchAction::Fix => "fix",
+        }
+    }
+}
+
+/// The policy file's settings, defaults for what it does not say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where host facts (IOMMU groups, NUMA nodes) are read.
@@ -94,6 +113,8 @@ pub struct Config {
     /// Where the hook marks a guest coming in by migration or restore, so that the
     /// `prepare begin` that follows is judged by `incoming` (tests point it elsewhere).
     pub state_dir: PathBuf,
+    /// `[watch] action`: what `phbguard watch` does with a non-compliant definition.
+    pub watch_action: WatchAction,
 }
 
 impl Default for Config {
@@ -107,6 +128,8 @@ impl Default for Config {
             exempt: Vec::new(),
             syslog_socket: PathBuf::from("/dev/log"),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            // Changing a guest's definition is the admin's call: only when asked for.
+            watch_action: WatchAction::Warn,
         }
     }
 }
@@ -268,6 +291,10 @@ pub fn parse(text: &str) -> (Config, Vec<Issue>) {
                     None => bad("a list of domain names or UUIDs"),
                 }
             }
+            "watch" => match value {
+                DeValue::Table(watch) => parse_watch(watch, &mut config, &mut issues, &line_of),
+                _ => bad("a table ([watch])"),
+            },
             _ => issues.push(Issue {
                 line,
                 detail: format!("unknown key '{}'", crate::escape::controls(key)),
@@ -276,6 +303,34 @@ pub fn parse(text: &str) -> (Config, Vec<Issue>) {
     }
     issues.sort_by_key(|i| i.line);
     (config, issues)
+}
+
+/// The `[watch]` table: settings of `phbguard watch` only.
+fn parse_watch(
+    table: &toml::de::DeTable<'_>,
+    config: &mut Config,
+    issues: &mut Vec<Issue>,
+    line_of: &dyn Fn(usize) -> Option<usize>,
+) {
+    for (key, spanned) in table {
+        let value = spanned.get_ref();
+        let line = line_of(key.span().start);
+        let key = key.get_ref().as_ref();
+        match key {
+            "action" => match value.as_str() {
+                Some("warn") => config.watch_action = WatchAction::Warn,
+                Some("fix") => config.watch_action = WatchAction::Fix,
+                _ => issues.push(Issue {
+                    line,
+                    detail: format!("watch.action = {}: expected \"warn\" or \"fix\"", short(value)),
+                }),
+            },
+            _ => issues.push(Issue {
+                line,
+                detail: format!("unknown key 'watch.{}'", crate::escape::controls(key)),
+            }),
+        }
+    }
 }
 
 /// A value as the admin wrote it, cut short enough for one log line.
@@ -345,6 +400,37 @@ mod tests {
         assert!(c.is_exempt("db01", None));
         assert!(c.is_exempt("x", Some("6a1f0c2e-0000-4000-8000-000000000001")));
         assert!(!c.is_exempt("db02", Some("6a1f0c2e-0000-4000-8000-000000000002")));
+    }
+
+    #[test]
+    fn watch_action_is_read_and_defaults_to_warn() {
+        assert_eq!(parse("").0.watch_action, WatchAction::Warn);
+        let (c, p) = parse("mode = 'warn'\n[watch]\naction = 'fix'\n");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((c.mode, c.watch_action), (Mode::Warn, WatchAction::Fix));
+        assert_eq!(
+            parse("watch = { action = 'warn' }").0.watch_action,
+            WatchAction::Warn
+        );
+    }
+
+    #[test]
+    fn watch_mistakes_are_reported_with_their_line_and_fall_back_to_warn() {
+        let (c, p) = parse("mode = 'warn'\n[watch]\naction = 'repair'\nactoin = 'fix'\n");
+        assert_eq!(c.watch_action, WatchAction::Warn);
+        assert_eq!(
+            details(&p),
+            [
+                (Some(3), "watch.action = \"repair\": expected \"warn\" or \"fix\""),
+                (Some(4), "unknown key 'watch.actoin'")
+            ]
+        );
+        let (c, p) = parse("watch = 'fix'");
+        assert_eq!(c.watch_action, WatchAction::Warn);
+        assert_eq!(
+            details(&p),
+            [(Some(1), "watch = \"fix\": expected a table ([watch])")]
+        );
     }
 
     #[test]

@@ -27,9 +27,10 @@ fn main() -> ExitCode {
         Command::Audit(args) => run_audit(&args),
         Command::Groups(args) => run_groups(&args),
         Command::Fix(args) if args.domain.is_some() => fix_domain::run(&args),
-        Command::Watch(args) => {
-            connect::open(args.connect.uri.as_deref()).and_then(|_| anyhow::bail!("watch is not built yet"))
-        }
+        Command::Watch(args) => Ok(phbguard_libvirt::watch::run(&phbguard_libvirt::watch::Options {
+            uri: args.connect.uri,
+            config: args.config,
+        })),
         _ => {
             eprintln!(
                 "phbguard-libvirt: only audit, groups, watch and fix --domain run here; use 'phbguard'"

@@ -1,0 +1,264 @@
+//! `phbguard watch`: a long-running service that sees domain definitions as they are made and
+//! warns about or fixes those that break the rules. libvirt has no define hook; it has domain
+//! events ([`crate::events`]).
+//!
+//! The loop: connect, subscribe, judge every defined domain once (what happened while nobody
+//! watched), tell systemd READY=1, then handle events one at a time on this thread. When the
+//! connection closes (libvirtd or virtqemud restarting), connect again with a growing pause and
+//! do the same again. SIGTERM or SIGINT ends it with exit 0 after STOPPING=1.
+
+mod handler;
+mod journal;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use phbguard_core::config;
+use phbguard_core::syslog::{Level, field};
+use sd_notify::NotifyState;
+use virt::connect::Connect;
+
+use crate::connect;
+use crate::events::{self, Event, Subscription};
+use handler::Handler;
+use journal::Journal;
+
+/// How often the connection is asked whether it is still alive, for drivers that do not
+/// report closing (and as a second line behind the close callback).
+const ALIVE_CHECK: Duration = Duration::from_secs(5);
+/// Keepalive probes: a daemon that stops answering is noticed within about 5 × (3 + 1) s.
+const KEEPALIVE_INTERVAL: i32 = 5;
+const KEEPALIVE_COUNT: u32 = 3;
+/// Pauses between connection attempts: 1, 2, 4, ... seconds, at most this.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct Options {
+    /// `-c URI`; None: `$LIBVIRT_DEFAULT_URI`, else libvirt's default.
+    pub uri: Option<String>,
+    /// `--config FILE`; None: `$PHBGUARD_CONFIG`, else the default policy file.
+    pub config: Option<PathBuf>,
+}
+
+/// What reaches the service loop: libvirt events (tagged with the connection they came from)
+/// and signals.
+enum Message {
+    Event { session: u64, event: Event },
+    Signal(i32),
+}
+
+/// One connection and its subscription.
+struct Session {
+    id: u64,
+    // Declared first, so dropped first: the callbacks go before the connection does.
+    _subscription: Subscription,
+    conn: Connect,
+}
+
+impl Session {
+    fn open(uri: Option<&str>, id: u64, tx: &Sender<Message>) -> anyhow::Result<Session> {
+        let conn = connect::open(uri)?;
+        // Not every driver has keepalive (test:/// has none); the daemon's own is still there.
+        let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+        let tx = tx.clone();
+        let subscription = Subscription::new(&conn, move |event| {
+            // Fails only once the loop has ended, when nothing is listening any more.
+            let _ = tx.send(Message::Event { session: id, event });
+        })
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to domain events: {}", e.message()))?;
+        Ok(Session {
+            id,
+            _subscription: subscription,
+            conn,
+        })
+    }
+}
+
+/// Runs until SIGTERM or SIGINT (exit code 0); 1 when it cannot even start.
+pub fn run(options: &Options) -> u8 {
+    // libvirt prints every error to stderr itself unless told not to; the watcher logs them.
+    virt::error::clear_error_callback();
+    let (path, explicit) = config::choose_path(options.config.clone(), std::env::var_os(config::ENV_VAR));
+    let (config, problems) = config::load(&path, explicit);
+    let mut journal = Journal::open(&config.syslog_socket);
+    for p in &problems {
+        journal.log(Level::Err, &format!("config-error {}: {p}", field("op", "watch")));
+    }
+    let uri = options.uri.as_deref();
+    let uri_field = field("uri", uri.unwrap_or("default"));
+
+    let (tx, rx) = mpsc::channel();
+    if let Err(e) = forward_signals(tx.clone()) {
+        journal.log(
+            Level::Err,
+            &format!("internal-error {uri_field}: cannot handle signals: {e}"),
+        );
+        return 1;
+    }
+    if let Err(e) = events::start_event_loop() {
+        let line = format!(
+            "internal-error {uri_field}: cannot start libvirt's event loop: {}",
+            e.message()
+        );
+        journal.log(Level::Err, &line);
+        return 1;
+    }
+    let mut handler = Handler::new(config, journal);
+    let line = format!(
+        "started {uri_field} {} {}: watching domain definitions",
+        field("action", handler.action().as_str()),
+        field("version", env!("CARGO_PKG_VERSION"))
+    );
+    handler.journal.log(Level::Notice, &line);
+
+    let mut backoff = Backoff::default();
+    let mut ready = false;
+    let mut sessions = 0;
+    let signal = 'service: loop {
+        sessions += 1;
+        let session = match Session::open(uri, sessions, &tx) {
+            Ok(session) => session,
+            Err(e) => {
+                let pause = backoff.next_pause();
+                let line = format!(
+                    "disconnected {uri_field}: {e:#}; trying again in {} s",
+                    pause.as_secs()
+                );
+                handler.journal.log(Level::Warning, &line);
+                notify(&[NotifyState::Status(&format!(
+                    "cannot connect, trying again in {} s",
+                    pause.as_secs()
+                ))]);
+                match wait(&rx, pause) {
+                    Some(signal) => break 'service signal,
+                    None => continue,
+                }
+            }
+        };
+        backoff.reset();
+        handler
+            .journal
+            .log(Level::Notice, &format!("connected {uri_field}"));
+        handler.audit(&session.conn);
+        let status = NotifyState::Status("watching domain definitions");
+        if ready {
+            notify(&[status]);
+        } else {
+            notify(&[NotifyState::Ready, status]);
+            ready = true;
+        }
+        if let Some(signal) = serve(&mut handler, &session, &rx, &uri_field) {
+            break 'service signal;
+        }
+        notify(&[NotifyState::Status("connection lost, reconnecting")]);
+    };
+    notify(&[NotifyState::Stopping]);
+    let line = format!("stopped {uri_field} {}", field("signal", signal_name(signal)));
+    handler.journal.log(Level::Notice, &line);
+    0
+}
+
+/// Handles events until the connection is lost (None) or a signal says stop.
+fn serve(handler: &mut Handler, session: &Session, rx: &Receiver<Message>, uri_field: &str) -> Option<i32> {
+    loop {
+        match rx.recv_timeout(ALIVE_CHECK) {
+            Ok(Message::Signal(signal)) => return Some(signal),
+            Ok(Message::Event { session: from, event }) => match event {
+                Event::Closed { reason } if from == session.id => {
+                    let line = format!(
+                        "disconnected {uri_field} {}: libvirt closed the connection; reconnecting",
+                        field("reason", reason.as_str())
+                    );
+                    handler.journal.log(Level::Warning, &line);
+                    return None;
+                }
+                // An earlier connection's last words.
+                Event::Closed { .. } => {}
+                // Events queued by an earlier connection are still worth handling: each is
+                // judged by reading the definition as it is now.
+                event => handler.event(&session.conn, event),
+            },
+            Err(RecvTimeoutError::Timeout) => {
+                if !session.conn.is_alive().unwrap_or(false) {
+                    let line = format!("disconnected {uri_field}: the connection is dead; reconnecting");
+                    handler.journal.log(Level::Warning, &line);
+                    return None;
+                }
+            }
+            // The signal thread holds a sender for the whole run.
+            Err(RecvTimeoutError::Disconnected) => unreachable!("the signal thread keeps a sender"),
+        }
+    }
+}
+
+/// Waits `pause` for a signal; events of dead connections are dropped meanwhile.
+fn wait(rx: &Receiver<Message>, pause: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + pause;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Message::Signal(signal)) => return Some(signal),
+            Ok(Message::Event { .. }) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// SIGTERM and SIGINT become messages, so they are handled between two events, never in one.
+fn forward_signals(tx: Sender<Message>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let _ = tx.send(Message::Signal(signal));
+            }
+        })?;
+    Ok(())
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGINT => "SIGINT",
+        _ => "other",
+    }
+}
+
+/// Tells systemd (Type=notify); nothing when not run by systemd (no NOTIFY_SOCKET).
+fn notify(states: &[NotifyState]) {
+    let _ = sd_notify::notify(states);
+}
+
+/// 1 s, 2 s, 4 s, ... up to [`MAX_BACKOFF`].
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next_pause(&mut self) -> Duration {
+        let pause = Duration::from_secs(1u64 << self.failures.min(5)).min(MAX_BACKOFF);
+        self.failures += 1;
+        pause
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_thirty_seconds_and_resets() {
+        let mut b = Backoff::default();
+        let pauses: Vec<u64> = (0..8).map(|_| b.next_pause().as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30, 30]);
+        b.reset();
+        assert_eq!(b.next_pause(), Duration::from_secs(1));
+    }
+}
