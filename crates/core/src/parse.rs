@@ -24,6 +24,14 @@ pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
     let text = std::str::from_utf8(input).map_err(|e| ParseError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
+    // NUL is no XML character: libvirt's parser (libxml2) refuses such a document, so it can
+    // never be a domain definition. quick-xml does not check characters.
+    if let Some(offset) = text.find('\0') {
+        return Err(ParseError::Malformed {
+            offset: offset as u64,
+            detail: "a NUL character, which XML does not allow".into(),
+        });
+    }
     Parser::new(text).run()
 }
 
@@ -161,6 +169,12 @@ impl<'a> Parser<'a> {
         let name = e.local_name();
         let name = name.as_ref();
         let parent = self.stack.last().copied();
+        // An element in another namespace (`<x:hostdev xmlns:x=...>`, `<qemu:commandline>`) is
+        // not libvirt's, whatever its local name: libvirt's XPath lookups match only elements
+        // in no namespace. `<metadata>` is where our own namespaced element lives.
+        if !self.stack.is_empty() && e.name().prefix().is_some() && parent != Some(Tag::Metadata) {
+            return Ok(Tag::Skip);
+        }
         let tag = match (self.stack.len(), parent) {
             (0, _) => {
                 if self.seen_root {
