@@ -457,6 +457,18 @@ struct Attrs<'e> {
 
 impl<'e> Attrs<'e> {
     fn of(e: &'e BytesStart<'_>) -> Result<Self, ParseError> {
+        // quick-xml takes `bus='1'=slot='2'` and `bus='1'slot='2'` as two attributes; XML
+        // (and libxml2, so libvirt) refuses both, and fix's byte editor cannot place an edit
+        // in them. Found by fuzz/ (tests/fuzz/fix/).
+        if !separated_attributes(&e.attributes_raw()) {
+            return Err(ParseError::Malformed {
+                offset: 0,
+                detail: format!(
+                    "<{}>: attributes must be name='value' pairs separated by white space",
+                    e.local_name().as_ref()
+                ),
+            });
+        }
         // libvirt's elements carry at most a handful of attributes.
         let mut list = Vec::with_capacity(6);
         for a in e.attributes() {
@@ -470,6 +482,12 @@ impl<'e> Attrs<'e> {
                     offset: 0,
                     detail: err.to_string(),
                 })?;
+            if !is_xml_name(a.key.0) {
+                return Err(ParseError::Malformed {
+                    offset: 0,
+                    detail: format!("'{}' is not an attribute name", a.key.0),
+                });
+            }
             list.push((a.key.0, value));
         }
         Ok(Attrs { list })
@@ -523,6 +541,43 @@ fn pci_addr(attrs: &Attrs<'_>, at: At<'_>) -> Result<PciAddr, ParseError> {
     })
 }
 
+/// Whether every quoted value in an element's attribute text is followed by white space or
+/// ends it, as XML requires between attributes.
+fn separated_attributes(raw: &str) -> bool {
+    let mut quote = None;
+    let mut after_value = false;
+    for c in raw.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                after_value = true;
+            }
+            Some(_) => {}
+            None => {
+                if after_value && !c.is_ascii_whitespace() {
+                    return false;
+                }
+                after_value = false;
+                if c == '\'' || c == '"' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    true
+}
+
+/// An XML Name, loosely: a letter, `_`, `:` or any non-ASCII character first, then those,
+/// digits, `-` and `.`.
+fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii());
+    first_ok
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.') || !c.is_ascii())
+}
+
 /// Whether `<prefix:policy>` is bound to [`METADATA_NS`] on the element itself, which is
 /// how libvirt writes metadata it was given with `virsh metadata --uri`.
 fn in_our_namespace(e: &BytesStart<'_>, attrs: &Attrs<'_>) -> bool {
@@ -574,6 +629,25 @@ mod tests {
             }
         }
         assert!(DOMAIN[d.devices_close.unwrap()..].starts_with("</devices>"));
+    }
+
+    #[test]
+    fn attributes_must_be_well_formed() {
+        let doc = |address: &str| format!("<domain><devices><disk>{address}</disk></devices></domain>");
+        for bad in [
+            "<address type='pci' bus='0x01'=slot='0x02'/>",
+            "<address type='pci' bus='0x01'slot='0x02'/>",
+            "<address type='pci' bus='0x01' =slot='0x02'/>",
+        ] {
+            let e = parse_domain(doc(bad).as_bytes()).unwrap_err();
+            assert!(matches!(e, ParseError::Malformed { .. }), "{bad}: {e}");
+        }
+        for good in [
+            "<address type='pci' bus = '0x01'\n slot=\"0x02\"/>",
+            "<address type='pci' x.y-z:w='1'/>",
+        ] {
+            parse_domain(doc(good).as_bytes()).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
     }
 
     #[test]
