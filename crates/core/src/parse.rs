@@ -32,7 +32,15 @@ pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
             detail: "a NUL character, which XML does not allow".into(),
         });
     }
-    Parser::new(text).run()
+    // A UTF-8 byte order mark is allowed before the XML declaration. quick-xml skips it and
+    // counts positions after it, so the parser reads the rest and adds the mark's length
+    // back: device spans must be offsets into `input`, or `fix` edits the wrong bytes.
+    // Found by the fix fuzz target (tests/fuzz/fix/utf8-bom.xml).
+    let (text, base) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => (rest, '\u{feff}'.len_utf8()),
+        None => (text, 0),
+    };
+    Parser::new(text, base).run()
 }
 
 /// Where the reader is, as far as the rules care. Anything else is `Skip`.
@@ -79,11 +87,14 @@ struct Parser<'a> {
     device: Option<DeviceBuilder>,
     text: String,
     seen_root: bool,
+    /// Bytes of the input before `reader`'s text (a byte order mark), added to its positions.
+    base: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn new(text: &'a str) -> Self {
+    fn new(text: &'a str, base: usize) -> Self {
         Parser {
+            base,
             reader: Reader::from_str(text),
             stack: Vec::with_capacity(16),
             domain: Domain::default(),
@@ -97,7 +108,7 @@ impl<'a> Parser<'a> {
         loop {
             let start = self.position();
             let event = self.reader.read_event().map_err(|e| ParseError::Malformed {
-                offset: self.reader.error_position(),
+                offset: self.reader.error_position() + self.base as u64,
                 detail: e.to_string(),
             })?;
             let end = self.position();
@@ -150,7 +161,7 @@ impl<'a> Parser<'a> {
 
     fn position(&self) -> usize {
         // The reader works on a &str held in memory, so positions fit in usize.
-        self.reader.buffer_position() as usize
+        self.base + self.reader.buffer_position() as usize
     }
 
     fn malformed(&self, offset: usize, detail: &str) -> ParseError {
@@ -629,6 +640,16 @@ mod tests {
             }
         }
         assert!(DOMAIN[d.devices_close.unwrap()..].starts_with("</devices>"));
+    }
+
+    #[test]
+    fn spans_are_offsets_into_the_input_after_a_byte_order_mark() {
+        let input = format!("\u{feff}{DOMAIN}");
+        let d = parse_domain(input.as_bytes()).unwrap();
+        for dev in &d.devices {
+            assert!(input[dev.span.start..].starts_with(&format!("<{}", dev.element)));
+        }
+        assert!(input[d.devices_close.unwrap()..].starts_with("</devices>"));
     }
 
     #[test]
