@@ -10,7 +10,8 @@ use phbguard_core::rules::{has_errors, judge};
 use crate::cli::{CheckArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
-pub fn run(args: &CheckArgs) -> u8 {
+/// Judges every file; one that cannot be read is reported and the others still are (exit 2).
+pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     let host = Sysfs::new(&args.sysfs_root);
     let mut judged = Vec::with_capacity(args.files.len());
     let mut unreadable = 0;
@@ -21,7 +22,7 @@ pub fn run(args: &CheckArgs) -> u8 {
                 judged.push(Judged::new(file, &domain, findings));
             }
             Err(e) => {
-                eprintln!("phbguard: {file}: {e}");
+                output::error(&anyhow::Error::new(e).context(file.clone()));
                 unreadable += 1;
             }
         }

@@ -125,9 +125,20 @@ pub struct FixArgs {
     /// Where host PCI facts (IOMMU groups, NUMA nodes) are read
     #[arg(long, value_name = "DIR", default_value = "/sys")]
     pub sysfs_root: PathBuf,
-    /// Replace FILE with the fixed XML (atomically, keeping its mode) instead of printing it
+    /// Replace FILE with the fixed XML instead of printing it: atomically, keeping owner, group,
+    /// mode and extended attributes, and only if nobody changed it meanwhile
     #[arg(long, short = 'i')]
     pub in_place: bool,
+    /// With --in-place, keep the original as FILE + SUFFIX [default SUFFIX: .orig]
+    #[arg(
+        long,
+        value_name = "SUFFIX",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ".orig",
+        requires = "in_place"
+    )]
+    pub backup: Option<String>,
     /// Print a unified diff of the rewrite instead of the XML (with --in-place: of what was written)
     #[arg(long, conflicts_with = "format")]
     pub diff: bool,

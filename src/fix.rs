@@ -4,29 +4,28 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use phbguard_core::fix::{Fixed, Options, fix};
+use anyhow::{Context, bail};
+use phbguard_core::fix::{Options, fix};
 use phbguard_core::host::Sysfs;
 use phbguard_core::input::load;
-use phbguard_core::model::Domain;
-use phbguard_core::replace::replace_file;
-use serde_json::{Value, json};
+use phbguard_core::replace::{self, replace_file};
+use phbguard_core::report::json;
 
 use crate::cli::{FixArgs, Format};
-use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
+use crate::{EXIT_FINDINGS, EXIT_OK, output};
 
-pub fn run(args: &FixArgs) -> u8 {
+/// Fixes one file. An `Err` is bad input or usage (exit 2); what cannot be fixed is exit 1.
+pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let file = &args.file;
     if args.in_place && file == "-" {
-        eprintln!("phbguard fix: --in-place needs a file, not standard input");
-        return EXIT_BAD_INPUT;
+        bail!("--in-place needs a file, not standard input");
     }
-    let (bytes, domain) = match load(file) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("phbguard: {file}: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
+    if let Some(suffix) = args.backup.as_deref()
+        && (suffix.is_empty() || suffix.contains('/'))
+    {
+        bail!("--backup={suffix:?}: the suffix must be non-empty and without '/'");
+    }
+    let (bytes, domain) = load(file).with_context(|| file.clone())?;
     // The parser accepted it, so it is UTF-8.
     let input = String::from_utf8_lossy(&bytes);
     let host = Sysfs::new(&args.sysfs_root);
@@ -36,33 +35,44 @@ pub fn run(args: &FixArgs) -> u8 {
     let fixed = match fix(&input, &domain, &host, options) {
         Ok(fixed) => fixed,
         Err(e) => {
-            eprintln!("phbguard: {file}: {e}");
-            return EXIT_FINDINGS;
+            output::error(&anyhow::Error::new(e).context(file.clone()));
+            return Ok(EXIT_FINDINGS);
         }
     };
-    let changes: Vec<String> = fixed.plan.changes.iter().map(|c| c.describe(&domain)).collect();
-    if args.format == Format::Text && !args.quiet {
-        for change in &changes {
-            eprintln!("phbguard: {file}: {change}");
+    let list_changes = || {
+        if args.format == Format::Text && !args.quiet {
+            for change in &fixed.plan.changes {
+                eprintln!("phbguard: {file}: {}", change.describe(&domain));
+            }
         }
+    };
+    if !args.in_place {
+        list_changes();
     }
-    let problems = fixed.problems();
-    for problem in &problems {
+    for problem in fixed.problems() {
         eprintln!("phbguard: {file}: cannot fix: {problem}");
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;
-    if fixed.is_clean() && args.in_place && changed {
-        if let Err(e) = replace_file(Path::new(file), fixed.output.as_bytes()) {
-            eprintln!("phbguard: {file}: not rewritten, {e}");
-            return EXIT_BAD_INPUT;
+    if args.in_place {
+        if fixed.is_clean() && changed {
+            let options = replace::Options {
+                backup_suffix: args.backup.as_deref(),
+            };
+            // Nothing was written on an error, so no change is listed as made.
+            replace_file(Path::new(file), &bytes, fixed.output.as_bytes(), options)
+                .with_context(|| format!("{file}: not rewritten"))?;
+            // Listed only now that they are in the file.
+            list_changes();
+        } else if let Ok(target) = std::fs::canonicalize(file)
+            && let Some(dir) = target.parent()
+        {
+            // A killed earlier run's leftovers go even when this run writes nothing.
+            replace::remove_dead_temporaries(dir);
         }
     }
     let text = match args.format {
-        Format::Json => format!(
-            "{}\n",
-            report(file, &domain, &fixed, changed, &changes, &problems)
-        ),
+        Format::Json => format!("{}\n", json::fixed(file, &domain, &fixed, changed)),
         // Nothing but the reasons when the result would still break a rule.
         _ if !fixed.is_clean() => String::new(),
         // With --in-place too: the diff shows what was written.
@@ -80,46 +90,4 @@ fn diff(file: &str, before: &str, after: &str) -> String {
         .context_radius(3)
         .header(file, file)
         .to_string()
-}
-
-fn report(
-    file: &str,
-    domain: &Domain,
-    fixed: &Fixed,
-    changed: bool,
-    changes: &[String],
-    problems: &[String],
-) -> Value {
-    use phbguard_core::fix::Change;
-    let changes: Vec<Value> = fixed
-        .plan
-        .changes
-        .iter()
-        .zip(changes)
-        .map(|(change, summary)| match *change {
-            Change::Move { device, from, to } => {
-                json!({"kind": "move", "device": domain.devices[device].name(), "from": from.map(|a| a.to_string()),
-                       "to": to.to_string(), "summary": summary})
-            }
-            Change::AddPhb { index, target, node } => {
-                json!({"kind": "add-phb", "index": index, "target": target, "node": node, "summary": summary})
-            }
-            Change::Retarget { index, from, to, .. } => {
-                json!({"kind": "retarget", "index": index, "from": from, "to": to, "summary": summary})
-            }
-            Change::RemoveController { index, .. } => {
-                json!({"kind": "remove-controller", "index": index, "summary": summary})
-            }
-        })
-        .collect();
-    json!({
-        "file": file,
-        "domain": domain.name,
-        "uuid": domain.uuid,
-        "pseries": domain.is_pseries(),
-        "fixed": fixed.is_clean(),
-        "changed": changed,
-        "changes": changes,
-        "problems": problems,
-    })
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command, Format};
-use phbguard_core::rules::{self, RULES};
+use phbguard_core::rules::{self, RULES, RuleId};
 
 /// Exit codes, a stable interface (rules.md).
 pub const EXIT_OK: u8 = 0;
@@ -35,17 +35,27 @@ fn main() -> ExitCode {
             return ExitCode::from(hook(&all));
         }
     }
-    let cli = Cli::parse();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            output::error(&err);
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// Runs a command. An `Err` is bad input or usage: `main` prints it with its causes, exit 2.
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let code = match cli.command {
-        Command::Check(args) => check::run(&args),
-        Command::Fix(args) => fix::run(&args),
-        Command::Explain { rule } => explain(&rule),
-        Command::Rules { format } => list_rules(format),
+        Command::Check(args) => check::run(&args)?,
+        Command::Fix(args) => fix::run(&args)?,
+        Command::Explain { rule } => explain(&rule)?,
+        Command::Rules { format } => list_rules(format)?,
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.
         Command::Hook(args) => hook(&args.args),
         Command::Audit(_) | Command::Groups(_) | Command::Watch(_) => libvirt_half::exec(),
     };
-    ExitCode::from(code)
+    Ok(ExitCode::from(code))
 }
 
 fn hook(args: &[std::ffi::OsString]) -> u8 {
@@ -59,7 +69,13 @@ fn hook(args: &[std::ffi::OsString]) -> u8 {
                 .find_subcommand_mut("hook")
                 .expect("declared in cli.rs")
                 .render_long_help();
-            output::print(&format!("{help}"), EXIT_OK)
+            match output::print(&format!("{help}"), EXIT_OK) {
+                Ok(code) => code,
+                Err(err) => {
+                    output::error(&err);
+                    EXIT_BAD_INPUT
+                }
+            }
         }
         Err(ArgsError::Usage(msg)) => {
             eprintln!(
@@ -70,19 +86,37 @@ fn hook(args: &[std::ffi::OsString]) -> u8 {
     }
 }
 
-fn explain(id: &str) -> u8 {
-    let Some(rule) = rules::find(id) else {
-        eprintln!("phbguard: unknown rule '{id}'; 'phbguard rules' lists them");
-        return EXIT_BAD_INPUT;
-    };
+fn explain(id: &str) -> anyhow::Result<u8> {
+    let rule = id
+        .parse::<RuleId>()
+        .map_err(|e| anyhow::anyhow!("{e}; 'phbguard rules' lists them"))?
+        .rule();
+    let host: Vec<String> = rules::EXAMPLE_HOST
+        .iter()
+        .map(|(addr, group, node)| format!("{addr} in IOMMU group {group} on NUMA node {node}"))
+        .collect();
     let text = format!(
-        "{} ({}): {}\n\n{}\n",
-        rule.id, rule.severity, rule.summary, rule.explanation
+        "{} ({}): {}\n\n{}\n\nFlagged (inside <domain>, on a host with {}):\n\n{}\n\nCompliant:\n\n{}\n",
+        rule.id,
+        rule.severity,
+        rule.summary,
+        rule.explanation,
+        host.join(", "),
+        indent(rule.bad),
+        indent(rule.good)
     );
     output::print(&text, EXIT_OK)
 }
 
-fn list_rules(format: Format) -> u8 {
+fn indent(xml: &str) -> String {
+    xml.lines()
+        .map(|l| format!("    {l}\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+fn list_rules(format: Format) -> anyhow::Result<u8> {
     let text = match format {
         Format::Text => RULES
             .iter()
@@ -91,7 +125,7 @@ fn list_rules(format: Format) -> u8 {
         Format::Json => {
             let rules: Vec<_> = RULES
                 .iter()
-                .map(|r| serde_json::json!({"id": r.id, "severity": r.severity.as_str(), "summary": r.summary}))
+                .map(|r| serde_json::json!({"id": r.id.as_str(), "severity": r.severity.as_str(), "summary": r.summary}))
                 .collect();
             format!("{}\n", serde_json::json!({ "rules": rules }))
         }

@@ -1,14 +1,16 @@
 //! The rule cases: `tests/cases/<rule>/<name>.xml` beside `<name>.findings`, the findings
-//! `phbguard check` must report (`SEVERITY RULE DEVICE` per line), judged by the real binary
-//! on a fake sysfs built from `tests/cases/host.txt`. The example domains under `examples/`
-//! are held to the same standard with their own sysfs tree.
+//! `phbguard check` must report (`SEVERITY RULE DEVICE` per line), and `<name>.report`, its whole
+//! text report (as clippy keeps a `.stderr`: a reworded message or a moved line shows in review),
+//! judged by the real binary on a fake sysfs built from `tests/cases/host.txt`. The example
+//! domains under `examples/` are held to the same standard with their own sysfs tree.
 //!
-//! `PHBGUARD_BLESS=1 cargo test --test cases` rewrites the `.findings` files from what the
-//! binary reports now; review the diff before committing it.
+//! `PHBGUARD_BLESS=1 cargo test --test cases` rewrites the `.findings` and `.report` files from
+//! what the binary reports now; review the diff before committing it.
 
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -36,6 +38,18 @@ fn xml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The text report of `phbguard check` on `xml`, run from its directory so that the report
+/// names it as an admin would have typed it.
+fn text_report(sysfs: &str, xml: &Path) -> String {
+    let out = Command::new(support::bin())
+        .args(["check", "--sysfs-root", sysfs])
+        .arg(xml.file_name().unwrap())
+        .current_dir(xml.parent().unwrap())
+        .output()
+        .expect("phbguard runs");
+    support::stdout(&out)
+}
+
 /// Checks every XML file under `dirs` against its `.findings`; returns what each reported.
 fn check_cases(dirs: &[PathBuf], sysfs: &str) -> Vec<(PathBuf, Vec<String>)> {
     let bless = std::env::var_os("PHBGUARD_BLESS").is_some();
@@ -51,6 +65,22 @@ fn check_cases(dirs: &[PathBuf], sysfs: &str) -> Vec<(PathBuf, Vec<String>)> {
                 text.push('\n');
             }
             std::fs::write(&findings_file, text).unwrap();
+        }
+        let report = text_report(sysfs, &xml);
+        let report_file = xml.with_extension("report");
+        if bless {
+            std::fs::write(&report_file, &report).unwrap();
+        }
+        match std::fs::read_to_string(&report_file) {
+            Ok(want) if want == report => {}
+            Ok(want) => failures.push(format!(
+                "{}:\n  expected report {want:?}\n  reported {report:?}",
+                xml.display()
+            )),
+            Err(e) => failures.push(format!(
+                "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
+                report_file.display()
+            )),
         }
         let want = expected(&findings_file);
         let want_code = if want.iter().any(|l| l.starts_with("error ")) {

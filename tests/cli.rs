@@ -39,17 +39,19 @@ fn write_temp(dir: &Path, name: &str, content: &[u8]) -> String {
 }
 
 #[test]
-fn text_report_names_domain_severity_rule_and_device() {
+fn text_report_names_file_line_severity_rule_and_device() {
     let sysfs = host();
-    let out = run(&["check", "--sysfs-root", sysfs.path_str(), &repo_path(BAD)], b"");
+    let bad = repo_path(BAD);
+    let out = run(&["check", "--sysfs-root", sysfs.path_str(), &bad], b"");
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     let first = text.lines().next().unwrap();
+    // Line 27 is the <hostdev> start tag.
     assert!(
-        first.starts_with(
-            "hostdev-on-default-phb-fail-vfio-on-bus0: error[hostdev-on-default-phb]: \
+        first.starts_with(&format!(
+            "{bad}:27: error[hostdev-on-default-phb]: \
              hostdev 0002:02:00.0 at 0000:00:05.0 is on the default PHB"
-        ),
+        )),
         "{first}"
     );
     assert!(
@@ -99,6 +101,7 @@ fn json_report_has_the_contract_shape() {
     assert_eq!(f["rule"], "hostdev-on-default-phb");
     assert_eq!(f["severity"], "error");
     assert_eq!(f["device"], "hostdev 0002:02:00.0 at 0000:00:05.0");
+    assert_eq!(f["line"], 27);
     assert!(f["message"].as_str().unwrap().contains("default PHB"));
     assert_eq!(results[1]["findings"], serde_json::json!([]));
 }
@@ -114,6 +117,12 @@ fn stdin_is_read_for_dash() {
     assert_eq!(out.status.code(), Some(1));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["results"][0]["file"], "-");
+    let text = run(&["check", "--sysfs-root", sysfs.path_str(), "-"], &xml);
+    assert!(
+        stdout(&text).starts_with("<stdin>:27: error[hostdev-on-default-phb]: "),
+        "{}",
+        stdout(&text)
+    );
 }
 
 #[test]
@@ -132,7 +141,7 @@ fn unreadable_file_among_good_ones_exits_2_and_still_reports_the_rest() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stdout(&out).contains("error[hostdev-on-default-phb]"));
     assert!(stdout(&out).contains("1 file could not be read"));
-    assert!(stderr(&out).starts_with("phbguard: /nonexistent/db.xml: cannot read:"));
+    assert!(stderr(&out).starts_with("phbguard: /nonexistent/db.xml: cannot read it: "));
 }
 
 #[test]
@@ -202,6 +211,37 @@ fn bad_input_is_one_line_and_exit_2() {
         "slot='0x20' is not a number from 0 to 0x1f",
     );
 
+    // libvirt reads a controller index in base 10 and refuses 0x0a (measured on libvirt 9.0).
+    let f = write_temp(
+        d,
+        "hex-index.xml",
+        good.replace(
+            "<devices>",
+            "<devices>\n    <controller type='pci' index='0x0a' model='pci-root'/>",
+        )
+        .as_bytes(),
+    );
+    assert_bad_input(
+        &["check", &f],
+        b"",
+        &f,
+        "<controller> index='0x0a' is not a number from 0 to 255 (libvirt reads it as decimal only)",
+    );
+    assert_bad_input(&["fix", &f], b"", &f, "<controller> index='0x0a'");
+
+    // In base 0 a leading 0 is octal: strtoul stops at the 8, libvirt refuses the rest.
+    let f = write_temp(
+        d,
+        "octal.xml",
+        good.replace("slot='0x05'", "slot='08'").as_bytes(),
+    );
+    assert_bad_input(
+        &["check", &f],
+        b"",
+        &f,
+        "<hostdev><address> slot='08' is not a number",
+    );
+
     let f = write_temp(
         d,
         "twice.xml",
@@ -255,7 +295,11 @@ fn rules_lists_the_catalogue_and_explain_tells_why() {
     let out = run(&["rules"], b"");
     assert_eq!(out.status.code(), Some(0));
     let list = stdout(&out);
-    assert_eq!(list.lines().count(), 13, "{list}");
+    assert_eq!(list.lines().count(), 14, "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("pci-address-duplicate") && l.contains("error"))
+    );
     assert!(
         list.lines()
             .any(|l| l.starts_with("hostdev-on-default-phb") && l.contains("error"))

@@ -216,10 +216,7 @@ fn bad_input_and_usage_exit_2_with_one_line() {
             vec![truncated.to_str().unwrap()],
             format!("phbguard: {}:", truncated.display()),
         ),
-        (
-            vec!["-i", "-"],
-            "phbguard fix: --in-place needs a file".to_string(),
-        ),
+        (vec!["-i", "-"], "phbguard: --in-place needs a file".to_string()),
     ];
     for (args, start) in cases {
         let out = fix(&args);
@@ -302,7 +299,7 @@ fn a_read_only_file_is_not_replaced() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "phbguard: {}: not rewritten, cannot write it: Permission denied",
+            "phbguard: {}: not rewritten: cannot write it: Permission denied",
             path.display()
         )),
         "{stderr}"
@@ -325,7 +322,7 @@ fn a_read_only_directory_stops_the_rewrite_before_it_starts() {
     let stderr = support::stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("not rewritten, cannot create a temporary file in"),
+        stderr.contains("not rewritten: cannot create a temporary file in"),
         "{stderr}"
     );
     assert_eq!(fs::read(&path).unwrap(), before);
@@ -350,7 +347,7 @@ fn a_full_disk_leaves_the_original_and_no_temporary_file() {
     let stderr = support::stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("not rewritten, cannot write") && stderr.contains("File too large"),
+        stderr.contains("not rewritten: cannot write") && stderr.contains("File too large"),
         "{stderr}"
     );
     assert_eq!(fs::read(&path).unwrap(), before);

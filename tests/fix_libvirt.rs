@@ -154,3 +154,138 @@ fn libvirt_defines_every_fixed_example_and_keeps_its_placement() {
     assert!(checked.len() >= 6, "only {checked:?} were defined");
     eprintln!("defined and re-checked: {}", checked.join(", "));
 }
+
+/// Defines `xml` (made fit for the sandbox) as `name`; the result of `virsh define`.
+fn define(work: &std::path::Path, xml: &str, name: &str) -> std::process::Output {
+    let file = work.join(format!("{name}.xml"));
+    std::fs::write(&file, for_sandbox(xml, name)).unwrap();
+    virsh(&["define", file.to_str().unwrap()])
+}
+
+/// What phbguard reads is what libvirt reads (docs/rules.md, "How numbers are read"), and the
+/// cases libvirt refuses are refused by it, fixed by `fix` into definitions it accepts.
+#[test]
+fn libvirt_reads_numbers_and_addresses_as_phbguard_does_and_accepts_what_fix_makes() {
+    if !support::e2e_enabled(
+        "libvirt_reads_numbers_and_addresses_as_phbguard_does_and_accepts_what_fix_makes",
+    ) {
+        return;
+    }
+    support::assert_libvirtd_answers();
+    let work = tempfile::tempdir().unwrap();
+    let mut defined = Defined::default();
+    let host = support::case_host();
+    let cases = support::repo().join("tests/cases");
+
+    // Refused by libvirt as given; defined, and clean, once fixed.
+    for (case, refusal) in [
+        (
+            "pci-address-duplicate/fail-two-disks-one-slot",
+            "Attempted double use of PCI Address",
+        ),
+        (
+            "pci-address-duplicate/fail-default-phb-full",
+            "Attempted double use of PCI Address",
+        ),
+        ("phb-wrong-model/fail-pci-bridge-name", "modelName"),
+        // Not even a model name libvirt knows: refused while parsing.
+        (
+            "phb-wrong-model/fail-pcie-root-name",
+            "Invalid value for attribute 'name' in element 'model'",
+        ),
+    ] {
+        let path = cases.join(format!("{case}.xml"));
+        let input = std::fs::read_to_string(&path).unwrap();
+        let name = format!("{PREFIX}{}", case.replace('/', "-"));
+        let refused = define(work.path(), &input, &name);
+        if refused.status.success() {
+            defined.0.push(name.clone());
+        }
+        assert!(!refused.status.success(), "{case}: libvirt accepted it");
+        assert!(text(&refused).contains(refusal), "{case}: {}", text(&refused));
+
+        let fixed = support::run(
+            &[
+                "fix",
+                "--quiet",
+                "--sysfs-root",
+                host.path_str(),
+                path.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(
+            fixed.status.code(),
+            Some(0),
+            "{case}: {}",
+            support::stderr(&fixed)
+        );
+        let accepted = define(work.path(), &support::stdout(&fixed), &name);
+        assert!(
+            accepted.status.success(),
+            "{case}: fixed, still refused: {}",
+            text(&accepted)
+        );
+        defined.0.push(name.clone());
+        let dump = virsh(&["dumpxml", "--inactive", &name]);
+        let recheck = support::run(&["check", "--sysfs-root", host.path_str(), "-"], &dump.stdout);
+        assert_eq!(
+            recheck.status.code(),
+            Some(0),
+            "{case}: {}",
+            support::stdout(&recheck)
+        );
+    }
+
+    // Base 0 for an address and a target index, base 10 for a controller index; an address
+    // without domain, bus and slot is assigned by libvirt; the first <address> is the one.
+    let xml = "<domain type='qemu'>\n  <name>x</name>\n  <memory unit='MiB'>256</memory>\n  \
+        <os>\n    <type arch='ppc64le' machine='pseries'>hvm</type>\n  </os>\n  <devices>\n    \
+        <controller type='pci' index='010' model='pci-root'>\n      <target index='011'/>\n    </controller>\n    \
+        <disk type='file' device='disk'><source file='/nonexistent/a.qcow2'/><target dev='vda' bus='virtio'/>\
+        <address type='pci' bus='010' slot='01'/></disk>\n    \
+        <disk type='file' device='disk'><source file='/nonexistent/b.qcow2'/><target dev='vdb' bus='virtio'/>\
+        <address type='pci' domain='0' bus='0' slot='0' function='0'/></disk>\n    \
+        <disk type='file' device='disk'><source file='/nonexistent/c.qcow2'/><target dev='vdc' bus='virtio'/>\
+        <address type='pci' bus='0' slot='0x07'/><address type='pci' bus='0' slot='0x08'/></disk>\n  \
+        </devices>\n</domain>\n";
+    let name = format!("{PREFIX}numbers");
+    let out = define(work.path(), xml, &name);
+    assert!(out.status.success(), "{}", text(&out));
+    defined.0.push(name.clone());
+    let dump = virsh(&["dumpxml", "--inactive", &name]);
+    let libvirts = parse_domain(&dump.stdout).unwrap();
+    let ours = parse_domain(xml.as_bytes()).unwrap();
+    let disk = |d: &Domain, dev: &str| {
+        d.devices
+            .iter()
+            .find(|x| x.label.as_deref() == Some(dev))
+            .and_then(|x| x.address)
+    };
+    assert_eq!(disk(&libvirts, "vda"), disk(&ours, "vda"));
+    assert_eq!(disk(&ours, "vda").unwrap().to_string(), "0000:08:01.0");
+    assert_eq!(disk(&libvirts, "vdc"), disk(&ours, "vdc"));
+    assert_eq!(disk(&ours, "vdc").unwrap().slot, 7);
+    // Unassigned for phbguard; libvirt gave it a slot of its own.
+    assert_eq!(disk(&ours, "vdb"), None);
+    assert!(
+        disk(&libvirts, "vdb").is_some_and(|a| a.slot != 0),
+        "{}",
+        text(&dump)
+    );
+    let phb = |d: &Domain| {
+        d.pci_controllers()
+            .find(|(_, c)| c.index == 10)
+            .map(|(_, c)| c.target_index)
+    };
+    assert_eq!(phb(&libvirts), Some(Some(9)));
+    assert_eq!(phb(&ours), Some(Some(9)));
+
+    // A controller index libvirt reads in base 10 only: both refuse 0x0a.
+    let hex = xml.replace("index='010' model='pci-root'", "index='0x0a' model='pci-root'");
+    let out = define(work.path(), &hex, &format!("{PREFIX}hex-index"));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("'0x0a'"), "{}", text(&out));
+    let check = support::run(&["check", "-"], hex.as_bytes());
+    assert_eq!(check.status.code(), Some(2), "{}", support::stderr(&check));
+}

@@ -1,6 +1,8 @@
 //! Properties of `fix` over generated pSeries domains: random PHBs (with good, bad and
-//! duplicate target indexes), pci-bridges, hostdevs of random IOMMU groups and emulated devices
-//! at random places, some without an address, in random formatting. For every such domain:
+//! duplicate target indexes, some with a wrong model name), pci-bridges, hostdevs of random
+//! IOMMU groups and NUMA nodes and emulated devices at random places, some without an address
+//! (none written, or an empty `<address type='pci'/>`), some repeating the previous device's
+//! address, a bus filled to its last slot, `<numatune>` memnodes, in random formatting. For every such domain:
 //! the output checks clean, fixing it again changes nothing, the devices are the same but for
 //! their addresses, lines outside the edits survive in order, and compliant input is untouched.
 
@@ -21,6 +23,8 @@ struct Hostdev {
     addressed: bool,
     /// Share the slot of the previous device on the same bus, as its next function.
     next_function: bool,
+    /// Take the very address of the previous addressed device (`pci-address-duplicate`).
+    duplicate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +33,7 @@ struct Emulated {
     bus: usize,
     addressed: bool,
     next_function: bool,
+    duplicate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +44,15 @@ struct Spec {
     bridges: Vec<usize>,
     hostdevs: Vec<Hostdev>,
     emulated: Vec<Emulated>,
+    /// Per extra PHB: whether its `<model name>` is a wrong one (`phb-wrong-model`).
+    wrong_models: Vec<bool>,
+    /// Disks that fill this bus (an index into the bus list) up to its last slot, 0x1f: the
+    /// default PHB or a PHB full, so that what moves there finds no slot.
+    fill: Option<usize>,
+    /// `<numatune>` with memnodes for guest cells 0 and 1 on host nodes 0 and 1.
+    numatune: bool,
+    /// An address without domain, bus and slot, rather than none, for unaddressed devices.
+    empty_address: bool,
     double_quotes: bool,
     indent: &'static str,
     comments: bool,
@@ -51,14 +65,18 @@ fn hostdev() -> impl Strategy<Value = Hostdev> {
         any::<bool>(),
         prop::bool::weighted(0.85),
         prop::bool::weighted(0.2),
+        prop::bool::weighted(0.08),
     )
-        .prop_map(|(group, bus, interface, addressed, next_function)| Hostdev {
-            group,
-            bus,
-            interface,
-            addressed,
-            next_function,
-        })
+        .prop_map(
+            |(group, bus, interface, addressed, next_function, duplicate)| Hostdev {
+                group,
+                bus,
+                interface,
+                addressed,
+                next_function,
+                duplicate,
+            },
+        )
 }
 
 fn emulated() -> impl Strategy<Value = Emulated> {
@@ -67,12 +85,14 @@ fn emulated() -> impl Strategy<Value = Emulated> {
         0..16usize,
         prop::bool::weighted(0.85),
         prop::bool::weighted(0.15),
+        prop::bool::weighted(0.08),
     )
-        .prop_map(|(kind, bus, addressed, next_function)| Emulated {
+        .prop_map(|(kind, bus, addressed, next_function, duplicate)| Emulated {
             kind,
             bus,
             addressed,
             next_function,
+            duplicate,
         })
 }
 
@@ -85,17 +105,36 @@ fn spec() -> impl Strategy<Value = Spec> {
         prop::collection::vec(0..4usize, 0..3),
         prop::collection::vec(hostdev(), 0..10),
         prop::collection::vec(emulated(), 0..8),
+        (
+            prop::collection::vec(prop::bool::weighted(0.1), 0..6),
+            prop::option::weighted(0.1, 0..3usize),
+            any::<bool>(),
+            any::<bool>(),
+        ),
         any::<bool>(),
         prop_oneof![Just("  "), Just("    "), Just("\t"), Just(" ")],
         any::<bool>(),
     )
         .prop_map(
-            |(targets, bridges, hostdevs, emulated, double_quotes, indent, comments)| Spec {
+            |(
+                targets,
+                bridges,
+                hostdevs,
+                emulated,
+                (wrong_models, fill, numatune, empty_address),
+                double_quotes,
+                indent,
+                comments,
+            )| Spec {
                 // u32::MAX stands for "its own index", the usual, valid choice.
                 targets,
                 bridges,
                 hostdevs,
                 emulated,
+                wrong_models,
+                fill,
+                numatune,
+                empty_address,
                 double_quotes,
                 indent,
                 comments,
@@ -124,20 +163,31 @@ fn render(spec: &Spec) -> (String, StaticHost) {
     let buses: Vec<u8> = (0..=phbs + spec.bridges.len()).map(|b| b as u8).collect();
     let mut next_slot = vec![1u8; buses.len()];
     let mut last: Vec<Option<(u8, u8)>> = vec![None; buses.len()];
-    let mut place = |bus: usize, next_function: bool| -> (u8, u8, u8) {
+    let mut last_any: Option<(u8, u8, u8)> = None;
+    // None once the bus has no slot left: the device goes without an address.
+    let mut place = |bus: usize, next_function: bool, duplicate: bool| -> Option<(u8, u8, u8)> {
+        if duplicate && last_any.is_some() {
+            return last_any;
+        }
         let bus = bus % buses.len();
         if next_function
             && let Some((slot, f)) = last[bus]
             && f < 7
         {
             last[bus] = Some((slot, f + 1));
-            return (buses[bus], slot, f + 1);
+            last_any = Some((buses[bus], slot, f + 1));
+            return last_any;
         }
         let slot = next_slot[bus];
+        if slot > 0x1f {
+            return None;
+        }
         next_slot[bus] += 1;
         last[bus] = Some((slot, 0));
-        (buses[bus], slot, 0)
+        last_any = Some((buses[bus], slot, 0));
+        last_any
     };
+    let empty = format!("<address type={q}pci{q}/>");
     let address = |(bus, slot, function): (u8, u8, u8)| {
         format!(
             "<address type={q}pci{q} domain={q}0x0000{q} bus={q}{bus:#04x}{q} slot={q}{slot:#04x}{q} \
@@ -156,15 +206,20 @@ fn render(spec: &Spec) -> (String, StaticHost) {
             Some(t) => format!("\n{i3}<target index={q}{t}{q}/>"),
             None => String::new(),
         };
+        let model = if spec.wrong_models.get(n) == Some(&true) {
+            "pci-bridge"
+        } else {
+            "spapr-pci-host-bridge"
+        };
         devices.push(format!(
             "{i2}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-root{q}>\n\
-             {i3}<model name={q}spapr-pci-host-bridge{q}/>{target}\n{i2}</controller>"
+             {i3}<model name={q}{model}{q}/>{target}\n{i2}</controller>"
         ));
     }
     for (n, &on) in spec.bridges.iter().enumerate() {
         let index = phbs + 1 + n;
         // A bridge sits on a bus with a lower number than its own index (libvirt requires it).
-        let at = place(on % index, false);
+        let at = place(on % index, false, false).expect("a bridge comes before any bus fills");
         devices.push(format!(
             "{i2}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-bridge{q}>\n{i3}{}\n{i2}</controller>",
             address(at)
@@ -174,12 +229,17 @@ fn render(spec: &Spec) -> (String, StaticHost) {
     for (n, h) in spec.hostdevs.iter().enumerate() {
         let a = host_addr(n);
         if let Some(g) = h.group {
-            host = host.with_device(a, g, Some(0));
+            // Groups 0, 2, 4 on host node 0; 1, 3 on node 1.
+            host = host.with_device(a, g, Some(g % 2));
         }
-        let guest = if h.addressed {
-            format!("\n{i3}{}", address(place(h.bus, h.next_function)))
-        } else {
-            String::new()
+        let at = h
+            .addressed
+            .then(|| place(h.bus, h.next_function, h.duplicate))
+            .flatten();
+        let guest = match at {
+            Some(at) => format!("\n{i3}{}", address(at)),
+            None if spec.empty_address => format!("\n{i3}{empty}"),
+            None => String::new(),
         };
         let source = format!(
             "{i3}<source>\n{i4}<address{} domain={q}{:#06x}{q} bus={q}0x01{q} slot={q}0x00{q} function={q}0x0{q}/>\n{i3}</source>",
@@ -196,11 +256,25 @@ fn render(spec: &Spec) -> (String, StaticHost) {
             format!("{i2}<hostdev mode={q}subsystem{q} type={q}pci{q} managed={q}yes{q}>\n{source}{guest}\n{i2}</hostdev>")
         });
     }
-    for (n, e) in spec.emulated.iter().enumerate() {
-        let guest = if e.addressed {
-            format!("\n{i3}{}", address(place(e.bus, e.next_function)))
-        } else {
-            String::new()
+    let mut emulated = spec.emulated.clone();
+    if let Some(bus) = spec.fill {
+        emulated.extend((0..0x1f).map(|_| Emulated {
+            kind: 0,
+            bus,
+            addressed: true,
+            next_function: false,
+            duplicate: false,
+        }));
+    }
+    for (n, e) in emulated.iter().enumerate() {
+        let at = e
+            .addressed
+            .then(|| place(e.bus, e.next_function, e.duplicate))
+            .flatten();
+        let guest = match at {
+            Some(at) => format!("\n{i3}{}", address(at)),
+            None if spec.empty_address => format!("\n{i3}{empty}"),
+            None => String::new(),
         };
         devices.push(match e.kind {
             0 => format!(
@@ -226,8 +300,16 @@ fn render(spec: &Spec) -> (String, StaticHost) {
         body.push_str(d);
         body.push('\n');
     }
+    let numatune = if spec.numatune {
+        format!(
+            "{i1}<numatune>\n{i2}<memnode cellid={q}0{q} mode={q}strict{q} nodeset={q}0{q}/>\n\
+             {i2}<memnode cellid={q}1{q} mode={q}strict{q} nodeset={q}1{q}/>\n{i1}</numatune>\n"
+        )
+    } else {
+        String::new()
+    };
     let xml = format!(
-        "<domain type={q}kvm{q}>\n{i1}<name>prop</name>\n{i1}<os>\n{i2}<type arch={q}ppc64le{q} machine={q}pseries{q}>hvm</type>\n\
+        "<domain type={q}kvm{q}>\n{i1}<name>prop</name>\n{numatune}{i1}<os>\n{i2}<type arch={q}ppc64le{q} machine={q}pseries{q}>hvm</type>\n\
          {i1}</os>\n{i1}<devices>\n{body}{i1}</devices>\n</domain>\n"
     );
     (xml, host)
@@ -269,6 +351,7 @@ fn without_placement(text: &str, device: &Device) -> String {
     let mut cuts: Vec<Span> = device.address_span.into_iter().collect();
     if let DeviceKind::PciController(c) = &device.kind {
         cuts.extend(c.target_span);
+        cuts.extend(c.model_span);
     }
     cuts.sort_by_key(|s| s.start);
     let mut out = String::new();
@@ -352,7 +435,11 @@ proptest! {
                 let (first, last) = (xml[..s.start].lines().count(), xml[..s.end].lines().count());
                 i + 1 >= first && i < last
             });
-            if in_removed || line.contains("<address type=") || line.contains("<target index=") {
+            if in_removed
+                || line.contains("<address type=")
+                || line.contains("<target index=")
+                || line.contains("<model name=")
+            {
                 continue;
             }
             prop_assert!(output_lines.any(|l| l == line), "line {} lost: {line:?}\n{}", i + 1, result.output);
@@ -386,24 +473,45 @@ fn the_generator_covers_every_kind_of_change() {
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
     let mut runner = TestRunner::new_with_rng(Config::default(), rng);
     let (mut compliant, mut unfixable, mut moves, mut shared_slot) = (0, 0, 0, 0);
-    let (mut added, mut retargeted, mut removed) = (0, 0, 0);
+    let (mut added, mut retargeted, mut removed, mut models) = (0, 0, 0, 0);
+    let (mut duplicates, mut with_node, mut full_bus, mut unaddressed) = (0, 0, 0, 0);
     for _ in 0..400 {
         let (xml, host) = render(&spec().new_tree(&mut runner).unwrap().current());
         let (domain, result) = fixed(&xml, &host);
-        compliant += usize::from(errors(&domain, &host).is_empty());
+        let errors = errors(&domain, &host);
+        compliant += usize::from(errors.is_empty());
         unfixable += usize::from(!result.is_clean());
+        duplicates += usize::from(errors.iter().any(|e| e.starts_with("pci-address-duplicate ")));
+        unaddressed += usize::from(
+            domain
+                .devices
+                .iter()
+                .any(|d| d.address.is_none() && d.address_span.is_some()),
+        );
+        // A bus whose 31 slots are all in use, and a fix that had to move something anyway.
+        let mut slots = std::collections::HashMap::<u8, std::collections::HashSet<u8>>::new();
+        for a in domain.devices.iter().filter_map(|d| d.address) {
+            slots.entry(a.bus).or_default().insert(a.slot);
+        }
+        full_bus += usize::from(slots.values().any(|s| s.len() == 0x1f) && !result.plan.is_empty());
         for change in &result.plan.changes {
             match change {
                 Change::Move { to, .. } => {
                     moves += 1;
                     shared_slot += usize::from(to.function > 0);
                 }
-                Change::AddPhb { .. } => added += 1,
+                Change::AddPhb { node, .. } => {
+                    added += 1;
+                    with_node += usize::from(node.is_some());
+                }
                 Change::Retarget { .. } => retargeted += 1,
                 Change::RemoveController { .. } => removed += 1,
+                Change::SetPhbModel { .. } => models += 1,
             }
         }
     }
+    let names = "compliant, unfixable, moves, multifunction moves, added, retargeted, removed, \
+                 models set, duplicate addresses, PHBs with a NUMA node, full bus, empty addresses";
     let counts = [
         compliant,
         unfixable,
@@ -412,10 +520,12 @@ fn the_generator_covers_every_kind_of_change() {
         added,
         retargeted,
         removed,
+        models,
+        duplicates,
+        with_node,
+        full_bus,
+        unaddressed,
     ];
-    eprintln!("compliant, unfixable, moves, multifunction moves, added, retargeted, removed: {counts:?}");
-    assert!(
-        counts.iter().all(|&n| n >= 5),
-        "compliant, unfixable, moves, multifunction moves, added, retargeted, removed: {counts:?}"
-    );
+    eprintln!("{names}: {counts:?}");
+    assert!(counts.iter().all(|&n| n >= 5), "{names}: {counts:?}");
 }

@@ -26,6 +26,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode a policy file or `<phbguard:policy mode>` names, if it is one.
     pub fn parse(s: &str) -> Option<Mode> {
         match s {
             "enforce" => Some(Mode::Enforce),
@@ -35,6 +36,7 @@ impl Mode {
         }
     }
 
+    /// The mode as the policy file spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Enforce => "enforce",
@@ -62,15 +64,19 @@ pub enum OnInternalError {
     /// Exit 1: the guest does not start.
     Deny,
 }
+/// The policy file's settings, defaults for what it does not say.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where host facts (IOMMU groups, NUMA nodes) are read.
     pub sysfs_root: PathBuf,
+    /// Whether findings refuse a start, only warn, or are not looked for.
     pub mode: Mode,
+    /// What incoming migrations and restores get: refused or warned.
     pub incoming: Incoming,
     /// Whether `iommu-group-unknown` (a warning) rejects like an error.
     pub reject_iommu_group_unknown: bool,
+    /// Whether a guest the hook cannot judge is let through or refused.
     pub on_internal_error: OnInternalError,
     /// Domains never rejected, by name or UUID (UUIDs compared case-insensitively).
     pub exempt: Vec<String>,
@@ -104,7 +110,9 @@ impl Config {
 /// Something wrong with the policy file, and what phbguard did about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The policy file.
     pub path: PathBuf,
+    /// What is wrong in it: the key, the value and why.
     pub detail: String,
 }
 

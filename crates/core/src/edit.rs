@@ -10,11 +10,14 @@ use crate::model::Span;
 /// when the text is).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edit {
+    /// The bytes replaced; empty for an insertion.
     pub span: Span,
+    /// What they are replaced with; empty for a deletion.
     pub text: String,
 }
 
 impl Edit {
+    /// Replaces the bytes of `span` with `text`.
     pub fn replace(span: Span, text: impl Into<String>) -> Self {
         Edit {
             span,
@@ -22,10 +25,12 @@ impl Edit {
         }
     }
 
+    /// Inserts `text` at byte `at`.
     pub fn insert(at: usize, text: impl Into<String>) -> Self {
         Edit::replace(Span { start: at, end: at }, text)
     }
 
+    /// Deletes the bytes of `span`.
     pub fn delete(span: Span) -> Self {
         Edit::replace(span, String::new())
     }
@@ -34,9 +39,13 @@ impl Edit {
 /// Two edits claimed the same bytes: a bug in whoever planned them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlap {
+    /// The edit applied first.
     pub first: Span,
+    /// The edit that reaches into it.
     pub second: Span,
 }
+
+impl std::error::Error for Overlap {}
 
 impl fmt::Display for Overlap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -74,9 +83,11 @@ pub fn apply(input: &str, mut edits: Vec<Edit>) -> Result<String, Overlap> {
 /// One attribute of a start tag, located in the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttrSpan<'a> {
+    /// The attribute's name.
     pub name: &'a str,
     /// The value between the quotes, as written (not unescaped).
     pub value: Span,
+    /// The quote character around its value, `'` or `"`.
     pub quote: char,
 }
 
@@ -238,7 +249,10 @@ mod tests {
                 ("slot", "0x5".into()),
                 ("function", "0x0".into()),
             ],
-            |a, b| crate::number::parse_uint(a, 255) == crate::number::parse_uint(b, 255),
+            |a, b| {
+                use crate::number::{Base, parse_uint};
+                parse_uint(a, Base::Auto, 255) == parse_uint(b, Base::Auto, 255)
+            },
         )
         .unwrap();
         assert_eq!(

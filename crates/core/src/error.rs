@@ -2,36 +2,60 @@
 //! the element and the value, so that an admin can find it without reading code.
 
 use std::fmt;
+/// Why a document is not a domain phbguard can judge; each prints as one line.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
+    /// The input is not UTF-8.
     NotUtf8 {
+        /// The first byte that is not.
         offset: usize,
     },
+    /// quick-xml refused the document.
     Malformed {
+        /// Where it stopped.
         offset: u64,
+        /// What it said.
         detail: String,
     },
+    /// No root element at all.
     Empty,
+    /// The document ends inside an element.
     Truncated {
+        /// The element left open.
         open: String,
     },
+    /// The root element is not `<domain>`.
     NotDomain {
+        /// The root element's name.
         root: String,
     },
+    /// A numeric attribute libvirt would refuse.
     BadNumber {
+        /// The element, with the path to it: `hostdev><address`.
         element: String,
+        /// The attribute.
         attribute: String,
+        /// Its value as written.
         value: String,
+        /// How libvirt reads this attribute.
+        base: crate::number::Base,
+        /// The largest value allowed.
         max: u64,
     },
+    /// A `<memnode nodeset>` that is not a node set.
     BadNodeset {
+        /// The value as written.
         value: String,
     },
+    /// A PCI hostdev without `<source><address>`.
     MissingHostAddress {
+        /// `hostdev` or `interface`.
         element: String,
     },
+    /// Two PCI controllers with one index.
     DuplicateController {
+        /// The index both have.
         index: u32,
     },
 }
@@ -56,12 +80,22 @@ impl fmt::Display for ParseError {
                 element,
                 attribute,
                 value,
+                base,
                 max,
-            } => write!(
-                f,
-                "<{element}> {attribute}='{}' is not a number from 0 to {max:#x} (decimal or 0x-prefixed hex)",
-                Shown(value)
-            ),
+            } => match base {
+                crate::number::Base::Auto => write!(
+                    f,
+                    "<{element}> {attribute}='{}' is not a number from 0 to {max:#x} \
+                     (libvirt reads it as decimal, 0x-prefixed hex or 0-prefixed octal)",
+                    Shown(value)
+                ),
+                crate::number::Base::Decimal => write!(
+                    f,
+                    "<{element}> {attribute}='{}' is not a number from 0 to {max} \
+                     (libvirt reads it as decimal only)",
+                    Shown(value)
+                ),
+            },
             Self::BadNodeset { value } => {
                 write!(f, "<memnode> nodeset='{}' is not a valid node set", Shown(value))
             }
@@ -106,6 +140,22 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// Shows an error with its causes, `outer: inner: innermost`, as anyhow's `{:#}` does: for the
+/// hook, which reports library errors without anyhow.
+pub struct Chain<'e>(pub &'e (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +166,7 @@ mod tests {
             element: "hostdev><address".into(),
             attribute: "bus".into(),
             value: "9".repeat(1 << 20),
+            base: crate::number::Base::Auto,
             max: 0xff,
         };
         let text = e.to_string();

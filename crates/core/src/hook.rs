@@ -24,10 +24,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use crate::config::{self, Config, Incoming, Mode, OnInternalError};
+use crate::error::Chain;
 use crate::host::{HostFacts, Sysfs};
 use crate::input::{InputError, read_bounded};
 use crate::parse::parse_domain;
-use crate::rules::{Finding, Severity, judge};
+use crate::rules::{Finding, RuleId, Severity, judge};
 use crate::syslog::{Level, Syslog, field};
 
 /// One call from libvirt.
@@ -37,9 +38,13 @@ pub struct Call {
     pub config: Option<PathBuf>,
     /// The hook file's own path, which the kernel passes when it runs the `#!` line.
     pub script: Option<OsString>,
+    /// The domain's name.
     pub domain: String,
+    /// libvirt's operation: `prepare`, `start`, `migrate`, ...
     pub op: String,
+    /// Its sub-operation: `begin`, `end`, ...
     pub subop: String,
+    /// The extra argument (`-` when libvirt has none).
     pub extra: String,
 }
 
@@ -48,6 +53,7 @@ pub struct Call {
 pub enum ArgsError {
     /// `--help` or `-h` where no hook argument can be.
     Help,
+    /// Arguments that are not a hook call; the message says which.
     Usage(String),
 }
 
@@ -125,6 +131,7 @@ impl Phase {
         }
     }
 
+    /// The op word libvirt passes for this phase.
     pub fn op(self) -> &'static str {
         match self {
             Phase::Prepare => "prepare",
@@ -193,7 +200,10 @@ pub fn decide(
             let what = format!("standard input: {}", InputError::TooLarge);
             return internal_error(call, phase, config, &what, log, stderr);
         }
-        Err(e) => return internal_error(call, phase, config, &format!("standard input: {e}"), log, stderr),
+        Err(e) => {
+            let what = format!("standard input: {}", Chain(&e));
+            return internal_error(call, phase, config, &what, log, stderr);
+        }
     };
     // libvirt names the domain in argv; the XML says the same. argv is what the admin typed.
     let name = call.domain.as_str();
@@ -233,7 +243,7 @@ pub fn decide(
     let exempt = config.is_exempt(name, domain.uuid.as_deref());
     let blocking = |f: &Finding| {
         f.severity() == Severity::Error
-            || (config.reject_iommu_group_unknown && f.rule.id == "iommu-group-unknown")
+            || (config.reject_iommu_group_unknown && f.rule.id == RuleId::IommuGroupUnknown)
     };
     let rejects = match phase {
         Phase::Prepare => true,
@@ -256,7 +266,7 @@ pub fn decide(
             field("domain", name),
             field("uuid", uuid),
             field("op", phase.op()),
-            field("rule", f.rule.id),
+            field("rule", f.rule.id.as_str()),
             field("device", &f.device),
             field("severity", f.severity().as_str()),
             field("mode", if exempt { "exempt" } else { mode.as_str() }),

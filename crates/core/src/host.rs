@@ -1,12 +1,13 @@
 //! Facts about the host's PCI devices. [`Sysfs`] reads them from a sysfs tree; [`StaticHost`]
-//! holds them in maps for tests and benchmarks. No other module touches the filesystem to judge.
+//! holds them in maps for tests and benchmarks. No other module touches the filesystem to judge:
+//! [`Facts::gather`] reads what a domain's hostdevs need once, and everything after works on that.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use crate::model::PciAddr;
+use crate::model::{Domain, PciAddr};
 
 /// Why a host device's IOMMU group could not be learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,7 @@ impl fmt::Display for GroupUnknown {
     }
 }
 
+/// Where host facts come from: sysfs on a real host, a table in tests.
 pub trait HostFacts {
     /// The host IOMMU group of a PCI device.
     fn iommu_group(&self, addr: PciAddr) -> Result<u32, GroupUnknown>;
@@ -43,10 +45,12 @@ pub struct Sysfs {
 }
 
 impl Sysfs {
+    /// The sysfs tree at `root` (`/sys` on a real host).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Sysfs { root: root.into() }
     }
 
+    /// Where the tree is.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -89,10 +93,12 @@ pub struct StaticHost {
 }
 
 impl StaticHost {
+    /// A host with no PCI devices.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds a device in IOMMU `group`, on NUMA `node` when given.
     pub fn with_device(mut self, addr: PciAddr, group: u32, node: Option<u32>) -> Self {
         self.groups.insert(addr, group);
         if let Some(node) = node {
@@ -108,6 +114,48 @@ impl HostFacts for StaticHost {
     }
 
     fn numa_node(&self, addr: PciAddr) -> Option<u32> {
+        self.nodes.get(&addr).copied()
+    }
+}
+
+/// The host facts about one domain's hostdevs, read once: the rules, the fix planner and the
+/// re-check of a rewrite all look here, so a run reads each sysfs entry at most once.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    groups: HashMap<PciAddr, Result<u32, GroupUnknown>>,
+    nodes: HashMap<PciAddr, u32>,
+}
+
+impl Facts {
+    /// Reads the IOMMU group of every hostdev of `domain`, and its NUMA node when the domain
+    /// ties guest cells to host nodes (`<numatune><memnode>`: nothing else uses the node).
+    pub fn gather(domain: &Domain, host: &dyn HostFacts) -> Self {
+        let mut facts = Facts::default();
+        for addr in domain.devices.iter().filter_map(|d| d.host_addr()) {
+            if facts.groups.contains_key(&addr) {
+                continue;
+            }
+            facts.groups.insert(addr, host.iommu_group(addr));
+            if !domain.memnodes.is_empty()
+                && let Some(node) = host.numa_node(addr)
+            {
+                facts.nodes.insert(addr, node);
+            }
+        }
+        facts
+    }
+
+    /// The IOMMU group of host device `addr`; a device that was not gathered is unknown.
+    pub fn group(&self, addr: PciAddr) -> Result<u32, &GroupUnknown> {
+        match self.groups.get(&addr) {
+            Some(Ok(g)) => Ok(*g),
+            Some(Err(why)) => Err(why),
+            None => Err(&GroupUnknown::NoDevice),
+        }
+    }
+
+    /// The NUMA node of host device `addr`, when known.
+    pub fn numa_node(&self, addr: PciAddr) -> Option<u32> {
         self.nodes.get(&addr).copied()
     }
 }

@@ -9,19 +9,24 @@ use std::path::Path;
 use crate::error::ParseError;
 use crate::model::Domain;
 
+/// The largest document phbguard reads.
 pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+/// Why a document could not be read.
 
 #[derive(Debug)]
 pub enum InputError {
+    /// Reading failed.
     Io(io::Error),
+    /// The path is a directory.
     IsDirectory,
+    /// It is larger than [`MAX_INPUT_BYTES`].
     TooLarge,
 }
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io(e) => write!(f, "cannot read: {e}"),
+            Self::Io(_) => f.write_str("cannot read it"),
             Self::IsDirectory => f.write_str("is a directory, not a domain XML file"),
             Self::TooLarge => write!(
                 f,
@@ -32,7 +37,14 @@ impl fmt::Display for InputError {
     }
 }
 
-impl std::error::Error for InputError {}
+impl std::error::Error for InputError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::IsDirectory | Self::TooLarge => None,
+        }
+    }
+}
 
 /// Reads all of `reader`, failing once it passes [`MAX_INPUT_BYTES`].
 pub fn read_bounded(reader: impl Read) -> Result<Vec<u8>, InputError> {
@@ -63,7 +75,9 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, InputError> {
 /// Why a document could not be judged.
 #[derive(Debug)]
 pub enum LoadError {
+    /// It could not be read.
     Input(InputError),
+    /// It is not a domain phbguard can judge.
     Parse(ParseError),
 }
 
@@ -76,7 +90,15 @@ impl fmt::Display for LoadError {
     }
 }
 
-impl std::error::Error for LoadError {}
+/// A wrapper that adds no words: it shows its inner error and hands on that error's cause.
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Input(e) => e.source(),
+            Self::Parse(e) => e.source(),
+        }
+    }
+}
 
 /// A file (`-` for standard input) read and parsed into a domain, with its bytes.
 pub fn load(name: &str) -> Result<(Vec<u8>, Domain), LoadError> {

@@ -6,9 +6,13 @@ use std::fmt;
 /// A PCI address, guest-side (`<address type='pci'>`) or host-side (`<source><address>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciAddr {
+    /// The PCI domain (segment).
     pub domain: u16,
+    /// The bus number: a controller's index in the guest.
     pub bus: u8,
+    /// The slot, 0 to 0x1f.
     pub slot: u8,
+    /// The function, 0 to 7.
     pub function: u8,
 }
 
@@ -26,16 +30,22 @@ impl fmt::Display for PciAddr {
 /// Byte offsets `start..end` into the input the domain was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
+    /// The first byte.
     pub start: usize,
+    /// One past the last byte.
     pub end: usize,
 }
 
 /// The parts of a `<domain>` phbguard looks at.
 #[derive(Debug, Clone, Default)]
 pub struct Domain {
+    /// `<name>`
     pub name: Option<String>,
+    /// `<uuid>`
     pub uuid: Option<String>,
+    /// `<os><type arch>`
     pub arch: Option<String>,
+    /// `<os><type machine>`
     pub machine: Option<String>,
     /// Every element directly under `<devices>`, in document order.
     pub devices: Vec<Device>,
@@ -87,25 +97,39 @@ pub struct Device {
     pub model_attr: Option<String>,
     /// What identifies it to an admin: a disk's target dev, a NIC's MAC, an alias.
     pub label: Option<String>,
+    /// What kind of device it is, for the rules.
     pub kind: DeviceKind,
     /// Its own guest address, when that is `<address type='pci'>`.
     pub address: Option<PciAddr>,
     /// The `<address>` element that is a direct child of this device, of any type.
     pub address_span: Option<Span>,
+    /// The whole element, start tag to end tag.
     pub span: Span,
+    /// The line its start tag is on, from 1: where reports point an admin.
+    pub line: usize,
 }
+/// What the rules tell devices apart by.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceKind {
     /// A PCI device passed through from the host.
-    Hostdev { host: PciAddr, form: HostdevForm },
+    Hostdev {
+        /// The host PCI device passed through.
+        host: PciAddr,
+        /// How it is written.
+        form: HostdevForm,
+    },
     /// `<controller type='pci'>`: a PHB (`pci-root`) or a bridge of some kind.
     PciController(PciController),
     /// Any other controller (`scsi`, `usb`, `virtio-serial`, ...).
-    Controller { index: Option<u32> },
+    Controller {
+        /// Its `index` attribute.
+        index: Option<u32>,
+    },
     /// Everything else: disks, NICs, video, balloon, rng, ...
     Other,
 }
+/// How a hostdev is written.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostdevForm {
@@ -114,6 +138,7 @@ pub enum HostdevForm {
     /// `<interface type='hostdev'>` (an SR-IOV VF, typically)
     Interface,
 }
+/// A `<controller type='pci'>`.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PciController {
@@ -121,9 +146,12 @@ pub struct PciController {
     pub index: u32,
     /// Whether `index` was written, or assigned the way libvirt would.
     pub index_implied: bool,
+    /// Its `model` attribute: `pci-root`, `pci-bridge`, ...
     pub model: Option<String>,
     /// `<model name='...'/>`
     pub model_name: Option<String>,
+    /// That `<model>` element, where its name is rewritten.
+    pub model_span: Option<Span>,
     /// `<target index='...'/>`
     pub target_index: Option<u32>,
     /// The `<target>` start tag (the whole element when empty), where `index` is rewritten.
@@ -133,15 +161,27 @@ pub struct PciController {
 }
 
 impl PciController {
+    /// Whether it is a PHB (a `pci-root`).
     pub fn is_phb(&self) -> bool {
         self.model.as_deref() == Some("pci-root")
     }
 }
 
+/// What a finding is about, for tools (the rewriter) that act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// An element under `<devices>`, by its position in [`Domain::devices`].
+    Device(usize),
+    /// The PCI controller with this index, whether written or implied.
+    Controller(u32),
+}
+
 /// `<memnode cellid='G' nodeset='...'/>`: guest NUMA cell G takes memory from these host nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemNode {
+    /// The guest NUMA cell.
     pub cell: u32,
+    /// The host NUMA nodes its memory comes from.
     pub host_nodes: Vec<u32>,
 }
 
@@ -179,6 +219,7 @@ impl Device {
         }
     }
 
+    /// The host PCI device of a hostdev.
     pub fn host_addr(&self) -> Option<PciAddr> {
         match self.kind {
             DeviceKind::Hostdev { host, .. } => Some(host),

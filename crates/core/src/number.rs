@@ -1,21 +1,54 @@
-//! Numbers in domain XML attributes, read the way the contract (rules.md) states libvirt
-//! reads them: `0x`-prefixed hexadecimal, or plain decimal digits. Nothing else, not even
-//! a sign or surrounding blanks, so that a value can never smuggle anything else through.
+//! Numbers in domain XML, read the way libvirt reads each one, so that phbguard judges the
+//! guest libvirt will define and never one of its own making (docs/rules.md, "How numbers are
+//! read").
+//!
+//! libvirt reads every such number with `strtoul`/`strtol` through `virStrToLong_uip` and
+//! friends (src/util/virstring.c), whole string, in a base chosen per attribute
+//! (`virXMLPropUInt(node, name, base, ...)`): base 0 for PCI addresses and a PHB's
+//! `<target index>`, base 10 for a controller's `index`, `<node>` and `<memnode cellid>`.
+//! What C accepts besides digits is accepted here too (leading blanks, a `+`), and what
+//! libvirt refuses is refused: a `-`, trailing text, `08` in base 0, `0x0a` in base 10.
 
-/// Parses `0x1f`, `0X1F` or `31`; `None` for anything else or anything above `max`.
-pub fn parse_uint(text: &str, max: u64) -> Option<u64> {
-    let (digits, radix) = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => (hex, 16),
-        None => (text, 10),
+/// The base an attribute is read in: the third argument of libvirt's `virXMLPropUInt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// `strtoul(s, &end, 0)`: `0x`/`0X` is hexadecimal, a leading `0` octal, else decimal.
+    Auto,
+    /// `strtoul(s, &end, 10)`: decimal digits only (`010` is ten, `0x0a` is refused).
+    Decimal,
+}
+
+/// libvirt stores these numbers in a C `unsigned int` and refuses what does not fit.
+const UINT_MAX: u64 = u32::MAX as u64;
+
+/// Reads `text` as libvirt would in `base`; `None` for anything libvirt refuses or anything
+/// above `max`.
+pub fn parse_uint(text: &str, base: Base, max: u64) -> Option<u64> {
+    // strtoul skips C's isspace() blanks, then takes one optional sign; libvirt refuses any
+    // '-' (virStrToLong_uip's memchr).
+    let rest = text.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let rest = rest.strip_prefix('+').unwrap_or(rest);
+    let (digits, radix) = match base {
+        Base::Decimal => (rest, 10),
+        Base::Auto => match rest.strip_prefix("0x").or_else(|| rest.strip_prefix("0X")) {
+            // strtoul reads "0x" without a hex digit after it as "0" followed by text, which
+            // libvirt then refuses: the digits check below does the same.
+            Some(hex) => (hex, 16),
+            None if rest.len() > 1 && rest.starts_with('0') => (&rest[1..], 8),
+            None => (rest, 10),
+        },
     };
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
     // from_str_radix fails only on overflow here: the digits were checked above.
-    u64::from_str_radix(digits, radix).ok().filter(|&v| v <= max)
+    u64::from_str_radix(digits, radix)
+        .ok()
+        .filter(|&v| v <= UINT_MAX && v <= max)
 }
 
-/// Parses a libvirt node set such as `0-3,^2,8` into its sorted members.
+/// Parses a libvirt node set such as `0-3,^2,8` into its sorted members. Node numbers are
+/// decimal (`virBitmapParse` reads them with `virStrToLong_i(.., 10, ..)`).
 pub fn parse_nodeset(text: &str, max: u32) -> Option<Vec<u32>> {
     let mut included = Vec::new();
     let mut excluded = Vec::new();
@@ -28,8 +61,8 @@ pub fn parse_nodeset(text: &str, max: u32) -> Option<Vec<u32>> {
             Some((lo, hi)) => (lo.trim(), hi.trim()),
             None => (part, part),
         };
-        let lo = parse_uint(lo, u64::from(max))? as u32;
-        let hi = parse_uint(hi, u64::from(max))? as u32;
+        let lo = parse_uint(lo, Base::Decimal, u64::from(max))? as u32;
+        let hi = parse_uint(hi, Base::Decimal, u64::from(max))? as u32;
         if lo > hi || (negated && lo != hi) {
             return None;
         }
@@ -47,26 +80,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_and_decimal() {
-        assert_eq!(parse_uint("0x1f", 255), Some(31));
-        assert_eq!(parse_uint("0X1F", 255), Some(31));
-        assert_eq!(parse_uint("31", 255), Some(31));
-        assert_eq!(parse_uint("007", 255), Some(7));
+    fn base_zero_reads_hex_octal_and_decimal_as_strtoul_does() {
+        let auto = |s| parse_uint(s, Base::Auto, u64::MAX);
+        assert_eq!(auto("0x1f"), Some(31));
+        assert_eq!(auto("0X1F"), Some(31));
+        assert_eq!(auto("31"), Some(31));
+        // Measured on libvirt 9.0: bus='010' is bus 8, <target index='011'/> is 9.
+        assert_eq!(auto("010"), Some(8));
+        assert_eq!(auto("011"), Some(9));
+        assert_eq!(auto("0"), Some(0));
+        assert_eq!(auto("00"), Some(0));
+        // strtoul's leading blanks and plus sign.
+        assert_eq!(auto(" \t1"), Some(1));
+        assert_eq!(auto("+0x2"), Some(2));
     }
 
     #[test]
-    fn rejects_everything_else() {
-        for bad in ["", "0x", "zz", "-1", "+1", " 1", "1 ", "../../etc", "0x1g", "1e3"] {
-            assert_eq!(parse_uint(bad, u64::MAX), None, "{bad:?}");
+    fn base_ten_reads_decimal_only() {
+        let dec = |s| parse_uint(s, Base::Decimal, u64::MAX);
+        // Measured on libvirt 9.0: controller index='010' is 10, index='0x0a' is refused.
+        assert_eq!(dec("010"), Some(10));
+        assert_eq!(dec("0x0a"), None);
+        assert_eq!(dec("7"), Some(7));
+    }
+
+    #[test]
+    fn refuses_what_libvirt_refuses() {
+        for base in [Base::Auto, Base::Decimal] {
+            for bad in [
+                "",
+                " ",
+                "0x",
+                "zz",
+                "-1",
+                "-0",
+                "+",
+                "1 ",
+                "../../etc",
+                "0x1g",
+                "1e3",
+                "0x-1",
+                "++1",
+                "1\n",
+            ] {
+                assert_eq!(parse_uint(bad, base, u64::MAX), None, "{bad:?} in {base:?}");
+            }
         }
-        assert_eq!(parse_uint("0x100", 0xff), None);
-        assert_eq!(parse_uint("99999999999999999999999", u64::MAX), None);
+        // A leading 0 is octal: strtoul stops at the 8 and libvirt refuses the rest.
+        assert_eq!(parse_uint("08", Base::Auto, u64::MAX), None);
+        assert_eq!(parse_uint("0x100", Base::Auto, 0xff), None);
+        // More than an unsigned int holds.
+        assert_eq!(parse_uint("4294967296", Base::Decimal, u64::MAX), None);
+        assert_eq!(parse_uint("0xffffffff", Base::Auto, u64::MAX), Some(0xffff_ffff));
+        assert_eq!(parse_uint("99999999999999999999999", Base::Auto, u64::MAX), None);
     }
 
     #[test]
     fn nodesets() {
         assert_eq!(parse_nodeset("1", 1024), Some(vec![1]));
         assert_eq!(parse_nodeset("0-3,^2,8", 1024), Some(vec![0, 1, 3, 8]));
+        assert_eq!(parse_nodeset("010", 1024), Some(vec![10]));
+        assert_eq!(parse_nodeset("0x1", 1024), None);
         assert_eq!(parse_nodeset("0-2000", 1024), None);
         assert_eq!(parse_nodeset("3-1", 1024), None);
         assert_eq!(parse_nodeset("a", 1024), None);

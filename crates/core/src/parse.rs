@@ -9,7 +9,7 @@ use quick_xml::events::{BytesStart, Event};
 
 use crate::error::ParseError;
 use crate::model::{Device, DeviceKind, Domain, HostdevForm, MemNode, PciAddr, PciController, Span};
-use crate::number::{parse_nodeset, parse_uint};
+use crate::number::{Base, parse_nodeset, parse_uint};
 
 /// The namespace of `<phbguard:policy>` under `<metadata>`, as `virsh metadata --uri` takes it.
 pub const METADATA_NS: &str = "urn:phbguard:policy:1";
@@ -36,9 +36,10 @@ pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
     // counts positions after it, so the parser reads the rest and adds the mark's length
     // back: device spans must be offsets into `input`, or `fix` edits the wrong bytes.
     // Found by the fix fuzz target (tests/fuzz/fix/utf8-bom.xml).
-    let (text, base) = match text.strip_prefix('\u{feff}') {
-        Some(rest) => (rest, '\u{feff}'.len_utf8()),
-        None => (text, 0),
+    let base = if text.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
     };
     Parser::new(text, base).run()
 }
@@ -63,6 +64,7 @@ enum Tag {
 /// A device under construction, between its start and end tags.
 struct DeviceBuilder {
     element: String,
+    line: usize,
     type_attr: Option<String>,
     model_attr: Option<String>,
     mode_attr: Option<String>,
@@ -72,6 +74,7 @@ struct DeviceBuilder {
     address_span: Option<Span>,
     host: Option<PciAddr>,
     model_name: Option<String>,
+    model_span: Option<Span>,
     target_index: Option<u32>,
     target_span: Option<Span>,
     numa_node: Option<u32>,
@@ -81,13 +84,16 @@ struct DeviceBuilder {
 }
 
 struct Parser<'a> {
+    source: &'a str,
+    /// A byte offset already reached and the line it is on, so lines are counted in one pass.
+    counted: (usize, usize),
     reader: Reader<&'a [u8]>,
     stack: Vec<Tag>,
     domain: Domain,
     device: Option<DeviceBuilder>,
     text: String,
     seen_root: bool,
-    /// Bytes of the input before `reader`'s text (a byte order mark), added to its positions.
+    /// Bytes of `source` before `reader`'s text (a byte order mark), added to its positions.
     base: usize,
 }
 
@@ -95,7 +101,9 @@ impl<'a> Parser<'a> {
     fn new(text: &'a str, base: usize) -> Self {
         Parser {
             base,
-            reader: Reader::from_str(text),
+            source: text,
+            counted: (0, 1),
+            reader: Reader::from_str(&text[base..]),
             stack: Vec::with_capacity(16),
             domain: Domain::default(),
             device: None,
@@ -162,6 +170,17 @@ impl<'a> Parser<'a> {
     fn position(&self) -> usize {
         // The reader works on a &str held in memory, so positions fit in usize.
         self.base + self.reader.buffer_position() as usize
+    }
+
+    /// The line `offset` is on; offsets are asked for in document order.
+    fn line_of(&mut self, offset: usize) -> usize {
+        let (from, line) = self.counted;
+        let newlines = self.source.as_bytes()[from..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.counted = (offset, line + newlines);
+        self.counted.1
     }
 
     fn malformed(&self, offset: usize, detail: &str) -> ParseError {
@@ -232,17 +251,19 @@ impl<'a> Parser<'a> {
                 Tag::Skip
             }
             (2, Some(Tag::Devices)) => {
-                self.device = Some(DeviceBuilder::new(e, span.start)?);
+                let line = self.line_of(span.start);
+                self.device = Some(DeviceBuilder::new(e, span.start, line)?);
                 Tag::Device
             }
             (3, Some(Tag::Device)) => self.device_child(e, name, span)?,
             (4, Some(Tag::DeviceSource)) => {
-                if name == "address" {
-                    let dev = self.device.as_mut().expect("inside a device");
-                    dev.host = Some(pci_addr(
-                        &Attrs::of(e)?,
-                        At::new(&dev.element, "><source><address"),
-                    )?);
+                let dev = self.device.as_mut().expect("inside a device");
+                // The first <address> is the one libvirt reads (virXPathNode).
+                if name == "address" && dev.host.is_none() {
+                    let at = At::new(&dev.element, "><source><address");
+                    let attrs = Attrs::of(e)?;
+                    // A host address names a real device: 0000:00:00.0 is one, not "unset".
+                    dev.host = Some(valid_pci_addr(pci_fields(&attrs, at)?, at)?);
                 }
                 Tag::Skip
             }
@@ -264,16 +285,20 @@ impl<'a> Parser<'a> {
             Attrs { list: Vec::new() }
         };
         Ok(match name {
-            "address" => {
+            // libvirt reads a device's first <address> child and ignores the others
+            // (virDomainDeviceInfoParseXML takes the first element named address).
+            "address" if dev.address_span.is_none() => {
                 dev.address_span = Some(span);
                 if attrs.get("type") == Some("pci") {
-                    dev.address = Some(pci_addr(&attrs, At::new(&dev.element, "><address"))?);
+                    dev.address = guest_pci_addr(&attrs, At::new(&dev.element, "><address"))?;
                 }
                 Tag::Skip
             }
             "source" => Tag::DeviceSource,
-            "model" => {
+            // The first <model> is the one libvirt reads.
+            "model" if dev.model_span.is_none() => {
                 dev.model_name = attrs.owned("name");
+                dev.model_span = Some(span);
                 Tag::Skip
             }
             "target" => {
@@ -284,7 +309,7 @@ impl<'a> Parser<'a> {
                     && let Some(v) = attrs.get("index")
                 {
                     let at = At::new(&dev.element, "><target");
-                    dev.target_index = Some(number(at, "index", v, u64::from(u32::MAX))? as u32);
+                    dev.target_index = Some(number(at, "index", v, Base::Auto, u64::from(u32::MAX))? as u32);
                 }
                 Tag::DeviceTarget
             }
@@ -310,7 +335,7 @@ impl<'a> Parser<'a> {
                 let dev = self.device.as_mut().expect("inside a device");
                 let value = self.text.trim();
                 let at = At::new(&dev.element, "><target><node");
-                dev.numa_node = Some(number(at, "text", value, u64::from(u32::MAX))? as u32);
+                dev.numa_node = Some(number(at, "text", value, Base::Decimal, u64::from(u32::MAX))? as u32);
             }
             Tag::Devices => self.domain.devices_close = Some(end_tag.start),
             Tag::Device => {
@@ -325,7 +350,13 @@ impl<'a> Parser<'a> {
     fn memnode(&mut self, e: &BytesStart<'_>) -> Result<(), ParseError> {
         let attrs = Attrs::of(e)?;
         let cell = match attrs.get("cellid") {
-            Some(v) => number(At::new("memnode", ""), "cellid", v, u64::from(u32::MAX))? as u32,
+            Some(v) => number(
+                At::new("memnode", ""),
+                "cellid",
+                v,
+                Base::Decimal,
+                u64::from(u32::MAX),
+            )? as u32,
             None => return Ok(()),
         };
         let nodeset = attrs.owned("nodeset").unwrap_or_default();
@@ -337,11 +368,19 @@ impl<'a> Parser<'a> {
 }
 
 impl DeviceBuilder {
-    fn new(e: &BytesStart<'_>, start: usize) -> Result<Self, ParseError> {
+    fn new(e: &BytesStart<'_>, start: usize, line: usize) -> Result<Self, ParseError> {
         let element = e.local_name().as_ref().to_string();
         let attrs = Attrs::of(e)?;
-        let index_attr = match attrs.get("index") {
-            Some(v) => Some(number(At::new(&element, ""), "index", v, u64::from(u32::MAX))? as u32),
+        // Only a controller's index is a number libvirt reads (base 10, virXMLPropInt).
+        let index_attr = match attrs.get("index").filter(|_| element == "controller") {
+            Some(v) => {
+                let max = if attrs.get("type") == Some("pci") {
+                    MAX_CONTROLLER_INDEX
+                } else {
+                    u64::from(u32::MAX)
+                };
+                Some(number(At::new(&element, ""), "index", v, Base::Decimal, max)? as u32)
+            }
             None => None,
         };
         Ok(DeviceBuilder {
@@ -351,10 +390,12 @@ impl DeviceBuilder {
             index_attr,
             element,
             start,
+            line,
             address: None,
             address_span: None,
             host: None,
             model_name: None,
+            model_span: None,
             target_index: None,
             target_span: None,
             numa_node: None,
@@ -390,6 +431,7 @@ impl DeviceBuilder {
                     element: "controller type='pci'".into(),
                     attribute: "index".into(),
                     value: index.to_string(),
+                    base: Base::Decimal,
                     max: MAX_CONTROLLER_INDEX,
                 });
             }
@@ -398,6 +440,7 @@ impl DeviceBuilder {
                 index_implied: self.index_attr.is_none(),
                 model: self.model_attr.clone(),
                 model_name: self.model_name,
+                model_span: self.model_span,
                 target_index: self.target_index,
                 target_span: self.target_span,
                 numa_node: self.numa_node,
@@ -427,6 +470,7 @@ impl DeviceBuilder {
                 start: self.start,
                 end,
             },
+            line: self.line,
         })
     }
 }
@@ -452,6 +496,7 @@ fn assign_controller_indexes(domain: &mut Domain) -> Result<(), ParseError> {
                 element: "controller type='pci'".into(),
                 attribute: "index".into(),
                 value: "(none free)".into(),
+                base: Base::Decimal,
                 max: MAX_CONTROLLER_INDEX,
             })?;
             used[free] = true;
@@ -529,26 +574,64 @@ impl<'a> At<'a> {
     }
 }
 
-fn number(at: At<'_>, attribute: &str, value: &str, max: u64) -> Result<u64, ParseError> {
-    parse_uint(value, max).ok_or_else(|| ParseError::BadNumber {
+fn number(at: At<'_>, attribute: &str, value: &str, base: Base, max: u64) -> Result<u64, ParseError> {
+    parse_uint(value, base, max).ok_or_else(|| ParseError::BadNumber {
         element: format!("{}{}", at.element, at.tail),
         attribute: attribute.into(),
         value: value.into(),
+        base,
         max,
     })
 }
 
-/// A PCI address from an `<address>` element; absent attributes are 0, as in libvirt.
-fn pci_addr(attrs: &Attrs<'_>, at: At<'_>) -> Result<PciAddr, ParseError> {
-    let field = |name: &str, max: u64| match attrs.get(name) {
-        Some(v) => number(at, name, v, max),
-        None => Ok(0),
-    };
+/// The four numbers of an `<address>` element as libvirt reads them
+/// (`virPCIDeviceAddressParseXML`: base 0, absent is 0), before their ranges are checked.
+struct PciFields<'v> {
+    values: [(&'static str, Option<&'v str>, u64); 4],
+}
+
+fn pci_fields<'v>(attrs: &'v Attrs<'_>, at: At<'_>) -> Result<PciFields<'v>, ParseError> {
+    let mut values = [
+        ("domain", None, 0),
+        ("bus", None, 0),
+        ("slot", None, 0),
+        ("function", None, 0),
+    ];
+    for (name, text, value) in &mut values {
+        if let Some(v) = attrs.get(name) {
+            *text = Some(v);
+            *value = number(at, name, v, Base::Auto, u64::from(u32::MAX))?;
+        }
+    }
+    Ok(PciFields { values })
+}
+
+/// Checks the ranges libvirt checks (`virPCIDeviceAddressIsValid`); the domain is held in 16
+/// bits, as sysfs and every pSeries guest spell it.
+fn valid_pci_addr(fields: PciFields<'_>, at: At<'_>) -> Result<PciAddr, ParseError> {
+    let mut out = [0u64; 4];
+    for (i, ((name, text, value), max)) in fields
+        .values
+        .into_iter()
+        .zip([0xffff, 0xff, 0x1f, 0x7])
+        .enumerate()
+    {
+        if value > max {
+            return Err(ParseError::BadNumber {
+                element: format!("{}{}", at.element, at.tail),
+                attribute: name.into(),
+                value: text.unwrap_or_default().into(),
+                base: Base::Auto,
+                max,
+            });
+        }
+        out[i] = value;
+    }
     Ok(PciAddr {
-        domain: field("domain", 0xffff)? as u16,
-        bus: field("bus", 0xff)? as u8,
-        slot: field("slot", 0x1f)? as u8,
-        function: field("function", 0x7)? as u8,
+        domain: out[0] as u16,
+        bus: out[1] as u8,
+        slot: out[2] as u8,
+        function: out[3] as u8,
     })
 }
 
@@ -587,6 +670,17 @@ fn is_xml_name(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii());
     first_ok
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.') || !c.is_ascii())
+}
+
+/// A device's guest address. One whose domain, bus and slot are all 0 (`<address
+/// type='pci'/>` among them) is no address: libvirt assigns the device a slot of its own
+/// (`virPCIDeviceAddressIsEmpty`, `virDeviceInfoPCIAddressIsWanted`) and checks nothing else.
+fn guest_pci_addr(attrs: &Attrs<'_>, at: At<'_>) -> Result<Option<PciAddr>, ParseError> {
+    let fields = pci_fields(attrs, at)?;
+    if fields.values[..3].iter().all(|&(_, _, v)| v == 0) {
+        return Ok(None);
+    }
+    valid_pci_addr(fields, at).map(Some)
 }
 
 /// Whether `<prefix:policy>` is bound to [`METADATA_NS`] on the element itself, which is
@@ -679,6 +773,79 @@ mod tests {
         let d = parse_domain(xml.as_bytes()).unwrap();
         let indexes: Vec<u32> = d.pci_controllers().map(|(_, c)| c.index).collect();
         assert_eq!(indexes, [1, 0, 2]);
+    }
+
+    fn first_device(devices: &str) -> Result<Device, ParseError> {
+        let xml = format!("<domain><devices>{devices}</devices></domain>");
+        parse_domain(xml.as_bytes()).map(|mut d| d.devices.remove(0))
+    }
+
+    #[test]
+    fn numbers_are_read_in_the_base_libvirt_reads_each_in() {
+        // Measured on libvirt 9.0: bus='010' is bus 8; <target index='011'/> is 9;
+        // controller index='010' is 10; <node>010</node> is node 10.
+        let disk =
+            first_device("<disk><address type='pci' bus='010' slot='0x1' function='0'/></disk>").unwrap();
+        assert_eq!(disk.address.unwrap().to_string(), "0000:08:01.0");
+        let phb = first_device(
+            "<controller type='pci' index='010' model='pci-root'><target index='011'><node>010</node></target></controller>",
+        )
+        .unwrap();
+        let DeviceKind::PciController(c) = phb.kind else {
+            panic!()
+        };
+        assert_eq!((c.index, c.target_index, c.numa_node), (10, Some(9), Some(10)));
+    }
+
+    #[test]
+    fn a_hex_controller_index_is_bad_input_naming_element_and_value() {
+        // libvirt: "Invalid value for attribute 'index' in element 'controller': '0x0a'".
+        let err = first_device("<controller type='pci' index='0x0a' model='pci-root'/>").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("<controller> index='0x0a'") && text.contains("decimal only"),
+            "{text}"
+        );
+        // An octal-looking slot libvirt's strtoul stops at is refused too.
+        let err = first_device("<disk><address type='pci' bus='0' slot='08'/></disk>").unwrap_err();
+        assert!(err.to_string().contains("slot='08'"), "{err}");
+    }
+
+    #[test]
+    fn the_first_address_child_is_the_device_address() {
+        let disk = first_device(
+            "<disk><address type='pci' bus='0' slot='5'/><address type='pci' bus='0' slot='6'/></disk>",
+        )
+        .unwrap();
+        assert_eq!(disk.address.unwrap().slot, 5);
+        let hostdev = first_device(
+            "<hostdev mode='subsystem' type='pci'><source><address domain='1' bus='2' slot='0' function='0'/>\
+             <address domain='9' bus='9' slot='0' function='0'/></source>\
+             <address type='drive'/><address type='pci' bus='0' slot='7'/></hostdev>",
+        )
+        .unwrap();
+        assert_eq!(hostdev.host_addr().unwrap().to_string(), "0001:02:00.0");
+        // The first address is not a PCI one: libvirt never reads the second.
+        assert_eq!(hostdev.address, None);
+    }
+
+    #[test]
+    fn an_address_without_domain_bus_or_slot_is_unassigned() {
+        for address in [
+            "<address type='pci'/>",
+            "<address type='pci' domain='0' bus='0' slot='0' function='0'/>",
+            // libvirt checks nothing else of an empty address (virPCIDeviceAddressIsEmpty).
+            "<address type='pci' function='9'/>",
+        ] {
+            let disk = first_device(&format!("<disk>{address}</disk>")).unwrap();
+            assert_eq!(disk.address, None, "{address}");
+            assert!(disk.address_span.is_some(), "{address}");
+        }
+        let hostdev = first_device(
+            "<hostdev mode='subsystem' type='pci'><source><address domain='0' bus='0' slot='0' function='0'/></source></hostdev>",
+        )
+        .unwrap();
+        assert_eq!(hostdev.host_addr().unwrap().to_string(), "0000:00:00.0");
     }
 
     #[test]

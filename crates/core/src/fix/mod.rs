@@ -1,26 +1,31 @@
 //! `fix`: rewrite a pSeries domain into one that keeps the isolation rule, changing as few
 //! bytes as possible, and prove the result by judging it again.
 //!
-//! [`plan`] decides what moves, [`render`] turns that into byte edits, [`crate::edit`]
+//! `plan` decides what moves, `render` turns that into byte edits, [`crate::edit`]
 //! applies them; [`fix`] ties them together and re-checks the output, so a rewrite that would
 //! still break a rule is reported, never passed off as a fix.
 
 mod order;
-pub mod plan;
+mod plan;
 mod render;
 
 use std::fmt;
 
-use crate::host::HostFacts;
-use crate::model::Domain;
+use crate::edit::Overlap;
+use crate::error::ParseError;
+use crate::host::{Facts, HostFacts};
+use crate::model::{DeviceKind, Domain, Subject};
 use crate::parse_domain;
-use crate::rules::{Finding, Severity, judge};
+use crate::rules::{Finding, Severity, judge_topology};
+use crate::topology::Topology;
 
 pub use plan::{Change, Options, Plan, Unfixable};
+pub use render::RenderError;
 
 /// The outcome of fixing one document.
 #[derive(Debug)]
 pub struct Fixed {
+    /// What the planner decided.
     pub plan: Plan,
     /// The rewritten document; the input itself when the plan is empty.
     pub output: String,
@@ -41,7 +46,7 @@ impl Fixed {
             .plan
             .unfixable
             .iter()
-            .map(|u| format!("{}: {}", u.subject, u.reason))
+            .map(|u| format!("{}: {}", u.device, u.reason))
             .collect();
         // A finding's message already starts with the device it names.
         lines.extend(
@@ -55,15 +60,34 @@ impl Fixed {
 
 /// The rewrite could not be made at all: a bug, not a property of the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InternalError(pub String);
+pub enum InternalError {
+    /// The plan could not be turned into edits.
+    Render(RenderError),
+    /// The edits overlap.
+    Edit(Overlap),
+    /// The rewritten document does not parse.
+    Reparse(ParseError),
+}
 
 impl fmt::Display for InternalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "internal error while rewriting: {}", self.0)
+        f.write_str(match self {
+            Self::Render(_) => "internal error while rewriting: cannot render the plan",
+            Self::Edit(_) => "internal error while rewriting: cannot apply the edits",
+            Self::Reparse(_) => "internal error while rewriting: the rewritten XML does not parse",
+        })
     }
 }
 
-impl std::error::Error for InternalError {}
+impl std::error::Error for InternalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(match self {
+            Self::Render(e) => e,
+            Self::Edit(e) => e,
+            Self::Reparse(e) => e,
+        })
+    }
+}
 
 /// Fixes `input`, which `domain` was parsed from.
 pub fn fix(
@@ -72,27 +96,60 @@ pub fn fix(
     host: &dyn HostFacts,
     options: Options,
 ) -> Result<Fixed, InternalError> {
-    let plan = plan::plan(domain, host, options);
+    // The rewrite moves devices but keeps the same host devices: one read of the host serves
+    // the plan and the re-check of its output.
+    let facts = Facts::gather(domain, host);
+    let plan = plan::plan(&Topology::new(domain, &facts), options);
     let (output, after) = if plan.is_empty() {
         (input.to_string(), None)
     } else {
-        let edits = render::edits(input, domain, &plan).map_err(|e| InternalError(e.0))?;
-        let output = crate::edit::apply(input, edits).map_err(|e| InternalError(e.to_string()))?;
-        let after = parse_domain(output.as_bytes())
-            .map_err(|e| InternalError(format!("the rewritten XML does not parse: {e}")))?;
+        let edits = render::edits(input, domain, &plan).map_err(InternalError::Render)?;
+        let output = crate::edit::apply(input, edits).map_err(InternalError::Edit)?;
+        let after = parse_domain(output.as_bytes()).map_err(InternalError::Reparse)?;
         (output, Some(after))
     };
     let judged = after.as_ref().unwrap_or(domain);
-    let remaining = judge(judged, host)
+    let before = positions_before(judged, &plan);
+    let remaining = judge_topology(&Topology::new(judged, &facts))
         .into_iter()
         .filter(|f| f.severity() == Severity::Error)
-        .filter(|f| !plan.unfixable.iter().any(|u| u.subject == f.device))
+        .filter(|f| {
+            let subject = match f.subject {
+                Subject::Device(i) => before[i].map(Subject::Device),
+                controller => Some(controller),
+            };
+            !plan.unfixable.iter().any(|u| Some(u.subject) == subject)
+        })
         .collect();
     Ok(Fixed {
         plan,
         output,
         remaining,
     })
+}
+
+/// For each device of the rewritten domain `after`, its position in the domain the plan was made
+/// for; `None` for a PHB the plan added. A rewrite only adds PHBs and removes bridges, so the
+/// other devices keep their order.
+fn positions_before(after: &Domain, plan: &Plan) -> Vec<Option<usize>> {
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    for change in &plan.changes {
+        match *change {
+            Change::AddPhb { index, .. } => added.push(index),
+            Change::RemoveController { device, .. } => removed.push(device),
+            Change::Move { .. } | Change::Retarget { .. } | Change::SetPhbModel { .. } => {}
+        }
+    }
+    let mut kept = (0..).filter(|i| !removed.contains(i));
+    after
+        .devices
+        .iter()
+        .map(|d| match &d.kind {
+            DeviceKind::PciController(c) if c.is_phb() && added.contains(&c.index) => None,
+            _ => kept.next(),
+        })
+        .collect()
 }
 
 impl Change {
@@ -118,6 +175,10 @@ impl Change {
             Change::Retarget { index, from, to, .. } => {
                 format!("controller pci index {index}: target index {from} -> {to}")
             }
+            Change::SetPhbModel { index, ref from, .. } => format!(
+                "controller pci index {index}: model name '{from}' -> '{}'",
+                crate::topology::PHB_MODEL_NAME
+            ),
             Change::RemoveController { device, index } => {
                 let model = domain.devices[device].model_attr.as_deref().unwrap_or("bridge");
                 format!("removed controller pci index {index} ({model}), nothing is behind it now")

@@ -8,20 +8,17 @@
 //! function 0 of the first free slot from 1. Unlike libvirt it keeps every address that is
 //! already fine, so the diff stays small.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::host::{GroupUnknown, HostFacts};
-use crate::model::{Device, DeviceKind, Domain, PciAddr};
+use crate::model::Subject;
+use crate::model::{Device, DeviceKind, PciAddr};
+use crate::topology::{BUSES, Bus, MAX_PHBS, MAX_TARGET, PHB_MODEL_NAME, SLOTS, Topology};
 
 use super::order;
 
-/// Highest PHB target index QEMU accepts (`SPAPR_MAX_PHBS - 1`).
-pub const MAX_TARGET: u32 = 30;
-/// The most PHBs a pSeries guest can have: one per target index.
-const MAX_PHBS: usize = MAX_TARGET as usize + 1;
-/// Slots on a PHB: libvirt starts at 1 (`minSlot`), 0x1f is the last.
-const SLOTS: std::ops::RangeInclusive<u8> = 1..=0x1f;
-const BUSES: usize = 256;
+/// Functions of a slot (0..=7).
+const FUNCTIONS: u8 = 8;
+/// How far `fix` goes.
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -32,82 +29,105 @@ pub struct Options {
 /// One change to the definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// The device at this position of [`Domain::devices`] gets a new guest address; `from`
+    /// The device at this position of [`Domain::devices`](crate::model::Domain::devices) gets a new guest address; `from`
     /// is `None` when it had none.
     Move {
+        /// Position in [`Domain::devices`](crate::model::Domain::devices).
         device: usize,
+        /// Its address before.
         from: Option<PciAddr>,
+        /// Its address after.
         to: PciAddr,
     },
     /// A new PHB controller.
     AddPhb {
+        /// The new controller's index (its bus number).
         index: u32,
+        /// Its target index.
         target: u32,
+        /// The guest NUMA cell it is tied to.
         node: Option<u32>,
     },
     /// A PHB's `<target index>` is renumbered.
     Retarget {
+        /// Position of the controller in [`Domain::devices`](crate::model::Domain::devices).
         device: usize,
+        /// Its controller index.
         index: u32,
+        /// The target index before.
         from: u32,
+        /// The target index after.
         to: u32,
     },
     /// A bridge the move emptied is removed.
-    RemoveController { device: usize, index: u32 },
+    RemoveController {
+        /// Position of the bridge in [`Domain::devices`](crate::model::Domain::devices).
+        device: usize,
+        /// Its controller index.
+        index: u32,
+    },
+    /// A PHB's `<model name>` becomes `spapr-pci-host-bridge`, the only one pSeries has.
+    SetPhbModel {
+        /// Position of the PHB in [`Domain::devices`](crate::model::Domain::devices).
+        device: usize,
+        /// Its controller index.
+        index: u32,
+        /// The model name it had.
+        from: String,
+    },
 }
 
 /// Something the planner had to leave broken, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unfixable {
-    /// How it names the device: `hostdev 0002:02:00.0 at 0000:00:05.0`.
-    pub subject: String,
+    /// What is left broken, in the domain the plan was made for.
+    pub subject: Subject,
+    /// How it names it: `hostdev 0002:02:00.0 at 0000:00:05.0`.
+    pub device: String,
+    /// Why it cannot be fixed.
     pub reason: String,
 }
+/// What a rewrite changes, and what it has to leave broken.
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// The changes, controllers first, then the moves.
     pub changes: Vec<Change>,
+    /// What stays broken, and why.
     pub unfixable: Vec<Unfixable>,
 }
 
 impl Plan {
+    /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
 }
 
-/// Plans the rewrite of `domain` into one that keeps the isolation rule.
-pub fn plan(domain: &Domain, host: &dyn HostFacts, options: Options) -> Plan {
-    if !domain.is_pseries() {
+/// Plans the rewrite of the topology's domain into one that keeps the isolation rule.
+pub fn plan(topology: &Topology<'_>, options: Options) -> Plan {
+    if !topology.pseries {
         return Plan::default();
     }
-    let mut planner = Planner::new(domain, host);
+    let mut planner = Planner::new(topology);
+    planner.set_phb_models();
     planner.retarget();
     planner.choose_homes();
     planner.route_hostdevs(options);
     planner.remove_emptied_bridges();
     planner.route_emulated();
+    planner.route_duplicates();
     planner.place();
     let mut plan = planner.plan;
     // Reports read best as: what the controllers become (a removed bridge before the PHB that
     // may take its index), then what moves onto them.
     plan.changes.sort_by_key(|c| match c {
-        Change::Retarget { .. } => 0,
+        Change::SetPhbModel { .. } | Change::Retarget { .. } => 0,
         Change::RemoveController { .. } => 1,
         Change::AddPhb { .. } => 2,
         Change::Move { .. } => 3,
     });
     plan
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BusKind {
-    /// No controller and no address names it.
-    Unused,
-    /// A PHB: a written pci-root controller (its device position) or one libvirt implies.
-    Phb(Option<usize>),
-    /// Any other PCI controller (a pci-bridge, ...), by device position.
-    Bridge(usize),
 }
 
 /// Where a moving device goes.
@@ -117,6 +137,9 @@ enum Dest {
     Group(u32),
     /// A PHB without hostdevs.
     Emulated,
+    /// Another slot of the bus it is on: it only has to leave an address an earlier device
+    /// holds.
+    SameBus(u8),
 }
 
 /// The PHB an IOMMU group ends up on.
@@ -127,15 +150,15 @@ enum Home {
     New,
 }
 
-struct Planner<'a> {
-    domain: &'a Domain,
-    host: &'a dyn HostFacts,
-    buses: [BusKind; BUSES],
-    /// Per device: the IOMMU group of a hostdev (looked up once).
-    groups: Vec<Option<Result<u32, GroupUnknown>>>,
+struct Planner<'t, 'd> {
+    topology: &'t Topology<'d>,
+    /// The topology's buses, and the PHBs the plan adds.
+    buses: Vec<Bus>,
     /// Per device: where it moves, if it does.
     dest: Vec<Option<Dest>>,
     removed: Vec<bool>,
+    /// Per device: whether an earlier device has its guest address (`pci-address-duplicate`).
+    duplicate: Vec<bool>,
     homes: BTreeMap<u32, Home>,
     /// Buses that hold hostdevs once the rewrite is done.
     hostdev_buses: BTreeSet<u8>,
@@ -145,39 +168,21 @@ struct Planner<'a> {
     plan: Plan,
 }
 
-impl<'a> Planner<'a> {
-    fn new(domain: &'a Domain, host: &'a dyn HostFacts) -> Self {
-        let mut buses = [BusKind::Unused; BUSES];
-        for (i, c) in domain.pci_controllers() {
-            buses[c.index as usize] = if c.is_phb() {
-                BusKind::Phb(Some(i))
-            } else {
-                BusKind::Bridge(i)
-            };
+impl<'t, 'd> Planner<'t, 'd> {
+    fn new(topology: &'t Topology<'d>) -> Self {
+        let devices = topology.domain.devices.len();
+        let mut duplicate = vec![false; devices];
+        // The first holder keeps the address (libvirt complains about the later ones).
+        let mut held = HashSet::new();
+        for (i, addr) in topology.addressed() {
+            duplicate[i] = !held.insert(addr);
         }
-        // libvirt always has PHB 0, and on pSeries makes every other named bus a PHB.
-        if buses[0] == BusKind::Unused {
-            buses[0] = BusKind::Phb(None);
-        }
-        for dev in &domain.devices {
-            if let Some(addr) = dev.address
-                && buses[addr.bus as usize] == BusKind::Unused
-            {
-                buses[addr.bus as usize] = BusKind::Phb(None);
-            }
-        }
-        let groups = domain
-            .devices
-            .iter()
-            .map(|d| d.host_addr().map(|h| host.iommu_group(h)))
-            .collect();
         Planner {
-            domain,
-            host,
-            buses,
-            groups,
-            dest: vec![None; domain.devices.len()],
-            removed: vec![false; domain.devices.len()],
+            topology,
+            buses: (0..BUSES).map(|b| topology.bus(b as u8)).collect(),
+            dest: vec![None; devices],
+            removed: vec![false; devices],
+            duplicate,
             homes: BTreeMap::new(),
             hostdev_buses: BTreeSet::new(),
             taken: vec![[0; 32]; BUSES],
@@ -186,48 +191,55 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn device(&self, i: usize) -> &'a Device {
-        &self.domain.devices[i]
+    fn device(&self, i: usize) -> &'d Device {
+        self.topology.device(i)
     }
 
     fn unfixable(&mut self, device: usize, reason: String) {
+        let dev = self.device(device);
+        // A PHB is a controller, not a device on a bus: findings name it by its index.
+        let subject = match &dev.kind {
+            DeviceKind::PciController(c) if c.is_phb() => Subject::Controller(c.index),
+            _ => Subject::Device(device),
+        };
         self.plan.unfixable.push(Unfixable {
-            subject: self.device(device).describe(),
+            subject,
+            device: dev.describe(),
             reason,
         });
     }
 
-    /// Devices with a guest PCI address that sit on a bus (PHB controllers do not).
-    fn addressed(&self) -> impl Iterator<Item = (usize, PciAddr)> + 'a {
-        self.domain
-            .devices
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| match &d.kind {
-                DeviceKind::PciController(c) if c.is_phb() => None,
-                _ => d.address.map(|a| (i, a)),
-            })
+    fn addressed(&self) -> impl Iterator<Item = (usize, PciAddr)> + use<'d> {
+        self.topology.addressed()
+    }
+
+    /// A pSeries PHB has one model name: setting it needs no choice, so it is fixed.
+    fn set_phb_models(&mut self) {
+        for (i, c) in self.topology.written_phbs() {
+            if let Some(name) = c.model_name.as_deref().filter(|n| *n != PHB_MODEL_NAME) {
+                self.plan.changes.push(Change::SetPhbModel {
+                    device: i,
+                    index: c.index,
+                    from: name.to_string(),
+                });
+            }
+        }
     }
 
     fn known_group(&self, device: usize) -> Option<u32> {
-        self.groups[device]
-            .as_ref()
-            .and_then(|g| g.as_ref().ok().copied())
+        self.topology.known_group(device)
     }
 
+    /// Whether `bus` is a PHB, the ones the plan adds included.
     fn is_phb(&self, bus: u8) -> bool {
-        matches!(self.buses[bus as usize], BusKind::Phb(_))
+        matches!(self.buses[bus as usize], Bus::Phb(_))
     }
 
     /// Keeps every target index that is valid and first, renumbers the rest: index 0 gets 0,
     /// the others the lowest free in 1..30, in controller index order.
     fn retarget(&mut self) {
         self.targets.insert(0);
-        let mut phbs: Vec<_> = self
-            .domain
-            .pci_controllers()
-            .filter(|(_, c)| c.is_phb())
-            .collect();
+        let mut phbs: Vec<_> = self.topology.written_phbs().collect();
         phbs.sort_by_key(|(_, c)| c.index);
         let mut renumber = Vec::new();
         for &(i, c) in &phbs {
@@ -314,7 +326,7 @@ impl<'a> Planner<'a> {
                     }
                 }
                 None if addr.bus == 0 || !self.is_phb(addr.bus) => {
-                    let why = match &self.groups[i] {
+                    let why = match self.topology.group(i) {
                         Some(Err(e)) => e.to_string(),
                         _ => "its IOMMU group is unknown".into(),
                     };
@@ -357,7 +369,7 @@ impl<'a> Planner<'a> {
         loop {
             let mut changed = false;
             for bus in 0..BUSES {
-                let BusKind::Bridge(bridge) = self.buses[bus] else {
+                let Bus::Bridge(bridge) = self.buses[bus] else {
                     continue;
                 };
                 if self.removed[bridge] || self.device(bridge).model_attr.as_deref() != Some("pci-bridge") {
@@ -402,9 +414,19 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Every device that repeats an earlier device's address and is not moving anyway takes
+    /// another slot of its own bus.
+    fn route_duplicates(&mut self) {
+        for (i, addr) in self.addressed().collect::<Vec<_>>() {
+            if self.duplicate[i] && self.dest[i].is_none() && !self.removed[i] {
+                self.dest[i] = Some(Dest::SameBus(addr.bus));
+            }
+        }
+    }
+
     /// Device positions in libvirt's assignment order.
     fn libvirt_order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.domain.devices.len()).collect();
+        let mut order: Vec<usize> = (0..self.topology.domain.devices.len()).collect();
         order.sort_by_key(|&i| order::rank(self.device(i)));
         order
     }
@@ -446,38 +468,65 @@ impl<'a> Planner<'a> {
                     }
                     slot.map(|s| (bus, s))
                 }),
-                Dest::Emulated => {
-                    let found = emulated_buses
-                        .iter()
-                        .find_map(|&b| self.free_slot(b).map(|s| (b, s)));
-                    found.or_else(|| {
-                        let bus = empty_buses.pop().or_else(|| self.add_phb(None, first))?;
-                        emulated_buses.push(bus);
-                        self.free_slot(bus).map(|s| (bus, s))
-                    })
-                }
+                Dest::SameBus(bus) => match self.free_slot(bus) {
+                    Some(slot) => Some((bus, slot)),
+                    // An emulated device may go anywhere emulated devices go.
+                    None if self.device(first).host_addr().is_none() => {
+                        self.emulated_slot(&mut emulated_buses, &mut empty_buses, first)
+                    }
+                    None => {
+                        self.unfixable(
+                            first,
+                            format!(
+                                "repeats an earlier device's address and bus {bus}, where its IOMMU \
+                                 group is, has no free slot left; free a slot on it by hand"
+                            ),
+                        );
+                        None
+                    }
+                },
+                Dest::Emulated => self.emulated_slot(&mut emulated_buses, &mut empty_buses, first),
             };
             let Some((bus, slot)) = placed else { continue };
             self.put(&unit, bus, slot);
         }
     }
 
+    /// A slot for an emulated device: the first free one of `emulated_buses`, else one of an
+    /// empty PHB, else of a new PHB.
+    fn emulated_slot(
+        &mut self,
+        emulated_buses: &mut Vec<u8>,
+        empty_buses: &mut Vec<u8>,
+        first: usize,
+    ) -> Option<(u8, u8)> {
+        let found = emulated_buses
+            .iter()
+            .find_map(|&b| self.free_slot(b).map(|s| (b, s)));
+        found.or_else(|| {
+            let bus = empty_buses.pop().or_else(|| self.add_phb(None, first))?;
+            emulated_buses.push(bus);
+            self.free_slot(bus).map(|s| (bus, s))
+        })
+    }
+
     /// Moving devices grouped into what shares a slot: the functions of one source slot that
-    /// go to the same place stay together; everything else takes a slot of its own.
+    /// go to the same place stay together; everything else, and every device that repeats an
+    /// earlier address, takes a slot of its own. So a unit never holds one function twice.
     fn units(&self) -> Vec<Vec<usize>> {
         let mut by_slot: HashMap<(Dest, u8, u8), usize> = HashMap::new();
         let mut units: Vec<Vec<usize>> = Vec::new();
         for i in self.libvirt_order() {
             let Some(dest) = self.dest[i] else { continue };
             match self.device(i).address {
-                Some(a) => {
+                Some(a) if !self.duplicate[i] => {
                     let unit = *by_slot.entry((dest, a.bus, a.slot)).or_insert_with(|| {
                         units.push(Vec::new());
                         units.len() - 1
                     });
                     units[unit].push(i);
                 }
-                None => units.push(vec![i]),
+                _ => units.push(vec![i]),
             }
         }
         units
@@ -500,18 +549,16 @@ impl<'a> Planner<'a> {
     /// The guest NUMA cell a PHB for group `g` belongs to: the one `<numatune><memnode>`
     /// backs with the host node of the group's devices, when there is exactly one.
     fn group_node(&self, g: u32) -> Option<u32> {
-        let mut nodes = self
-            .domain
-            .devices
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| self.known_group(i) == Some(g))
-            .map(|(_, d)| d.host_addr().and_then(|h| self.host.numa_node(h)));
+        let devices = 0..self.topology.domain.devices.len();
+        let mut nodes = devices
+            .filter(|&i| self.known_group(i) == Some(g))
+            .map(|i| self.topology.numa_node(i));
         let node = nodes.next()??;
         if !nodes.all(|n| n == Some(node)) {
             return None;
         }
         let mut cells = self
+            .topology
             .domain
             .memnodes
             .iter()
@@ -523,13 +570,13 @@ impl<'a> Planner<'a> {
 
     /// Adds a PHB with the lowest free controller index and target index.
     fn add_phb(&mut self, node: Option<u32>, first: usize) -> Option<u8> {
-        let phbs = self.buses.iter().filter(|b| matches!(b, BusKind::Phb(_))).count();
+        let phbs = self.buses.iter().filter(|b| matches!(b, Bus::Phb(_))).count();
         // A removed bridge's index is free again: leaving it unused would make libvirt fill
         // the gap with an empty PHB of its own.
         let index = (1..BUSES).find(|&b| match self.buses[b] {
-            BusKind::Unused => true,
-            BusKind::Bridge(dev) => self.removed[dev],
-            BusKind::Phb(_) => false,
+            Bus::Unused => true,
+            Bus::Bridge(dev) => self.removed[dev],
+            Bus::Phb(_) => false,
         });
         let (Some(index), true) = (index, phbs < MAX_PHBS) else {
             self.unfixable(
@@ -547,7 +594,7 @@ impl<'a> Planner<'a> {
             );
             return None;
         };
-        self.buses[index] = BusKind::Phb(None);
+        self.buses[index] = Bus::Phb(None);
         self.plan.changes.push(Change::AddPhb {
             index: index as u32,
             target,
@@ -572,7 +619,15 @@ impl<'a> Planner<'a> {
             let from = self.device(i).address;
             let function = match from {
                 Some(a) if keep => a.function,
-                _ => n as u8,
+                _ => match u8::try_from(n).ok().filter(|&f| f < FUNCTIONS) {
+                    Some(f) => f,
+                    // units() gives a slot at most one device per function; should that ever
+                    // fail, the device is reported, never wrapped onto another's function.
+                    None => {
+                        self.unfixable(i, "no function of its new slot is left for it".into());
+                        continue;
+                    }
+                },
             };
             self.taken[bus as usize][slot as usize] |= 1 << function;
             let to = PciAddr {

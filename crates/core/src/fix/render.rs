@@ -2,15 +2,55 @@
 //! way libvirt formats it (`bus='0x02'`, two-space steps), in the quoting and indentation the
 //! surrounding document already uses.
 
+use std::fmt;
+
 use crate::edit::{Edit, indent_before, line_removal, set_attributes, start_tag};
 use crate::model::{Domain, PciAddr};
-use crate::number::parse_uint;
+use crate::number::{Base, parse_uint};
+use crate::topology::PHB_MODEL_NAME;
 
 use super::plan::{Change, Plan};
 
 /// Why a plan could not be rendered: the document does not look like what was parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderError(pub String);
+pub enum RenderError {
+    /// No start tag where the parser saw an element begin.
+    NoStartTag {
+        /// The byte offset.
+        at: usize,
+    },
+    /// The element at this byte has no end tag to put a child before.
+    NoClosingTag {
+        /// The byte offset.
+        at: usize,
+    },
+    /// A controller the plan renumbers has no `<target>`.
+    NoTarget {
+        /// Its position in the domain's devices.
+        device: usize,
+    },
+    /// A PHB the plan gives the right model name has no `<model>`.
+    NoModel {
+        /// Its position in the domain's devices.
+        device: usize,
+    },
+    /// The domain has no device to place a new controller after.
+    NoDevices,
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoStartTag { at } => write!(f, "no start tag at byte {at}"),
+            Self::NoClosingTag { at } => write!(f, "element at byte {at} has no closing tag"),
+            Self::NoTarget { device } => write!(f, "device {device} has no <target>"),
+            Self::NoModel { device } => write!(f, "device {device} has no <model>"),
+            Self::NoDevices => f.write_str("no device to place a new controller after"),
+        }
+    }
+}
+
+impl std::error::Error for RenderError {}
 
 pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, RenderError> {
     let mut edits = Vec::new();
@@ -18,8 +58,18 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
         match *change {
             Change::Move { device, from, to } => {
                 let dev = &domain.devices[device];
-                match (from, dev.address_span) {
-                    (Some(_), Some(span)) => edits.extend(
+                // An unassigned `<address type='pci'/>` is filled in rather than joined by a
+                // second one (libvirt would read only the first).
+                let pci_span = dev.address_span.filter(|span| {
+                    from.is_some()
+                        || start_tag(input, span.start).is_some_and(|(attrs, _)| {
+                            attrs
+                                .iter()
+                                .any(|a| a.name == "type" && &input[a.value.start..a.value.end] == "pci")
+                        })
+                });
+                match pci_span {
+                    Some(span) => edits.extend(
                         set_attributes(input, span.start, &address_attributes(to), same_number)
                             .ok_or_else(|| bad_tag(span.start))?,
                     ),
@@ -31,10 +81,26 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
                     crate::model::DeviceKind::PciController(c) => c.target_span,
                     _ => None,
                 }
-                .ok_or_else(|| RenderError(format!("device {device} has no <target>")))?;
+                .ok_or(RenderError::NoTarget { device })?;
                 edits.extend(
                     set_attributes(input, span.start, &[("index", to.to_string())], same_number)
                         .ok_or_else(|| bad_tag(span.start))?,
+                );
+            }
+            Change::SetPhbModel { device, .. } => {
+                let span = match &domain.devices[device].kind {
+                    crate::model::DeviceKind::PciController(c) => c.model_span,
+                    _ => None,
+                }
+                .ok_or(RenderError::NoModel { device })?;
+                edits.extend(
+                    set_attributes(
+                        input,
+                        span.start,
+                        &[("name", PHB_MODEL_NAME.to_string())],
+                        |a, b| a == b,
+                    )
+                    .ok_or_else(|| bad_tag(span.start))?,
                 );
             }
             Change::RemoveController { device, .. } => {
@@ -49,11 +115,13 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
 }
 
 fn bad_tag(at: usize) -> RenderError {
-    RenderError(format!("no start tag at byte {at}"))
+    RenderError::NoStartTag { at }
 }
 
 fn same_number(written: &str, wanted: &str) -> bool {
-    parse_uint(written, u64::MAX).is_some() && parse_uint(written, u64::MAX) == parse_uint(wanted, u64::MAX)
+    // Every attribute the renderer writes (address fields, <target index>) is read in base 0.
+    let read = |s| parse_uint(s, Base::Auto, u64::MAX);
+    read(written).is_some() && read(written) == read(wanted)
 }
 
 /// libvirt's spelling of a guest address (`virPCIDeviceAddressFormat` in the domain XML).
@@ -73,6 +141,14 @@ fn quote_of(input: &str, start: usize) -> char {
         .unwrap_or('\'')
 }
 
+/// The document's line ending, from its first line: new lines in a CRLF file end in CRLF.
+fn line_ending(input: &str) -> &'static str {
+    match input.find('\n') {
+        Some(at) if input[..at].ends_with('\r') => "\r\n",
+        _ => "\n",
+    }
+}
+
 /// One indentation step in the style of `indent`.
 fn step(indent: &str) -> &'static str {
     if indent.contains('\t') { "\t" } else { "  " }
@@ -90,11 +166,14 @@ fn new_address(input: &str, span: crate::model::Span, to: PciAddr) -> Result<Edi
     let close = element_text
         .rfind("</")
         .map(|at| span.start + at)
-        .ok_or_else(|| RenderError(format!("element at byte {} has no closing tag", span.start)))?;
+        .ok_or(RenderError::NoClosingTag { at: span.start })?;
     Ok(match indent_before(input, close) {
         Some(indent) => {
             let line_start = close - indent.len();
-            Edit::insert(line_start, format!("{indent}{}{element}\n", step(indent)))
+            Edit::insert(
+                line_start,
+                format!("{indent}{}{element}{}", step(indent), line_ending(input)),
+            )
         }
         None => Edit::insert(close, element),
     })
@@ -115,21 +194,22 @@ fn new_phb(
         .last()
         .or_else(|| domain.devices.len().checked_sub(1))
         .map(|i| domain.devices[i].span)
-        .ok_or_else(|| RenderError("no device to place a new controller after".into()))?;
+        .ok_or(RenderError::NoDevices)?;
     let q = quote_of(input, anchor.start);
     let indent = indent_before(input, anchor.start).unwrap_or("    ");
     let s = step(indent);
+    let nl = line_ending(input);
     let target = match node {
         Some(node) => format!(
-            "{indent}{s}<target index={q}{target}{q}>\n{indent}{s}{s}<node>{node}</node>\n{indent}{s}</target>"
+            "{indent}{s}<target index={q}{target}{q}>{nl}{indent}{s}{s}<node>{node}</node>{nl}{indent}{s}</target>"
         ),
         None => format!("{indent}{s}<target index={q}{target}{q}/>"),
     };
     Ok(Edit::insert(
         anchor.end,
         format!(
-            "\n{indent}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-root{q}>\n\
-             {indent}{s}<model name={q}spapr-pci-host-bridge{q}/>\n{target}\n{indent}</controller>"
+            "{nl}{indent}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-root{q}>{nl}\
+             {indent}{s}<model name={q}{PHB_MODEL_NAME}{q}/>{nl}{target}{nl}{indent}</controller>"
         ),
     ))
 }

@@ -176,6 +176,35 @@ fn a_hostdev_of_unknown_group_that_must_move_is_reported_and_left() {
     );
 }
 
+/// A pci-bridge with an emulated device and a hostdev (group 3) behind it: the hostdev moves to
+/// a new PHB, the bridge stays for the emulated device.
+fn bridge_keeping_an_emulated_device_and_a_hostdev() -> Vec<String> {
+    vec![
+        bridge(1, (0, 3)),
+        emulated(1, 2),
+        hostdev("0002:02:00.0", Some((1, 1, 0))),
+    ]
+}
+
+#[test]
+fn what_is_left_broken_is_matched_to_its_finding_after_devices_shift() {
+    // A PHB is added before it, so the unknown hostdev is at another position in the output:
+    // its finding must still be known as the one the planner gave up on.
+    let h = host(&[("0002:02:00.0", 3, None)]);
+    let mut devices = bridge_keeping_an_emulated_device_and_a_hostdev();
+    devices.push(hostdev("0009:01:00.0", Some((0, 4, 0))));
+    let xml = domain("", &devices);
+    let out = run(&xml, &h);
+    assert!(!out.clean);
+    assert!(out.changes.iter().any(|c| c.starts_with("added PHB index 2")));
+    assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+    assert!(
+        out.problems[0].starts_with("hostdev 0009:01:00.0 at 0000:00:04.0: has to move"),
+        "{}",
+        out.problems[0]
+    );
+}
+
 #[test]
 fn nested_bridges_emptied_by_the_move_are_removed() {
     let h = host(&[("0002:02:00.0", 3, None)]);
@@ -204,14 +233,7 @@ fn nested_bridges_emptied_by_the_move_are_removed() {
 #[test]
 fn a_bridge_that_keeps_emulated_devices_stays() {
     let h = host(&[("0002:02:00.0", 3, None)]);
-    let xml = domain(
-        "",
-        &[
-            bridge(1, (0, 3)),
-            emulated(1, 2),
-            hostdev("0002:02:00.0", Some((1, 1, 0))),
-        ],
-    );
+    let xml = domain("", &bridge_keeping_an_emulated_device_and_a_hostdev());
     let out = run(&xml, &h);
     assert!(out.clean, "{:?}", out.problems);
     assert_eq!(
@@ -365,4 +387,174 @@ fn new_text_follows_the_documents_quotes_and_indentation() {
         "{}",
         out.output
     );
+}
+
+#[test]
+fn nine_hostdevs_on_one_address_of_the_default_phb_take_nine_slots_of_their_phb() {
+    // Before: the nine were one unit without a function 0, numbered 0..=8, and 1 << 8
+    // overflowed (a panic in debug builds, an "internal error" in release).
+    let hosts: Vec<String> = (0..9).map(|i| format!("0001:{:02x}:00.0", 0x10 + i)).collect();
+    let h = hosts
+        .iter()
+        .fold(StaticHost::new(), |h, a| h.with_device(addr(a), 5, None));
+    let devices: Vec<String> = hosts.iter().map(|a| hostdev(a, Some((0, 5, 1)))).collect();
+    let out = run(&domain("", &devices), &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(out.changes[0], "added PHB index 1 target 1");
+    let targets: Vec<&str> = out.changes[1..]
+        .iter()
+        .map(|c| c.rsplit(" -> ").next().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=9).map(|s| format!("0000:01:{s:02x}.0")).collect();
+    assert_eq!(targets, expected);
+}
+
+#[test]
+fn a_duplicate_on_a_full_default_phb_goes_where_emulated_devices_go() {
+    let mut devices: Vec<String> = (1..=0x1f).map(|s| emulated(0, s)).collect();
+    devices.push(emulated(0, 5));
+    let out = run(&domain("", &devices), &StaticHost::new());
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        ["added PHB index 1 target 1", "rng: 0000:00:05.0 -> 0000:01:01.0"]
+    );
+}
+
+#[test]
+fn a_hostdev_repeating_an_address_on_its_groups_full_phb_is_for_a_person_to_resolve() {
+    // Group 5's PHB holds 31 of its functions (slots 1..=31), and one more repeats slot 1.
+    let hosts: Vec<String> = (0..32).map(|i| format!("0001:{:02x}:00.0", 0x10 + i)).collect();
+    let h = hosts
+        .iter()
+        .fold(StaticHost::new(), |h, a| h.with_device(addr(a), 5, None));
+    let mut devices = vec![phb(1, 1)];
+    devices.extend(
+        hosts
+            .iter()
+            .take(31)
+            .enumerate()
+            .map(|(i, a)| hostdev(a, Some((1, i as u8 + 1, 0)))),
+    );
+    devices.push(hostdev(&hosts[31], Some((1, 1, 0))));
+    let out = run(&domain("", &devices), &h);
+    assert!(!out.clean);
+    assert_eq!(
+        out.problems,
+        [
+            "hostdev 0001:2f:00.0 at 0000:01:01.0: repeats an earlier device's address and bus 1, where \
+          its IOMMU group is, has no free slot left; free a slot on it by hand"
+        ]
+    );
+}
+
+#[test]
+fn a_wrong_phb_model_name_is_set_to_the_only_right_one() {
+    let xml = domain(
+        "",
+        &["<controller type='pci' index='1' model='pci-root'><model name='pci-bridge'/><target index='1'/></controller>".into()],
+    );
+    let out = run(&xml, &StaticHost::new());
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        ["controller pci index 1: model name 'pci-bridge' -> 'spapr-pci-host-bridge'"]
+    );
+    assert!(
+        out.output
+            .contains("<model name='spapr-pci-host-bridge'/><target index='1'/>"),
+        "{}",
+        out.output
+    );
+}
+
+#[test]
+fn an_empty_address_is_filled_in_not_joined_by_a_second_one() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let xml = domain(
+        "",
+        &[
+            "<hostdev mode='subsystem' type='pci'><source><address domain='0x0001' bus='0x01' slot='0x00' \
+           function='0x0'/></source><address type='pci'/></hostdev>"
+                .into(),
+        ],
+    );
+    let out = run_with(
+        &xml,
+        &h,
+        Options {
+            assign_unaddressed: true,
+        },
+    );
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.output.matches("<address type='pci'").count(),
+        1,
+        "{}",
+        out.output
+    );
+    assert!(
+        out.output
+            .contains("<address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>")
+    );
+}
+
+#[test]
+fn new_lines_follow_a_crlf_document() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let xml = domain("", &[hostdev("0001:01:00.0", Some((0, 5, 0)))]).replace('\n', "\r\n");
+    let out = run(&xml, &h);
+    assert!(out.clean, "{:?}", out.problems);
+    assert!(
+        out.output
+            .contains("<controller type='pci' index='1' model='pci-root'>\r\n")
+    );
+    assert_eq!(
+        out.output.matches('\n').count(),
+        out.output.matches("\r\n").count()
+    );
+}
+
+/// Host facts that count how often each is asked for.
+struct CountingHost {
+    inner: StaticHost,
+    asked: std::cell::RefCell<Vec<PciAddr>>,
+}
+
+impl HostFacts for CountingHost {
+    fn iommu_group(&self, addr: PciAddr) -> Result<u32, crate::host::GroupUnknown> {
+        self.asked.borrow_mut().push(addr);
+        self.inner.iommu_group(addr)
+    }
+
+    fn numa_node(&self, addr: PciAddr) -> Option<u32> {
+        self.asked.borrow_mut().push(addr);
+        self.inner.numa_node(addr)
+    }
+}
+
+#[test]
+fn the_host_is_read_once_for_the_plan_and_the_recheck() {
+    let facts = [("0002:02:00.0", 3, Some(0)), ("0003:01:00.0", 4, Some(0))];
+    let host = CountingHost {
+        inner: host(&facts),
+        asked: Default::default(),
+    };
+    let numatune = "  <numatune>\n    <memnode cellid='0' nodeset='0'/>\n  </numatune>\n";
+    let xml = domain(
+        numatune,
+        &[
+            hostdev("0002:02:00.0", Some((0, 4, 0))),
+            hostdev("0003:01:00.0", Some((0, 5, 0))),
+        ],
+    );
+    let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+    let fixed = fix(&xml, &parsed, &host, Options::default()).unwrap();
+    assert!(fixed.is_clean(), "{:?}", fixed.problems());
+    assert_eq!(fixed.plan.changes.len(), 4, "{:?}", fixed.plan.changes);
+    // One group and one node per host device, though the planner and the re-check both use them.
+    let mut asked = host.asked.into_inner();
+    asked.sort();
+    let once: Vec<PciAddr> = facts.iter().flat_map(|&(a, ..)| [addr(a), addr(a)]).collect();
+    assert_eq!(asked, once);
 }

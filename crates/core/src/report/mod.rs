@@ -12,13 +12,18 @@ use crate::rules::Finding;
 pub struct Judged {
     /// The file as named on the command line (`-` for standard input).
     pub file: String,
+    /// `<name>`
     pub domain: Option<String>,
+    /// `<uuid>`
     pub uuid: Option<String>,
+    /// Whether the rules beyond `multiple-pci-roots` applied.
     pub pseries: bool,
+    /// What the rules found, in catalogue order.
     pub findings: Vec<Finding>,
 }
 
 impl Judged {
+    /// The report of `file`, parsed into `domain`.
     pub fn new(file: &str, domain: &Domain, findings: Vec<Finding>) -> Self {
         Judged {
             file: file.to_string(),
@@ -29,8 +34,12 @@ impl Judged {
         }
     }
 
-    /// How lines about this document start: the domain's name, or the file's.
-    pub fn label(&self) -> &str {
-        self.domain.as_deref().unwrap_or(&self.file)
+    /// Where a finding on `line` is, as compilers write it: `db02.xml:14`, `<stdin>:14`.
+    pub fn location(&self, line: Option<usize>) -> String {
+        let file = if self.file == "-" { "<stdin>" } else { &self.file };
+        match line {
+            Some(line) => format!("{file}:{line}"),
+            None => file.to_string(),
+        }
     }
 }

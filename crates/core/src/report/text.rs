@@ -4,9 +4,11 @@ use std::io::{self, Write};
 
 use super::Judged;
 use crate::rules::Severity;
+/// How the text report looks.
 
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
+    /// Severities in colour (on a terminal, unless `NO_COLOR`).
     pub color: bool,
 }
 
@@ -20,14 +22,14 @@ impl Style {
     }
 }
 
-/// `db02: error[hostdev-on-default-phb]: hostdev 0002:02:00.0 at 0000:00:05.0 is on ...`
+/// `db02.xml:14: error[hostdev-on-default-phb]: hostdev 0002:02:00.0 at 0000:00:05.0 is on ...`
 pub fn write_findings(out: &mut impl Write, judged: &Judged, style: Style) -> io::Result<()> {
     for f in &judged.findings {
         let (on, off) = style.severity(f.severity());
         writeln!(
             out,
             "{}: {on}{}[{}]{off}: {}",
-            judged.label(),
+            judged.location(f.line),
             f.severity(),
             f.rule.id,
             f.message
@@ -89,7 +91,7 @@ mod tests {
 
     fn judged() -> Judged {
         let xml = "<domain><name>db02</name><os><type arch='ppc64le' machine='pseries'>hvm</type></os>\
-                   <devices><hostdev mode='subsystem' type='pci'><source><address domain='0x0002' bus='0x02' \
+                   \n\n<devices><hostdev mode='subsystem' type='pci'><source><address domain='0x0002' bus='0x02' \
                    slot='0x00' function='0x0'/></source><address type='pci' bus='0x00' slot='0x05'/></hostdev>\
                    </devices></domain>";
         let domain = parse_domain(xml.as_bytes()).unwrap();
@@ -104,7 +106,9 @@ mod tests {
         write_findings(&mut plain, &j, Style { color: false }).unwrap();
         let plain = String::from_utf8(plain).unwrap();
         assert!(
-            plain.starts_with("db02: error[hostdev-on-default-phb]: hostdev 0002:02:00.0 at 0000:00:05.0 ")
+            plain.starts_with(
+                "db02.xml:3: error[hostdev-on-default-phb]: hostdev 0002:02:00.0 at 0000:00:05.0 "
+            )
         );
         assert!(!plain.contains('\x1b'));
 
@@ -112,7 +116,7 @@ mod tests {
         write_findings(&mut coloured, &j, Style { color: true }).unwrap();
         let coloured = String::from_utf8(coloured).unwrap();
         assert!(
-            coloured.starts_with("db02: \x1b[1;31merror[hostdev-on-default-phb]\x1b[0m: hostdev"),
+            coloured.starts_with("db02.xml:3: \x1b[1;31merror[hostdev-on-default-phb]\x1b[0m: hostdev"),
             "{coloured:?}"
         );
     }

@@ -1,34 +1,31 @@
 //! Rules about the PCI controllers themselves: how many roots, and how each PHB is set up.
 
-use super::{Finding, Rule, Severity, Subject, Topology};
+use super::{Finding, Rule, RuleId, Severity};
 use crate::model::PciController;
+use crate::model::Subject;
+use crate::topology::{MAX_TARGET, PHB_MODEL_NAME, Topology};
 
-/// QEMU places at most 31 PHBs (`spapr_phb_placement`), and libvirt accepts target 0..=30.
-pub const MAX_TARGET_INDEX: u32 = 30;
-pub const PHB_MODEL_NAME: &str = "spapr-pci-host-bridge";
-
-fn controller_finding(rule: &'static Rule, index: u32, message: String) -> Finding {
+fn controller_finding(rule: &'static Rule, t: &Topology<'_>, index: u32, message: String) -> Finding {
+    let subject = Subject::Controller(index);
     Finding {
         rule,
-        subject: Subject::Controller(index),
+        subject,
         device: format!("controller pci index {index}"),
         message,
+        line: t.line_of(subject),
     }
 }
 
 /// The PHBs written in the definition, pSeries guests only.
 fn phbs<'d>(t: &Topology<'d>) -> impl Iterator<Item = &'d PciController> + use<'d> {
     let pseries = t.pseries;
-    t.domain
-        .pci_controllers()
-        .map(|(_, c)| c)
-        .filter(move |c| pseries && c.is_phb())
+    t.written_phbs().map(|(_, c)| c).filter(move |_| pseries)
 }
 
 pub(super) const MULTIPLE_PCI_ROOTS: Rule = Rule {
-    id: "multiple-pci-roots",
+    id: RuleId::MultiplePciRoots,
     severity: Severity::Error,
-    summary: "a guest that is not pSeries has more than one pci-root controller",
+    summary: "a non-pSeries guest has more than one `pci-root` controller",
     explanation: "\
 What: a guest whose machine is not pseries (x86 i440fx, powernv, ...) defines more than one
 <controller type='pci' model='pci-root'>.
@@ -41,22 +38,20 @@ was written by hand or for another machine type and will not start.
 Fix by hand: keep the pci-root with index 0 and remove the others. Where more PCI slots are
 needed, add a pci-bridge (i440fx) or pcie-root-ports (q35) and let libvirt address the devices;
 if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pseries'>.",
+    bad: include_str!("examples/multiple-pci-roots.bad.xml"),
+    good: include_str!("examples/multiple-pci-roots.good.xml"),
     check: |rule, t, out| {
         if t.pseries {
             return;
         }
-        let roots: Vec<&PciController> = t
-            .domain
-            .pci_controllers()
-            .map(|(_, c)| c)
-            .filter(|c| c.is_phb())
-            .collect();
+        let roots: Vec<&PciController> = t.written_phbs().map(|(_, c)| c).collect();
         let Some(first) = roots.iter().map(|c| c.index).min() else {
             return;
         };
         for c in roots.iter().filter(|c| c.index != first) {
             out.push(controller_finding(
                 rule,
+                t,
                 c.index,
                 format!(
                     "controller pci index {} is a second pci-root, which only pSeries guests can have; \
@@ -69,9 +64,9 @@ if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pser
 };
 
 pub(super) const PHB_WRONG_MODEL: Rule = Rule {
-    id: "phb-wrong-model",
+    id: RuleId::PhbWrongModel,
     severity: Severity::Error,
-    summary: "a PHB's <model name> is not spapr-pci-host-bridge",
+    summary: "a PHB's `<model name>` is set and is not `spapr-pci-host-bridge`",
     explanation: "\
 What: a pci-root controller of a pSeries guest has <model name='X'/> with X other than
 spapr-pci-host-bridge.
@@ -83,11 +78,14 @@ A wrong name comes from a copied x86 definition or a typo.
 
 Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or delete the
 <model> element and let libvirt add the right one when it defines the guest.",
+    bad: include_str!("examples/phb-wrong-model.bad.xml"),
+    good: include_str!("examples/phb-wrong-model.good.xml"),
     check: |rule, t, out| {
         for c in phbs(t) {
             if let Some(name) = c.model_name.as_deref().filter(|n| *n != PHB_MODEL_NAME) {
                 out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} has model name '{name}'; a pSeries PHB must be \
@@ -101,9 +99,9 @@ Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or d
 };
 
 pub(super) const PHB_TARGET_OUT_OF_RANGE: Rule = Rule {
-    id: "phb-target-out-of-range",
+    id: RuleId::PhbTargetOutOfRange,
     severity: Severity::Error,
-    summary: "a PHB's <target index> is outside 0..30",
+    summary: "a PHB's `<target index>` is outside 0..30",
     explanation: "\
 What: a PHB has <target index='N'/> with N greater than 30.
 
@@ -114,15 +112,18 @@ refuses it too ('PCI controller target index ... out of range - must be 0-30').
 
 Fix by hand: give the PHB an unused target index from 1 to 30 (0 belongs to the default PHB), or
 remove <target index> and let libvirt pick the lowest free one.",
+    bad: include_str!("examples/phb-target-out-of-range.bad.xml"),
+    good: include_str!("examples/phb-target-out-of-range.good.xml"),
     check: |rule, t, out| {
         for c in phbs(t) {
-            if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET_INDEX) {
+            if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET) {
                 out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} has target index {target}, but QEMU accepts 0 to \
-                         {MAX_TARGET_INDEX}; pick a free one from 1 to {MAX_TARGET_INDEX}",
+                         {MAX_TARGET}; pick a free one from 1 to {MAX_TARGET}",
                         c.index
                     ),
                 ));
@@ -132,9 +133,9 @@ remove <target index> and let libvirt pick the lowest free one.",
 };
 
 pub(super) const PHB_DEFAULT_TARGET: Rule = Rule {
-    id: "phb-default-target",
+    id: RuleId::PhbDefaultTarget,
     severity: Severity::Error,
-    summary: "target index 0 is not on the default PHB (index 0), or the default PHB has another",
+    summary: "the default PHB (index 0) has a target index other than 0, or another PHB has target 0",
     explanation: "\
 What: the PHB with controller index 0 has a target index other than 0, or a PHB with another
 controller index has target index 0.
@@ -146,6 +147,8 @@ have target index 0, and vice versa').
 
 Fix by hand: set <target index='0'/> on controller index 0, and give every other PHB a free
 target index from 1 to 30 (or remove <target> and let libvirt choose).",
+    bad: include_str!("examples/phb-default-target.bad.xml"),
+    good: include_str!("examples/phb-default-target.good.xml"),
     check: |rule, t, out| {
         for c in phbs(t) {
             let Some(target) = c.target_index else { continue };
@@ -155,17 +158,17 @@ target index from 1 to 30 (or remove <target> and let libvirt choose).",
                 }
                 (i, 0) if i != 0 => format!(
                     "controller pci index {i} has target index 0, which belongs to the default PHB \
-                     (controller index 0); give it a free target index from 1 to {MAX_TARGET_INDEX}"
+                     (controller index 0); give it a free target index from 1 to {MAX_TARGET}"
                 ),
                 _ => continue,
             };
-            out.push(controller_finding(rule, c.index, message));
+            out.push(controller_finding(rule, t, c.index, message));
         }
     },
 };
 
 pub(super) const PHB_TARGET_DUPLICATE: Rule = Rule {
-    id: "phb-target-duplicate",
+    id: RuleId::PhbTargetDuplicate,
     severity: Severity::Error,
     summary: "two PHBs share one target index",
     explanation: "\
@@ -177,6 +180,8 @@ must have unique indexes'). phbguard catches it before the start fails.
 
 Fix by hand: give each PHB its own target index from 1 to 30 (0 is the default PHB's), or remove
 the <target> element from the later one and let libvirt pick a free index.",
+    bad: include_str!("examples/phb-target-duplicate.bad.xml"),
+    good: include_str!("examples/phb-target-duplicate.good.xml"),
     check: |rule, t, out| {
         let mut owner = [None::<u32>; 256];
         // Index 0 is implied when it is not written, and libvirt gives it target 0.
@@ -191,6 +196,7 @@ the <target> element from the later one and let libvirt pick a free index.",
             match *slot {
                 Some(first) => out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} has target index {target}, already used by \
@@ -205,9 +211,9 @@ the <target> element from the later one and let libvirt pick a free index.",
 };
 
 pub(super) const PCI_BRIDGE_ON_PSERIES: Rule = Rule {
-    id: "pci-bridge-on-pseries",
+    id: RuleId::PciBridgeOnPseries,
     severity: Severity::Warning,
-    summary: "a pSeries guest has a pci-bridge controller (not needed; PHBs replace it)",
+    summary: "a pSeries guest has a `pci-bridge` controller (not needed; PHBs replace it)",
     explanation: "\
 What: a pSeries guest defines a <controller type='pci' model='pci-bridge'>.
 
@@ -218,6 +224,8 @@ pci-bridge 'probably never really worked on such guests'. Such bridges come from
 
 Fix by hand: move the devices behind the bridge onto PHBs (emulated ones onto the default PHB,
 each host IOMMU group onto a PHB of its own), then delete the bridge. 'phbguard fix' does both.",
+    bad: include_str!("examples/pci-bridge-on-pseries.bad.xml"),
+    good: include_str!("examples/pci-bridge-on-pseries.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -226,6 +234,7 @@ each host IOMMU group onto a PHB of its own), then delete the bridge. 'phbguard 
             if c.model.as_deref() == Some("pci-bridge") {
                 out.push(controller_finding(
                     rule,
+                    t,
                     c.index,
                     format!(
                         "controller pci index {} is a pci-bridge; pSeries guests use PHBs \

@@ -3,25 +3,35 @@
 
 use std::collections::HashMap;
 
-use super::topology::{Bus, PlacedHostdev};
-use super::{Finding, Rule, Severity, Subject, Topology};
+use super::{Finding, Rule, RuleId, Severity};
+use crate::host::GroupUnknown;
+use crate::model::Subject;
+use crate::topology::{Bus, PlacedHostdev, Topology};
 
 fn device_finding(rule: &'static Rule, t: &Topology<'_>, device: usize, message: String) -> Finding {
     let name = t.device(device).describe();
+    let subject = Subject::Device(device);
     Finding {
         rule,
-        subject: Subject::Device(device),
+        subject,
         message: format!("{name} {message}"),
         device: name,
+        line: t.line_of(subject),
     }
 }
 
-fn known_group(h: &PlacedHostdev) -> Option<u32> {
-    h.group.as_ref().and_then(|g| g.as_ref().ok().copied())
+/// The IOMMU group of a hostdev as the group rules see it: only hostdevs directly on a PHB have
+/// one, the others are judged by `hostdev-behind-bridge` alone.
+fn group<'d>(t: &Topology<'d>, h: &PlacedHostdev) -> Option<Result<u32, &'d GroupUnknown>> {
+    if t.is_phb(h.bus) { t.group(h.device) } else { None }
+}
+
+fn known_group(t: &Topology<'_>, h: &PlacedHostdev) -> Option<u32> {
+    group(t, h)?.ok()
 }
 
 pub(super) const HOSTDEV_BEHIND_BRIDGE: Rule = Rule {
-    id: "hostdev-behind-bridge",
+    id: RuleId::HostdevBehindBridge,
     severity: Severity::Error,
     summary: "a hostdev is directly on a bus that is not a PHB (a pci-bridge, ...)",
     explanation: "\
@@ -38,12 +48,14 @@ Fix by hand: add a PHB (<controller type='pci' model='pci-root'> with <model
 name='spapr-pci-host-bridge'/> and a free <target index>) for the device's IOMMU group, set the
 hostdev's <address> bus to that controller's index (slot 0x01), and remove the bridge once
 nothing is behind it. Or remove the <address> and let libvirt place it; 'phbguard fix' does it.",
+    bad: include_str!("examples/hostdev-behind-bridge.bad.xml"),
+    good: include_str!("examples/hostdev-behind-bridge.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
         }
-        for h in &t.hostdevs {
-            if let Bus::Bridge(c) = t.bus(h.bus) {
+        for h in t.hostdevs() {
+            if let (Bus::Bridge(_), Some(c)) = (t.bus(h.bus), t.controller(h.bus)) {
                 let model = c.model.as_deref().unwrap_or("bridge");
                 out.push(device_finding(
                     rule,
@@ -61,7 +73,7 @@ nothing is behind it. Or remove the <address> and let libvirt place it; 'phbguar
 };
 
 pub(super) const HOSTDEV_ON_DEFAULT_PHB: Rule = Rule {
-    id: "hostdev-on-default-phb",
+    id: RuleId::HostdevOnDefaultPhb,
     severity: Severity::Error,
     summary: "a hostdev is directly on the default PHB",
     explanation: "\
@@ -76,6 +88,8 @@ isolation group so it never puts a hostdev there itself; an explicit address ove
 Fix by hand: add a PHB for the device's IOMMU group (<controller type='pci' model='pci-root'>,
 <model name='spapr-pci-host-bridge'/>, a free <target index>) and move the hostdev's address to
 its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it.",
+    bad: include_str!("examples/hostdev-on-default-phb.bad.xml"),
+    good: include_str!("examples/hostdev-on-default-phb.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
@@ -94,9 +108,9 @@ its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it."
 };
 
 pub(super) const PHB_MIXES_IOMMU_GROUPS: Rule = Rule {
-    id: "phb-mixes-iommu-groups",
+    id: RuleId::PhbMixesIommuGroups,
     severity: Severity::Error,
-    summary: "hostdevs of two or more IOMMU groups are directly on one PHB",
+    summary: "hostdevs of two or more known IOMMU groups are directly on one non-default PHB",
     explanation: "\
 What: one PHB (other than the default one) holds hostdevs from two or more host IOMMU groups.
 
@@ -108,17 +122,16 @@ disagree are honoured silently.
 
 Fix by hand: keep one IOMMU group on this PHB and move the hostdevs of every other group to a PHB
 of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a device's group).",
+    bad: include_str!("examples/phb-mixes-iommu-groups.bad.xml"),
+    good: include_str!("examples/phb-mixes-iommu-groups.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
         }
-        for bus in t.used_buses().filter(|&b| b != 0) {
-            if !matches!(t.bus(bus), Bus::Phb(_)) {
-                continue;
-            }
+        for bus in t.used_non_default_phbs() {
             let mut groups: Vec<(u32, String)> = Vec::new();
             for h in t.hostdevs_on(bus) {
-                if let Some(g) = known_group(h)
+                if let Some(g) = known_group(t, h)
                     && !groups.iter().any(|(seen, _)| *seen == g)
                 {
                     groups.push((g, h.host.to_string()));
@@ -128,9 +141,11 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
                 continue;
             }
             let list: Vec<String> = groups.iter().map(|(g, a)| format!("{g} ({a})")).collect();
+            let subject = Subject::Controller(u32::from(bus));
             out.push(Finding {
                 rule,
-                subject: Subject::Controller(u32::from(bus)),
+                subject,
+                line: t.line_of(subject),
                 device: format!("controller pci index {bus}"),
                 message: format!(
                     "controller pci index {bus} holds hostdevs of IOMMU groups {}; give each group a \
@@ -143,9 +158,9 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
 };
 
 pub(super) const IOMMU_GROUP_SPLIT: Rule = Rule {
-    id: "iommu-group-split",
+    id: RuleId::IommuGroupSplit,
     severity: Severity::Error,
-    summary: "hostdevs of one IOMMU group are directly on more than one bus",
+    summary: "hostdevs of one known IOMMU group are directly on more than one bus",
     explanation: "\
 What: the hostdevs of one host IOMMU group (functions of one adapter, or devices the host
 cannot isolate from each other) are spread over more than one PHB.
@@ -157,22 +172,24 @@ group on one PHB when it places devices itself.
 
 Fix by hand: move the named hostdev to the bus where the rest of its group is (a free slot,
 function 0), so the whole group shares one PHB.",
+    bad: include_str!("examples/iommu-group-split.bad.xml"),
+    good: include_str!("examples/iommu-group-split.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
         }
         // Each group's home is the bus holding most of its hostdevs (the first such on a tie).
         let mut buses: HashMap<u32, Vec<(u8, usize)>> = HashMap::new();
-        for h in &t.hostdevs {
-            let Some(g) = known_group(h) else { continue };
+        for h in t.hostdevs() {
+            let Some(g) = known_group(t, h) else { continue };
             let counts = buses.entry(g).or_default();
             match counts.iter_mut().find(|(b, _)| *b == h.bus) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((h.bus, 1)),
             }
         }
-        for h in &t.hostdevs {
-            let Some(g) = known_group(h) else { continue };
+        for h in t.hostdevs() {
+            let Some(g) = known_group(t, h) else { continue };
             let counts = &buses[&g];
             if counts.len() < 2 {
                 continue;
@@ -197,9 +214,9 @@ function 0), so the whole group shares one PHB.",
 };
 
 pub(super) const EMULATED_ON_HOSTDEV_PHB: Rule = Rule {
-    id: "emulated-on-hostdev-phb",
+    id: RuleId::EmulatedOnHostdevPhb,
     severity: Severity::Error,
-    summary: "an emulated device is directly on a non-default PHB that has a hostdev on it",
+    summary: "an emulated device is directly on a non-default PHB that has a hostdev directly on it",
     explanation: "\
 What: an emulated device (virtio disk or NIC, SCSI or USB controller, pci-bridge, ...) shares a
 PHB with a passed-through host device.
@@ -212,14 +229,13 @@ address says otherwise (libvirt's own test pseries-hostdevs-2 shows it honouring
 
 Fix by hand: move the emulated device to the default PHB (bus 0x00) or another PHB without
 hostdevs, or delete its <address> and let libvirt place it.",
+    bad: include_str!("examples/emulated-on-hostdev-phb.bad.xml"),
+    good: include_str!("examples/emulated-on-hostdev-phb.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
         }
-        for bus in t.used_buses().filter(|&b| b != 0) {
-            if !matches!(t.bus(bus), Bus::Phb(_)) {
-                continue;
-            }
+        for bus in t.used_non_default_phbs() {
             let Some(h) = t.hostdevs_on(bus).next() else {
                 continue;
             };
@@ -240,9 +256,9 @@ hostdevs, or delete its <address> and let libvirt place it.",
 };
 
 pub(super) const IOMMU_GROUP_UNKNOWN: Rule = Rule {
-    id: "iommu-group-unknown",
+    id: RuleId::IommuGroupUnknown,
     severity: Severity::Warning,
-    summary: "a hostdev's host device or its iommu_group link is missing",
+    summary: "a hostdev's host device or its `iommu_group` link is missing (group rules skip it)",
     explanation: "\
 What: phbguard could not read the host IOMMU group of a hostdev on a PHB: there is no
 /sys/bus/pci/devices/DDDD:BB:SS.F on this host, or it has no iommu_group link.
@@ -255,12 +271,14 @@ not start on this host with the device missing; on another host it may be fine.
 
 Fix by hand: check the address against 'lspci -D' on the host that will run the guest, and that
 the IOMMU is on (the iommu_group link exists). Run phbguard on that host to judge the groups.",
+    bad: include_str!("examples/iommu-group-unknown.bad.xml"),
+    good: include_str!("examples/iommu-group-unknown.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;
         }
-        for h in &t.hostdevs {
-            if let Some(Err(why)) = &h.group {
+        for h in t.hostdevs() {
+            if let Some(Err(why)) = group(t, h) {
                 out.push(device_finding(
                     rule,
                     t,

@@ -1,24 +1,30 @@
-//! The rule catalogue. Every rule has a stable id, a severity, a one-line summary, a longer
-//! explanation (`phbguard explain`) and a check; `RULES` lists them in the contract's order.
+//! The rule catalogue. Every rule has a stable id ([`RuleId`]), a severity, a one-line summary,
+//! a longer explanation (`phbguard explain`) and a check; `RULES` lists them in the contract's
+//! order, the order [`RuleId`] declares them in.
 
+mod addresses;
 mod controllers;
 mod hostdevs;
 mod numa;
-mod topology;
 
 use std::fmt;
+use std::str::FromStr;
 
-use crate::host::HostFacts;
-use crate::model::Domain;
-pub use topology::Topology;
+use crate::host::{Facts, HostFacts};
+use crate::model::{Domain, Subject};
+use crate::topology::Topology;
+/// How much a finding matters.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
+    /// Breaks the isolation rule or will not start: rejects.
     Error,
+    /// Worth knowing; does not reject.
     Warning,
 }
 
 impl Severity {
+    /// The severity as reports spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
@@ -29,49 +35,173 @@ impl Severity {
 
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
+/// A rule's stable id, as reports, syslog lines and `phbguard explain` spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleId {
+    /// `multiple-pci-roots`
+    MultiplePciRoots,
+    /// `phb-wrong-model`
+    PhbWrongModel,
+    /// `phb-target-out-of-range`
+    PhbTargetOutOfRange,
+    /// `phb-default-target`
+    PhbDefaultTarget,
+    /// `phb-target-duplicate`
+    PhbTargetDuplicate,
+    /// `hostdev-behind-bridge`
+    HostdevBehindBridge,
+    /// `hostdev-on-default-phb`
+    HostdevOnDefaultPhb,
+    /// `phb-mixes-iommu-groups`
+    PhbMixesIommuGroups,
+    /// `iommu-group-split`
+    IommuGroupSplit,
+    /// `emulated-on-hostdev-phb`
+    EmulatedOnHostdevPhb,
+    /// `pci-address-duplicate`
+    PciAddressDuplicate,
+    /// `pci-bridge-on-pseries`
+    PciBridgeOnPseries,
+    /// `iommu-group-unknown`
+    IommuGroupUnknown,
+    /// `phb-numa-mismatch`
+    PhbNumaMismatch,
+}
+
+impl RuleId {
+    /// Every id, in catalogue order.
+    pub const ALL: [RuleId; 14] = [
+        RuleId::MultiplePciRoots,
+        RuleId::PhbWrongModel,
+        RuleId::PhbTargetOutOfRange,
+        RuleId::PhbDefaultTarget,
+        RuleId::PhbTargetDuplicate,
+        RuleId::HostdevBehindBridge,
+        RuleId::HostdevOnDefaultPhb,
+        RuleId::PhbMixesIommuGroups,
+        RuleId::IommuGroupSplit,
+        RuleId::EmulatedOnHostdevPhb,
+        RuleId::PciAddressDuplicate,
+        RuleId::PciBridgeOnPseries,
+        RuleId::IommuGroupUnknown,
+        RuleId::PhbNumaMismatch,
+    ];
+
+    /// The id as written: `hostdev-on-default-phb`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleId::MultiplePciRoots => "multiple-pci-roots",
+            RuleId::PhbWrongModel => "phb-wrong-model",
+            RuleId::PhbTargetOutOfRange => "phb-target-out-of-range",
+            RuleId::PhbDefaultTarget => "phb-default-target",
+            RuleId::PhbTargetDuplicate => "phb-target-duplicate",
+            RuleId::HostdevBehindBridge => "hostdev-behind-bridge",
+            RuleId::HostdevOnDefaultPhb => "hostdev-on-default-phb",
+            RuleId::PhbMixesIommuGroups => "phb-mixes-iommu-groups",
+            RuleId::IommuGroupSplit => "iommu-group-split",
+            RuleId::EmulatedOnHostdevPhb => "emulated-on-hostdev-phb",
+            RuleId::PciAddressDuplicate => "pci-address-duplicate",
+            RuleId::PciBridgeOnPseries => "pci-bridge-on-pseries",
+            RuleId::IommuGroupUnknown => "iommu-group-unknown",
+            RuleId::PhbNumaMismatch => "phb-numa-mismatch",
+        }
+    }
+
+    /// The catalogue entry of this rule.
+    pub fn rule(self) -> &'static Rule {
+        &RULES[self as usize]
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A rule id that is not in the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownRule(pub String);
+
+impl fmt::Display for UnknownRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown rule '{}'", self.0)
+    }
+}
+
+impl std::error::Error for UnknownRule {}
+
+impl FromStr for RuleId {
+    type Err = UnknownRule;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RuleId::ALL
+            .into_iter()
+            .find(|id| id.as_str() == s)
+            .ok_or_else(|| UnknownRule(s.to_string()))
+    }
+}
+
+/// The host the examples ([`Rule::bad`], [`Rule::good`]) are judged on: host PCI device,
+/// IOMMU group, NUMA node. `phbguard explain` prints it with them.
+pub const EXAMPLE_HOST: &[(&str, u32, u32)] = &[
+    ("0001:01:00.0", 1, 0),
+    ("0001:01:00.1", 1, 0),
+    ("0002:01:00.0", 2, 8),
+];
+
+/// One rule of the catalogue.
 pub struct Rule {
-    pub id: &'static str,
+    /// Its stable id.
+    pub id: RuleId,
+    /// Error or warning.
     pub severity: Severity,
+    /// What it catches, in one line (the rules tables are these).
     pub summary: &'static str,
+    /// What, why, and how to fix it by hand (`phbguard explain`).
     pub explanation: &'static str,
+    /// What the rule flags: the inside of a `<domain>` (on [`EXAMPLE_HOST`]), as clippy's lint
+    /// docs show code that fires.
+    pub bad: &'static str,
+    /// The same guest made compliant: no finding of any error rule.
+    pub good: &'static str,
     check: fn(&'static Rule, &Topology<'_>, &mut Vec<Finding>),
 }
 
 impl fmt::Debug for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.id)
+        f.write_str(self.id.as_str())
     }
 }
-
-/// What a finding is about, for tools (the rewriter) that act on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subject {
-    /// An element under `<devices>`, by its position in [`Domain::devices`].
-    Device(usize),
-    /// The PCI controller with this index, whether written or implied.
-    Controller(u32),
-}
+/// One thing a rule found.
 
 #[derive(Debug, Clone)]
 pub struct Finding {
+    /// The rule that found it.
     pub rule: &'static Rule,
+    /// What it is about.
     pub subject: Subject,
     /// How the finding names its subject: `hostdev 0002:02:00.0 at 0000:00:05.0`.
     pub device: String,
     /// One sentence: what is wrong and what to do.
     pub message: String,
+    /// The line of the input the subject starts on; `None` for a controller libvirt implies
+    /// that has nothing on it to point at.
+    pub line: Option<usize>,
 }
 
 impl Finding {
+    /// The rule's severity.
     pub fn severity(&self) -> Severity {
         self.rule.severity
     }
 }
 
+/// The catalogue, in [`RuleId`] order.
 pub static RULES: &[Rule] = &[
     controllers::MULTIPLE_PCI_ROOTS,
     controllers::PHB_WRONG_MODEL,
@@ -83,22 +213,28 @@ pub static RULES: &[Rule] = &[
     hostdevs::PHB_MIXES_IOMMU_GROUPS,
     hostdevs::IOMMU_GROUP_SPLIT,
     hostdevs::EMULATED_ON_HOSTDEV_PHB,
+    addresses::PCI_ADDRESS_DUPLICATE,
     controllers::PCI_BRIDGE_ON_PSERIES,
     hostdevs::IOMMU_GROUP_UNKNOWN,
     numa::PHB_NUMA_MISMATCH,
 ];
 
-/// The rule with this id.
+/// The rule with this id, as a user wrote it.
 pub fn find(id: &str) -> Option<&'static Rule> {
-    RULES.iter().find(|r| r.id == id)
+    id.parse::<RuleId>().ok().map(RuleId::rule)
 }
 
-/// Judges a domain against every rule, in catalogue order.
+/// Judges a domain against every rule, in catalogue order, reading the host facts it needs.
 pub fn judge(domain: &Domain, host: &dyn HostFacts) -> Vec<Finding> {
-    let topology = Topology::new(domain, host);
+    let facts = Facts::gather(domain, host);
+    judge_topology(&Topology::new(domain, &facts))
+}
+
+/// Judges a topology already built against every rule, in catalogue order.
+pub(crate) fn judge_topology(topology: &Topology<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for rule in RULES {
-        (rule.check)(rule, &topology, &mut findings);
+        (rule.check)(rule, topology, &mut findings);
     }
     findings
 }
@@ -111,20 +247,75 @@ pub fn has_errors(findings: &[Finding]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::StaticHost;
+    use crate::model::PciAddr;
+
+    fn example_host() -> StaticHost {
+        EXAMPLE_HOST
+            .iter()
+            .fold(StaticHost::new(), |host, &(addr, group, node)| {
+                let n: Vec<u32> = addr
+                    .split([':', '.'])
+                    .map(|p| u32::from_str_radix(p, 16).unwrap())
+                    .collect();
+                let addr = PciAddr {
+                    domain: n[0] as u16,
+                    bus: n[1] as u8,
+                    slot: n[2] as u8,
+                    function: n[3] as u8,
+                };
+                host.with_device(addr, group, Some(node))
+            })
+    }
+
+    fn judge_example(rule: &Rule, example: &str) -> Vec<Finding> {
+        let xml = format!("<domain type='kvm'>\n<name>example</name>\n{example}\n</domain>\n");
+        let domain = crate::parse_domain(xml.as_bytes())
+            .unwrap_or_else(|e| panic!("{}: example does not parse: {e}\n{xml}", rule.id));
+        judge(&domain, &example_host())
+    }
+
+    #[test]
+    fn each_bad_example_fires_its_rule_and_each_good_one_keeps_every_error_rule() {
+        for rule in RULES {
+            let bad = judge_example(rule, rule.bad);
+            assert!(
+                bad.iter().any(|f| f.rule.id == rule.id),
+                "{}: the bad example does not fire it: {bad:?}",
+                rule.id
+            );
+            let good = judge_example(rule, rule.good);
+            assert!(
+                good.iter()
+                    .all(|f| f.rule.id != rule.id && f.severity() != Severity::Error),
+                "{}: the good example has findings: {good:?}",
+                rule.id
+            );
+        }
+    }
+
+    #[test]
+    fn the_catalogue_is_keyed_by_rule_id_in_declaration_order() {
+        assert_eq!(RULES.len(), RuleId::ALL.len());
+        for (i, id) in RuleId::ALL.into_iter().enumerate() {
+            assert_eq!(id as usize, i, "{id}");
+            assert_eq!(RULES[i].id, id);
+            assert_eq!(id.rule().id, id);
+            assert_eq!(id.as_str().parse::<RuleId>(), Ok(id));
+            assert_eq!(id.to_string(), id.as_str());
+        }
+        assert_eq!(
+            "no-such-rule".parse::<RuleId>(),
+            Err(UnknownRule("no-such-rule".into()))
+        );
+    }
 
     #[test]
     fn catalogue_ids_are_unique_kebab_case_and_documented() {
         for (i, rule) in RULES.iter().enumerate() {
-            assert!(
-                rule.id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
-                "{}",
-                rule.id
-            );
-            assert!(
-                RULES[..i].iter().all(|r| r.id != rule.id),
-                "duplicate {}",
-                rule.id
-            );
+            let id = rule.id.as_str();
+            assert!(id.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{id}");
+            assert!(RULES[..i].iter().all(|r| r.id.as_str() != id), "duplicate {id}");
             assert!(
                 !rule.summary.is_empty() && !rule.summary.contains('\n'),
                 "{}",
@@ -135,7 +326,7 @@ mod tests {
                 "{} explanation too thin",
                 rule.id
             );
-            assert_eq!(find(rule.id).map(|r| r.id), Some(rule.id));
+            assert_eq!(find(id).map(|r| r.id), Some(rule.id));
         }
     }
 }

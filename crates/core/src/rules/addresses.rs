@@ -1,0 +1,76 @@
+//! Rules about guest PCI addresses as such, whatever device holds them.
+
+use std::collections::HashMap;
+
+use super::{Finding, Rule, RuleId, Severity};
+use crate::model::{PciAddr, Subject};
+
+pub(super) const PCI_ADDRESS_DUPLICATE: Rule = Rule {
+    id: RuleId::PciAddressDuplicate,
+    severity: Severity::Error,
+    summary: "two devices have the same guest PCI address (libvirt refuses the define)",
+    explanation: "\
+What: two devices of a pSeries guest have the same <address type='pci' domain bus slot
+function>. Functions of one slot are fine; the same function of the same slot twice is not.
+
+Why: a guest PCI address names exactly one device. libvirt refuses the definition ('Attempted
+double use of PCI Address 0000:01:01.0', virDomainPCIAddressReserveAddrInternal), so such a
+guest can never be defined or started; the address was copied from another device by hand. An
+address whose domain, bus and slot are all 0 is not an address (libvirt assigns one) and is
+never a duplicate.
+
+Fix by hand: give the later device a free slot on the same bus, or delete its <address> and let
+libvirt assign one when it defines the guest. 'phbguard fix' moves every device after the first
+to a free slot on the bus it was meant for.",
+    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <disk type='file' device='disk'>
+    <target dev='vda' bus='virtio'/>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
+  </disk>
+  <disk type='file' device='disk'>
+    <target dev='vdb' bus='virtio'/>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
+  </disk>
+</devices>",
+    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+<devices>
+  <disk type='file' device='disk'>
+    <target dev='vda' bus='virtio'/>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
+  </disk>
+  <disk type='file' device='disk'>
+    <target dev='vdb' bus='virtio'/>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>
+  </disk>
+</devices>",
+    check: |rule, t, out| {
+        if !t.pseries {
+            return;
+        }
+        let mut first: HashMap<PciAddr, usize> = HashMap::new();
+        for (i, addr) in t.addressed() {
+            match first.get(&addr) {
+                Some(&earlier) => {
+                    let name = t.device(i).describe();
+                    let subject = Subject::Device(i);
+                    out.push(Finding {
+                        rule,
+                        subject,
+                        line: t.line_of(subject),
+                        message: format!(
+                            "{name} has the guest PCI address of {}; libvirt refuses the \
+                             definition (\"Attempted double use of PCI Address {addr}\"): give it a \
+                             free slot or remove its <address> and let libvirt assign one",
+                            t.device(earlier).name()
+                        ),
+                        device: name,
+                    });
+                }
+                None => {
+                    first.insert(addr, i);
+                }
+            }
+        }
+    },
+};
