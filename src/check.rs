@@ -13,6 +13,9 @@ use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 /// Judges every file; one that cannot be read is reported and the others still are (exit 2).
 pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     let host = Sysfs::new(&args.sysfs_root);
+    // A sysfs root that is not a directory would make every hostdev "not on this host".
+    host.check_root()
+        .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;
     let mut judged = Vec::with_capacity(args.files.len());
     let mut unreadable = 0;
     for file in &args.files {

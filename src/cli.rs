@@ -57,6 +57,16 @@ pub enum Command {
                   may be named 'check' or '--help'."
     )]
     Hook(HookArgs),
+    /// Validate a policy file (exit 2 on any error or unknown key)
+    #[command(
+        name = "check-config",
+        long_about = "Validate the hook's policy file: TOML syntax, every key known, every value \
+                  valid, sysfs_root a directory. Each problem is printed as FILE:LINE: PROBLEM on \
+                  stderr. Exit codes: 0 valid (a missing default file is valid: the built-in \
+                  defaults apply), 2 any problem. The hook itself never refuses a guest for \
+                  these: it logs the first one and judges in warn mode until the file is fixed."
+    )]
+    CheckConfig(CheckConfigArgs),
     /// Judge every guest libvirt knows: persistent and live definitions
     Audit(AuditArgs),
     /// List the host's IOMMU groups, their PCI devices and the guests that use them
@@ -106,6 +116,13 @@ pub struct HookArgs {
         trailing_var_arg = true
     )]
     pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// The policy file [default: $PHBGUARD_CONFIG, else /etc/phbguard/phbguard.toml]
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

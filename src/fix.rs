@@ -14,6 +14,12 @@ use phbguard_core::report::json;
 use crate::cli::{FixArgs, Format};
 use crate::{EXIT_FINDINGS, EXIT_OK, output};
 
+/// One line on stderr; text from the document (device names, values) or a file name may hold
+/// control characters, which are escaped.
+fn say(line: &str) {
+    eprintln!("{}", phbguard_core::escape::controls(line));
+}
+
 /// Fixes one file. An `Err` is bad input or usage (exit 2); what cannot be fixed is exit 1.
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let file = &args.file;
@@ -29,6 +35,9 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     // The parser accepted it, so it is UTF-8.
     let input = String::from_utf8_lossy(&bytes);
     let host = Sysfs::new(&args.sysfs_root);
+    // A sysfs root that is not a directory would make every hostdev "not on this host".
+    host.check_root()
+        .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;
     let options = Options {
         assign_unaddressed: args.assign_addresses,
     };
@@ -42,7 +51,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let list_changes = || {
         if args.format == Format::Text && !args.quiet {
             for change in &fixed.plan.changes {
-                eprintln!("phbguard: {file}: {}", change.describe(&domain));
+                say(&format!("phbguard: {file}: {}", change.describe(&domain)));
             }
         }
     };
@@ -50,7 +59,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
         list_changes();
     }
     for problem in fixed.problems() {
-        eprintln!("phbguard: {file}: cannot fix: {problem}");
+        say(&format!("phbguard: {file}: cannot fix: {problem}"));
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;

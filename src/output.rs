@@ -18,7 +18,11 @@ pub fn finish(written: io::Result<()>, code: u8) -> anyhow::Result<u8> {
     }
 }
 
-/// `phbguard: FILE: what went wrong: why`, the error and its causes on one line.
+/// `phbguard: FILE: what went wrong: why`, the error and its causes on one line; control
+/// characters from a document or a file name in it are escaped.
 pub fn error(err: &anyhow::Error) {
-    eprintln!("phbguard: {err:#}");
+    eprintln!(
+        "phbguard: {}",
+        phbguard_core::escape::controls(&format!("{err:#}"))
+    );
 }

@@ -334,3 +334,28 @@ fn every_explanation_says_what_why_and_how_to_fix() {
         }
     }
 }
+
+#[test]
+fn check_and_fix_refuse_a_sysfs_root_that_is_not_a_directory() {
+    // Not "every host device unknown" and exit 0: a mistake, named, exit 2.
+    let xml = support::repo().join("tests/cases/hostdev-on-default-phb");
+    let file = std::fs::read_dir(&xml)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "xml"))
+        .unwrap();
+    let file = file.to_str().unwrap();
+    for root in ["/nonexistent/sys", "/dev/null"] {
+        for cmd in ["check", "fix"] {
+            let out = run(&[cmd, "--sysfs-root", root, file], b"");
+            assert_eq!(out.status.code(), Some(2), "{cmd} {root}");
+            assert_eq!(stdout(&out), "", "{cmd} {root}");
+            assert!(
+                stderr(&out).starts_with(&format!("phbguard: --sysfs-root: sysfs root {root}")),
+                "{cmd}: {}",
+                stderr(&out)
+            );
+        }
+    }
+}

@@ -4,7 +4,10 @@
 //!
 //! One test function runs the scenarios in order: they share the installed hook and its
 //! policy file, which are global to the daemon. A guard removes the hook, the domains and the
-//! save image afterwards, also when a scenario fails.
+//! save image afterwards, also when a scenario fails. It needs the sandbox daemon, so it is
+//! `#[ignore = "needs libvirtd"]`; scripts/test-all runs it with `--include-ignored`. Run it by
+//! hand under the shared daemon's lock:
+//! `flock /run/phbguard-libvirtd.lock cargo test --test hook_libvirt -- --include-ignored`.
 
 mod hook_support;
 mod support;
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use hook_support::{LogSink, Policy, bridge, guest, hostdev, install_hook_with, phb, scsi};
+use hook_support::{bridge, guest, hostdev, install_hook_line, install_hook_with, pci_root, phb, scsi};
 use support::{output_text as text, virsh};
 
 const HOOK_DIR: &str = "/etc/libvirt/hooks/qemu.d";
@@ -24,20 +27,16 @@ const PREFIX: &str = "phbguard-e2e-hook-";
 
 /// Everything the scenarios set up, undone on drop.
 struct E2e {
+    world: hook_support::World,
     hook: PathBuf,
     domains: Vec<String>,
     work: tempfile::TempDir,
-    log: LogSink,
-    policy: Policy,
-    host: support::FakeSysfs,
 }
 
 impl E2e {
     fn setup() -> E2e {
         support::assert_libvirtd_answers();
-        let host = hook_support::fake_host();
-        let log = LogSink::new();
-        let policy = Policy::new("");
+        let world = hook_support::World::new("");
         let work = tempfile::tempdir().unwrap();
         std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 
@@ -51,16 +50,13 @@ impl E2e {
                 })
             })
             .unwrap_or(false);
-        let hook = install_hook_with(Path::new(HOOK_DIR), HOOK_NAME, Some(&policy.path));
+        let hook = install_hook_with(Path::new(HOOK_DIR), HOOK_NAME, Some(&world.policy.path));
         let e2e = E2e {
+            world,
             hook,
             domains: Vec::new(),
             work,
-            log,
-            policy,
-            host,
         };
-        e2e.set_policy("");
         if !had_hooks {
             reload_daemon();
         }
@@ -68,11 +64,11 @@ impl E2e {
     }
 
     fn set_policy(&self, extra: &str) {
-        self.policy.write(&format!(
-            "sysfs_root = \"{}\"\nsyslog_socket = \"{}\"\n{extra}",
-            self.host.path_str(),
-            self.log.path_str()
-        ));
+        self.world.set_policy(extra);
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.world.log.take()
     }
 
     /// Defines `phbguard-e2e-hook-<case>`; returns its name, or the define error.
@@ -117,10 +113,19 @@ impl Drop for E2e {
     }
 }
 
+/// The sandbox's state directory (pid and log files).
+fn state_dir() -> PathBuf {
+    PathBuf::from(std::env::var("PHBGUARD_E2E_STATE_DIR").unwrap_or_else(|_| "/run/phbguard-e2e".into()))
+}
+
+/// The sandbox daemon's log (it logs hook calls: PHBGUARD_E2E_LOG_FILTERS).
+fn daemon_log_path() -> PathBuf {
+    state_dir().join("libvirtd.log")
+}
+
 /// SIGHUP to the sandbox's libvirtd (its pid file), then wait until it answers again.
 fn reload_daemon() {
-    let state = std::env::var("PHBGUARD_E2E_STATE_DIR").unwrap_or_else(|_| "/run/phbguard-e2e".into());
-    let pid_file = Path::new(&state).join("libvirtd.pid");
+    let pid_file = state_dir().join("libvirtd.pid");
     let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; is libvirtd-sandbox.sh's daemon running?",
@@ -164,11 +169,34 @@ fn assert_passed_hook_then_no_passthrough(out: &Output, name: &str) {
     assert!(t.contains("host doesn't support passthrough"), "{name}: {t}");
 }
 
-/// The syslog lines of one domain, checked for the fields every line carries.
+/// How many of the hook's finding lines virsh shows (`RULE: ...` or `RULE (warning): ...`,
+/// the first one after libvirt's "unexpected exit status 1: ").
+fn finding_lines_shown(virsh_text: &str) -> usize {
+    virsh_text
+        .lines()
+        .map(|l| {
+            l.split_once("unexpected exit status 1: ")
+                .map_or(l, |(_, rest)| rest)
+        })
+        .filter(|l| {
+            phbguard_core::rules::RULES.iter().any(|r| {
+                l.strip_prefix(r.id.as_str())
+                    .is_some_and(|rest| rest.starts_with(": ") || rest.starts_with(" ("))
+            })
+        })
+        .count()
+}
+
+/// The finding lines (rejected, warned, exempt) of one domain, checked for the fields every
+/// finding line carries.
 fn lines_for(lines: &[String], name: &str) -> Vec<String> {
     let mine: Vec<String> = lines
         .iter()
-        .filter(|l| l.contains(&format!(" domain={name} ")))
+        .filter(|l| {
+            ["rejected", "warned", "exempt"]
+                .iter()
+                .any(|verb| l.contains(&format!(": {verb} domain={name} ")))
+        })
         .cloned()
         .collect();
     for l in &mine {
@@ -181,10 +209,8 @@ fn lines_for(lines: &[String], name: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs libvirtd"]
 fn hook_under_real_libvirtd() {
-    if !support::e2e_enabled("hook_under_real_libvirtd") {
-        return;
-    }
     let started = Instant::now();
     let mut e = E2e::setup();
     let mut timings = Vec::new();
@@ -196,71 +222,34 @@ fn hook_under_real_libvirtd() {
 
     // 1. Every error rule a pSeries guest can break and libvirt lets one define: the start is
     //    refused at 'prepare begin', virsh shows the rule id, syslog has one line per finding.
-    let cases = [
-        ("hostdev-on-default-phb", hostdev("0002:02:00.0", 0, 5)),
-        (
-            "hostdev-behind-bridge",
-            format!("{}{}", bridge(1, 6), hostdev("0002:02:00.0", 1, 1)),
-        ),
-        (
-            "phb-mixes-iommu-groups",
-            format!(
-                "{}{}{}",
-                phb(1, 1),
-                hostdev("0002:01:00.0", 1, 1),
-                hostdev("0002:02:00.0", 1, 2)
-            ),
-        ),
-        (
-            "iommu-group-split",
-            format!(
-                "{}{}{}{}",
-                phb(1, 1),
-                phb(2, 2),
-                hostdev("0003:01:00.0", 1, 1),
-                hostdev("0003:01:00.1", 2, 1)
-            ),
-        ),
-        (
-            "emulated-on-hostdev-phb",
-            format!("{}{}{}", phb(1, 1), hostdev("0002:02:00.0", 1, 1), scsi(0, 1, 2)),
-        ),
-        // Without the hook QEMU itself would fail later ("PHB 2 already attached").
-        ("phb-target-duplicate", format!("{}{}", phb(1, 2), phb(2, 2))),
-    ];
-    for (rule, devices) in &cases {
-        let name = e.define_guest(rule, devices);
+    for (rule, devices, errors) in hook_support::rule_scenarios() {
+        let name = e.define_guest(rule, &devices);
         let out = e.start(&name);
         assert_rejected(&out, &name, rule);
         assert_eq!(e.state(&name), "shut off");
-        let logged = lines_for(&e.log.take(), &name);
-        let errors: Vec<_> = logged.iter().filter(|l| l.contains(" severity=error ")).collect();
-        assert!(!errors.is_empty(), "{rule}: {logged:#?}");
+        let logged = lines_for(&e.log(), &name);
+        let rejected: Vec<_> = logged.iter().filter(|l| l.contains(" severity=error ")).collect();
+        assert_eq!(rejected.len(), errors.len(), "{rule}: {logged:#?}");
         assert!(
-            errors
+            rejected
                 .iter()
                 .all(|l| l.contains(": rejected ") && l.contains(" op=prepare ")),
-            "{errors:#?}"
+            "{rejected:#?}"
         );
-        assert!(
-            errors.iter().any(|l| l.contains(&format!(" rule={rule} "))),
-            "{rule}: {errors:#?}"
-        );
-        // One line per finding: as many as stderr has finding lines.
-        let findings = text(&out)
-            .lines()
-            .filter(|l| !l.starts_with("phbguard: "))
-            .count();
-        assert!(findings >= errors.len());
+        for id in &errors {
+            assert!(
+                rejected.iter().any(|l| l.contains(&format!(" rule={id} "))),
+                "{rule}: {rejected:#?}"
+            );
+        }
+        // One line per finding: exactly as many as virsh shows finding lines.
+        let shown = finding_lines_shown(&text(&out));
+        assert_eq!(shown, logged.len(), "{rule}: {}\n{logged:#?}", text(&out));
     }
     mark("six rejections", &mut lap);
 
     // The other PHB rules are ones libvirt enforces itself, at define: the hook never sees them.
-    let p = |i: u32, model: &str, t: u32| {
-        format!(
-            "<controller type='pci' index='{i}' model='pci-root'><model name='{model}'/><target index='{t}'/></controller>"
-        )
-    };
+    let p = pci_root;
     for (rule, devices) in [
         ("phb-wrong-model", p(1, "pci-bridge", 1)),
         ("phb-target-out-of-range", p(1, "spapr-pci-host-bridge", 31)),
@@ -289,7 +278,7 @@ fn hook_under_real_libvirtd() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(e.state(&name), "running");
     e.destroy(&name);
-    assert!(lines_for(&e.log.take(), &name).is_empty());
+    assert!(lines_for(&e.log(), &name).is_empty());
     mark("compliant start+destroy", &mut lap);
 
     // 3. A compliant guest with a hostdev passes the hook, then fails on this host.
@@ -298,13 +287,13 @@ fn hook_under_real_libvirtd() {
         &format!("{}{}", phb(1, 1), hostdev("0002:02:00.0", 1, 1)),
     );
     assert_passed_hook_then_no_passthrough(&e.start(&name), &name);
-    assert!(lines_for(&e.log.take(), &name).is_empty());
+    assert!(lines_for(&e.log(), &name).is_empty());
 
     // 4. warn mode: a bad guest passes the hook, with a syslog line.
     e.set_policy("mode = \"warn\"\n");
     let bad = format!("{PREFIX}hostdev-on-default-phb");
     assert_passed_hook_then_no_passthrough(&e.start(&bad), &bad);
-    let logged = lines_for(&e.log.take(), &bad);
+    let logged = lines_for(&e.log(), &bad);
     assert_eq!(logged.len(), 1, "{logged:#?}");
     assert!(
         logged[0].contains(": warned ")
@@ -318,7 +307,7 @@ fn hook_under_real_libvirtd() {
         "{}",
         text(&out)
     );
-    e.log.take();
+    e.log();
     e.set_policy("");
     mark("warn mode", &mut lap);
 
@@ -337,7 +326,7 @@ fn hook_under_real_libvirtd() {
     ]);
     assert!(set.status.success(), "{}", text(&set));
     assert_passed_hook_then_no_passthrough(&e.start(&bad), &bad);
-    let logged = lines_for(&e.log.take(), &bad);
+    let logged = lines_for(&e.log(), &bad);
     assert_eq!(logged.len(), 1, "{logged:#?}");
     assert!(
         logged[0].contains(": warned ") && logged[0].contains(" mode=warn"),
@@ -354,7 +343,7 @@ fn hook_under_real_libvirtd() {
     ]);
     assert!(rm.status.success(), "{}", text(&rm));
     assert_rejected(&e.start(&bad), &bad, "hostdev-on-default-phb");
-    e.log.take();
+    e.log();
     mark("metadata opt-out", &mut lap);
 
     // 6. A warning-only guest starts (one 'warned' line), then goes through save and restore:
@@ -363,7 +352,7 @@ fn hook_under_real_libvirtd() {
     let name = e.define_guest("warning-only", &bridge(1, 6));
     let out = e.start(&name);
     assert!(out.status.success(), "{}", text(&out));
-    let logged = lines_for(&e.log.take(), &name);
+    let logged = lines_for(&e.log(), &name);
     assert_eq!(logged.len(), 1, "{logged:#?}");
     assert!(logged[0].contains(": warned ") && logged[0].contains(" op=prepare rule=pci-bridge-on-pseries "));
     mark("warning-only start", &mut lap);
@@ -377,18 +366,79 @@ fn hook_under_real_libvirtd() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(e.state(&name), "running");
     mark("restore", &mut lap);
-    let logged = lines_for(&e.log.take(), &name);
-    assert!(
+    // 'restore begin' judged it and left the mark; the 'prepare begin' libvirt runs next for
+    // the same guest took the incoming path (incoming decides, not mode), and syslog says so.
+    let all = e.log();
+    let logged = lines_for(&all, &name);
+    assert_eq!(
         logged
             .iter()
-            .any(|l| l.contains(" op=restore rule=pci-bridge-on-pseries ")),
+            .filter(|l| l.contains(" op=restore rule=pci-bridge-on-pseries "))
+            .count(),
+        1,
         "{logged:#?}"
+    );
+    assert_eq!(
+        logged
+            .iter()
+            .filter(|l| l.contains(" op=prepare incoming=restore rule=pci-bridge-on-pseries "))
+            .count(),
+        1,
+        "{logged:#?}"
+    );
+    let incoming: Vec<_> = all
+        .iter()
+        .filter(|l| l.contains(&format!(" incoming domain={name} ")))
+        .collect();
+    assert_eq!(incoming.len(), 1, "{all:#?}");
+    assert!(
+        incoming[0].contains(" op=prepare after=restore: the start that follows 'restore begin' is judged by incoming = \"refuse\""),
+        "{}",
+        incoming[0]
+    );
+    assert_eq!(
+        std::fs::read_dir(e.world.state_dir()).unwrap().count(),
+        0,
+        "the mark was consumed"
     );
     let qemu_log = std::fs::read_to_string(format!("/var/log/libvirt/qemu/{name}.log")).unwrap_or_default();
     assert!(
         !qemu_log.contains("hook-script"),
         "restore tainted the guest: the hook printed XML?"
     );
+    mark("incoming checks", &mut lap);
+
+    // 7. A broken '#!' line (a typo in an option) while guests run, then a libvirtd restart:
+    //    the new daemon calls 'reconnect begin' for the running guest, which must exit 0 (a
+    //    failing hook there makes libvirt stop the guest, qemuProcessReconnect). The guest
+    //    keeps running. A start is judged in warn mode: the bad guest passes the hook.
+    e.set_policy("");
+    install_hook_line(
+        Path::new(HOOK_DIR),
+        HOOK_NAME,
+        " hook --confg=/etc/phbguard/typo.toml",
+    );
+    let pid_before = std::fs::read_to_string(format!("/run/libvirt/qemu/{name}.pid")).unwrap();
+    let log_before = std::fs::metadata(daemon_log_path()).map_or(0, |m| m.len() as usize);
+    let status = Command::new(support::repo().join("tests/e2e/libvirtd-sandbox.sh"))
+        .arg("restart-daemon")
+        .status()
+        .unwrap();
+    assert!(status.success(), "libvirtd-sandbox.sh restart-daemon");
+    support::assert_libvirtd_answers();
+    mark("libvirtd restart", &mut lap);
+    assert_eq!(e.state(&name), "running", "the guest did not survive the restart");
+    let pid_after = std::fs::read_to_string(format!("/run/libvirt/qemu/{name}.pid")).unwrap();
+    assert_eq!(pid_before.trim(), pid_after.trim(), "the same QEMU process");
+    let daemon_log = std::fs::read(daemon_log_path()).unwrap_or_default();
+    // Only what this restart wrote (the file is appended to, unless the start truncated it).
+    let daemon_log = String::from_utf8_lossy(daemon_log.get(log_before..).unwrap_or(&daemon_log[..]));
+    assert!(
+        daemon_log.contains(&format!("{HOOK_NAME} {name} reconnect begin -")),
+        "libvirtd ran the hook at reconnect (its log: {})",
+        daemon_log_path().display()
+    );
+    assert_passed_hook_then_no_passthrough(&e.start(&bad), &bad);
     e.destroy(&name);
     mark("destroy", &mut lap);
 

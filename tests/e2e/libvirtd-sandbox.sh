@@ -3,7 +3,7 @@
 # Debian 12 machine: as root, without systemd, D-Bus or KVM (pSeries guests run
 # under TCG).
 #
-# Usage: tests/e2e/libvirtd-sandbox.sh install|start|stop|restart|status
+# Usage: tests/e2e/libvirtd-sandbox.sh install|start|stop|restart|restart-daemon|status
 #
 #   install  install the Debian packages (apt is skipped when they are all
 #            present), create the libvirt-qemu user and kvm group, write
@@ -13,6 +13,10 @@
 #   stop     destroy and undefine the domains named phbguard-e2e-*, stop
 #            libvirtd and virtlogd (SIGTERM, then SIGKILL after a bounded wait)
 #   restart  stop + start (libvirt discovers hooks only when it starts)
+#   restart-daemon
+#            stop libvirtd only (SIGTERM) and start it again, leaving running
+#            guests running, as 'systemctl restart libvirtd' does: the new
+#            daemon reconnects to them and calls each hook with 'reconnect begin'
 #   status   exit 0 when qemu:///system answers
 #
 # Environment:
@@ -162,6 +166,23 @@ auth_unix_rw = \"none\""
 log_outputs = \"3:file:$VIRTLOGD_LOG\""
 }
 
+# Runs a daemon that forks into the background without the descriptors this script inherited.
+# Everyone starts this daemon under `flock /run/phbguard-libvirtd.lock`; a daemon that kept
+# flock's descriptor would hold the shared lock for as long as it lives (seen here: every
+# other engineer's e2e run waited on a libvirtd started by a test under the lock). bash marks
+# its own script descriptor (255) close-on-exec, so closing the rest before exec is safe.
+detached() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2 && fd < 255)); then
+                eval "exec $fd>&-"
+            fi
+        done
+        exec "$@"
+    )
+}
+
 cmd_start() {
     need_root
     local bin
@@ -177,7 +198,7 @@ cmd_start() {
 
     if ! live_pid "$VIRTLOGD_PID" virtlogd >/dev/null; then
         rm -f "$VIRTLOGD_PID"
-        virtlogd -d -f "$VIRTLOGD_CONF" -p "$VIRTLOGD_PID" ||
+        detached virtlogd -d -f "$VIRTLOGD_CONF" -p "$VIRTLOGD_PID" ||
             die "virtlogd failed to start (see $VIRTLOGD_LOG)"
     fi
 
@@ -187,7 +208,7 @@ cmd_start() {
         # libvirtd itself replaces stale sockets under /run/libvirt; a stale
         # pid file of ours is simply removed.
         rm -f "$LIBVIRTD_PID"
-        libvirtd -d -f "$LIBVIRTD_CONF" -p "$LIBVIRTD_PID" ||
+        detached libvirtd -d -f "$LIBVIRTD_CONF" -p "$LIBVIRTD_PID" ||
             die "libvirtd failed to start (see $LIBVIRTD_LOG)"
     fi
 
@@ -290,6 +311,7 @@ install) cmd_install ;;
 start) cmd_start ;;
 stop) cmd_stop ;;
 restart) cmd_stop && cmd_start ;;
+restart-daemon) need_root && stop_daemon "$LIBVIRTD_PID" libvirtd && cmd_start ;;
 status) cmd_status ;;
 *) usage ;;
 esac

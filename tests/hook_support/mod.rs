@@ -1,5 +1,6 @@
-//! Shared by the hook tests (tests/hook_cli.rs, tests/hook_libvirt.rs): an installed copy of
-//! the hook file, a syslog socket that records what it receives, and guest XML builders.
+//! Shared by the hook tests (tests/hook_cli.rs, tests/hook_libvirt.rs): the one test world
+//! (fake host, syslog socket, policy file, incoming-mark directory), the installed hook file,
+//! the one set of guest XML builders, and the one table of per-rule guest scenarios.
 #![allow(dead_code)] // each test crate uses its own part of this module
 
 use std::os::unix::fs::PermissionsExt;
@@ -36,6 +37,19 @@ pub fn install_hook_with(dir: &Path, name: &str, config: Option<&Path>) -> PathB
     std::fs::write(&tmp, hook_text(config)).unwrap();
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Renamed into place: libvirtd may be running hooks from this directory right now.
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// Writes the hook into `dir/name` with `rest` after the binary on its `#!` line (which may be
+/// anything an admin could write: `" hook --confg=x"`).
+pub fn install_hook_line(dir: &Path, name: &str, rest: &str) -> PathBuf {
+    let text = hook_text(None);
+    let body = text.split_once('\n').unwrap().1;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, format!("#!{}{rest}\n{body}", support::bin().display())).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
     path
 }
@@ -147,6 +161,53 @@ impl Policy {
     }
 }
 
+/// A UUID for guests that need one without libvirt.
+pub const UUID: &str = "6a1f0c2e-5b7d-4c3e-9f10-2b8e4d6a7c01";
+
+/// What every hook test needs: a fake host, a syslog socket, a policy file naming both (and a
+/// mark directory of its own), all in temporary directories, gone on drop.
+pub struct World {
+    pub host: support::FakeSysfs,
+    pub log: LogSink,
+    pub policy: Policy,
+    /// Holds the incoming-mark directory (`state`).
+    pub state: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new(extra_policy: &str) -> World {
+        let state = tempfile::tempdir().unwrap();
+        let w = World {
+            host: fake_host(),
+            log: LogSink::new(),
+            policy: Policy::new(""),
+            state,
+        };
+        w.set_policy(extra_policy);
+        w
+    }
+
+    /// Where the hook keeps its incoming marks in this world.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.path().join("incoming")
+    }
+
+    /// The policy lines that point the hook at this world.
+    pub fn base_policy(&self) -> String {
+        format!(
+            "sysfs_root = \"{}\"\nsyslog_socket = \"{}\"\nstate_dir = \"{}\"\n",
+            self.host.path_str(),
+            self.log.path_str(),
+            self.state_dir().display()
+        )
+    }
+
+    /// The policy file: this world's lines, then `extra`.
+    pub fn set_policy(&self, extra: &str) {
+        self.policy.write(&format!("{}{extra}", self.base_policy()));
+    }
+}
+
 /// `<hostdev>` for host device `host` (`"0002:02:00.0"`) at guest `bus`/`slot`.
 pub fn hostdev(host: &str, bus: u32, slot: u32) -> String {
     let (dom, rest) = host.split_once(':').unwrap();
@@ -163,6 +224,14 @@ pub fn hostdev(host: &str, bus: u32, slot: u32) -> String {
 pub fn phb(index: u32, target: u32) -> String {
     format!(
         "<controller type='pci' index='{index}' model='pci-root'><model name='spapr-pci-host-bridge'/>\
+         <target index='{target}'/></controller>"
+    )
+}
+
+/// A `pci-root` controller with any `<model name>` and target index.
+pub fn pci_root(index: u32, model: &str, target: u32) -> String {
+    format!(
+        "<controller type='pci' index='{index}' model='pci-root'><model name='{model}'/>\
          <target index='{target}'/></controller>"
     )
 }
@@ -199,6 +268,76 @@ pub fn guest_with(name: &str, uuid: &str, metadata_mode: Option<&str>, devices: 
         ));
     }
     guest(name, devices).replacen("<memory", &format!("{extra}\n  <memory"), 1)
+}
+
+/// A guest with a hostdev on the default PHB (an error) and a pci-bridge (a warning).
+pub fn bad_guest(name: &str) -> String {
+    guest_with(
+        name,
+        UUID,
+        None,
+        &format!("{}{}", hostdev("0002:02:00.0", 0, 5), bridge(1, 6)),
+    )
+}
+
+/// A compliant guest with a hostdev on a PHB of its own.
+pub fn good_guest(name: &str) -> String {
+    guest_with(
+        name,
+        UUID,
+        None,
+        &format!("{}{}", phb(1, 1), hostdev("0002:02:00.0", 1, 1)),
+    )
+}
+
+/// For every error rule a pSeries guest can break and libvirt lets one define: the devices of
+/// a guest that breaks it (on [`fake_host`]), and the error findings it has (rule ids). The
+/// hook's CLI tests and its real-libvirtd tests both run this table.
+pub fn rule_scenarios() -> Vec<(&'static str, String, Vec<&'static str>)> {
+    vec![
+        (
+            "hostdev-on-default-phb",
+            hostdev("0002:02:00.0", 0, 5),
+            vec!["hostdev-on-default-phb"],
+        ),
+        (
+            "hostdev-behind-bridge",
+            format!("{}{}", bridge(1, 6), hostdev("0002:02:00.0", 1, 1)),
+            vec!["hostdev-behind-bridge"],
+        ),
+        (
+            "phb-mixes-iommu-groups",
+            format!(
+                "{}{}{}",
+                phb(1, 1),
+                hostdev("0002:01:00.0", 1, 1),
+                hostdev("0002:02:00.0", 1, 2)
+            ),
+            vec!["phb-mixes-iommu-groups"],
+        ),
+        (
+            "iommu-group-split",
+            format!(
+                "{}{}{}{}",
+                phb(1, 1),
+                phb(2, 2),
+                hostdev("0003:01:00.0", 1, 1),
+                hostdev("0003:01:00.1", 2, 1)
+            ),
+            vec!["iommu-group-split"],
+        ),
+        (
+            "emulated-on-hostdev-phb",
+            format!("{}{}{}", phb(1, 1), hostdev("0002:02:00.0", 1, 1), scsi(0, 1, 2)),
+            vec!["emulated-on-hostdev-phb"],
+        ),
+        // Without the hook QEMU itself would fail later ("PHB 2 already attached").
+        (
+            "phb-target-duplicate",
+            format!("{}{}", phb(1, 2), phb(2, 2)),
+            vec!["phb-target-duplicate"],
+        ),
+    ]
 }
 
 /// The fake host every hook test uses: groups 1-4, all on NUMA node 0.

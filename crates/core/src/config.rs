@@ -1,11 +1,17 @@
 //! The hook's policy file, `/etc/phbguard/phbguard.toml`. Every key is optional; a missing file
 //! means the defaults. A file that cannot be read or parsed, an unknown key or a bad value is a
-//! [`Problem`] to report, never a reason to stop: the key (or the whole file) falls back to its
-//! safe default, so that a typo can't block every guest on the host.
+//! [`Problem`] with its line, never a reason to stop: the key (or the whole file) falls back to
+//! its default, and the hook, which cannot know what the admin meant, judges in warn mode
+//! (docs/hook.md, "When the hook cannot trust its setup"). `phbguard check-config` reports the
+//! same problems and exits 2.
+//!
+//! Kept here, in the engine, and public: the hook, `check-config`, and the libvirt half (audit,
+//! watch) all read the same policy.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use crate::input::{InputError, Links, read_regular};
 
 /// Where the policy file is read from when neither `--config` nor `PHBGUARD_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/phbguard/phbguard.toml";
@@ -13,6 +19,9 @@ pub const DEFAULT_PATH: &str = "/etc/phbguard/phbguard.toml";
 pub const ENV_VAR: &str = "PHBGUARD_CONFIG";
 /// A policy file is a handful of lines; anything larger than this is not one.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Where the hook keeps its marks for incoming guests (root-only, under /run so a reboot
+/// forgets them).
+pub const DEFAULT_STATE_DIR: &str = "/run/phbguard/incoming";
 
 /// What the hook does with error findings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +91,9 @@ pub struct Config {
     pub exempt: Vec<String>,
     /// The syslog datagram socket.
     pub syslog_socket: PathBuf,
+    /// Where the hook marks a guest coming in by migration or restore, so that the
+    /// `prepare begin` that follows is judged by `incoming` (tests point it elsewhere).
+    pub state_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -94,6 +106,7 @@ impl Default for Config {
             on_internal_error: OnInternalError::Allow,
             exempt: Vec::new(),
             syslog_socket: PathBuf::from("/dev/log"),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }
@@ -107,18 +120,32 @@ impl Config {
     }
 }
 
-/// Something wrong with the policy file, and what phbguard did about it.
+/// Something wrong in a policy file's text: its line (1-based, when known) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// The line of the key or the syntax error, when known.
+    pub line: Option<usize>,
+    /// What is wrong: the key, the value and what was expected.
+    pub detail: String,
+}
+
+/// Something wrong with the policy file: the file, the line and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// The policy file.
     pub path: PathBuf,
-    /// What is wrong in it: the key, the value and why.
+    /// The line of the key or the syntax error, when known (1-based).
+    pub line: Option<usize>,
+    /// What is wrong: the key, the value and what was expected.
     pub detail: String,
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "policy file {}: {}", self.path.display(), self.detail)
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.detail),
+            None => write!(f, "{}: {}", self.path.display(), self.detail),
+        }
     }
 }
 
@@ -132,116 +159,136 @@ pub fn choose_path(flag: Option<PathBuf>, env: Option<std::ffi::OsString>) -> (P
     }
 }
 
-/// Reads and interprets the policy file; never fails.
+/// Reads and interprets the policy file; never fails. The file is opened non-blocking and must
+/// be a regular file of at most [`MAX_CONFIG_BYTES`]: a FIFO or `/dev/zero` named as the policy
+/// is a problem, not a hang.
 pub fn load(path: &Path, explicit: bool) -> (Config, Vec<Problem>) {
-    let problem = |detail: String| Problem {
+    let problem = |issue: Issue| Problem {
         path: path.to_path_buf(),
-        detail,
+        line: issue.line,
+        detail: issue.detail,
     };
-    let text = match read(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+    let text = match read_regular(path, MAX_CONFIG_BYTES, Links::Follow) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let detail = format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to());
+                return (Config::default(), vec![problem(Issue { line: None, detail })]);
+            }
+        },
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
             return (Config::default(), Vec::new());
         }
         Err(e) => {
-            let detail = format!("cannot read it ({e}); using the built-in defaults");
-            return (Config::default(), vec![problem(detail)]);
+            let detail = match e {
+                InputError::Io(e) => format!("cannot read it: {e}"),
+                InputError::LargerThan(_) => {
+                    format!("larger than {} KiB, not a policy file", MAX_CONFIG_BYTES >> 10)
+                }
+                e => format!("cannot read it: {e}"),
+            };
+            return (Config::default(), vec![problem(Issue { line: None, detail })]);
         }
     };
-    let (config, details) = parse(&text);
-    (config, details.into_iter().map(problem).collect())
+    let (config, issues) = parse(&text);
+    (config, issues.into_iter().map(problem).collect())
 }
 
-fn read(path: &Path) -> std::io::Result<String> {
-    let file = std::fs::File::open(path)?;
-    if file.metadata()?.is_dir() {
-        return Err(std::io::Error::other("is a directory"));
-    }
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(std::io::Error::other(format!(
-            "larger than {} KiB, not a policy file",
-            MAX_CONFIG_BYTES >> 10
-        )));
-    }
-    Ok(text)
-}
-
-/// Interprets the text of a policy file: the configuration, and one sentence per problem.
-pub fn parse(text: &str) -> (Config, Vec<String>) {
+/// Interprets the text of a policy file: the configuration, and one issue per problem.
+pub fn parse(text: &str) -> (Config, Vec<Issue>) {
+    use toml::de::{DeTable, DeValue};
     let mut config = Config::default();
-    let mut problems = Vec::new();
-    let table: toml::Table = match text.parse() {
-        Ok(t) => t,
+    let mut issues = Vec::new();
+    let line_of = |offset: usize| Some(text[..offset.min(text.len())].matches('\n').count() + 1);
+    let table = match DeTable::parse(text) {
+        Ok(t) => t.into_inner(),
         Err(e) => {
-            let detail = e.to_string().replace('\n', " ").replace("  ", " ");
-            problems.push(format!(
-                "not valid TOML, ignoring the whole file and using the built-in defaults: {}",
-                detail.trim()
-            ));
-            return (config, problems);
+            let message = e.message().replace('\n', " ");
+            issues.push(Issue {
+                line: e.span().and_then(|s| line_of(s.start)),
+                detail: format!("not valid TOML ({}); the whole file is ignored", message.trim()),
+            });
+            return (config, issues);
         }
     };
-    for (key, value) in &table {
-        let mut bad = |expected: &str, default: &dyn fmt::Display| {
-            problems.push(format!(
-                "{key} = {}: expected {expected}; using the default ({default})",
-                short(value)
-            ));
+    for (key, spanned) in &table {
+        let value: &DeValue = spanned.get_ref();
+        let line = line_of(key.span().start);
+        let key = key.get_ref().as_ref();
+        let mut bad = |expected: &str| {
+            issues.push(Issue {
+                line,
+                detail: format!("{key} = {}: expected {expected}", short(value)),
+            });
         };
-        match key.as_str() {
-            "sysfs_root" => match value.as_str() {
-                Some(s) if Path::new(s).is_absolute() => config.sysfs_root = PathBuf::from(s),
-                _ => bad("an absolute path", &config.sysfs_root.display()),
+        let path = |v: &DeValue| {
+            v.as_str()
+                .filter(|s| Path::new(s).is_absolute())
+                .map(PathBuf::from)
+        };
+        match key {
+            "sysfs_root" => match path(value) {
+                Some(p) => config.sysfs_root = p,
+                None => bad("an absolute path"),
             },
-            "syslog_socket" => match value.as_str() {
-                Some(s) if Path::new(s).is_absolute() => config.syslog_socket = PathBuf::from(s),
-                _ => bad("an absolute path", &config.syslog_socket.display()),
+            "syslog_socket" => match path(value) {
+                Some(p) => config.syslog_socket = p,
+                None => bad("an absolute path"),
+            },
+            "state_dir" => match path(value) {
+                Some(p) => config.state_dir = p,
+                None => bad("an absolute path"),
             },
             "mode" => match value.as_str().and_then(Mode::parse) {
                 Some(m) => config.mode = m,
-                None => bad("\"enforce\", \"warn\" or \"off\"", &"enforce"),
+                None => bad("\"enforce\", \"warn\" or \"off\""),
             },
             "incoming" => match value.as_str() {
                 Some("refuse") => config.incoming = Incoming::Refuse,
                 Some("warn") => config.incoming = Incoming::Warn,
-                _ => bad("\"refuse\" or \"warn\"", &"warn"),
+                _ => bad("\"refuse\" or \"warn\""),
             },
             "reject_iommu_group_unknown" => match value.as_bool() {
                 Some(b) => config.reject_iommu_group_unknown = b,
-                None => bad("true or false", &false),
+                None => bad("true or false"),
             },
             "on_internal_error" => match value.as_str() {
                 Some("allow") => config.on_internal_error = OnInternalError::Allow,
                 Some("deny") => config.on_internal_error = OnInternalError::Deny,
-                _ => bad("\"allow\" or \"deny\"", &"allow"),
+                _ => bad("\"allow\" or \"deny\""),
             },
             "exempt" => {
-                let names: Option<Vec<String>> = value
-                    .as_array()
-                    .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect());
+                let names: Option<Vec<String>> = value.as_array().and_then(|a| {
+                    a.iter()
+                        .map(|v| v.get_ref().as_str().map(str::to_owned))
+                        .collect()
+                });
                 match names {
                     Some(names) => config.exempt = names,
-                    None => bad("a list of domain names or UUIDs", &"[]"),
+                    None => bad("a list of domain names or UUIDs"),
                 }
             }
-            _ => problems.push(format!("unknown key '{key}', ignored")),
+            _ => issues.push(Issue {
+                line,
+                detail: format!("unknown key '{}'", crate::escape::controls(key)),
+            }),
         }
     }
-    (config, problems)
+    issues.sort_by_key(|i| i.line);
+    (config, issues)
 }
 
 /// A value as the admin wrote it, cut short enough for one log line.
-fn short(value: &toml::Value) -> String {
+fn short(value: &toml::de::DeValue) -> String {
+    use toml::de::DeValue;
     let s = match value {
-        toml::Value::String(s) => format!("{s:?}"),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::Array(_) => "[...]".into(),
-        toml::Value::Table(_) => "{...}".into(),
+        DeValue::String(s) => format!("{s:?}"),
+        DeValue::Integer(i) => i.as_str().to_owned(),
+        DeValue::Float(f) => f.as_str().to_owned(),
+        DeValue::Boolean(b) => b.to_string(),
+        DeValue::Datetime(d) => d.to_string(),
+        DeValue::Array(_) => "[...]".into(),
+        DeValue::Table(_) => "{...}".into(),
     };
     if s.chars().count() > 60 {
         let cut: String = s.chars().take(57).collect();
@@ -255,6 +302,10 @@ fn short(value: &toml::Value) -> String {
 mod tests {
     use super::*;
 
+    fn details(issues: &[Issue]) -> Vec<(Option<usize>, &str)> {
+        issues.iter().map(|i| (i.line, i.detail.as_str())).collect()
+    }
+
     #[test]
     fn empty_file_is_the_defaults() {
         let (c, p) = parse("");
@@ -266,6 +317,7 @@ mod tests {
         assert!(!c.reject_iommu_group_unknown);
         assert_eq!(c.sysfs_root, Path::new("/sys"));
         assert_eq!(c.syslog_socket, Path::new("/dev/log"));
+        assert_eq!(c.state_dir, Path::new("/run/phbguard/incoming"));
     }
 
     #[test]
@@ -279,6 +331,7 @@ mod tests {
             on_internal_error = "deny"
             exempt = ["db01", "6A1F0C2E-0000-4000-8000-000000000001"]
             syslog_socket = "/run/test.sock"
+            state_dir = "/tmp/state"
             "#,
         );
         assert!(p.is_empty(), "{p:?}");
@@ -288,6 +341,7 @@ mod tests {
         assert!(c.reject_iommu_group_unknown);
         assert_eq!(c.on_internal_error, OnInternalError::Deny);
         assert_eq!(c.syslog_socket, Path::new("/run/test.sock"));
+        assert_eq!(c.state_dir, Path::new("/tmp/state"));
         assert!(c.is_exempt("db01", None));
         assert!(c.is_exempt("x", Some("6a1f0c2e-0000-4000-8000-000000000001")));
         assert!(!c.is_exempt("db02", Some("6a1f0c2e-0000-4000-8000-000000000002")));
@@ -299,28 +353,38 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_reported_not_fatal() {
-        let (c, p) = parse("mode = 'warn'\nmodee = 'off'\n[section]\nx = 1\n");
+    fn unknown_keys_are_reported_with_their_line() {
+        let (c, p) = parse("mode = 'warn'\nexmept = ['db']\n[section]\nx = 1\n");
         assert_eq!(c.mode, Mode::Warn);
-        assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("unknown key 'modee'"), "{p:?}");
-        assert!(p[1].contains("unknown key 'section'"), "{p:?}");
+        assert_eq!(
+            details(&p),
+            [
+                (Some(2), "unknown key 'exmept'"),
+                (Some(3), "unknown key 'section'")
+            ]
+        );
     }
 
     #[test]
-    fn bad_values_fall_back_per_key() {
+    fn bad_values_are_reported_with_their_line_and_fall_back_per_key() {
         let (c, p) = parse(
-            "mode = 'block'\nincoming = 1\nreject_iommu_group_unknown = 'yes'\n\
+            "mode = 'warning'\nincoming = 3\nreject_iommu_group_unknown = 'yes'\n\
              on_internal_error = 'crash'\nexempt = 'db01'\nsysfs_root = 'relative'\n\
-             syslog_socket = 3\nexempt2 = []\n",
+             syslog_socket = 3\nstate_dir = 'run'\n",
         );
         assert_eq!(c, Config::default());
-        assert_eq!(p.len(), 8, "{p:?}");
-        assert!(
-            p.iter().any(|l| l.contains("mode = \"block\": expected")),
-            "{p:?}"
+        let d = details(&p);
+        assert_eq!(d.len(), 8, "{p:?}");
+        assert_eq!(
+            d[0],
+            (
+                Some(1),
+                "mode = \"warning\": expected \"enforce\", \"warn\" or \"off\""
+            )
         );
-        assert!(p.iter().all(|l| !l.contains('\n')));
+        assert_eq!(d[1], (Some(2), "incoming = 3: expected \"refuse\" or \"warn\""));
+        assert_eq!(d[7].0, Some(8));
+        assert!(p.iter().all(|i| !i.detail.contains('\n')));
     }
 
     #[test]
@@ -331,12 +395,21 @@ mod tests {
     }
 
     #[test]
-    fn broken_toml_is_the_defaults_with_one_problem() {
-        let (c, p) = parse("mode = 'warn\nexempt = [");
-        assert_eq!(c, Config::default());
-        assert_eq!(p.len(), 1);
-        assert!(p[0].starts_with("not valid TOML"), "{p:?}");
-        assert!(!p[0].contains('\n'));
+    fn broken_toml_is_the_defaults_with_one_problem_and_its_line() {
+        for (text, line) in [("x = 1\nexempt = [", 2), ("\n\nmode = enforce\n", 3)] {
+            let (c, p) = parse(text);
+            assert_eq!(c, Config::default());
+            assert_eq!(p.len(), 1);
+            assert!(p[0].detail.starts_with("not valid TOML ("), "{p:?}");
+            assert_eq!(p[0].line, Some(line), "{p:?}");
+            assert!(!p[0].detail.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn control_characters_in_keys_are_escaped() {
+        let (_, p) = parse("\"a\\u001b[31m\" = 1");
+        assert_eq!(p[0].detail, "unknown key 'a\\x1b[31m'");
     }
 
     #[test]
@@ -346,11 +419,14 @@ mod tests {
         let (c, p) = load(missing, true);
         assert_eq!(c, Config::default());
         assert_eq!(p.len(), 1);
-        assert!(p[0].to_string().contains("/nonexistent/phbguard.toml"));
+        assert!(
+            p[0].to_string()
+                .starts_with("/nonexistent/phbguard.toml: cannot read it: ")
+        );
     }
 
     #[test]
-    fn directory_and_oversized_files_are_problems() {
+    fn directory_fifo_device_and_oversized_files_are_problems_not_hangs() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(load(dir.path(), true).1.len(), 1);
         let big = dir.path().join("big.toml");
@@ -358,6 +434,21 @@ mod tests {
         let (c, p) = load(&big, true);
         assert_eq!(c, Config::default());
         assert!(p[0].detail.contains("larger than"), "{p:?}");
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (_, p) = load(&fifo, false);
+        assert_eq!(p[0].detail, "cannot read it: is a FIFO, not a regular file");
+        let (_, p) = load(Path::new("/dev/zero"), false);
+        assert_eq!(
+            p[0].detail,
+            "cannot read it: is a character device, not a regular file"
+        );
     }
 
     #[test]

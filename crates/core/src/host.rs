@@ -7,7 +7,11 @@ use std::fmt;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use crate::input::{Links, read_regular};
 use crate::model::{Domain, PciAddr};
+
+/// The most phbguard reads of one sysfs attribute (a number and a newline).
+const MAX_ATTRIBUTE_BYTES: u64 = 64;
 
 /// Why a host device's IOMMU group could not be learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +22,8 @@ pub enum GroupUnknown {
     NoLink,
     /// The link exists but does not end in a group number.
     BadLink(String),
+    /// The link could not be read (EACCES, ELOOP, EIO...): the real reason, never "no link".
+    Unreadable(String),
 }
 
 impl fmt::Display for GroupUnknown {
@@ -26,6 +32,7 @@ impl fmt::Display for GroupUnknown {
             Self::NoDevice => f.write_str("the host has no such PCI device"),
             Self::NoLink => f.write_str("the host device has no iommu_group link"),
             Self::BadLink(target) => write!(f, "its iommu_group link points to '{target}', not a group"),
+            Self::Unreadable(why) => write!(f, "its iommu_group link cannot be read: {why}"),
         }
     }
 }
@@ -55,6 +62,17 @@ impl Sysfs {
         &self.root
     }
 
+    /// Whether the root is a directory. A root that is not would silently make every host
+    /// device "not on this host", so callers refuse it (check, fix) or stop trusting their
+    /// verdict (the hook judges in warn mode).
+    pub fn check_root(&self) -> Result<(), String> {
+        match std::fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(format!("sysfs root {} is not a directory", self.root.display())),
+            Err(e) => Err(format!("sysfs root {}: {e}", self.root.display())),
+        }
+    }
+
     /// The device's directory. `addr` is made of parsed numbers and formatted as hex
     /// digits, so the path can only ever name an entry of `bus/pci/devices`.
     fn device_dir(&self, addr: PciAddr) -> PathBuf {
@@ -74,12 +92,22 @@ impl HostFacts for Sysfs {
                 group.ok_or_else(|| GroupUnknown::BadLink(target.display().to_string()))
             }
             Err(e) if e.kind() == ErrorKind::NotFound && !dir.is_dir() => Err(GroupUnknown::NoDevice),
-            Err(_) => Err(GroupUnknown::NoLink),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(GroupUnknown::NoLink),
+            // EINVAL: an iommu_group that is not a symbolic link at all.
+            Err(e) if e.kind() == ErrorKind::InvalidInput => {
+                Err(GroupUnknown::BadLink("(not a symbolic link)".into()))
+            }
+            Err(e) => Err(GroupUnknown::Unreadable(e.to_string())),
         }
     }
 
     fn numa_node(&self, addr: PciAddr) -> Option<u32> {
-        let text = std::fs::read_to_string(self.device_dir(addr).join("numa_node")).ok()?;
+        // Non-blocking, regular files only, a few bytes: a FIFO or /dev/zero planted in a
+        // sysfs tree must not hang or eat a guest start (the kernel's attribute is "-1\n"
+        // up to a few digits).
+        let path = self.device_dir(addr).join("numa_node");
+        let bytes = read_regular(&path, MAX_ATTRIBUTE_BYTES, Links::Follow).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
         // The kernel writes -1 when the platform does not say; that parses as no node.
         text.trim().parse::<u32>().ok()
     }
@@ -157,5 +185,76 @@ impl Facts {
     /// The NUMA node of host device `addr`, when known.
     pub fn numa_node(&self, addr: PciAddr) -> Option<u32> {
         self.nodes.get(&addr).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: PciAddr = PciAddr {
+        domain: 2,
+        bus: 1,
+        slot: 0,
+        function: 0,
+    };
+
+    fn tree() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dev = root.path().join("bus/pci/devices/0002:01:00.0");
+        std::fs::create_dir_all(&dev).unwrap();
+        (root, dev)
+    }
+
+    #[test]
+    fn a_root_that_is_not_a_directory_is_refused() {
+        assert!(
+            Sysfs::new("/nonexistent/sys")
+                .check_root()
+                .unwrap_err()
+                .contains("/nonexistent/sys")
+        );
+        let err = Sysfs::new("/dev/null").check_root().unwrap_err();
+        assert_eq!(err, "sysfs root /dev/null is not a directory");
+        assert_eq!(Sysfs::new("/").check_root(), Ok(()));
+    }
+
+    #[test]
+    fn a_fifo_or_device_as_numa_node_is_no_node_and_does_not_block() {
+        let (root, dev) = tree();
+        let status = std::process::Command::new("mkfifo")
+            .arg(dev.join("numa_node"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(Sysfs::new(root.path()).numa_node(DEV), None);
+        std::fs::remove_file(dev.join("numa_node")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dev.join("numa_node")).unwrap();
+        assert_eq!(Sysfs::new(root.path()).numa_node(DEV), None);
+        std::fs::remove_file(dev.join("numa_node")).unwrap();
+        std::fs::write(dev.join("numa_node"), "1\n").unwrap();
+        assert_eq!(Sysfs::new(root.path()).numa_node(DEV), Some(1));
+    }
+
+    #[test]
+    fn iommu_group_errors_keep_their_reason() {
+        let (root, dev) = tree();
+        let host = Sysfs::new(root.path());
+        assert_eq!(host.iommu_group(DEV), Err(GroupUnknown::NoLink));
+        let other = PciAddr { bus: 9, ..DEV };
+        assert_eq!(host.iommu_group(other), Err(GroupUnknown::NoDevice));
+        // A loop in the path: ELOOP, not "no link".
+        let looped = root.path().join("bus/pci/devices/0002:02:00.0");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        match host.iommu_group(PciAddr { bus: 2, ..DEV }) {
+            Err(GroupUnknown::Unreadable(why)) => assert!(why.contains("symbolic links"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A regular file where the link should be.
+        std::fs::write(dev.join("iommu_group"), "7").unwrap();
+        assert!(matches!(host.iommu_group(DEV), Err(GroupUnknown::BadLink(_))));
+        std::fs::remove_file(dev.join("iommu_group")).unwrap();
+        std::os::unix::fs::symlink("../../../../kernel/iommu_groups/7", dev.join("iommu_group")).unwrap();
+        assert_eq!(host.iommu_group(DEV), Ok(7));
     }
 }

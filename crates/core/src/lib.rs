@@ -3,14 +3,16 @@
 //!
 //! The modules read in one direction: [`input`] and [`parse`] turn bytes into the [`model`];
 //! [`host`] gathers the facts about its host devices; `topology` (internal) builds the PCI
-//! topology from both once; [`rules`] judge it; [`hook`] turns findings into a verdict; [`report`]
-//! and [`fix`] (with [`edit`] and [`replace`]) write what people, scripts and files get.
+//! topology from both once; [`rules`] judge it; [`verdict`] turns findings into what the hook
+//! decides under the policy ([`config`]); [`report`] and [`fix`] (with [`edit`] and [`replace`])
+//! write what people, scripts and files get. The hook itself is an edge in the `phbguard`
+//! binary (src/hook.rs); [`syslog`] and [`escape`] are what it and the libvirt half write with.
 
 pub mod config;
 pub mod edit;
 pub mod error;
+pub mod escape;
 pub mod fix;
-pub mod hook;
 pub mod host;
 pub mod input;
 pub mod model;
@@ -19,8 +21,11 @@ pub mod parse;
 pub mod replace;
 pub mod report;
 pub mod rules;
-pub(crate) mod syslog;
+#[doc(hidden)]
+pub mod seams;
+pub mod syslog;
 pub(crate) mod topology;
+pub mod verdict;
 
 pub use error::ParseError;
 pub use parse::parse_domain;

@@ -14,11 +14,16 @@ use ::syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 /// The syslog identity (`journalctl -t phbguard`).
 pub const IDENTITY: &str = "phbguard";
 
+/// A line's syslog severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// `err`: a guest refused, an internal or setup error.
     Err,
+    /// `warning`: a finding let through.
     Warning,
+    /// `notice`: a finding of an exempt guest.
     Notice,
+    /// `info`: what the hook did, for the record (an incoming guest).
     Info,
 }
 
@@ -46,6 +51,11 @@ impl Syslog {
             Logger::new(LoggerBackend::Unix(s), formatter)
         });
         Syslog { logger }
+    }
+
+    /// Whether lines go anywhere (a socket was found and connected).
+    pub fn connected(&self) -> bool {
+        self.logger.is_some()
     }
 
     /// A logger that drops everything.
@@ -152,10 +162,28 @@ mod tests {
     }
 
     #[test]
-    fn missing_socket_is_ignored() {
-        let mut log = Syslog::connect(Path::new("/nonexistent/dev/log"));
+    fn missing_socket_or_not_a_socket_is_no_logger() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        for path in [Path::new("/nonexistent/dev/log"), file.as_path(), dir.path()] {
+            let mut log = Syslog::connect(path);
+            assert!(!log.connected(), "{}", path.display());
+            log.log(Level::Err, "dropped");
+        }
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"",
+            "nothing written into a plain file"
+        );
+        let path = dir.path().join("log.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let mut log = Syslog::connect(&path);
+        assert!(log.connected());
+        // The socket goes away: lines are dropped, without an error reaching the caller.
+        drop(rx);
         log.log(Level::Err, "dropped");
-        Syslog::none().log(Level::Err, "dropped");
+        assert!(!Syslog::none().connected());
     }
 
     #[test]

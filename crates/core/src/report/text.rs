@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use super::Judged;
+use crate::escape::controls;
 use crate::rules::Severity;
 /// How the text report looks.
 
@@ -29,10 +30,10 @@ pub fn write_findings(out: &mut impl Write, judged: &Judged, style: Style) -> io
         writeln!(
             out,
             "{}: {on}{}[{}]{off}: {}",
-            judged.location(f.line),
+            controls(&judged.location(f.line)),
             f.severity(),
             f.rule.id,
-            f.message
+            controls(&f.message)
         )?;
     }
     Ok(())

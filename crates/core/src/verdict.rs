@@ -1,0 +1,366 @@
+//! What phbguard decides about one guest at one moment of its life, as a pure function:
+//! (domain, host facts, policy, occasion) → [`Verdict`]. No output, no logging, no files: the
+//! hook (src/hook.rs) turns a verdict into an exit code, stderr text and syslog lines; audit
+//! and watch (crates/libvirt) reuse it to say what the hook would do.
+
+use crate::config::{Config, Incoming, Mode};
+use crate::host::HostFacts;
+use crate::model::Domain;
+use crate::rules::{Finding, RuleId, Severity, judge};
+
+/// The libvirt hook calls phbguard judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// `prepare begin`: a guest is about to start (also the step of an incoming migration or
+    /// restore that follows `migrate begin` / `restore begin`).
+    Prepare,
+    /// `migrate begin`: an incoming migration, on the destination host.
+    Migrate,
+    /// `restore begin`: a save image (or managed save) is being restored.
+    Restore,
+}
+
+impl Phase {
+    /// The phase of a call, or `None` for the calls phbguard lets through untouched.
+    pub fn of(op: &str, subop: &str) -> Option<Phase> {
+        match (op, subop) {
+            ("prepare", "begin") => Some(Phase::Prepare),
+            ("migrate", "begin") => Some(Phase::Migrate),
+            ("restore", "begin") => Some(Phase::Restore),
+            _ => None,
+        }
+    }
+
+    /// libvirt's op word.
+    pub fn op(self) -> &'static str {
+        match self {
+            Phase::Prepare => "prepare",
+            Phase::Migrate => "migrate",
+            Phase::Restore => "restore",
+        }
+    }
+}
+
+/// Why a guest is coming in rather than starting afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// An ordinary start: `mode` decides.
+    Start,
+    /// Coming in by `migrate` or `restore` (that call itself, or the `prepare begin` libvirt
+    /// runs right after it for the same guest): `incoming` decides.
+    Incoming(Phase),
+}
+
+/// The moment a guest is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occasion {
+    /// The call being judged.
+    pub phase: Phase,
+    /// Whether the guest starts afresh or comes in.
+    pub arrival: Arrival,
+    /// The hook's own setup is in doubt (bad options, a policy-file problem, a sysfs root
+    /// that is not a directory): judge, but never refuse.
+    pub warn_only: bool,
+}
+
+impl Occasion {
+    /// `phase` as libvirt calls it: `migrate`/`restore` are incoming by themselves.
+    pub fn new(phase: Phase) -> Occasion {
+        let arrival = match phase {
+            Phase::Prepare => Arrival::Start,
+            p => Arrival::Incoming(p),
+        };
+        Occasion {
+            phase,
+            arrival,
+            warn_only: false,
+        }
+    }
+}
+
+/// Where the mode that applied came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeSource {
+    /// The policy file's `mode`.
+    Policy,
+    /// The domain's `<metadata><phbguard:policy mode=.../>`.
+    Metadata,
+}
+
+/// What happens to one finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// It refuses the guest.
+    Rejected,
+    /// Logged; the guest goes on.
+    Warned,
+    /// The domain is exempt by policy.
+    Exempt,
+}
+
+impl Disposition {
+    /// The word syslog lines start with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Rejected => "rejected",
+            Disposition::Warned => "warned",
+            Disposition::Exempt => "exempt",
+        }
+    }
+}
+
+/// One finding and what it does.
+#[derive(Debug)]
+pub struct Judged {
+    /// What the rules found.
+    pub finding: Finding,
+    /// What it does to the guest.
+    pub disposition: Disposition,
+    /// It would refuse the guest under `mode = "enforce"` (an error, or `iommu-group-unknown`
+    /// with `reject_iommu_group_unknown`).
+    pub blocking: bool,
+}
+
+/// The decision about one guest.
+#[derive(Debug)]
+pub struct Verdict {
+    /// The mode that applied (after the domain's metadata and `warn_only`).
+    pub mode: Mode,
+    /// Where that mode came from.
+    pub mode_source: ModeSource,
+    /// The metadata named a mode that is none of enforce, warn, off (then the policy's applied).
+    pub bad_metadata_mode: Option<String>,
+    /// The guest is in the policy's `exempt` list: nothing refuses it.
+    pub exempt: bool,
+    /// The guest is refused.
+    pub reject: bool,
+    /// Every finding, the blocking ones first, each in the rules' order.
+    pub findings: Vec<Judged>,
+}
+
+impl Verdict {
+    /// How many findings would refuse the guest.
+    pub fn blocking(&self) -> usize {
+        self.findings.iter().filter(|j| j.blocking).count()
+    }
+}
+
+/// Judges `domain` on `host` under `policy` at `occasion`. With `mode = "off"` (policy or
+/// metadata) nothing is judged and the verdict has no findings.
+pub fn decide(domain: &Domain, host: &dyn HostFacts, policy: &Config, occasion: Occasion) -> Verdict {
+    let mut mode = policy.mode;
+    let mut mode_source = ModeSource::Policy;
+    let mut bad_metadata_mode = None;
+    if let Some(m) = domain.policy_mode.as_deref() {
+        match Mode::parse(m) {
+            Some(m) => {
+                mode = m;
+                mode_source = ModeSource::Metadata;
+            }
+            None => bad_metadata_mode = Some(m.to_owned()),
+        }
+    }
+    if occasion.warn_only && mode == Mode::Enforce {
+        mode = Mode::Warn;
+    }
+    let name = domain.name.as_deref().unwrap_or("");
+    let exempt = policy.is_exempt(name, domain.uuid.as_deref());
+    let mut verdict = Verdict {
+        mode,
+        mode_source,
+        bad_metadata_mode,
+        exempt,
+        reject: false,
+        findings: Vec::new(),
+    };
+    if mode == Mode::Off {
+        return verdict;
+    }
+    let blocking = |f: &Finding| {
+        f.severity() == Severity::Error
+            || (policy.reject_iommu_group_unknown && f.rule.id == RuleId::IommuGroupUnknown)
+    };
+    let refusing = match occasion.arrival {
+        Arrival::Start => true,
+        Arrival::Incoming(_) => policy.incoming == Incoming::Refuse,
+    };
+    let findings = judge(domain, host);
+    verdict.reject = refusing && mode == Mode::Enforce && !exempt && findings.iter().any(blocking);
+    let (first, then): (Vec<Finding>, Vec<Finding>) = findings.into_iter().partition(blocking);
+    for (finding, is_blocking) in first
+        .into_iter()
+        .map(|f| (f, true))
+        .chain(then.into_iter().map(|f| (f, false)))
+    {
+        let disposition = if exempt {
+            Disposition::Exempt
+        } else if verdict.reject && is_blocking {
+            Disposition::Rejected
+        } else {
+            Disposition::Warned
+        };
+        verdict.findings.push(Judged {
+            finding,
+            disposition,
+            blocking: is_blocking,
+        });
+    }
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Incoming;
+    use crate::host::StaticHost;
+    use crate::model::PciAddr;
+    use crate::parse::parse_domain;
+
+    const BAD: &str = "<domain type='qemu'><name>db</name><uuid>6a1f0c2e-0000-4000-8000-000000000001</uuid>\
+        <os><type arch='ppc64' machine='pseries'>hvm</type></os><devices>\
+        <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0002' bus='0x02' \
+        slot='0x00' function='0x0'/></source><address type='pci' domain='0x0000' bus='0x00' slot='0x05' \
+        function='0x0'/></hostdev><controller type='pci' index='1' model='pci-bridge'/></devices></domain>";
+
+    fn host() -> StaticHost {
+        let a = PciAddr {
+            domain: 2,
+            bus: 2,
+            slot: 0,
+            function: 0,
+        };
+        StaticHost::new().with_device(a, 7, None)
+    }
+
+    fn verdict(xml: &str, policy: &Config, occasion: Occasion) -> Verdict {
+        decide(&parse_domain(xml.as_bytes()).unwrap(), &host(), policy, occasion)
+    }
+
+    fn summary(v: &Verdict) -> Vec<(&'static str, &'static str)> {
+        v.findings
+            .iter()
+            .map(|j| (j.finding.rule.id.as_str(), j.disposition.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_start_under_enforce_rejects_on_errors_blocking_first() {
+        let v = verdict(BAD, &Config::default(), Occasion::new(Phase::Prepare));
+        assert!(v.reject);
+        assert_eq!(
+            (v.mode, v.mode_source, v.blocking()),
+            (Mode::Enforce, ModeSource::Policy, 1)
+        );
+        assert_eq!(
+            summary(&v),
+            [
+                ("hostdev-on-default-phb", "rejected"),
+                ("pci-bridge-on-pseries", "warned")
+            ]
+        );
+    }
+
+    #[test]
+    fn incoming_guests_follow_incoming_also_at_the_prepare_after_them() {
+        let refuse = Config {
+            incoming: Incoming::Refuse,
+            ..Config::default()
+        };
+        for phase in [Phase::Migrate, Phase::Restore] {
+            let arrivals = [
+                Occasion::new(phase),
+                Occasion {
+                    phase: Phase::Prepare,
+                    arrival: Arrival::Incoming(phase),
+                    warn_only: false,
+                },
+            ];
+            for occasion in arrivals {
+                let v = verdict(BAD, &Config::default(), occasion);
+                assert!(!v.reject, "{occasion:?}");
+                assert_eq!(summary(&v)[0], ("hostdev-on-default-phb", "warned"));
+                assert!(verdict(BAD, &refuse, occasion).reject, "{occasion:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn warn_only_never_rejects_not_even_with_metadata_enforce() {
+        let enforce = BAD.replace(
+            "<os>",
+            &format!(
+                "<metadata><phbguard:policy xmlns:phbguard='{}' mode='enforce'/></metadata><os>",
+                crate::parse::METADATA_NS
+            ),
+        );
+        let occasion = Occasion {
+            warn_only: true,
+            ..Occasion::new(Phase::Prepare)
+        };
+        for xml in [BAD, enforce.as_str()] {
+            let v = verdict(xml, &Config::default(), occasion);
+            assert!(!v.reject);
+            assert_eq!(v.mode, Mode::Warn);
+            assert_eq!(v.findings.len(), 2);
+        }
+    }
+
+    #[test]
+    fn metadata_exempt_and_off() {
+        let with = |mode: &str| {
+            BAD.replace(
+                "<os>",
+                &format!(
+                    "<metadata><phbguard:policy xmlns:phbguard='{}' mode='{mode}'/></metadata><os>",
+                    crate::parse::METADATA_NS
+                ),
+            )
+        };
+        let start = Occasion::new(Phase::Prepare);
+        let v = verdict(&with("warn"), &Config::default(), start);
+        assert_eq!(
+            (v.reject, v.mode, v.mode_source),
+            (false, Mode::Warn, ModeSource::Metadata)
+        );
+        let v = verdict(&with("off"), &Config::default(), start);
+        assert!(!v.reject && v.findings.is_empty());
+        let v = verdict(&with("sometimes"), &Config::default(), start);
+        assert_eq!(v.bad_metadata_mode.as_deref(), Some("sometimes"));
+        assert!(v.reject);
+        let warn = Config {
+            mode: Mode::Warn,
+            ..Config::default()
+        };
+        assert!(verdict(&with("enforce"), &warn, start).reject);
+        let exempt = Config {
+            exempt: vec!["6A1F0C2E-0000-4000-8000-000000000001".into()],
+            ..Config::default()
+        };
+        let v = verdict(BAD, &exempt, start);
+        assert!(v.exempt && !v.reject);
+        assert!(v.findings.iter().all(|j| j.disposition == Disposition::Exempt));
+    }
+
+    #[test]
+    fn iommu_group_unknown_blocks_only_by_policy() {
+        let unknown = BAD.replace("bus='0x02'", "bus='0x09'");
+        let start = Occasion::new(Phase::Prepare);
+        let v = verdict(&unknown, &Config::default(), start);
+        let blocking: Vec<_> = v
+            .findings
+            .iter()
+            .filter(|j| j.blocking)
+            .map(|j| j.finding.rule.id.as_str())
+            .collect();
+        assert_eq!(blocking, ["hostdev-on-default-phb"]);
+        let strict = Config {
+            reject_iommu_group_unknown: true,
+            ..Config::default()
+        };
+        let v = verdict(&unknown, &strict, start);
+        assert_eq!(v.blocking(), 2);
+        assert!(v.findings.iter().any(
+            |j| j.finding.rule.id == RuleId::IommuGroupUnknown && j.disposition == Disposition::Rejected
+        ));
+    }
+}
