@@ -40,6 +40,6 @@ fn fix_regressions() {
 }
 
 #[test]
-fn hook_entry_regressions() {
-    replay("hook", fuzz_props::hook_entry);
+fn hook_verdict_regressions() {
+    replay("hook", fuzz_props::hook_verdict);
 }

@@ -4,15 +4,12 @@
 //! found a problem with (tests/fuzz/<target>/), so plain `cargo test` replays those.
 //! Each function panics when the property breaks; a panic inside the engine is a finding too.
 
-use std::ffi::OsString;
-
-use phbguard_core::config::Config;
+use phbguard_core::config::{self, Incoming, Mode};
 use phbguard_core::fix::{Options, fix};
-use phbguard_core::hook::{self, Phase};
 use phbguard_core::host::{GroupUnknown, HostFacts};
 use phbguard_core::model::PciAddr;
 use phbguard_core::rules::{Severity, judge};
-use phbguard_core::syslog::Syslog;
+use phbguard_core::verdict::{Arrival, Occasion, Phase, decide};
 use phbguard_core::{ParseError, parse_domain};
 
 /// A host that knows every PCI address, derived from the address itself, so that generated
@@ -97,39 +94,57 @@ pub fn fix_recheck(data: &[u8]) {
     );
 }
 
-/// The hook entry: the input is the arguments (NUL-separated, up to the first "\0\0") and the
-/// rest is stdin. Argument parsing never panics; a judged call exits 0 or 1, and a call that is
-/// not judged is never looked at.
-pub fn hook_entry(data: &[u8]) {
-    let (args, stdin) = match data.windows(2).position(|w| w == b"\0\0") {
+/// The hook's judgement (phbguard_core::verdict, which src/hook.rs turns into an exit code):
+/// the input is the domain XML libvirt would pipe in, then `\0\0`, one byte that picks the
+/// call, and a policy file (so every XML file is a seed as it is). The policy file never panics
+/// its parser; a verdict never panics; an operator's doubtful setup (`warn_only`),
+/// `mode = "off"` and `incoming = "warn"` for an incoming guest never refuse; a refusal always
+/// has a blocking finding behind it.
+pub fn hook_verdict(data: &[u8]) {
+    let (xml, tail) = match data.windows(2).position(|w| w == b"\0\0") {
         Some(i) => (&data[..i], &data[i + 2..]),
         None => (data, &b""[..]),
     };
-    let args: Vec<OsString> = args
-        .split(|&b| b == 0)
-        .map(|a| {
-            use std::os::unix::ffi::OsStrExt;
-            std::ffi::OsStr::from_bytes(a).to_os_string()
-        })
-        .collect();
-    let Ok(call) = hook::parse_args(&args) else {
+    let (pick, policy) = match tail.split_first() {
+        Some((&pick, policy)) => (pick, policy),
+        None => (0, &b""[..]),
+    };
+    let (config, _issues) = config::parse(&String::from_utf8_lossy(policy));
+    let Ok(domain) = parse_domain(xml) else {
         return;
     };
-    let Some(phase) = Phase::of(&call.op, &call.subop) else {
-        return;
-    };
-    let config = Config::default();
-    let mut stderr = Vec::new();
-    let code = hook::decide(
-        &call,
-        phase,
-        &config,
-        Ok(stdin.to_vec()),
-        &FuzzHost,
-        &mut Syslog::none(),
-        &mut stderr,
-    );
-    assert!(code <= 1, "hook exit code {code}");
-    let text = String::from_utf8_lossy(&stderr);
-    assert!(code == 0 || !text.is_empty(), "refused without a word on stderr");
+    let phase = [Phase::Prepare, Phase::Migrate, Phase::Restore][usize::from(pick % 3)];
+    let mut occasion = Occasion::new(phase);
+    if pick & 0x04 != 0 {
+        occasion.arrival = Arrival::Incoming(Phase::Migrate);
+    }
+    occasion.warn_only = pick & 0x08 != 0;
+    let verdict = decide(&domain, &FuzzHost, &config, occasion);
+    let blocking = verdict.blocking();
+    if verdict.reject {
+        assert!(blocking > 0, "refused with no blocking finding");
+        assert!(!occasion.warn_only, "refused although the setup is in doubt");
+        assert!(!verdict.exempt, "refused an exempt guest");
+        assert_eq!(verdict.mode, Mode::Enforce, "refused outside enforce mode");
+        if matches!(occasion.arrival, Arrival::Incoming(_)) {
+            assert_eq!(
+                config.incoming,
+                Incoming::Refuse,
+                "refused an incoming guest with incoming = warn"
+            );
+        }
+    }
+    if verdict.mode == Mode::Off {
+        assert!(
+            verdict.findings.is_empty() && !verdict.reject,
+            "judged in mode off"
+        );
+    }
+    for j in &verdict.findings {
+        assert!(
+            !j.finding.message.contains('\n'),
+            "finding spans lines: {:?}",
+            j.finding.message
+        );
+    }
 }
