@@ -516,7 +516,7 @@ impl<'e> Attrs<'e> {
         // quick-xml takes `bus='1'=slot='2'` and `bus='1'slot='2'` as two attributes; XML
         // (and libxml2, so libvirt) refuses both, and fix's byte editor cannot place an edit
         // in them. Found by fuzz/ (tests/fuzz/fix/).
-        if !separated_attributes(&e.attributes_raw()) {
+        if !separated_attributes(e.attributes_raw()) {
             return Err(ParseError::Malformed {
                 offset: 0,
                 detail: format!(
