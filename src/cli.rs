@@ -84,15 +84,42 @@ pub struct ConnectArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Judge every guest libvirt knows, defined and running: each persistent \
+                  definition and, for a running guest, its live one too. Host facts (IOMMU \
+                  groups, NUMA nodes) come from the connection's node devices, so a remote URI \
+                  judges the remote host. Also reports a host device given to two defined \
+                  guests and interfaces on hostdev-pool networks without a PHB of their own.\n\n\
+                  Exit codes: 0 no error findings (opted-out guests aside), 1 error findings, \
+                  2 usage, connection or output failure."
+)]
 pub struct AuditArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Read host PCI facts from this sysfs tree instead of libvirt's node devices
+    #[arg(long, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
+    /// prometheus: node_exporter's textfile-collector format
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    pub format: AuditFormat,
+    /// Write the report to FILE (through a temporary file renamed over it) instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    Prometheus,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct GroupsArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,9 +166,21 @@ pub struct CheckArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct FixArgs {
-    /// Where host PCI facts (IOMMU groups, NUMA nodes) are read
-    #[arg(long, value_name = "DIR", default_value = "/sys")]
-    pub sysfs_root: PathBuf,
+    /// Where host PCI facts (IOMMU groups, NUMA nodes) are read [default: /sys for a FILE,
+    /// libvirt's node devices for --domain]
+    #[arg(long, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
+    /// Fix the persistent definition of this libvirt domain (name or UUID) instead of a file:
+    /// show the diff, then redefine it with --yes or on confirmation
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["file", "in_place", "diff"])]
+    pub domain: Option<String>,
+    /// With --domain: the libvirt connection URI [default: $LIBVIRT_DEFAULT_URI, else
+    /// libvirt's own default]
+    #[arg(short = 'c', long = "connect", value_name = "URI", requires = "domain")]
+    pub uri: Option<String>,
+    /// With --domain: redefine without asking
+    #[arg(long, short = 'y', requires = "domain")]
+    pub yes: bool,
     /// Replace FILE with the fixed XML instead of printing it: atomically, keeping owner, group,
     /// mode and extended attributes, and only if nobody changed it meanwhile
     #[arg(long, short = 'i')]
@@ -169,8 +208,8 @@ pub struct FixArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// A domain XML file; '-' reads standard input
-    #[arg(value_name = "FILE")]
-    pub file: String,
+    #[arg(value_name = "FILE", required_unless_present = "domain")]
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

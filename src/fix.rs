@@ -22,7 +22,7 @@ fn say(line: &str) {
 
 /// Fixes one file. An `Err` is bad input or usage (exit 2); what cannot be fixed is exit 1.
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
-    let file = &args.file;
+    let file = args.file.as_deref().expect("clap requires FILE without --domain");
     if args.in_place && file == "-" {
         bail!("--in-place needs a file, not standard input");
     }
@@ -31,10 +31,10 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     {
         bail!("--backup={suffix:?}: the suffix must be non-empty and without '/'");
     }
-    let (bytes, domain) = load(file).with_context(|| file.clone())?;
+    let (bytes, domain) = load(file).with_context(|| file.to_string())?;
     // The parser accepted it, so it is UTF-8.
     let input = String::from_utf8_lossy(&bytes);
-    let host = Sysfs::new(&args.sysfs_root);
+    let host = Sysfs::new(args.sysfs_root.as_deref().unwrap_or(Path::new("/sys")));
     // A sysfs root that is not a directory would make every hostdev "not on this host".
     host.check_root()
         .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;
@@ -44,7 +44,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let fixed = match fix(&input, &domain, &host, options) {
         Ok(fixed) => fixed,
         Err(e) => {
-            output::error(&anyhow::Error::new(e).context(file.clone()));
+            output::error(&anyhow::Error::new(e).context(file.to_string()));
             return Ok(EXIT_FINDINGS);
         }
     };

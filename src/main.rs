@@ -71,6 +71,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let code = match cli.command {
         Command::Check(args) => check::run(&args)?,
+        Command::Fix(args) if args.domain.is_some() => libvirt_half::exec(),
         Command::Fix(args) => fix::run(&args)?,
         Command::Explain { rule } => explain(&rule)?,
         Command::Rules { format } => list_rules(format)?,
@@ -170,7 +171,10 @@ fn list_rules(format: Format) -> anyhow::Result<u8> {
         Format::Json => {
             let rules: Vec<_> = RULES
                 .iter()
-                .map(|r| serde_json::json!({"id": r.id.as_str(), "severity": r.severity.as_str(), "summary": r.summary}))
+                .map(|r| {
+                    serde_json::json!({"id": r.id.as_str(), "severity": r.severity.as_str(), "summary": r.summary,
+                                       "needs_libvirt": r.id.needs_libvirt()})
+                })
                 .collect();
             format!("{}\n", serde_json::json!({ "rules": rules }))
         }

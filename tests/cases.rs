@@ -130,6 +130,10 @@ fn every_rule_case_reports_exactly_its_findings() {
     for rule in rules["rules"].as_array().unwrap() {
         let id = rule["id"].as_str().unwrap();
         let severity = rule["severity"].as_str().unwrap();
+        // Judged through a libvirt connection only: crates/libvirt/tests/audit.rs has their cases.
+        if rule["needs_libvirt"] == Value::Bool(true) {
+            continue;
+        }
         let dir = root.join(id);
         let cases: Vec<&(PathBuf, Vec<String>)> =
             results.iter().filter(|(p, _)| p.starts_with(&dir)).collect();

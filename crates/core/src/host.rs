@@ -2,7 +2,7 @@
 //! holds them in maps for tests and benchmarks. No other module touches the filesystem to judge:
 //! [`Facts::gather`] reads what a domain's hostdevs need once, and everything after works on that.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,8 @@ pub enum GroupUnknown {
     BadLink(String),
     /// The link could not be read (EACCES, ELOOP, EIO...): the real reason, never "no link".
     Unreadable(String),
+    /// The source of host facts did not answer (a libvirt call that failed): why.
+    Unavailable(String),
 }
 
 impl fmt::Display for GroupUnknown {
@@ -33,6 +35,7 @@ impl fmt::Display for GroupUnknown {
             Self::NoLink => f.write_str("the host device has no iommu_group link"),
             Self::BadLink(target) => write!(f, "its iommu_group link points to '{target}', not a group"),
             Self::Unreadable(why) => write!(f, "its iommu_group link cannot be read: {why}"),
+            Self::Unavailable(why) => write!(f, "its IOMMU group is not known: {why}"),
         }
     }
 }
@@ -43,6 +46,12 @@ pub trait HostFacts {
     fn iommu_group(&self, addr: PciAddr) -> Result<u32, GroupUnknown>;
     /// The host NUMA node of a PCI device; `None` when unknown or `-1`.
     fn numa_node(&self, addr: PciAddr) -> Option<u32>;
+    /// Whether the libvirt network `name` is a hostdev pool (`<forward mode='hostdev'>`), whose
+    /// interfaces become hostdevs when the guest starts. `None`: this source cannot tell (sysfs
+    /// knows no libvirt networks; only a libvirt connection does).
+    fn is_hostdev_network(&self, _name: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// A sysfs tree: `/sys` on a real host, a fake tree in tests.
@@ -118,6 +127,7 @@ impl HostFacts for Sysfs {
 pub struct StaticHost {
     groups: HashMap<PciAddr, u32>,
     nodes: HashMap<PciAddr, u32>,
+    hostdev_networks: HashSet<String>,
 }
 
 impl StaticHost {
@@ -134,6 +144,12 @@ impl StaticHost {
         }
         self
     }
+
+    /// Makes the libvirt network `name` a hostdev pool.
+    pub fn with_hostdev_network(mut self, name: &str) -> Self {
+        self.hostdev_networks.insert(name.to_string());
+        self
+    }
 }
 
 impl HostFacts for StaticHost {
@@ -144,6 +160,10 @@ impl HostFacts for StaticHost {
     fn numa_node(&self, addr: PciAddr) -> Option<u32> {
         self.nodes.get(&addr).copied()
     }
+
+    fn is_hostdev_network(&self, name: &str) -> Option<bool> {
+        Some(self.hostdev_networks.contains(name))
+    }
 }
 
 /// The host facts about one domain's hostdevs, read once: the rules, the fix planner and the
@@ -152,6 +172,8 @@ impl HostFacts for StaticHost {
 pub struct Facts {
     groups: HashMap<PciAddr, Result<u32, GroupUnknown>>,
     nodes: HashMap<PciAddr, u32>,
+    /// The networks of the domain's interfaces that the host says are hostdev pools.
+    hostdev_networks: HashSet<String>,
 }
 
 impl Facts {
@@ -170,7 +192,17 @@ impl Facts {
                 facts.nodes.insert(addr, node);
             }
         }
+        for network in domain.devices.iter().filter_map(|d| d.network.as_deref()) {
+            if host.is_hostdev_network(network) == Some(true) {
+                facts.hostdev_networks.insert(network.to_string());
+            }
+        }
         facts
+    }
+
+    /// Whether the libvirt network `name` is a hostdev pool, as far as the host said.
+    pub fn is_hostdev_network(&self, name: &str) -> bool {
+        self.hostdev_networks.contains(name)
     }
 
     /// The IOMMU group of host device `addr`; a device that was not gathered is unknown.

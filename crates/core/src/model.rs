@@ -97,6 +97,9 @@ pub struct Device {
     pub model_attr: Option<String>,
     /// What identifies it to an admin: a disk's target dev, a NIC's MAC, an alias.
     pub label: Option<String>,
+    /// `<interface type='network'><source network='NAME'/>`: the libvirt network it joins.
+    /// When that network is a hostdev pool, the interface becomes a hostdev at start.
+    pub network: Option<String>,
     /// What kind of device it is, for the rules.
     pub kind: DeviceKind,
     /// Its own guest address, when that is `<address type='pci'>`.

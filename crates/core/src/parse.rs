@@ -81,6 +81,7 @@ struct DeviceBuilder {
     target_dev: Option<String>,
     mac: Option<String>,
     alias: Option<String>,
+    network: Option<String>,
 }
 
 struct Parser<'a> {
@@ -278,7 +279,8 @@ impl<'a> Parser<'a> {
 
     fn device_child(&mut self, e: &BytesStart<'_>, name: &str, span: Span) -> Result<Tag, ParseError> {
         let dev = self.device.as_mut().expect("inside a device");
-        let interesting = matches!(name, "address" | "model" | "target" | "mac" | "alias");
+        let interesting = matches!(name, "address" | "model" | "target" | "mac" | "alias")
+            || (name == "source" && dev.element == "interface");
         let attrs = if interesting {
             Attrs::of(e)?
         } else {
@@ -294,7 +296,12 @@ impl<'a> Parser<'a> {
                 }
                 Tag::Skip
             }
-            "source" => Tag::DeviceSource,
+            "source" => {
+                if dev.type_attr.as_deref() == Some("network") {
+                    dev.network = attrs.owned("network");
+                }
+                Tag::DeviceSource
+            }
             // The first <model> is the one libvirt reads.
             "model" if dev.model_span.is_none() => {
                 dev.model_name = attrs.owned("name");
@@ -402,6 +409,7 @@ impl DeviceBuilder {
             target_dev: None,
             mac: None,
             alias: None,
+            network: None,
         })
     }
 
@@ -463,6 +471,7 @@ impl DeviceBuilder {
             type_attr: self.type_attr,
             model_attr: self.model_attr,
             label,
+            network: self.network,
             kind,
             address: self.address,
             address_span: self.address_span,

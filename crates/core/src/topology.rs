@@ -58,6 +58,11 @@ pub struct Topology<'d> {
     hostdevs_on: Vec<Vec<usize>>,
     /// Per bus, the positions of emulated devices directly on it.
     emulated_on: Vec<Vec<usize>>,
+    /// Interfaces on a hostdev-pool network (device positions): hostdevs once the guest starts,
+    /// of a host device (and IOMMU group) chosen only then. Neither hostdevs nor emulated here.
+    pool_interfaces: Vec<usize>,
+    /// Per bus, the positions of pool interfaces directly on it.
+    pool_interfaces_on: Vec<Vec<usize>>,
 }
 
 impl<'d> Topology<'d> {
@@ -87,19 +92,29 @@ impl<'d> Topology<'d> {
             hostdevs: Vec::new(),
             hostdevs_on: vec![Vec::new(); BUSES],
             emulated_on: vec![Vec::new(); BUSES],
+            pool_interfaces: Vec::new(),
+            pool_interfaces_on: vec![Vec::new(); BUSES],
         };
         for (i, addr) in topology.addressed().collect::<Vec<_>>() {
             let bus = addr.bus as usize;
             if topology.buses[bus] == Bus::Unused {
                 topology.buses[bus] = Bus::Phb(None);
             }
-            if let DeviceKind::Hostdev { host, .. } = domain.devices[i].kind {
+            let device = &domain.devices[i];
+            if let DeviceKind::Hostdev { host, .. } = device.kind {
                 topology.hostdevs_on[bus].push(topology.hostdevs.len());
                 topology.hostdevs.push(PlacedHostdev {
                     device: i,
                     host,
                     bus: addr.bus,
                 });
+            } else if device
+                .network
+                .as_deref()
+                .is_some_and(|n| facts.is_hostdev_network(n))
+            {
+                topology.pool_interfaces.push(i);
+                topology.pool_interfaces_on[bus].push(i);
             } else {
                 topology.emulated_on[bus].push(i);
             }
@@ -166,10 +181,24 @@ impl<'d> Topology<'d> {
         &self.emulated_on[bus as usize]
     }
 
+    /// Interfaces on a hostdev-pool network with a guest PCI address, as device positions.
+    pub fn pool_interfaces(&self) -> &[usize] {
+        &self.pool_interfaces
+    }
+
+    /// Pool interfaces directly on `bus`, as device positions.
+    pub fn pool_interfaces_on(&self, bus: u8) -> &[usize] {
+        &self.pool_interfaces_on[bus as usize]
+    }
+
     /// Bus numbers that have a device directly on them, ascending.
     pub fn used_buses(&self) -> impl Iterator<Item = u8> + '_ {
         (0..BUSES)
-            .filter(|&b| !self.hostdevs_on[b].is_empty() || !self.emulated_on[b].is_empty())
+            .filter(|&b| {
+                !self.hostdevs_on[b].is_empty()
+                    || !self.emulated_on[b].is_empty()
+                    || !self.pool_interfaces_on[b].is_empty()
+            })
             .map(|b| b as u8)
     }
 
@@ -191,7 +220,8 @@ impl<'d> Topology<'d> {
                     _ => *self.hostdevs_on[bus as usize]
                         .first()
                         .map(|&h| &self.hostdevs[h].device)
-                        .or_else(|| self.emulated_on[bus as usize].first())?,
+                        .or_else(|| self.emulated_on[bus as usize].first())
+                        .or_else(|| self.pool_interfaces_on[bus as usize].first())?,
                 }
             }
         };

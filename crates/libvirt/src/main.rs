@@ -6,39 +6,81 @@
 #[allow(dead_code)]
 #[path = "../../../src/cli.rs"]
 mod cli;
-mod connect;
+mod fix_domain;
+mod output;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
 
-use cli::{Cli, Command};
+use cli::{AuditFormat, Cli, Command, Format};
+
+/// Exit codes, as `phbguard`'s (docs/rules.md).
+const EXIT_OK: u8 = 0;
+const EXIT_FINDINGS: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Audit(args) => not_built("audit", &args.connect),
-        Command::Groups(args) => not_built("groups", &args.connect),
-        Command::Watch(args) => not_built("watch", &args.connect),
+        Command::Audit(args) => run_audit(&args),
+        Command::Groups(args) => run_groups(&args),
+        Command::Fix(args) if args.domain.is_some() => fix_domain::run(&args),
+        Command::Watch(args) => {
+            connect::open(args.connect.uri.as_deref()).and_then(|_| anyhow::bail!("watch is not built yet"))
+        }
         _ => {
             eprintln!(
                 "phbguard-libvirt: only audit, groups, watch and fix --domain run here; use 'phbguard'"
             );
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
     match result {
-        Ok(code) => code,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("phbguard: {err:#}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_BAD_INPUT)
         }
     }
 }
 
-// Scaffolding for the libvirt-half issues; replaced by the real commands.
-fn not_built(what: &str, connect: &cli::ConnectArgs) -> anyhow::Result<ExitCode> {
-    let conn = connect::open(connect.uri.as_deref())?;
-    drop(conn);
-    anyhow::bail!("{what} is not built yet")
+fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
+    let conn = connect::open(args.connect.uri.as_deref())?;
+    let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
+    let result = audit::audit(&conn, &host).map_err(anyhow::Error::msg)?;
+    for u in &result.unreadable {
+        eprintln!("phbguard: domain '{}': {}", u.name, u.reason);
+    }
+    let text = match args.format {
+        AuditFormat::Text => audit_report::text(&result),
+        AuditFormat::Json => format!("{}\n", audit_report::json(&result)),
+        AuditFormat::Prometheus => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            audit_report::prometheus(&result, now)
+        }
+    };
+    output::write(args.output.as_deref(), &text)?;
+    Ok(if !result.unreadable.is_empty() {
+        EXIT_BAD_INPUT
+    } else if result.fails() {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    })
+}
+
+fn run_groups(args: &cli::GroupsArgs) -> anyhow::Result<u8> {
+    let conn = connect::open(args.connect.uri.as_deref())?;
+    let pools = phbguard_libvirt::networks::hostdev_pools(&conn).map_err(anyhow::Error::msg)?;
+    let groups = groups::groups(&conn, &pools).map_err(anyhow::Error::msg)?;
+    let text = match args.format {
+        Format::Text => groups::text(&groups),
+        Format::Json => format!("{}\n", groups::json(&groups)),
+    };
+    output::write(None, &text)?;
+    Ok(EXIT_OK)
 }

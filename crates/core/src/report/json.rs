@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::Judged;
 use crate::fix::{Change, Fixed};
 use crate::model::Domain;
+use crate::rules::Finding;
 
 /// `check --format json`: every judged document.
 pub fn results(all: &[Judged]) -> Value {
@@ -13,20 +14,19 @@ pub fn results(all: &[Judged]) -> Value {
     json!({ "results": results })
 }
 
+/// One finding, as every JSON report writes it.
+pub fn finding(f: &Finding) -> Value {
+    json!({
+        "rule": f.rule.id.as_str(),
+        "severity": f.severity().as_str(),
+        "device": f.device,
+        "message": f.message,
+        "line": f.line,
+    })
+}
+
 fn result(j: &Judged) -> Value {
-    let findings: Vec<Value> = j
-        .findings
-        .iter()
-        .map(|f| {
-            json!({
-                "rule": f.rule.id.as_str(),
-                "severity": f.severity().as_str(),
-                "device": f.device,
-                "message": f.message,
-                "line": f.line,
-            })
-        })
-        .collect();
+    let findings: Vec<Value> = j.findings.iter().map(finding).collect();
     json!({
         "file": j.file,
         "domain": j.domain,

@@ -22,28 +22,8 @@ never a duplicate.
 Fix by hand: give the later device a free slot on the same bus, or delete its <address> and let
 libvirt assign one when it defines the guest. 'phbguard fix' moves every device after the first
 to a free slot on the bus it was meant for.",
-    bad: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <disk type='file' device='disk'>
-    <target dev='vda' bus='virtio'/>
-    <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
-  </disk>
-  <disk type='file' device='disk'>
-    <target dev='vdb' bus='virtio'/>
-    <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
-  </disk>
-</devices>",
-    good: r"<os><type arch='ppc64le' machine='pseries'>hvm</type></os>
-<devices>
-  <disk type='file' device='disk'>
-    <target dev='vda' bus='virtio'/>
-    <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
-  </disk>
-  <disk type='file' device='disk'>
-    <target dev='vdb' bus='virtio'/>
-    <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>
-  </disk>
-</devices>",
+    bad: include_str!("examples/pci-address-duplicate.bad.xml"),
+    good: include_str!("examples/pci-address-duplicate.good.xml"),
     check: |rule, t, out| {
         if !t.pseries {
             return;

@@ -4,8 +4,10 @@
 
 mod addresses;
 mod controllers;
+mod fleet;
 mod hostdevs;
 mod numa;
+mod pools;
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,6 +15,7 @@ use std::str::FromStr;
 use crate::host::{Facts, HostFacts};
 use crate::model::{Domain, Subject};
 use crate::topology::Topology;
+pub use fleet::shared_hostdevs;
 /// How much a finding matters.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,11 +73,15 @@ pub enum RuleId {
     IommuGroupUnknown,
     /// `phb-numa-mismatch`
     PhbNumaMismatch,
+    /// `hostdev-network-not-isolated`
+    HostdevNetworkNotIsolated,
+    /// `hostdev-shared-between-guests`
+    HostdevSharedBetweenGuests,
 }
 
 impl RuleId {
     /// Every id, in catalogue order.
-    pub const ALL: [RuleId; 14] = [
+    pub const ALL: [RuleId; 16] = [
         RuleId::MultiplePciRoots,
         RuleId::PhbWrongModel,
         RuleId::PhbTargetOutOfRange,
@@ -89,6 +96,8 @@ impl RuleId {
         RuleId::PciBridgeOnPseries,
         RuleId::IommuGroupUnknown,
         RuleId::PhbNumaMismatch,
+        RuleId::HostdevNetworkNotIsolated,
+        RuleId::HostdevSharedBetweenGuests,
     ];
 
     /// The id as written: `hostdev-on-default-phb`.
@@ -108,12 +117,23 @@ impl RuleId {
             RuleId::PciBridgeOnPseries => "pci-bridge-on-pseries",
             RuleId::IommuGroupUnknown => "iommu-group-unknown",
             RuleId::PhbNumaMismatch => "phb-numa-mismatch",
+            RuleId::HostdevNetworkNotIsolated => "hostdev-network-not-isolated",
+            RuleId::HostdevSharedBetweenGuests => "hostdev-shared-between-guests",
         }
     }
 
     /// The catalogue entry of this rule.
     pub fn rule(self) -> &'static Rule {
         &RULES[self as usize]
+    }
+
+    /// Whether only a libvirt connection (`phbguard audit`) can judge this rule: it needs
+    /// libvirt's networks or every guest of the host, which a file and sysfs do not show.
+    pub fn needs_libvirt(self) -> bool {
+        matches!(
+            self,
+            RuleId::HostdevNetworkNotIsolated | RuleId::HostdevSharedBetweenGuests
+        )
     }
 }
 
@@ -217,6 +237,8 @@ pub static RULES: &[Rule] = &[
     controllers::PCI_BRIDGE_ON_PSERIES,
     hostdevs::IOMMU_GROUP_UNKNOWN,
     numa::PHB_NUMA_MISMATCH,
+    pools::HOSTDEV_NETWORK_NOT_ISOLATED,
+    fleet::HOSTDEV_SHARED_BETWEEN_GUESTS,
 ];
 
 /// The rule with this id, as a user wrote it.
@@ -266,6 +288,8 @@ mod tests {
                 };
                 host.with_device(addr, group, Some(node))
             })
+            // hostdev-network-not-isolated's examples name this hostdev-pool network.
+            .with_hostdev_network("vfpool")
     }
 
     fn judge_example(rule: &Rule, example: &str) -> Vec<Finding> {
@@ -278,7 +302,16 @@ mod tests {
     #[test]
     fn each_bad_example_fires_its_rule_and_each_good_one_keeps_every_error_rule() {
         for rule in RULES {
-            let bad = judge_example(rule, rule.bad);
+            let mut bad = judge_example(rule, rule.bad);
+            if rule.id == RuleId::HostdevSharedBetweenGuests {
+                // Judged across guests: the example given to two of them.
+                let xml = format!(
+                    "<domain type='kvm'>\n<name>example</name>\n{}\n</domain>\n",
+                    rule.bad
+                );
+                let guest = crate::parse_domain(xml.as_bytes()).unwrap();
+                bad = shared_hostdevs(&[&guest, &guest]).remove(0);
+            }
             assert!(
                 bad.iter().any(|f| f.rule.id == rule.id),
                 "{}: the bad example does not fire it: {bad:?}",

@@ -1,0 +1,145 @@
+//! `phbguard fix --domain NAME`: fix a defined guest through libvirt, as virt-xml does: show
+//! the diff, then redefine with `--yes` or after the admin confirms on a terminal; without a
+//! terminal and without `--yes`, nothing is defined.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use anyhow::Context;
+use phbguard_core::fix::Options;
+use phbguard_libvirt::connect;
+use phbguard_libvirt::host::Host;
+use phbguard_libvirt::redefine::{self, Error, Outcome, Proposal};
+use serde_json::json;
+use virt::connect::Connect;
+use virt::domain::Domain;
+
+use crate::cli::{FixArgs, Format};
+use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
+
+pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
+    let name = args.domain.as_deref().expect("dispatched on --domain");
+    let conn = connect::open(args.uri.as_deref())?;
+    let dom = lookup(&conn, name)?;
+    let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
+    let options = Options {
+        assign_unaddressed: args.assign_addresses,
+    };
+    let proposal = match redefine::propose(&dom, &host, options) {
+        Ok(p) => p,
+        Err(e @ (Error::Transient(_) | Error::BadXml(..))) => {
+            eprintln!("phbguard: {e}");
+            return Ok(EXIT_BAD_INPUT);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let changes = proposal.changes();
+    if args.format == Format::Text && !args.quiet {
+        for change in &changes {
+            eprintln!("phbguard: {name}: {change}");
+        }
+    }
+    let problems = proposal.fixed.problems();
+    for problem in &problems {
+        eprintln!("phbguard: {name}: cannot fix: {problem}");
+    }
+
+    let (code, redefined) = decide(&conn, &dom, &proposal, args)?;
+    let text = match args.format {
+        Format::Json => format!(
+            "{}\n",
+            json!({
+                "domain": proposal.name,
+                "uuid": proposal.definition.uuid,
+                "pseries": proposal.definition.is_pseries(),
+                "fixed": proposal.is_clean(),
+                "changed": proposal.changes_definition(),
+                "changes": changes,
+                "problems": problems,
+                "diff": proposal.diff(),
+                "redefined": redefined,
+            })
+        ),
+        Format::Text => proposal.diff(),
+    };
+    // The diff is shown before the question in `decide`; JSON comes after the outcome.
+    if args.format == Format::Json {
+        output::write(None, &text)?;
+    }
+    Ok(code)
+}
+
+/// Shows the diff (text), asks if needed, redefines; returns the exit code and whether the
+/// guest was redefined.
+fn decide(conn: &Connect, dom: &Domain, proposal: &Proposal, args: &FixArgs) -> anyhow::Result<(u8, bool)> {
+    let name = &proposal.name;
+    if !proposal.is_clean() {
+        eprintln!("phbguard: {name}: not redefined: the fix would still break a rule");
+        return Ok((EXIT_FINDINGS, false));
+    }
+    if !proposal.changes_definition() {
+        if args.format == Format::Text {
+            eprintln!("phbguard: {name}: already keeps the rules; nothing to change");
+        }
+        return Ok((EXIT_OK, false));
+    }
+    if args.format == Format::Text {
+        output::write(None, &proposal.diff())?;
+    }
+    if !args.yes && !confirm(name)? {
+        eprintln!(
+            "phbguard: {name}: not redefined ({}); run with --yes to redefine",
+            if io::stdin().is_terminal() {
+                "not confirmed"
+            } else {
+                "no terminal to confirm on"
+            }
+        );
+        return Ok((EXIT_FINDINGS, false));
+    }
+    match redefine::redefine(conn, dom, proposal) {
+        Ok(Outcome::Redefined { .. }) => {
+            let running = dom.is_active().unwrap_or(false);
+            eprintln!(
+                "phbguard: {name}: redefined{}",
+                if running {
+                    "; the running guest keeps its current layout until it is shut down and started again"
+                } else {
+                    ""
+                }
+            );
+            Ok((EXIT_OK, true))
+        }
+        Ok(Outcome::Unchanged) => Ok((EXIT_OK, false)),
+        Err(e @ Error::ChangedMeanwhile(_)) => {
+            eprintln!("phbguard: {e}");
+            Ok((EXIT_FINDINGS, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Asks on the terminal; `false` without one.
+fn confirm(name: &str) -> anyhow::Result<bool> {
+    if !io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    let mut stderr = io::stderr().lock();
+    write!(stderr, "Redefine domain '{name}' with these changes? [y/N] ")?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// A domain by name, else by UUID, as virsh takes either.
+fn lookup(conn: &Connect, name: &str) -> anyhow::Result<Domain> {
+    match conn.lookup_domain_by_name(name) {
+        Ok(d) => Ok(d),
+        Err(by_name) => conn
+            .lookup_domain_by_uuid_string(name)
+            .map_err(|_| anyhow::anyhow!("no domain '{name}': {by_name}")),
+    }
+}

@@ -1,0 +1,250 @@
+//! `phbguard groups`: the host's IOMMU groups from its node devices, each device with what
+//! uses it (a guest and the guest PHB it sits on, or a hostdev-pool network): what an admin
+//! needs before writing `<hostdev>`s, one PHB per group.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use phbguard_core::model::{DeviceKind, Domain as Definition, PciAddr};
+use phbguard_core::parse_domain;
+use serde_json::{Value, json};
+use virt::connect::Connect;
+use virt::sys;
+
+use crate::networks::HostdevPool;
+use crate::nodedev::{NodeDevices, PciDevice};
+
+/// Who uses a host device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum User {
+    /// A guest's persistent definition (or a transient guest's live one) gives it to the guest
+    /// at this guest address; `phb` is the PHB index the address's bus is, `target` its
+    /// `<target index>` when written.
+    Guest {
+        domain: String,
+        at: Option<PciAddr>,
+        phb: Option<u32>,
+        target: Option<u32>,
+    },
+    /// A hostdev-pool network lists it.
+    Network(String),
+}
+
+#[derive(Debug)]
+pub struct Device {
+    pub pci: PciDevice,
+    pub users: Vec<User>,
+}
+
+#[derive(Debug)]
+pub struct Groups {
+    /// By group number.
+    pub groups: BTreeMap<u32, Vec<Device>>,
+    /// PCI devices without an IOMMU group (no IOMMU, or not assignable).
+    pub ungrouped: Vec<Device>,
+}
+
+/// Reads the host's PCI devices and every guest's definition through `conn`.
+pub fn groups(conn: &Connect, pools: &BTreeMap<String, HostdevPool>) -> Result<Groups, String> {
+    let pci = NodeDevices::new(conn).all_pci()?;
+    let users = users(conn, pools)?;
+    let mut out = Groups {
+        groups: BTreeMap::new(),
+        ungrouped: Vec::new(),
+    };
+    for dev in pci {
+        let device = Device {
+            users: users.get(&dev.addr).cloned().unwrap_or_default(),
+            pci: dev,
+        };
+        match device.pci.iommu_group {
+            Some(g) => out.groups.entry(g).or_default().push(device),
+            None => out.ungrouped.push(device),
+        }
+    }
+    Ok(out)
+}
+
+fn users(
+    conn: &Connect,
+    pools: &BTreeMap<String, HostdevPool>,
+) -> Result<BTreeMap<PciAddr, Vec<User>>, String> {
+    let mut users: BTreeMap<PciAddr, Vec<User>> = BTreeMap::new();
+    for (name, pool) in pools {
+        for &addr in &pool.addresses {
+            users.entry(addr).or_default().push(User::Network(name.clone()));
+        }
+    }
+    let domains = conn
+        .list_all_domains(0)
+        .map_err(|e| format!("libvirt cannot list domains: {e}"))?;
+    let mut guests = Vec::new();
+    for dom in &domains {
+        let name = dom.name().unwrap_or_default();
+        // The definition the next start uses; a transient guest has only its live one.
+        let flags = if dom.is_persistent().unwrap_or(false) {
+            sys::VIR_DOMAIN_XML_INACTIVE
+        } else {
+            0
+        };
+        let xml = dom
+            .xml_desc(flags)
+            .map_err(|e| format!("cannot read the definition of '{name}': {e}"))?;
+        let def = parse_domain(xml.as_bytes()).map_err(|e| format!("domain '{name}': {e}"))?;
+        guests.push((name, def));
+    }
+    guests.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, def) in &guests {
+        for dev in &def.devices {
+            if let DeviceKind::Hostdev { host, .. } = dev.kind {
+                users
+                    .entry(host)
+                    .or_default()
+                    .push(guest_user(name, def, dev.address));
+            }
+        }
+    }
+    Ok(users)
+}
+
+fn guest_user(name: &str, def: &Definition, at: Option<PciAddr>) -> User {
+    let bus = at.map(|a| u32::from(a.bus));
+    let phb = bus.and_then(|bus| {
+        def.pci_controllers()
+            .map(|(_, c)| c)
+            .find(|c| c.index == bus && c.is_phb())
+    });
+    let (phb, target) = match (phb, bus) {
+        (Some(c), _) => (Some(c.index), c.target_index),
+        // libvirt adds the default PHB of a pSeries guest when it is not written.
+        (None, Some(0)) if def.is_pseries() => (Some(0), Some(0)),
+        _ => (None, None),
+    };
+    User::Guest {
+        domain: name.to_string(),
+        at,
+        phb: phb.filter(|_| def.is_pseries()),
+        target: target.filter(|_| def.is_pseries()),
+    }
+}
+
+impl User {
+    fn describe(&self) -> String {
+        match self {
+            User::Network(n) => format!("network '{n}' (hostdev pool)"),
+            User::Guest { domain, at: None, .. } => {
+                format!("guest '{domain}' (no guest address: libvirt places it)")
+            }
+            User::Guest {
+                domain,
+                at: Some(at),
+                phb: Some(phb),
+                target,
+            } => {
+                let target = target.map(|t| format!(" target {t}")).unwrap_or_default();
+                format!("guest '{domain}' at {at} on PHB index {phb}{target}")
+            }
+            User::Guest {
+                domain,
+                at: Some(at),
+                phb: None,
+                ..
+            } => format!("guest '{domain}' at {at}"),
+        }
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            User::Network(n) => json!({"network": n}),
+            User::Guest {
+                domain,
+                at,
+                phb,
+                target,
+            } => json!({
+                "domain": domain,
+                "address": at.map(|a| a.to_string()),
+                "phb_index": phb,
+                "phb_target": target,
+            }),
+        }
+    }
+}
+
+fn device_line(d: &Device) -> String {
+    let ids = match (&d.pci.vendor_id, &d.pci.product_id) {
+        (Some(v), Some(p)) => format!("{}:{}", v.trim_start_matches("0x"), p.trim_start_matches("0x")),
+        _ => "????:????".into(),
+    };
+    let name = match (&d.pci.vendor, &d.pci.product) {
+        (Some(v), Some(p)) => format!("  {v} {p}"),
+        (None, Some(p)) => format!("  {p}"),
+        _ => String::new(),
+    };
+    let mut line = format!(
+        "  {}  {ids}  {:<10}{name}",
+        d.pci.addr,
+        d.pci.driver.as_deref().unwrap_or("-")
+    );
+    for u in &d.users {
+        let _ = write!(line, "\n      used by {}", u.describe());
+    }
+    line
+}
+
+pub fn text(g: &Groups) -> String {
+    let mut out = String::new();
+    for (group, devices) in &g.groups {
+        let mut nodes: Vec<String> = devices
+            .iter()
+            .map(|d| d.pci.numa_node.map_or("-".into(), |n| n.to_string()))
+            .collect();
+        nodes.dedup();
+        let _ = writeln!(out, "IOMMU group {group} (NUMA node {})", nodes.join(","));
+        for d in devices {
+            let _ = writeln!(out, "{}", device_line(d));
+        }
+    }
+    if !g.ungrouped.is_empty() {
+        let _ = writeln!(out, "No IOMMU group (cannot be assigned to a guest)");
+        for d in &g.ungrouped {
+            let _ = writeln!(out, "{}", device_line(d));
+        }
+    }
+    let devices: usize = g.groups.values().map(Vec::len).sum();
+    let _ = writeln!(
+        out,
+        "{} IOMMU group{}, {devices} PCI device{} in them; a guest needs one PHB per group it uses",
+        g.groups.len(),
+        if g.groups.len() == 1 { "" } else { "s" },
+        if devices == 1 { "" } else { "s" }
+    );
+    out
+}
+
+fn device_json(d: &Device) -> Value {
+    json!({
+        "address": d.pci.addr.to_string(),
+        "vendor_id": d.pci.vendor_id,
+        "product_id": d.pci.product_id,
+        "vendor": d.pci.vendor,
+        "product": d.pci.product,
+        "driver": d.pci.driver,
+        "numa_node": d.pci.numa_node,
+        "used_by": d.users.iter().map(User::json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn json(g: &Groups) -> Value {
+    let groups: Vec<Value> = g
+        .groups
+        .iter()
+        .map(|(n, devices)| {
+            json!({"group": n, "devices": devices.iter().map(device_json).collect::<Vec<_>>()})
+        })
+        .collect();
+    json!({
+        "groups": groups,
+        "ungrouped": g.ungrouped.iter().map(device_json).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,57 @@
+//! The host facts `audit`, `groups` and `fix --domain` judge with: PCI facts from the
+//! connection's node devices (or a sysfs tree given with `--sysfs-root`), and which of its
+//! networks are hostdev pools.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use phbguard_core::host::{GroupUnknown, HostFacts, Sysfs};
+use phbguard_core::model::PciAddr;
+use virt::connect::Connect;
+
+use crate::networks::{HostdevPool, hostdev_pools};
+use crate::nodedev::NodeDevices;
+
+enum PciFacts<'c> {
+    NodeDevices(NodeDevices<'c>),
+    Sysfs(Sysfs),
+}
+
+pub struct Host<'c> {
+    pci: PciFacts<'c>,
+    pub pools: BTreeMap<String, HostdevPool>,
+}
+
+impl<'c> Host<'c> {
+    /// The host behind `conn`; with `sysfs_root`, its PCI facts come from that tree instead.
+    pub fn new(conn: &'c Connect, sysfs_root: Option<&Path>) -> Result<Self, String> {
+        let pci = match sysfs_root {
+            Some(root) => PciFacts::Sysfs(Sysfs::new(root)),
+            None => PciFacts::NodeDevices(NodeDevices::new(conn)),
+        };
+        Ok(Host {
+            pci,
+            pools: hostdev_pools(conn)?,
+        })
+    }
+}
+
+impl HostFacts for Host<'_> {
+    fn iommu_group(&self, addr: PciAddr) -> Result<u32, GroupUnknown> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.iommu_group(addr),
+            PciFacts::Sysfs(s) => s.iommu_group(addr),
+        }
+    }
+
+    fn numa_node(&self, addr: PciAddr) -> Option<u32> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.numa_node(addr),
+            PciFacts::Sysfs(s) => s.numa_node(addr),
+        }
+    }
+
+    fn is_hostdev_network(&self, name: &str) -> Option<bool> {
+        Some(self.pools.contains_key(name))
+    }
+}

@@ -1,0 +1,414 @@
+//! `phbguard audit` and `phbguard groups` through libvirt's test driver
+//! (`test:///ABS/PATH/node.xml`: in-process, no daemon): guests, node devices with IOMMU groups
+//! and networks come from the file, so every host fact must come through the API.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_phbguard-libvirt")
+}
+
+fn fleet() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fleet.xml")
+}
+
+fn uri(node: &Path) -> String {
+    format!("test://{}", node.display())
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .output()
+        .expect("phbguard-libvirt runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `domain/definition: severity rule device` for every finding of an audit JSON report.
+fn finding_lines(json: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for r in json["results"].as_array().expect("results") {
+        for f in r["findings"].as_array().expect("findings") {
+            lines.push(format!(
+                "{}/{}: {} {} {}",
+                r["domain"].as_str().unwrap(),
+                r["definition"].as_str().unwrap(),
+                f["severity"].as_str().unwrap(),
+                f["rule"].as_str().unwrap(),
+                f["device"].as_str().unwrap()
+            ));
+        }
+    }
+    lines
+}
+
+fn audit_json(node: &Path, extra: &[&str]) -> (Output, Value) {
+    let u = uri(node);
+    let mut args = vec!["audit", "-c", &u, "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}{}", stdout(&out), stderr(&out)));
+    (out, json)
+}
+
+#[test]
+fn fleet_findings_shared_device_pool_network_and_opt_out() {
+    let (out, json) = audit_json(&fleet(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        finding_lines(&json),
+        [
+            "legacy/persistent: error hostdev-on-default-phb hostdev 0003:03:00.0 at 0000:00:05.0",
+            "legacy/live: error hostdev-on-default-phb hostdev 0003:03:00.0 at 0000:00:05.0",
+            "pool-bad/persistent: error hostdev-network-not-isolated interface 52:54:00:00:00:04 at 0000:00:06.0",
+            "standby/persistent: warning hostdev-shared-between-guests hostdev 0002:02:00.0 at 0000:01:01.0",
+            "web/persistent: warning hostdev-shared-between-guests hostdev 0002:02:00.0 at 0000:01:01.0",
+        ]
+    );
+    // Every guest, defined and running: a running one also with its live definition.
+    let rows: Vec<String> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} pseries={} opted_out={} start_refused={}",
+                r["domain"].as_str().unwrap(),
+                r["state"].as_str().unwrap(),
+                r["definition"].as_str().unwrap(),
+                r["pseries"],
+                r["opted_out"],
+                r["start_refused"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "legacy running persistent pseries=true opted_out=true start_refused=false",
+            "legacy running live pseries=true opted_out=true start_refused=false",
+            "pool-bad shut off persistent pseries=true opted_out=false start_refused=true",
+            "pool-good shut off persistent pseries=true opted_out=false start_refused=false",
+            "standby running persistent pseries=true opted_out=false start_refused=false",
+            "standby running live pseries=true opted_out=false start_refused=false",
+            "web shut off persistent pseries=true opted_out=false start_refused=false",
+            "x86 shut off persistent pseries=false opted_out=false start_refused=false",
+        ]
+    );
+    assert_eq!(json["results"][0]["uuid"], "7e57f1ee-0000-4000-8000-000000000003");
+    assert_eq!(json["results"][0]["policy"], "off");
+    let shared = &json["results"][4]["findings"][0]["message"];
+    assert!(
+        shared.as_str().unwrap().contains("also given to 'web'"),
+        "{shared}"
+    );
+}
+
+#[test]
+fn text_table_shows_state_counts_worst_rule_and_opt_out() {
+    let out = run(&["audit", "-c", &uri(&fleet())]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let row = |name: &str, def: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")) && l.contains(def))
+            .unwrap_or_else(|| panic!("no row {name} {def} in\n{text}"))
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    assert!(text.starts_with("NAME "), "{text}");
+    assert_eq!(
+        row("legacy", "persistent"),
+        [
+            "legacy",
+            "running",
+            "persistent",
+            "yes",
+            "1",
+            "0",
+            "hostdev-on-default-phb",
+            "yes (off)"
+        ]
+    );
+    assert_eq!(
+        row("pool-bad", "persistent"),
+        [
+            "pool-bad",
+            "shut off",
+            "persistent",
+            "yes",
+            "1",
+            "0",
+            "hostdev-network-not-isolated",
+            "no"
+        ]
+    );
+    assert_eq!(
+        row("x86", "persistent"),
+        ["x86", "shut off", "persistent", "no", "0", "0", "-", "no"]
+    );
+    assert!(
+        text.contains("6 guests, 8 definitions judged: 1 with errors"),
+        "{text}"
+    );
+}
+
+/// A one-guest host: the legacy guest of fleet.xml (errors, opted out) with its device.
+fn opted_out_only(dir: &Path, mode: &str) -> PathBuf {
+    let node = dir.join(format!("opted-{mode}.xml"));
+    std::fs::write(
+        &node,
+        format!(
+            "<node><domain type='kvm'><name>legacy</name>\
+             <metadata><phbguard:policy xmlns:phbguard='urn:phbguard:policy:1' mode='{mode}'/></metadata>\
+             <memory>1048576</memory><os><type arch='ppc64le' machine='pseries'>hvm</type></os><devices>\
+             <hostdev mode='subsystem' type='pci'><source><address domain='0x0003' bus='0x03' slot='0x00' \
+             function='0x0'/></source><address type='pci' domain='0x0000' bus='0x00' slot='0x05' \
+             function='0x0'/></hostdev></devices></domain></node>"
+        ),
+    )
+    .unwrap();
+    node
+}
+
+#[test]
+fn an_opted_out_guest_does_not_fail_the_audit_but_warn_mode_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, json) = audit_json(&opted_out_only(dir.path(), "off"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(
+        json["results"][0]["findings"][0]["rule"],
+        "hostdev-on-default-phb"
+    );
+    // warn: the hook lets it start, but it still breaks the rule.
+    let (out, json) = audit_json(&opted_out_only(dir.path(), "warn"), &[]);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["results"][0]["opted_out"], false);
+    assert_eq!(json["results"][0]["mode"], "warn");
+    // ... and the hook would let it start (the verdict the hook itself uses).
+    assert_eq!(json["results"][0]["start_refused"], false);
+    let (_, json) = audit_json(&opted_out_only(dir.path(), "enforce"), &[]);
+    assert_eq!(json["results"][0]["start_refused"], true);
+}
+
+#[test]
+fn host_facts_come_from_node_devices_and_sysfs_root_overrides_them() {
+    // None of fleet.xml's devices exist here: judged from node devices, web is fine...
+    let (_, json) = audit_json(&fleet(), &[]);
+    let web = |json: &Value| -> Vec<String> {
+        finding_lines(json)
+            .into_iter()
+            .filter(|l| l.starts_with("web/"))
+            .collect()
+    };
+    assert_eq!(
+        web(&json),
+        ["web/persistent: warning hostdev-shared-between-guests hostdev 0002:02:00.0 at 0000:01:01.0"]
+    );
+    // ... judged from an (empty) sysfs tree, the device is unknown.
+    let empty = tempfile::tempdir().unwrap();
+    let (_, json) = audit_json(&fleet(), &["--sysfs-root", empty.path().to_str().unwrap()]);
+    assert!(
+        web(&json).contains(
+            &"web/persistent: warning iommu-group-unknown hostdev 0002:02:00.0 at 0000:01:01.0".to_string()
+        ),
+        "{:?}",
+        web(&json)
+    );
+}
+
+#[test]
+fn libvirt_default_uri_is_honoured() {
+    let out = Command::new(bin())
+        .args(["audit", "--format", "json"])
+        .env("LIBVIRT_DEFAULT_URI", uri(&fleet()))
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["results"].as_array().unwrap().len(), 8);
+}
+
+#[test]
+fn a_connection_that_fails_is_exit_2_with_one_line() {
+    let out = run(&["audit", "-c", "test:///no/such/node.xml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    // libxml2 may add its own 'I/O warning' line; phbguard says it once.
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("phbguard:")).collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(
+        ours[0].starts_with("phbguard: cannot connect to libvirt at 'test:///no/such/node.xml': "),
+        "{err}"
+    );
+    assert!(!err.contains("libvirt: Test Driver error"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+/// Samples as the Python client library's parser reads them: `name{labels} value`, labels
+/// sorted.
+fn parse_prometheus(path: &Path) -> Vec<String> {
+    // Debian's python3-prometheus-client, installed by scripts/test-all.
+    let script = "import sys\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        for fam in text_string_to_metric_families(open(sys.argv[1]).read()):\n\
+        \x20   for s in fam.samples:\n\
+        \x20       labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n\
+        \x20       print(f'{fam.type} {s.name}{{{labels}}} {s.value}')\n";
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script, path.to_str().unwrap()])
+        .output()
+        .expect("/usr/bin/python3 runs");
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the file (is python3-prometheus-client installed?): {}",
+        stderr(&out)
+    );
+    stdout(&out).lines().map(String::from).collect()
+}
+
+#[test]
+fn prometheus_textfile_parses_and_is_replaced_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("phbguard.prom");
+    std::fs::write(&prom, "stale").unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let out = run(&[
+        "audit",
+        "-c",
+        &uri(&fleet()),
+        "--format",
+        "prometheus",
+        "--output",
+        prom.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    let samples = parse_prometheus(&prom);
+    let has = |s: &str| {
+        assert!(
+            samples.iter().any(|l| l == s),
+            "no '{s}' in\n{}",
+            samples.join("\n")
+        )
+    };
+    has(
+        "gauge phbguard_domain_violations{definition=persistent,domain=pool-bad,rule=hostdev-network-not-isolated,severity=error,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
+    );
+    has(
+        "gauge phbguard_domain_findings{definition=persistent,domain=pool-good,severity=error,uuid=7e57f1ee-0000-4000-8000-000000000005} 0.0",
+    );
+    has(
+        "gauge phbguard_domain_opted_out{definition=persistent,domain=legacy,uuid=7e57f1ee-0000-4000-8000-000000000003} 1.0",
+    );
+    has("gauge phbguard_audit_domains{} 6.0");
+    // Opted-out guests are not counted as violations.
+    assert!(
+        !samples
+            .iter()
+            .any(|l| l.contains("violations") && l.contains("domain=legacy"))
+    );
+    let stamp = samples
+        .iter()
+        .find_map(|l| l.strip_prefix("gauge phbguard_audit_last_run_timestamp_seconds{} "))
+        .expect("a timestamp");
+    let stamp: f64 = stamp.parse().unwrap();
+    assert!(
+        stamp >= before.floor() && stamp < before + 600.0,
+        "{stamp} vs {before}"
+    );
+
+    // Readable by node_exporter, and nothing but the file is left in the directory.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&prom).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["phbguard.prom"]);
+}
+
+#[test]
+fn a_label_value_with_quotes_and_backslashes_still_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("odd.xml");
+    std::fs::write(
+        &node,
+        "<node><domain type='kvm'><name>odd\"name\\x</name><memory>1048576</memory>\
+         <os><type arch='ppc64le' machine='pseries'>hvm</type></os><devices>\
+         <hostdev mode='subsystem' type='pci'><source><address domain='0x0003' bus='0x03' slot='0x00' \
+         function='0x0'/></source><address type='pci' domain='0x0000' bus='0x00' slot='0x05' \
+         function='0x0'/></hostdev></devices></domain></node>",
+    )
+    .unwrap();
+    let prom = dir.path().join("out.prom");
+    run(&[
+        "audit",
+        "-c",
+        &uri(&node),
+        "--format",
+        "prometheus",
+        "-o",
+        prom.to_str().unwrap(),
+    ]);
+    let samples = parse_prometheus(&prom);
+    assert!(
+        samples
+            .iter()
+            .any(|l| l.contains("domain=odd\"name\\x,rule=iommu-group-unknown")),
+        "{samples:?}"
+    );
+}
+
+#[test]
+fn groups_lists_devices_by_group_with_their_users() {
+    let out = run(&["groups", "-c", &uri(&fleet())]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "IOMMU group 8 (NUMA node 1)\n  0002:02:00.0  15b3:1017",
+        "used by guest 'standby' at 0000:01:01.0 on PHB index 1 target 1\n      used by guest 'web' at 0000:01:01.0 on PHB index 1 target 1",
+        "used by guest 'legacy' at 0000:00:05.0 on PHB index 0 target 0",
+        "IOMMU group 21 (NUMA node 1)\n  0002:03:00.2  15b3:1018",
+        "used by network 'vfpool' (hostdev pool)",
+        "No IOMMU group (cannot be assigned to a guest)\n  0030:01:00.0  8086:1583",
+        "4 IOMMU groups, 4 PCI devices in them",
+    ] {
+        assert!(text.contains(needle), "no '{needle}' in\n{text}");
+    }
+
+    let out = run(&["groups", "-c", &uri(&fleet()), "--format", "json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let groups: Vec<u64> = json["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"].as_u64().unwrap())
+        .collect();
+    assert_eq!(groups, [8, 9, 21, 22]);
+    let dev = &json["groups"][0]["devices"][0];
+    assert_eq!(dev["address"], "0002:02:00.0");
+    assert_eq!(dev["numa_node"], 1);
+    assert_eq!(dev["used_by"][1]["domain"], "web");
+    assert_eq!(dev["used_by"][1]["phb_index"], 1);
+    assert_eq!(dev["used_by"][1]["phb_target"], 1);
+    assert_eq!(json["ungrouped"][0]["address"], "0030:01:00.0");
+}
