@@ -64,11 +64,17 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotUtf8 { offset } => write!(f, "not UTF-8 text (invalid byte at offset {offset})"),
-            Self::Malformed { offset, detail } => write!(f, "malformed XML at byte {offset}: {detail}"),
+            Self::Malformed { offset, detail } => {
+                write!(f, "malformed XML at byte {offset}: {}", Shown(detail))
+            }
             Self::Empty => f.write_str("empty document: no root element"),
-            Self::Truncated { open } => write!(f, "truncated XML: <{open}> is never closed"),
+            Self::Truncated { open } => write!(f, "truncated XML: <{}> is never closed", Shown(open)),
             Self::NotDomain { root } => {
-                write!(f, "root element is <{root}>, expected a libvirt <domain>")
+                write!(
+                    f,
+                    "root element is <{}>, expected a libvirt <domain>",
+                    Shown(root)
+                )
             }
             Self::BadNumber {
                 element,
@@ -76,16 +82,18 @@ impl fmt::Display for ParseError {
                 value,
                 base,
                 max,
-            } => match (base, Shown(value)) {
-                (crate::number::Base::Auto, value) => write!(
+            } => match base {
+                crate::number::Base::Auto => write!(
                     f,
-                    "<{element}> {attribute}='{value}' is not a number from 0 to {max:#x} \
-                     (libvirt reads it as decimal, 0x-prefixed hex or 0-prefixed octal)"
+                    "<{element}> {attribute}='{}' is not a number from 0 to {max:#x} \
+                     (libvirt reads it as decimal, 0x-prefixed hex or 0-prefixed octal)",
+                    Shown(value)
                 ),
-                (crate::number::Base::Decimal, value) => write!(
+                crate::number::Base::Decimal => write!(
                     f,
-                    "<{element}> {attribute}='{value}' is not a number from 0 to {max} \
-                     (libvirt reads it as decimal only)"
+                    "<{element}> {attribute}='{}' is not a number from 0 to {max} \
+                     (libvirt reads it as decimal only)",
+                    Shown(value)
                 ),
             },
             Self::BadNodeset { value } => {
@@ -106,6 +114,32 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// A value from the input as an error line shows it: control characters escaped so the line
+/// stays one line, and cut after [`Shown::MAX_CHARS`] characters so that a ten-megabyte
+/// attribute does not become a ten-megabyte message.
+struct Shown<'a>(&'a str);
+
+impl Shown<'_> {
+    const MAX_CHARS: usize = 64;
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut chars = self.0.char_indices();
+        for (_, c) in chars.by_ref().take(Self::MAX_CHARS) {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        if let Some((cut, _)) = chars.next() {
+            write!(f, "... ({} more bytes)", self.0.len() - cut)?;
+        }
+        Ok(())
+    }
+}
+
 /// Shows an error with its causes, `outer: inner: innermost`, as anyhow's `{:#}` does: for the
 /// hook, which reports library errors without anyhow.
 pub struct Chain<'e>(pub &'e (dyn std::error::Error + 'static));
@@ -122,47 +156,42 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
-/// A value from the document as an error line shows it: at most [`Shown::MAX_CHARS`]
-/// characters, then `…`, so a 5 MB attribute cannot turn one error line (or a refused guest's
-/// `virsh start` error) into megabytes.
-struct Shown<'a>(&'a str);
-
-impl Shown<'_> {
-    const MAX_CHARS: usize = 64;
-}
-
-impl fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.char_indices().nth(Self::MAX_CHARS) {
-            Some((end, _)) => write!(f, "{}…", &self.0[..end]),
-            None => f.write_str(self.0),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_huge_value_is_cut_in_the_error_line() {
-        let err = ParseError::BadNumber {
+    fn values_are_shown_on_one_short_line() {
+        let e = ParseError::BadNumber {
             element: "hostdev><address".into(),
-            attribute: "slot".into(),
-            value: "9".repeat(5_000_000),
+            attribute: "bus".into(),
+            value: "9".repeat(1 << 20),
             base: crate::number::Base::Auto,
-            max: 0x1f,
+            max: 0xff,
         };
-        let line = err.to_string();
+        let text = e.to_string();
+        assert!(text.len() < 300, "{text}");
         assert!(
-            line.contains(&format!("slot='{}…'", "9".repeat(Shown::MAX_CHARS))),
-            "{line}"
+            text.contains(&format!(
+                "'{}... ({} more bytes)'",
+                "9".repeat(64),
+                (1 << 20) - 64
+            )),
+            "{text}"
         );
-        assert!(line.len() < 300, "{} bytes", line.len());
-        let short = ParseError::BadNodeset { value: "0-x".into() };
+        let e = ParseError::BadNodeset {
+            value: "1\n2\r".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "<memnode> nodeset='1\\n2\\r' is not a valid node set"
+        );
+        let short = ParseError::NotDomain {
+            root: "dömain".into(),
+        };
         assert_eq!(
             short.to_string(),
-            "<memnode> nodeset='0-x' is not a valid node set"
+            "root element is <dömain>, expected a libvirt <domain>"
         );
     }
 }

@@ -24,7 +24,24 @@ pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
     let text = std::str::from_utf8(input).map_err(|e| ParseError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    Parser::new(text).run()
+    // NUL is no XML character: libvirt's parser (libxml2) refuses such a document, so it can
+    // never be a domain definition. quick-xml does not check characters.
+    if let Some(offset) = text.find('\0') {
+        return Err(ParseError::Malformed {
+            offset: offset as u64,
+            detail: "a NUL character, which XML does not allow".into(),
+        });
+    }
+    // A UTF-8 byte order mark is allowed before the XML declaration. quick-xml skips it and
+    // counts positions after it, so the parser reads the rest and adds the mark's length
+    // back: device spans must be offsets into `input`, or `fix` edits the wrong bytes.
+    // Found by the fix fuzz target (tests/fuzz/fix/utf8-bom.xml).
+    let base = if text.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
+    };
+    Parser::new(text, base).run()
 }
 
 /// Where the reader is, as far as the rules care. Anything else is `Skip`.
@@ -77,14 +94,17 @@ struct Parser<'a> {
     device: Option<DeviceBuilder>,
     text: String,
     seen_root: bool,
+    /// Bytes of `source` before `reader`'s text (a byte order mark), added to its positions.
+    base: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn new(text: &'a str) -> Self {
+    fn new(text: &'a str, base: usize) -> Self {
         Parser {
+            base,
             source: text,
             counted: (0, 1),
-            reader: Reader::from_str(text),
+            reader: Reader::from_str(&text[base..]),
             stack: Vec::with_capacity(16),
             domain: Domain::default(),
             device: None,
@@ -97,7 +117,7 @@ impl<'a> Parser<'a> {
         loop {
             let start = self.position();
             let event = self.reader.read_event().map_err(|e| ParseError::Malformed {
-                offset: self.reader.error_position(),
+                offset: self.reader.error_position() + self.base as u64,
                 detail: e.to_string(),
             })?;
             let end = self.position();
@@ -150,7 +170,7 @@ impl<'a> Parser<'a> {
 
     fn position(&self) -> usize {
         // The reader works on a &str held in memory, so positions fit in usize.
-        self.reader.buffer_position() as usize
+        self.base + self.reader.buffer_position() as usize
     }
 
     /// The line `offset` is on; offsets are asked for in document order.
@@ -180,6 +200,12 @@ impl<'a> Parser<'a> {
         let name = e.local_name();
         let name = name.as_ref();
         let parent = self.stack.last().copied();
+        // An element in another namespace (`<x:hostdev xmlns:x=...>`, `<qemu:commandline>`) is
+        // not libvirt's, whatever its local name: libvirt's XPath lookups match only elements
+        // in no namespace. `<metadata>` is where our own namespaced element lives.
+        if !self.stack.is_empty() && e.name().prefix().is_some() && parent != Some(Tag::Metadata) {
+            return Ok(Tag::Skip);
+        }
         let tag = match (self.stack.len(), parent) {
             (0, _) => {
                 if self.seen_root {
@@ -496,6 +522,18 @@ struct Attrs<'e> {
 
 impl<'e> Attrs<'e> {
     fn of(e: &'e BytesStart<'_>) -> Result<Self, ParseError> {
+        // quick-xml takes `bus='1'=slot='2'` and `bus='1'slot='2'` as two attributes; XML
+        // (and libxml2, so libvirt) refuses both, and fix's byte editor cannot place an edit
+        // in them. Found by fuzz/ (tests/fuzz/fix/).
+        if !separated_attributes(e.attributes_raw()) {
+            return Err(ParseError::Malformed {
+                offset: 0,
+                detail: format!(
+                    "<{}>: attributes must be name='value' pairs separated by white space",
+                    e.local_name().as_ref()
+                ),
+            });
+        }
         // libvirt's elements carry at most a handful of attributes.
         let mut list = Vec::with_capacity(6);
         for a in e.attributes() {
@@ -509,6 +547,12 @@ impl<'e> Attrs<'e> {
                     offset: 0,
                     detail: err.to_string(),
                 })?;
+            if !is_xml_name(a.key.0) {
+                return Err(ParseError::Malformed {
+                    offset: 0,
+                    detail: format!("'{}' is not an attribute name", a.key.0),
+                });
+            }
             list.push((a.key.0, value));
         }
         Ok(Attrs { list })
@@ -600,6 +644,43 @@ fn valid_pci_addr(fields: PciFields<'_>, at: At<'_>) -> Result<PciAddr, ParseErr
     })
 }
 
+/// Whether every quoted value in an element's attribute text is followed by white space or
+/// ends it, as XML requires between attributes.
+fn separated_attributes(raw: &str) -> bool {
+    let mut quote = None;
+    let mut after_value = false;
+    for c in raw.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                after_value = true;
+            }
+            Some(_) => {}
+            None => {
+                if after_value && !c.is_ascii_whitespace() {
+                    return false;
+                }
+                after_value = false;
+                if c == '\'' || c == '"' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    true
+}
+
+/// An XML Name, loosely: a letter, `_`, `:` or any non-ASCII character first, then those,
+/// digits, `-` and `.`.
+fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii());
+    first_ok
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.') || !c.is_ascii())
+}
+
 /// A device's guest address. One whose domain, bus and slot are all 0 (`<address
 /// type='pci'/>` among them) is no address: libvirt assigns the device a slot of its own
 /// (`virPCIDeviceAddressIsEmpty`, `virDeviceInfoPCIAddressIsWanted`) and checks nothing else.
@@ -662,6 +743,35 @@ mod tests {
             }
         }
         assert!(DOMAIN[d.devices_close.unwrap()..].starts_with("</devices>"));
+    }
+
+    #[test]
+    fn spans_are_offsets_into_the_input_after_a_byte_order_mark() {
+        let input = format!("\u{feff}{DOMAIN}");
+        let d = parse_domain(input.as_bytes()).unwrap();
+        for dev in &d.devices {
+            assert!(input[dev.span.start..].starts_with(&format!("<{}", dev.element)));
+        }
+        assert!(input[d.devices_close.unwrap()..].starts_with("</devices>"));
+    }
+
+    #[test]
+    fn attributes_must_be_well_formed() {
+        let doc = |address: &str| format!("<domain><devices><disk>{address}</disk></devices></domain>");
+        for bad in [
+            "<address type='pci' bus='0x01'=slot='0x02'/>",
+            "<address type='pci' bus='0x01'slot='0x02'/>",
+            "<address type='pci' bus='0x01' =slot='0x02'/>",
+        ] {
+            let e = parse_domain(doc(bad).as_bytes()).unwrap_err();
+            assert!(matches!(e, ParseError::Malformed { .. }), "{bad}: {e}");
+        }
+        for good in [
+            "<address type='pci' bus = '0x01'\n slot=\"0x02\"/>",
+            "<address type='pci' x.y-z:w='1'/>",
+        ] {
+            parse_domain(doc(good).as_bytes()).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
     }
 
     #[test]
