@@ -606,12 +606,28 @@ fn pci_fields<'v>(attrs: &'v Attrs<'_>, at: At<'_>) -> Result<PciFields<'v>, Par
         ("slot", None, 0),
         ("function", None, 0),
     ];
-    // Each field is read against its own range, so `bus='zz'` is reported as "not a number
-    // from 0 to 0xff", the range a person can act on.
+    // Read as any 32-bit number (libvirt checks no range of an empty address, so
+    // `function='9'` beside zeros is fine), but a value that is no number at all is reported
+    // against its field's range: `bus='zz'` is "not a number from 0 to 0xff".
     for ((name, text, value), max) in values.iter_mut().zip(PCI_FIELD_MAX) {
         if let Some(v) = attrs.get(name) {
             *text = Some(v);
-            *value = number(at, name, v, Base::Auto, max)?;
+            *value = number(at, name, v, Base::Auto, u64::from(u32::MAX)).map_err(|e| match e {
+                ParseError::BadNumber {
+                    element,
+                    attribute,
+                    value,
+                    base,
+                    ..
+                } => ParseError::BadNumber {
+                    element,
+                    attribute,
+                    value,
+                    base,
+                    max,
+                },
+                other => other,
+            })?;
         }
     }
     Ok(PciFields { values })

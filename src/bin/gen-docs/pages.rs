@@ -219,6 +219,17 @@ pub const TOML: &[Section] = &[
                  so that the *prepare begin* libvirt runs for it next follows *incoming* rather \
                  than *mode*; an absolute path. Default: \"/run/phbguard/incoming\".",
             ),
+            (
+                "action = \"warn\" | \"fix\"   (in the [watch] table)",
+                "What the *phbguard watch* service (phbguard-watch.service) does with a pSeries \
+                 guest whose new or changed persistent definition breaks a rule. *warn*: log the \
+                 findings; the definition stays as it is. *fix*: redefine the guest with what \
+                 *phbguard fix* makes of it, when that keeps every rule, secrets such as VNC \
+                 passwords included; a running guest goes on unchanged and the new definition \
+                 applies at its next cold boot. Guests in *exempt* and guests whose metadata says \
+                 mode 'warn' or 'off' are never redefined. The service reads this file when it \
+                 starts: restart it after an edit. Default: \"warn\".",
+            ),
         ],
     },
     Section {
