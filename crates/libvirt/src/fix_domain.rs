@@ -18,6 +18,7 @@ use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let name = args.domain.as_deref().expect("dispatched on --domain");
+    crate::check_sysfs_root(args.sysfs_root.as_deref())?;
     let conn = connect::open(args.uri.as_deref())?;
     let dom = lookup(&conn, name)?;
     let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;

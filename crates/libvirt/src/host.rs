@@ -23,10 +23,16 @@ pub struct Host<'c> {
 }
 
 impl<'c> Host<'c> {
-    /// The host behind `conn`; with `sysfs_root`, its PCI facts come from that tree instead.
+    /// The host behind `conn`; with `sysfs_root`, its PCI facts come from that tree instead,
+    /// which must be a directory: any other root would make every host device "not on this
+    /// host" ([`Sysfs::check_root`]), a typo passed off as findings.
     pub fn new(conn: &'c Connect, sysfs_root: Option<&Path>) -> Result<Self, String> {
         let pci = match sysfs_root {
-            Some(root) => PciFacts::Sysfs(Sysfs::new(root)),
+            Some(root) => {
+                let sysfs = Sysfs::new(root);
+                sysfs.check_root()?;
+                PciFacts::Sysfs(sysfs)
+            }
             None => PciFacts::NodeDevices(NodeDevices::new(conn)),
         };
         Ok(Host {

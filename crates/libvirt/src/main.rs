@@ -9,9 +9,11 @@ mod cli;
 mod fix_domain;
 mod output;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use phbguard_core::host::Sysfs;
 use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
 
 use cli::{AuditFormat, Cli, Command, Format};
@@ -47,7 +49,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// A `--sysfs-root` that is not a directory is bad input (exit 2), as for `check` and `fix
+/// FILE`: judged from it, every host device would be "not on this host".
+pub(crate) fn check_sysfs_root(root: Option<&Path>) -> anyhow::Result<()> {
+    match root {
+        Some(root) => Sysfs::new(root)
+            .check_root()
+            .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}")),
+        None => Ok(()),
+    }
+}
+
 fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
+    check_sysfs_root(args.sysfs_root.as_deref())?;
     let conn = connect::open(args.connect.uri.as_deref())?;
     let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
     let result = audit::audit(&conn, &host).map_err(anyhow::Error::msg)?;

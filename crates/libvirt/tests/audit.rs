@@ -233,6 +233,24 @@ fn host_facts_come_from_node_devices_and_sysfs_root_overrides_them() {
 }
 
 #[test]
+fn a_sysfs_root_that_is_not_a_directory_is_exit_2_with_one_line() {
+    // A typo must not pass for a host whose devices are all "not on this host".
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let file = file.path().to_str().unwrap();
+    for root in ["/nonexistent/phbguard-sys", file] {
+        let out = run(&["audit", "-c", &uri(&fleet()), "--sysfs-root", root]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!("phbguard: --sysfs-root: sysfs root {root}")),
+            "{err}"
+        );
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    }
+}
+
+#[test]
 fn libvirt_default_uri_is_honoured() {
     let out = Command::new(bin())
         .args(["audit", "--format", "json"])

@@ -183,3 +183,18 @@ fn fix_domain_of_a_missing_guest_is_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("phbguard: no domain 'nosuch'"));
 }
+
+#[test]
+fn fix_domain_with_a_sysfs_root_that_is_not_a_directory_is_exit_2_and_defines_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = host_file(dir.path());
+    let out = fix_domain(&node, &["--yes", "--sysfs-root", "/nonexistent/phbguard-sys"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("phbguard: --sysfs-root: sysfs root /nonexistent/phbguard-sys: "),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -576,3 +576,43 @@ fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
         "{stderr}"
     );
 }
+
+/// A policy file whose sysfs_root is not a directory: the watcher would judge every host device
+/// "not on this host", so it does not start; it says why (err level) and exits 2.
+#[test]
+fn a_sysfs_root_that_is_not_a_directory_stops_the_watcher_from_starting() {
+    let work = tempfile::tempdir().unwrap();
+    let log = Datagrams::bind(work.path().join("log"));
+    let notify = Datagrams::bind(work.path().join("notify"));
+    let policy = work.path().join("phbguard.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "syslog_socket = \"{}\"\nsysfs_root = \"/nonexistent/phbguard-sys\"\n",
+            log.path.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
+        .args(["watch", "-c", "test:///default", "--config"])
+        .arg(&policy)
+        .env("NOTIFY_SOCKET", &notify.path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let line = log.wait_for(&[": config-error "]);
+    // <27>: facility daemon (3) * 8 + severity err (3).
+    assert!(line.starts_with("<27>"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "config-error op=watch: {} (sysfs_root): sysfs root /nonexistent/phbguard-sys: ",
+            policy.display()
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with("; not starting"), "{line}");
+    assert!(log.matching(&[": started "]).is_empty(), "{:#?}", log.all());
+    assert!(stderr.contains("not starting"), "{stderr}");
+    assert!(notify.matching(&["READY=1"]).is_empty());
+}

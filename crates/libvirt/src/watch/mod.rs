@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use phbguard_core::config;
+use phbguard_core::host::Sysfs;
 use phbguard_core::syslog::{Level, field};
 use sd_notify::NotifyState;
 use virt::connect::Connect;
@@ -74,7 +75,11 @@ impl Session {
     }
 }
 
-/// Runs until SIGTERM or SIGINT (exit code 0); 1 when it cannot even start.
+/// A policy file that cannot be worked with (exit 2, as every phbguard command's bad input).
+const EXIT_SETUP: u8 = 2;
+
+/// Runs until SIGTERM or SIGINT (exit code 0); 1 when it cannot even start, [`EXIT_SETUP`]
+/// when the policy file's sysfs_root is not a directory.
 pub fn run(options: &Options) -> u8 {
     // libvirt prints every error to stderr itself unless told not to; the watcher logs them.
     virt::error::clear_error_callback();
@@ -83,6 +88,21 @@ pub fn run(options: &Options) -> u8 {
     let mut journal = Journal::open(&config.syslog_socket);
     for p in &problems {
         journal.log(Level::Err, &format!("config-error {}: {p}", field("op", "watch")));
+    }
+    // A sysfs_root that is not a directory would make every host device "not on this host":
+    // every warning or fix from then on would be wrong. The watcher is in no guest's start
+    // path, so it refuses to start (exit 2; the unit does not restart it for that) rather
+    // than run on made-up facts. The default /sys is not a setting: node devices are used.
+    if config.sysfs_root != config::Config::default().sysfs_root
+        && let Err(e) = Sysfs::new(&config.sysfs_root).check_root()
+    {
+        let line = format!(
+            "config-error {}: {} (sysfs_root): {e}; not starting",
+            field("op", "watch"),
+            path.display()
+        );
+        journal.log(Level::Err, &line);
+        return EXIT_SETUP;
     }
     let uri = options.uri.as_deref();
     let uri_field = field("uri", uri.unwrap_or("default"));
