@@ -9,7 +9,7 @@ use phbguard_core::fix::{Options, fix};
 use phbguard_core::host::Sysfs;
 use phbguard_core::input::load;
 use phbguard_core::replace::{self, replace_file};
-use phbguard_core::report::json;
+use phbguard_core::report::{diff, json};
 
 use crate::cli::{FixArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
@@ -141,17 +141,9 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
         // Nothing but the reasons when the result would still break a rule.
         _ if !fixed.is_clean() => String::new(),
         // With --in-place too: the diff shows what was written.
-        _ if args.diff => diff(file, &input, &fixed.output),
+        _ if args.diff => diff::unified(file, &input, &fixed.output),
         _ if args.in_place => String::new(),
         _ => fixed.output.clone(),
     };
     Ok((code, text))
-}
-
-fn diff(file: &str, before: &str, after: &str) -> String {
-    similar::TextDiff::from_lines(before, after)
-        .unified_diff()
-        .context_radius(3)
-        .header(file, file)
-        .to_string()
 }

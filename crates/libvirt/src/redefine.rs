@@ -102,11 +102,7 @@ impl Proposal {
             return String::new();
         }
         let label = format!("{} (persistent definition)", self.name);
-        similar::TextDiff::from_lines(&self.before, &self.fixed.output)
-            .unified_diff()
-            .context_radius(3)
-            .header(&label, &label)
-            .to_string()
+        phbguard_core::report::diff::unified(&label, &self.before, &self.fixed.output)
     }
 }
 

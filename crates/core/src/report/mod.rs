@@ -1,6 +1,7 @@
 //! Turning findings into what people and scripts read. Reports know nothing of rules beyond
 //! what a [`Finding`] carries.
 
+pub mod diff;
 pub mod json;
 pub mod text;
 
