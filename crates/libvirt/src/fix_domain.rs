@@ -6,6 +6,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use anyhow::Context;
 use phbguard_core::fix::Options;
+use phbguard_core::report::json;
 use phbguard_libvirt::connect;
 use phbguard_libvirt::host::Host;
 use phbguard_libvirt::redefine::{self, Error, Outcome, Proposal};
@@ -33,9 +34,8 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
-    let changes = proposal.changes();
     if args.format == Format::Text && !args.quiet {
-        for change in &changes {
+        for change in &proposal.changes() {
             eprintln!("phbguard: {name}: {change}");
         }
     }
@@ -46,20 +46,19 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
 
     let (code, redefined) = decide(&conn, &dom, &proposal, args)?;
     let text = match args.format {
-        Format::Json => format!(
-            "{}\n",
-            json!({
-                "domain": proposal.name,
-                "uuid": proposal.definition.uuid,
-                "pseries": proposal.definition.is_pseries(),
-                "fixed": proposal.is_clean(),
-                "changed": proposal.changes_definition(),
-                "changes": changes,
-                "problems": problems,
-                "diff": proposal.diff(),
-                "redefined": redefined,
-            })
-        ),
+        Format::Json => {
+            // `fix FILE --format json`'s report (docs/fix.md), the guest as libvirt names it,
+            // plus what only a libvirt domain has.
+            let mut report = json::fix_report(
+                &proposal.definition,
+                &proposal.fixed,
+                proposal.changes_definition(),
+            );
+            report.insert("domain".into(), json!(proposal.name));
+            report.insert("diff".into(), json!(proposal.diff()));
+            report.insert("redefined".into(), json!(redefined));
+            format!("{}\n", serde_json::Value::Object(report))
+        }
         Format::Text => proposal.diff(),
     };
     // The diff is shown before the question in `decide`; JSON comes after the outcome.

@@ -169,7 +169,28 @@ fn fix_domain_shows_the_diff_and_redefines_only_with_yes() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["redefined"], true);
     assert_eq!(json["fixed"], true);
-    assert_eq!(json["changes"][0], "added PHB index 1 target 1");
+    // The change objects of `fix FILE --format json` (docs/fix.md), not lines of text.
+    assert_eq!(
+        json["changes"],
+        serde_json::json!([
+            {"kind": "add-phb", "index": 1, "target": 1, "node": null,
+             "summary": "added PHB index 1 target 1"},
+            {"kind": "move", "device": "hostdev 0002:02:00.0", "from": "0000:00:05.0",
+             "to": "0000:01:01.0", "summary": "hostdev 0002:02:00.0: 0000:00:05.0 -> 0000:01:01.0"},
+        ]),
+        "{json}"
+    );
+    let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["changed", "changes", "diff", "domain", "fixed", "problems", "pseries", "redefined", "uuid"]
+    );
+    assert_eq!(json["domain"], "fixme");
+    assert_eq!(json["uuid"], "7e57f1ee-0000-4000-8000-0000000000f1");
+    assert_eq!(json["changed"], true);
+    assert_eq!(json["problems"], serde_json::json!([]));
+    assert!(json["diff"].as_str().unwrap().starts_with("--- fixme (persistent definition)"));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The reports for scripts: `check`'s in the shape rules.md fixes (`{"results": [...]}`), and
 //! `fix`'s (docs/fix.md).
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::Judged;
 use crate::fix::{Change, Fixed};
@@ -64,39 +64,17 @@ fn result(j: &Judged) -> Value {
 /// `fix --format json`: what the rewrite of `file` (parsed into `domain`) changes, and what it
 /// leaves broken. `changed` says whether the output differs from the input.
 pub fn fixed(file: &str, domain: &Domain, fixed: &Fixed, changed: bool) -> Value {
-    let changes: Vec<Value> = fixed
-        .plan
-        .changes
-        .iter()
-        .map(|change| {
-            let summary = change.describe(domain);
-            match *change {
-                Change::Move { device, from, to } => json!({
-                    "kind": "move",
-                    "device": domain.devices[device].name(),
-                    "from": from.map(|a| a.to_string()),
-                    "to": to.to_string(),
-                    "summary": summary,
-                }),
-                Change::AddPhb { index, target, node } => json!({
-                    "kind": "add-phb", "index": index, "target": target, "node": node,
-                    "summary": summary,
-                }),
-                Change::Retarget { index, from, to, .. } => json!({
-                    "kind": "retarget", "index": index, "from": from, "to": to,
-                    "summary": summary,
-                }),
-                Change::SetPhbModel { index, ref from, .. } => json!({
-                    "kind": "set-phb-model", "index": index, "from": from, "summary": summary,
-                }),
-                Change::RemoveController { index, .. } => json!({
-                    "kind": "remove-controller", "index": index, "summary": summary,
-                }),
-            }
-        })
-        .collect();
-    json!({
-        "file": file,
+    let mut report = fix_report(domain, fixed, changed);
+    report.insert("file".into(), json!(file));
+    Value::Object(report)
+}
+
+/// What every fix report says, whatever was fixed (a file, or a libvirt domain for `fix
+/// --domain`, which adds its own fields): `domain`, `uuid`, `pseries`, `fixed`, `changed`,
+/// `changes` (one object each, [`change`]) and `problems`.
+pub fn fix_report(domain: &Domain, fixed: &Fixed, changed: bool) -> Map<String, Value> {
+    let changes: Vec<Value> = fixed.plan.changes.iter().map(|c| change(c, domain)).collect();
+    let report = json!({
         "domain": domain.name,
         "uuid": domain.uuid,
         "pseries": domain.is_pseries(),
@@ -104,5 +82,38 @@ pub fn fixed(file: &str, domain: &Domain, fixed: &Fixed, changed: bool) -> Value
         "changed": changed,
         "changes": changes,
         "problems": fixed.problems(),
-    })
+    });
+    match report {
+        Value::Object(map) => map,
+        _ => unreachable!("json! of an object literal is an object"),
+    }
+}
+
+/// One change of a fix plan on `domain`: its `kind`, its fields and `summary`, the line the
+/// text output prints.
+pub fn change(change: &Change, domain: &Domain) -> Value {
+    let summary = change.describe(domain);
+    match *change {
+        Change::Move { device, from, to } => json!({
+            "kind": "move",
+            "device": domain.devices[device].name(),
+            "from": from.map(|a| a.to_string()),
+            "to": to.to_string(),
+            "summary": summary,
+        }),
+        Change::AddPhb { index, target, node } => json!({
+            "kind": "add-phb", "index": index, "target": target, "node": node,
+            "summary": summary,
+        }),
+        Change::Retarget { index, from, to, .. } => json!({
+            "kind": "retarget", "index": index, "from": from, "to": to,
+            "summary": summary,
+        }),
+        Change::SetPhbModel { index, ref from, .. } => json!({
+            "kind": "set-phb-model", "index": index, "from": from, "summary": summary,
+        }),
+        Change::RemoveController { index, .. } => json!({
+            "kind": "remove-controller", "index": index, "summary": summary,
+        }),
+    }
 }
