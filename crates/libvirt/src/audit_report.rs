@@ -4,13 +4,16 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use phbguard_core::escape::controls;
 use phbguard_core::report::json::finding;
 use phbguard_core::rules::Severity;
 use serde_json::{Value, json};
 
 use crate::audit::{Audit, Judged};
 
-/// One row per judged definition, then the findings of the failing ones.
+/// One row per judged definition, then the findings of the failing ones. Names and messages
+/// come from the definitions: their control characters are escaped, as `check` does, so a tab
+/// or newline in a domain name cannot break the table or forge a row.
 pub fn text(audit: &Audit) -> String {
     let mut rows = vec![[
         "NAME".to_string(),
@@ -25,7 +28,7 @@ pub fn text(audit: &Audit) -> String {
     for g in &audit.guests {
         for j in &g.judged {
             rows.push([
-                g.name.clone(),
+                controls(&g.name).into_owned(),
                 g.state.into(),
                 j.which.as_str().into(),
                 if j.definition.is_pseries() { "yes" } else { "no" }.into(),
@@ -58,9 +61,15 @@ pub fn text(audit: &Audit) -> String {
     let mut details = String::new();
     for g in &audit.guests {
         for j in g.judged.iter().filter(|j| !j.findings.is_empty()) {
-            let _ = writeln!(details, "\n{} ({}):", g.name, j.which.as_str());
+            let _ = writeln!(details, "\n{} ({}):", controls(&g.name), j.which.as_str());
             for f in &j.findings {
-                let _ = writeln!(details, "  {} {}: {}", f.severity(), f.rule.id, f.message);
+                let _ = writeln!(
+                    details,
+                    "  {} {}: {}",
+                    f.severity(),
+                    f.rule.id,
+                    controls(&f.message)
+                );
             }
         }
     }

@@ -17,6 +17,12 @@ use virt::domain::Domain;
 use crate::cli::{FixArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
+/// One line on stderr. The guest's name, device names and values come from libvirt's XML: their
+/// control characters are escaped, as `fix FILE` does.
+fn say(line: &str) {
+    eprintln!("phbguard: {}", phbguard_core::escape::controls(line));
+}
+
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let name = args.domain.as_deref().expect("dispatched on --domain");
     crate::check_sysfs_root(args.sysfs_root.as_deref())?;
@@ -29,19 +35,19 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let proposal = match redefine::propose(&dom, &host, options) {
         Ok(p) => p,
         Err(e @ (Error::Transient(_) | Error::BadXml(..))) => {
-            eprintln!("phbguard: {e}");
+            say(&e.to_string());
             return Ok(EXIT_BAD_INPUT);
         }
         Err(e) => return Err(e.into()),
     };
     if args.format == Format::Text && !args.quiet {
         for change in &proposal.changes() {
-            eprintln!("phbguard: {name}: {change}");
+            say(&format!("{name}: {change}"));
         }
     }
     let problems = proposal.fixed.problems();
     for problem in &problems {
-        eprintln!("phbguard: {name}: cannot fix: {problem}");
+        say(&format!("{name}: cannot fix: {problem}"));
     }
 
     let (code, redefined) = decide(&conn, &dom, &proposal, args)?;
@@ -73,12 +79,14 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
 fn decide(conn: &Connect, dom: &Domain, proposal: &Proposal, args: &FixArgs) -> anyhow::Result<(u8, bool)> {
     let name = &proposal.name;
     if !proposal.is_clean() {
-        eprintln!("phbguard: {name}: not redefined: the fix would still break a rule");
+        say(&format!(
+            "{name}: not redefined: the fix would still break a rule"
+        ));
         return Ok((EXIT_FINDINGS, false));
     }
     if !proposal.changes_definition() {
         if args.format == Format::Text {
-            eprintln!("phbguard: {name}: already keeps the rules; nothing to change");
+            say(&format!("{name}: already keeps the rules; nothing to change"));
         }
         return Ok((EXIT_OK, false));
     }
@@ -86,32 +94,32 @@ fn decide(conn: &Connect, dom: &Domain, proposal: &Proposal, args: &FixArgs) -> 
         output::write(None, &proposal.diff())?;
     }
     if !args.yes && !confirm(name)? {
-        eprintln!(
-            "phbguard: {name}: not redefined ({}); run with --yes to redefine",
+        say(&format!(
+            "{name}: not redefined ({}); run with --yes to redefine",
             if io::stdin().is_terminal() {
                 "not confirmed"
             } else {
                 "no terminal to confirm on"
             }
-        );
+        ));
         return Ok((EXIT_FINDINGS, false));
     }
     match redefine::redefine(conn, dom, proposal) {
         Ok(Outcome::Redefined { .. }) => {
             let running = dom.is_active().unwrap_or(false);
-            eprintln!(
-                "phbguard: {name}: redefined{}",
+            say(&format!(
+                "{name}: redefined{}",
                 if running {
                     "; the running guest keeps its current layout until it is shut down and started again"
                 } else {
                     ""
                 }
-            );
+            ));
             Ok((EXIT_OK, true))
         }
         Ok(Outcome::Unchanged) => Ok((EXIT_OK, false)),
         Err(e @ Error::ChangedMeanwhile(_)) => {
-            eprintln!("phbguard: {e}");
+            say(&e.to_string());
             Ok((EXIT_FINDINGS, false))
         }
         Err(e) => Err(e.into()),
@@ -124,6 +132,7 @@ fn confirm(name: &str) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let mut stderr = io::stderr().lock();
+    let name = phbguard_core::escape::controls(name);
     write!(stderr, "Redefine domain '{name}' with these changes? [y/N] ")?;
     stderr.flush()?;
     let mut answer = String::new();

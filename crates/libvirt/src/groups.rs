@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use phbguard_core::escape::controls;
 use phbguard_core::model::{DeviceKind, Domain as Definition, PciAddr};
 use phbguard_core::parse_domain;
 use serde_json::{Value, json};
@@ -182,12 +183,16 @@ fn device_line(d: &Device) -> String {
         _ => String::new(),
     };
     let mut line = format!(
-        "  {}  {ids}  {:<10}{name}",
+        "  {}  {}  {:<10}{}",
         d.pci.addr,
-        d.pci.driver.as_deref().unwrap_or("-")
+        controls(&ids),
+        controls(d.pci.driver.as_deref().unwrap_or("-")),
+        controls(&name)
     );
+    // Guest and network names and the device's names are libvirt's text: a newline in one
+    // must not forge a line.
     for u in &d.users {
-        let _ = write!(line, "\n      used by {}", u.describe());
+        let _ = write!(line, "\n      used by {}", controls(&u.describe()));
     }
     line
 }

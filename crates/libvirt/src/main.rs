@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use phbguard_core::escape::controls;
 use phbguard_core::host::Sysfs;
 use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
 
@@ -43,7 +44,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("phbguard: {err:#}");
+            // A domain name or a value from a definition may be in it.
+            eprintln!("phbguard: {}", controls(&format!("{err:#}")));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
@@ -66,7 +68,10 @@ fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
     let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
     let result = audit::audit(&conn, &host).map_err(anyhow::Error::msg)?;
     for u in &result.unreadable {
-        eprintln!("phbguard: domain '{}': {}", u.name, u.reason);
+        eprintln!(
+            "phbguard: {}",
+            controls(&format!("domain '{}': {}", u.name, u.reason))
+        );
     }
     let text = match args.format {
         AuditFormat::Text => audit_report::text(&result),

@@ -186,6 +186,64 @@ fn opted_out_only(dir: &Path, mode: &str) -> PathBuf {
     node
 }
 
+/// A one-guest host whose guest's name holds a tab and a carriage return (libvirt refuses only
+/// a newline in a name: virXMLCheckIllegalChars), its hostdev on the default PHB.
+fn control_name_only(dir: &Path) -> PathBuf {
+    let node = dir.join("control-name.xml");
+    std::fs::write(
+        &node,
+        "<node><domain type='kvm'><name>evil&#x9;name&#xd;x</name>\
+         <memory>1048576</memory><os><type arch='ppc64le' machine='pseries'>hvm</type></os><devices>\
+         <hostdev mode='subsystem' type='pci'><source><address domain='0x0002' bus='0x02' slot='0x00' \
+         function='0x0'/></source><address type='pci' domain='0x0000' bus='0x00' slot='0x05' \
+         function='0x0'/></hostdev></devices></domain>\
+         <device><name>pci_0002_02_00_0</name><parent>computer</parent><capability type='pci'>\
+         <domain>2</domain><bus>2</bus><slot>0</slot><function>0</function>\
+         <product id='0x1017'/><vendor id='0x15b3'/><iommuGroup number='8'><address domain='0x0002' \
+         bus='0x02' slot='0x00' function='0x0'/></iommuGroup></capability></device></node>",
+    )
+    .unwrap();
+    node
+}
+
+#[test]
+fn control_characters_in_a_domain_name_are_escaped_in_text_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = control_name_only(dir.path());
+    let out = run(&["audit", "-c", &uri(&node)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains(['\t', '\r']), "{text:?}");
+    let row = text.lines().nth(1).unwrap();
+    let cells: Vec<&str> = row.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(
+        cells[..4],
+        ["evil\\tname\\rx", "running", "persistent", "yes"],
+        "{text}"
+    );
+    assert!(text.contains("\nevil\\tname\\rx (persistent):\n"), "{text}");
+    // JSON carries the name as it is (JSON escapes it itself).
+    let (_, json) = audit_json(&node, &[]);
+    assert_eq!(json["results"][0]["domain"], "evil\tname\rx");
+
+    let out = run(&["groups", "-c", &uri(&node)]);
+    let text = stdout(&out);
+    assert!(!text.contains(['\t', '\r']), "{text:?}");
+    assert!(
+        text.contains("used by guest 'evil\\tname\\rx' at 0000:00:05.0"),
+        "{text}"
+    );
+
+    // fix --domain's stderr lines name the guest too.
+    let out = run(&["fix", "--domain", "evil\tname\rx", "-c", &uri(&node)]);
+    let err = stderr(&out);
+    assert!(!err.contains(['\t', '\r']), "{err:?}");
+    assert!(
+        err.contains("phbguard: evil\\tname\\rx: hostdev 0002:02:00.0: 0000:00:05.0 -> "),
+        "{err}"
+    );
+}
+
 #[test]
 fn an_opted_out_guest_does_not_fail_the_audit_but_warn_mode_does() {
     let dir = tempfile::tempdir().unwrap();

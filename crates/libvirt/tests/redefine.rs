@@ -184,13 +184,28 @@ fn fix_domain_shows_the_diff_and_redefines_only_with_yes() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["changed", "changes", "diff", "domain", "fixed", "problems", "pseries", "redefined", "uuid"]
+        [
+            "changed",
+            "changes",
+            "diff",
+            "domain",
+            "fixed",
+            "problems",
+            "pseries",
+            "redefined",
+            "uuid"
+        ]
     );
     assert_eq!(json["domain"], "fixme");
     assert_eq!(json["uuid"], "7e57f1ee-0000-4000-8000-0000000000f1");
     assert_eq!(json["changed"], true);
     assert_eq!(json["problems"], serde_json::json!([]));
-    assert!(json["diff"].as_str().unwrap().starts_with("--- fixme (persistent definition)"));
+    assert!(
+        json["diff"]
+            .as_str()
+            .unwrap()
+            .starts_with("--- fixme (persistent definition)")
+    );
 }
 
 #[test]
