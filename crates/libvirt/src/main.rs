@@ -64,7 +64,7 @@ pub(crate) fn check_sysfs_root(root: Option<&Path>) -> anyhow::Result<()> {
 
 fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
     check_sysfs_root(args.sysfs_root.as_deref())?;
-    let conn = connect::open(args.connect.uri.as_deref())?;
+    let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
     let result = audit::audit(&conn, &host).map_err(anyhow::Error::msg)?;
     for u in &result.unreadable {
@@ -94,7 +94,7 @@ fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
 }
 
 fn run_groups(args: &cli::GroupsArgs) -> anyhow::Result<u8> {
-    let conn = connect::open(args.connect.uri.as_deref())?;
+    let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     let pools = phbguard_libvirt::networks::hostdev_pools(&conn).map_err(anyhow::Error::msg)?;
     let groups = groups::groups(&conn, &pools).map_err(anyhow::Error::msg)?;
     let text = match args.format {

@@ -234,3 +234,16 @@ fn fix_domain_with_a_sysfs_root_that_is_not_a_directory_is_exit_2_and_defines_no
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_read_only_connection_reads_but_cannot_define() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = host_file(dir.path());
+    let uri = format!("test://{}", node.display());
+    let ro = phbguard_libvirt::connect::open_read_only(Some(&uri)).unwrap();
+    let dom = ro.lookup_domain_by_name("fixme").unwrap();
+    assert!(dom.xml_desc(0).unwrap().contains("<name>fixme</name>"));
+    assert!(ro.define_domain_xml(GUEST).is_err());
+    // The read-write one (fix --domain, watch) can.
+    assert!(open(&node).define_domain_xml(GUEST).is_ok());
+}
