@@ -199,10 +199,19 @@ pub struct FixArgs {
     pub domain: Option<String>,
     /// With --domain: the libvirt connection URI [default: $LIBVIRT_DEFAULT_URI, else
     /// libvirt's own default]
-    #[arg(short = 'c', long = "connect", value_name = "URI", requires = "domain")]
+    // `conflicts_with = "files"` as well: clap skips `requires` when the required argument
+    // conflicts with one given (clap-rs/clap#4520; --domain conflicts with FILE), so `fix -y
+    // FILE` would be accepted and the flag ignored.
+    #[arg(
+        short = 'c',
+        long = "connect",
+        value_name = "URI",
+        requires = "domain",
+        conflicts_with = "files"
+    )]
     pub uri: Option<String>,
     /// With --domain: redefine without asking
-    #[arg(long, short = 'y', requires = "domain")]
+    #[arg(long, short = 'y', requires = "domain", conflicts_with = "files")]
     pub yes: bool,
     /// Replace each FILE with its fixed XML instead of printing it: atomically, keeping owner,
     /// group, mode and extended attributes, and only if nobody changed it meanwhile

@@ -237,6 +237,30 @@ fn bad_input_and_usage_exit_2_with_one_line() {
     assert_eq!(conflict.status.code(), Some(2));
 }
 
+#[test]
+fn yes_and_connect_without_domain_are_usage_errors() {
+    // Once silently accepted with a FILE (clap-rs/clap#4520): the admin who typed -y meant
+    // something that was not done. Nothing is fixed or printed.
+    for args in [
+        vec!["-y", BROKEN],
+        vec!["--yes", "-i", BROKEN],
+        vec!["-c", "qemu:///system", BROKEN],
+        vec!["--connect=test:///default", "--diff", BROKEN],
+        vec!["-y"],
+        vec!["-c", "qemu:///system"],
+    ] {
+        let out = fix(&args);
+        let stderr = support::stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--domain") || stderr.contains("cannot be used with '[FILE]...'"),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
 /// Runs `fix --in-place` on `file` as an unprivileged user, so that permissions bind even when
 /// the tests run as root; the binary is copied where that user can run it.
 fn fix_in_place_unprivileged(workdir: &Path, file: &Path) -> Output {
