@@ -42,6 +42,10 @@ pub struct Judged {
     pub mode: Mode,
     /// The hook would refuse to start this definition (under the default policy).
     pub start_refused: bool,
+    /// `<phbguard:policy mode>` names none of enforce, warn, off: the hook logs a
+    /// `metadata-error` and applies the policy file's mode, so the opt-out written is not the
+    /// one that applies.
+    pub bad_metadata_mode: Option<String>,
 }
 
 impl Judged {
@@ -60,6 +64,17 @@ impl Judged {
         first(Severity::Error)
             .or_else(|| first(Severity::Warning))
             .map(|f| f.rule.id.as_str())
+    }
+
+    /// What is wrong with the definition's `<phbguard:policy>` metadata, as the hook says it.
+    pub fn metadata_error(&self) -> Option<String> {
+        self.bad_metadata_mode.as_ref().map(|m| {
+            format!(
+                "<metadata><phbguard:policy mode='{m}'> is not enforce, warn or off; the hook \
+                 ignores it and uses the policy file's mode ('{}' under the default policy)",
+                self.mode.as_str()
+            )
+        })
     }
 
     /// Whether this definition makes the audit fail: error findings, not opted out.
@@ -160,6 +175,7 @@ fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<Guest, String> {
             findings,
             mode: hook.mode,
             start_refused: hook.reject,
+            bad_metadata_mode: hook.bad_metadata_mode,
         });
         Ok(())
     };

@@ -35,7 +35,11 @@ pub fn text(audit: &Audit) -> String {
                 j.count(Severity::Error).to_string(),
                 j.count(Severity::Warning).to_string(),
                 j.worst_rule().unwrap_or("-").into(),
-                if j.opted_out() { "yes (off)" } else { "no" }.into(),
+                match (j.opted_out(), &j.bad_metadata_mode) {
+                    (true, _) => "yes (off)".into(),
+                    (false, Some(m)) => format!("no (bad mode '{}')", controls(m)),
+                    (false, None) => "no".into(),
+                },
             ]);
         }
     }
@@ -60,8 +64,15 @@ pub fn text(audit: &Audit) -> String {
     }
     let mut details = String::new();
     for g in &audit.guests {
-        for j in g.judged.iter().filter(|j| !j.findings.is_empty()) {
+        for j in g
+            .judged
+            .iter()
+            .filter(|j| !j.findings.is_empty() || j.bad_metadata_mode.is_some())
+        {
             let _ = writeln!(details, "\n{} ({}):", controls(&g.name), j.which.as_str());
+            if let Some(problem) = j.metadata_error() {
+                let _ = writeln!(details, "  warning metadata-error: {}", controls(&problem));
+            }
             for f in &j.findings {
                 let _ = writeln!(
                     details,
@@ -81,12 +92,23 @@ pub fn text(audit: &Audit) -> String {
         .flat_map(|g| &g.judged)
         .filter(|j| j.fails())
         .count();
+    let bad_metadata = audit
+        .guests
+        .iter()
+        .flat_map(|g| &g.judged)
+        .filter(|j| j.bad_metadata_mode.is_some())
+        .count();
     let _ = writeln!(
         out,
-        "\n{} guest{}, {definitions} definition{} judged: {failing} with errors{}",
+        "\n{} guest{}, {definitions} definition{} judged: {failing} with errors{}{}",
         audit.guests.len(),
         plural(audit.guests.len()),
         plural(definitions),
+        if bad_metadata == 0 {
+            String::new()
+        } else {
+            format!(", {bad_metadata} with a bad policy mode")
+        },
         if audit.unreadable.is_empty() {
             String::new()
         } else {
@@ -115,6 +137,7 @@ pub fn json(audit: &Audit) -> Value {
                 "mode": j.mode.as_str(),
                 "opted_out": j.opted_out(),
                 "start_refused": j.start_refused,
+                "metadata_error": j.metadata_error(),
                 "findings": j.findings.iter().map(finding).collect::<Vec<_>>(),
             }));
         }

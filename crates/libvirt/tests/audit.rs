@@ -265,6 +265,43 @@ fn an_opted_out_guest_does_not_fail_the_audit_but_warn_mode_does() {
 }
 
 #[test]
+fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = opted_out_only(dir.path(), "bogus");
+    let (out, json) = audit_json(&node, &[]);
+    // The hook ignores the metadata (a metadata-error warning) and enforces: the guest is refused.
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    let r = &json["results"][0];
+    assert_eq!(r["policy"], "bogus");
+    assert_eq!(r["mode"], "enforce");
+    assert_eq!(r["opted_out"], false);
+    assert_eq!(r["start_refused"], true);
+    let problem = r["metadata_error"].as_str().expect("metadata_error");
+    assert!(
+        problem.starts_with("<metadata><phbguard:policy mode='bogus'> is not enforce, warn or off"),
+        "{problem}"
+    );
+    // A valid mode has none.
+    let (_, json) = audit_json(&opted_out_only(dir.path(), "warn"), &[]);
+    assert_eq!(json["results"][0]["metadata_error"], Value::Null);
+
+    let out = run(&["audit", "-c", &uri(&node)]);
+    let text = stdout(&out);
+    let row = text.lines().nth(1).unwrap();
+    assert!(row.ends_with("  no (bad mode 'bogus')"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "\nlegacy (persistent):\n  warning metadata-error: {problem}\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 definitions judged: 2 with errors, 2 with a bad policy mode"),
+        "{text}"
+    );
+}
+
+#[test]
 fn host_facts_come_from_node_devices_and_sysfs_root_overrides_them() {
     // None of fleet.xml's devices exist here: judged from node devices, web is fine...
     let (_, json) = audit_json(&fleet(), &[]);
