@@ -593,13 +593,27 @@ fn a_sysfs_root_that_is_not_a_directory_stops_the_watcher_from_starting() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
         .args(["watch", "-c", "test:///default", "--config"])
         .arg(&policy)
         .env("NOTIFY_SOCKET", &notify.path)
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // It ends by itself, or it has started (READY=1): then it is stopped, and the test fails.
+    let started = eventually("the watcher to exit or say READY=1", || {
+        if child.try_wait().unwrap().is_some() {
+            Some(false)
+        } else {
+            (!notify.matching(&["READY=1"]).is_empty()).then_some(true)
+        }
+    });
+    if started {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!started, "the watcher started: {stderr}");
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let line = log.wait_for(&[": config-error "]);
     // <27>: facility daemon (3) * 8 + severity err (3).
