@@ -13,21 +13,6 @@ use serde_json::Value;
 const BROKEN: &str = "examples/domains/hostdev-on-default-phb.xml";
 const COMPLIANT: &str = "examples/domains/compliant-db01.xml";
 
-fn sysfs() -> String {
-    support::repo()
-        .join("examples/sysfs")
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
-fn fix(args: &[&str]) -> Output {
-    let sysfs = sysfs();
-    let mut all = vec!["fix", "--sysfs-root", sysfs.as_str()];
-    all.extend(args);
-    support::run(&all, b"")
-}
-
 /// A copy of an example in a fresh directory, so the test may rewrite it.
 fn scratch_copy(example: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -47,14 +32,14 @@ fn entries(dir: &Path) -> Vec<String> {
 
 /// What `fix` prints for a file: the reference for what `--in-place` must write.
 fn fixed_text(example: &str) -> Vec<u8> {
-    let out = fix(&[example]);
+    let out = support::fix_examples(&[example]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     out.stdout
 }
 
 #[test]
 fn the_fixed_xml_goes_to_stdout_and_the_changes_to_stderr() {
-    let out = fix(&[BROKEN]);
+    let out = support::fix_examples(&[BROKEN]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         support::stderr(&out),
@@ -63,9 +48,12 @@ fn the_fixed_xml_goes_to_stdout_and_the_changes_to_stderr() {
              phbguard: {BROKEN}: hostdev 0001:01:00.0: 0000:00:05.0 -> 0000:01:01.0\n"
         )
     );
-    let check = support::run(&["check", "--sysfs-root", &sysfs(), "-"], &out.stdout);
+    let check = support::run(
+        &["check", "--sysfs-root", &support::examples_sysfs(), "-"],
+        &out.stdout,
+    );
     assert_eq!(check.status.code(), Some(0), "{}", support::stdout(&check));
-    let quiet = fix(&["--quiet", BROKEN]);
+    let quiet = support::fix_examples(&["--quiet", BROKEN]);
     assert!(quiet.stderr.is_empty());
     assert_eq!(quiet.stdout, out.stdout);
 }
@@ -73,7 +61,7 @@ fn the_fixed_xml_goes_to_stdout_and_the_changes_to_stderr() {
 #[test]
 fn standard_input_is_read_with_a_dash() {
     let input = fs::read(support::repo().join(BROKEN)).unwrap();
-    let out = support::run(&["fix", "--sysfs-root", &sysfs(), "-"], &input);
+    let out = support::run(&["fix", "--sysfs-root", &support::examples_sysfs(), "-"], &input);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(out.stdout, fixed_text(BROKEN));
 }
@@ -81,21 +69,21 @@ fn standard_input_is_read_with_a_dash() {
 #[test]
 fn a_compliant_file_comes_out_unchanged_and_its_diff_is_empty() {
     let input = fs::read(support::repo().join(COMPLIANT)).unwrap();
-    let out = fix(&[COMPLIANT]);
+    let out = support::fix_examples(&[COMPLIANT]);
     assert_eq!((out.status.code(), &out.stdout), (Some(0), &input));
     assert_eq!(
         support::stderr(&out),
         format!("phbguard: {COMPLIANT}: already compliant, nothing to change\n")
     );
-    assert!(fix(&["-q", COMPLIANT]).stderr.is_empty());
-    let diff = fix(&["--diff", COMPLIANT]);
+    assert!(support::fix_examples(&["-q", COMPLIANT]).stderr.is_empty());
+    let diff = support::fix_examples(&["--diff", COMPLIANT]);
     assert_eq!(diff.status.code(), Some(0));
     assert!(diff.stdout.is_empty());
 }
 
 #[test]
 fn json_lists_each_change() {
-    let out = fix(&["--format", "json", BROKEN]);
+    let out = support::fix_examples(&["--format", "json", BROKEN]);
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stderr.is_empty(), "{}", support::stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -122,7 +110,7 @@ fn json_lists_each_change() {
 fn in_place_replaces_the_file_keeping_its_mode_and_leaves_nothing_else() {
     let (dir, path) = scratch_copy(BROKEN);
     fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-    let out = fix(&["--in-place", path.to_str().unwrap()]);
+    let out = support::fix_examples(&["--in-place", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     assert!(out.stdout.is_empty());
     assert!(support::stderr(&out).contains("-> 0000:01:01.0"));
@@ -135,7 +123,7 @@ fn in_place_replaces_the_file_keeping_its_mode_and_leaves_nothing_else() {
 fn in_place_with_diff_shows_what_was_written() {
     let (_dir, path) = scratch_copy(BROKEN);
     let file = path.to_str().unwrap();
-    let out = fix(&["-i", "--diff", file]);
+    let out = support::fix_examples(&["-i", "--diff", file]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     let diff = support::stdout(&out);
     assert!(
@@ -152,7 +140,7 @@ fn in_place_with_diff_shows_what_was_written() {
 fn in_place_leaves_a_compliant_file_alone() {
     let (_dir, path) = scratch_copy(COMPLIANT);
     let inode = fs::metadata(&path).unwrap().ino();
-    let out = fix(&["-i", path.to_str().unwrap()]);
+    let out = support::fix_examples(&["-i", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     // Not even replaced by an identical copy: the same inode is still there.
     assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
@@ -163,7 +151,7 @@ fn in_place_through_a_symlink_rewrites_its_target() {
     let (dir, path) = scratch_copy(BROKEN);
     let link = dir.path().join("link.xml");
     std::os::unix::fs::symlink(&path, &link).unwrap();
-    let out = fix(&["-i", link.to_str().unwrap()]);
+    let out = support::fix_examples(&["-i", link.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert_eq!(fs::read(&path).unwrap(), fixed_text(BROKEN));
@@ -181,7 +169,7 @@ fn what_cannot_be_fixed_is_said_and_nothing_is_written() {
     fs::write(&path, &xml).unwrap();
     let file = path.to_str().unwrap();
     for args in [vec![file], vec!["--diff", file], vec!["-i", file]] {
-        let out = fix(&args);
+        let out = support::fix_examples(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
         let stderr = support::stderr(&out);
@@ -194,7 +182,7 @@ fn what_cannot_be_fixed_is_said_and_nothing_is_written() {
         );
     }
     assert_eq!(fs::read_to_string(&path).unwrap(), xml);
-    let json = fix(&["--format", "json", file]);
+    let json = support::fix_examples(&["--format", "json", file]);
     let report: Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(
         (json.status.code(), &report["fixed"]),
@@ -223,7 +211,7 @@ fn bad_input_and_usage_exit_2_with_one_line() {
         (vec!["-i", "-"], "phbguard: --in-place needs a file".to_string()),
     ];
     for (args, start) in cases {
-        let out = fix(&args);
+        let out = support::fix_examples(&args);
         let stderr = support::stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(
@@ -233,7 +221,7 @@ fn bad_input_and_usage_exit_2_with_one_line() {
         assert!(out.stdout.is_empty());
     }
     assert_eq!(fs::read_to_string(&truncated).unwrap(), text[..text.len() / 2]);
-    let conflict = fix(&["--diff", "--format", "json", BROKEN]);
+    let conflict = support::fix_examples(&["--diff", "--format", "json", BROKEN]);
     assert_eq!(conflict.status.code(), Some(2));
 }
 
@@ -369,7 +357,13 @@ fn a_full_disk_leaves_the_original_and_no_temporary_file() {
         .arg("trap '' XFSZ; ulimit -f 1; exec \"$@\"")
         .arg("sh")
         .arg(support::bin())
-        .args(["fix", "-i", "--sysfs-root", &sysfs(), path.to_str().unwrap()])
+        .args([
+            "fix",
+            "-i",
+            "--sysfs-root",
+            &support::examples_sysfs(),
+            path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let stderr = support::stderr(&out);

@@ -15,21 +15,6 @@ use std::time::{Duration, Instant};
 const BROKEN: &str = "examples/domains/hostdev-on-default-phb.xml";
 const COMPLIANT: &str = "examples/domains/compliant-db01.xml";
 
-fn sysfs() -> String {
-    support::repo()
-        .join("examples/sysfs")
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
-fn fix(args: &[&str]) -> Output {
-    let sysfs = sysfs();
-    let mut all = vec!["fix", "--sysfs-root", sysfs.as_str()];
-    all.extend(args);
-    support::run(&all, b"")
-}
-
 fn spawn_fix_in_place(path: &Path) -> Child {
     Command::new(support::bin())
         .args([
@@ -37,7 +22,7 @@ fn spawn_fix_in_place(path: &Path) -> Child {
             "--in-place",
             "--quiet",
             "--sysfs-root",
-            &sysfs(),
+            &support::examples_sysfs(),
             path.to_str().unwrap(),
         ])
         .stdout(Stdio::null())
@@ -69,7 +54,10 @@ fn example(name: &str) -> Vec<u8> {
 
 /// What `fix` prints for `input`: what `--in-place` must write.
 fn fixed(input: &[u8]) -> Vec<u8> {
-    let out = support::run(&["fix", "--quiet", "--sysfs-root", &sysfs(), "-"], input);
+    let out = support::run(
+        &["fix", "--quiet", "--sysfs-root", &support::examples_sysfs(), "-"],
+        input,
+    );
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     out.stdout
 }
@@ -130,7 +118,7 @@ fn owner_group_setgid_mode_acl_selinux_label_and_user_xattrs_are_kept() {
     assert!(attrs_before.contains("security.selinux"), "{attrs_before}");
     assert!(attrs_before.contains("user.origin"), "{attrs_before}");
 
-    let out = fix(&["--in-place", p]);
+    let out = support::fix_examples(&["--in-place", p]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     let after = fs::metadata(&path).unwrap();
     assert_ne!(after.ino(), before.ino(), "replaced, not rewritten in place");
@@ -153,7 +141,7 @@ fn a_file_with_another_hard_link_is_refused_and_no_change_is_listed() {
     let (dir, path) = scratch(&example(BROKEN));
     let other = dir.path().join("other-name.xml");
     fs::hard_link(&path, &other).unwrap();
-    let out = fix(&["--in-place", path.to_str().unwrap()]);
+    let out = support::fix_examples(&["--in-place", path.to_str().unwrap()]);
     let stderr = support::stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(
@@ -178,7 +166,7 @@ fn inserted_lines_keep_the_files_crlf_line_endings() {
     let lf = String::from_utf8(example(BROKEN)).unwrap();
     let crlf = lf.replace('\n', "\r\n");
     let (_dir, path) = scratch(crlf.as_bytes());
-    let out = fix(&["--in-place", path.to_str().unwrap()]);
+    let out = support::fix_examples(&["--in-place", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     let written = fs::read_to_string(&path).unwrap();
     // A new PHB controller (five lines) was inserted, and not one line ends in a bare LF.
@@ -203,7 +191,7 @@ fn inserted_lines_keep_the_files_crlf_line_endings() {
 fn backup_keeps_the_original_beside_the_fixed_file() {
     let (dir, path) = scratch(&example(BROKEN));
     let p = path.to_str().unwrap();
-    let out = fix(&["--in-place", "--backup", p]);
+    let out = support::fix_examples(&["--in-place", "--backup", p]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     assert_eq!(
         fs::read(dir.path().join("guest.xml.orig")).unwrap(),
@@ -212,14 +200,14 @@ fn backup_keeps_the_original_beside_the_fixed_file() {
     assert_eq!(fs::read(&path).unwrap(), fixed(&example(BROKEN)));
 
     fs::write(&path, example(BROKEN)).unwrap();
-    let out = fix(&["-i", "--backup=~", p]);
+    let out = support::fix_examples(&["-i", "--backup=~", p]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     assert_eq!(fs::read(dir.path().join("guest.xml~")).unwrap(), example(BROKEN));
     assert_eq!(entries(dir.path()), ["guest.xml", "guest.xml.orig", "guest.xml~"]);
 
     // Only with --in-place, and never a suffix that leaves the directory.
-    assert_eq!(fix(&["--backup", p]).status.code(), Some(2));
-    let out = fix(&["-i", "--backup=/x", p]);
+    assert_eq!(support::fix_examples(&["--backup", p]).status.code(), Some(2));
+    let out = support::fix_examples(&["-i", "--backup=/x", p]);
     assert_eq!(out.status.code(), Some(2), "{}", support::stderr(&out));
 }
 
@@ -229,7 +217,7 @@ fn a_dead_writers_temporary_file_is_removed_by_the_next_run() {
     // Named as a phbguard whose process is gone would have left it: pid above pid_max.
     let leftover = dir.path().join(".guest.xml.phbguard-4294967295-123.AbCdEf");
     fs::write(&leftover, "half a file").unwrap();
-    let out = fix(&["--in-place", path.to_str().unwrap()]);
+    let out = support::fix_examples(&["--in-place", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     assert_eq!(entries(dir.path()), ["guest.xml"]);
 }

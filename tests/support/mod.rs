@@ -168,3 +168,16 @@ pub fn assert_libvirtd_answers() {
         output_text(&probe).trim()
     );
 }
+
+/// The fake POWER9 sysfs the examples are judged against.
+pub fn examples_sysfs() -> String {
+    repo().join("examples/sysfs").to_str().unwrap().to_string()
+}
+
+/// `phbguard fix --sysfs-root <the examples' sysfs> ARGS...`, nothing on stdin.
+pub fn fix_examples(args: &[&str]) -> Output {
+    let sysfs = examples_sysfs();
+    let mut all = vec!["fix", "--sysfs-root", sysfs.as_str()];
+    all.extend(args);
+    run(&all, b"")
+}
