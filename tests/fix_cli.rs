@@ -237,7 +237,7 @@ fn yes_and_connect_without_domain_are_usage_errors() {
         vec!["-y"],
         vec!["-c", "qemu:///system"],
     ] {
-        let out = fix(&args);
+        let out = support::fix_examples(&args);
         let stderr = support::stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
