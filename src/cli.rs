@@ -125,6 +125,11 @@ pub struct AuditArgs {
     /// Write the report to FILE (through a temporary file renamed over it) instead of stdout
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The hook's policy file (mode, exempt, reject_iommu_group_unknown), so that audit says
+    /// which guests the hook would refuse [default: $PHBGUARD_CONFIG, else
+    /// /etc/phbguard/phbguard.toml]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -111,15 +111,23 @@ impl Audit {
     }
 }
 
+/// The hook's policy as audit applies it: what the hook would decide at `prepare begin`.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub config: Config,
+    /// The policy file has a problem: the hook then judges in warn mode (never refuses).
+    pub in_doubt: bool,
+}
+
 /// Judges every guest of `conn` against `host`.
-pub fn audit(conn: &Connect, host: &dyn HostFacts) -> Result<Audit, String> {
+pub fn audit(conn: &Connect, host: &dyn HostFacts, policy: &Policy) -> Result<Audit, String> {
     // Flags 0: every guest, active and inactive, persistent and transient.
     let domains = conn
         .list_all_domains(0)
         .map_err(|e| format!("libvirt cannot list domains: {e}"))?;
     let mut audit = Audit::default();
     for dom in &domains {
-        match guest(dom, host) {
+        match guest(dom, host, policy) {
             Ok(g) => audit.guests.push(g),
             Err(reason) => audit.unreadable.push(Unreadable {
                 name: dom.name().unwrap_or_default(),
@@ -148,7 +156,7 @@ pub fn audit(conn: &Connect, host: &dyn HostFacts) -> Result<Audit, String> {
     Ok(audit)
 }
 
-fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<Guest, String> {
+fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, String> {
     let name = dom.name().map_err(|e| e.to_string())?;
     let uuid = dom.uuid_string().map_err(|e| e.to_string())?;
     let (state, _) = dom.state().map_err(|e| format!("cannot read its state: {e}"))?;
@@ -166,8 +174,11 @@ fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<Guest, String> {
         let hook = verdict::decide(
             &definition,
             host,
-            &Config::default(),
-            Occasion::new(Phase::Prepare),
+            &policy.config,
+            Occasion {
+                warn_only: policy.in_doubt,
+                ..Occasion::new(Phase::Prepare)
+            },
         );
         judged.push(Judged {
             which,

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use phbguard_core::config;
 use phbguard_core::escape::controls;
 use phbguard_core::host::Sysfs;
 use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
@@ -62,11 +63,29 @@ pub(crate) fn check_sysfs_root(root: Option<&Path>) -> anyhow::Result<()> {
     }
 }
 
+/// The policy the hook on this host reads. A problem in it is reported here as a warning: the
+/// hook would judge in warn mode until it is fixed, and so does audit's "refused" column.
+fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
+    let (path, explicit) = config::choose_path(flag, std::env::var_os(config::ENV_VAR));
+    let (config, problems) = config::load(&path, explicit);
+    for p in &problems {
+        eprintln!(
+            "phbguard: warning: policy {}; the hook judges in warn mode until it is fixed",
+            controls(&p.to_string())
+        );
+    }
+    audit::Policy {
+        config,
+        in_doubt: !problems.is_empty(),
+    }
+}
+
 fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
     check_sysfs_root(args.sysfs_root.as_deref())?;
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
-    let result = audit::audit(&conn, &host).map_err(anyhow::Error::msg)?;
+    let policy = hook_policy(args.config.clone());
+    let result = audit::audit(&conn, &host, &policy).map_err(anyhow::Error::msg)?;
     for u in &result.unreadable {
         eprintln!(
             "phbguard: {}",

@@ -23,6 +23,11 @@ fn run(args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)
         .env_remove("LIBVIRT_DEFAULT_URI")
+        // The hook's policy as audit reads it: the defaults, whatever this machine has in /etc.
+        .env(
+            "PHBGUARD_CONFIG",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy-defaults.toml"),
+        )
         .output()
         .expect("phbguard-libvirt runs")
 }
@@ -524,4 +529,45 @@ fn groups_lists_devices_by_group_with_their_users() {
     assert_eq!(dev["used_by"][1]["phb_index"], 1);
     assert_eq!(dev["used_by"][1]["phb_target"], 1);
     assert_eq!(json["ungrouped"][0]["address"], "0030:01:00.0");
+}
+
+#[test]
+fn the_hooks_policy_file_decides_which_starts_audit_says_are_refused() {
+    let refused = |json: &Value, name: &str| {
+        json["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["domain"] == name && r["definition"] == "persistent")
+            .unwrap_or_else(|| panic!("{name} in {json}"))["start_refused"]
+            .clone()
+    };
+    let (_, json) = audit_json(&fleet(), &[]);
+    assert_eq!(refused(&json, "pool-bad"), true, "{json}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("phbguard.toml");
+    let policy_arg = policy.to_str().unwrap();
+    for text in ["exempt = [\"pool-bad\"]\n", "mode = \"warn\"\n"] {
+        std::fs::write(&policy, text).unwrap();
+        let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
+        assert_eq!(refused(&json, "pool-bad"), false, "{text}: {json}");
+        assert_eq!(stderr(&out), "", "{text}");
+        // The findings are the same: the policy says what the hook does, not what is wrong.
+        assert_eq!(out.status.code(), Some(1), "{text}");
+    }
+
+    // A mistake in the policy: the hook judges in warn mode, audit says so and why.
+    std::fs::write(&policy, "\nmode = \"warning\"\n").unwrap();
+    let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    assert_eq!(refused(&json, "pool-bad"), false, "{json}");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("phbguard: warning: policy {policy_arg}:2: ")),
+        "{err}"
+    );
+    assert!(
+        err.contains("the hook judges in warn mode until it is fixed"),
+        "{err}"
+    );
 }
