@@ -148,6 +148,18 @@ impl Verdict {
 /// Judges `domain` on `host` under `policy` at `occasion`. With `mode = "off"` (policy or
 /// metadata) nothing is judged and the verdict has no findings.
 pub fn decide(domain: &Domain, host: &dyn HostFacts, policy: &Config, occasion: Occasion) -> Verdict {
+    decide_on(domain, policy, occasion, || judge(domain, host))
+}
+
+/// [`decide`] over the findings `judged` gives, called only when the mode is not off: for a
+/// caller that has judged `domain` already (audit reports the findings of every guest, opted out
+/// or not), so the rules do not run twice.
+pub fn decide_on(
+    domain: &Domain,
+    policy: &Config,
+    occasion: Occasion,
+    judged: impl FnOnce() -> Vec<Finding>,
+) -> Verdict {
     let mut mode = policy.mode;
     let mut mode_source = ModeSource::Policy;
     let mut bad_metadata_mode = None;
@@ -184,7 +196,7 @@ pub fn decide(domain: &Domain, host: &dyn HostFacts, policy: &Config, occasion: 
         Arrival::Start => true,
         Arrival::Incoming(_) => policy.incoming == Incoming::Refuse,
     };
-    let findings = judge(domain, host);
+    let findings = judged();
     verdict.reject = refusing && mode == Mode::Enforce && !exempt && findings.iter().any(blocking);
     let (first, then): (Vec<Finding>, Vec<Finding>) = findings.into_iter().partition(blocking);
     for (finding, is_blocking) in first

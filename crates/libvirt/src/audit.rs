@@ -171,14 +171,14 @@ fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, S
             parse_domain(xml.as_bytes()).map_err(|e| format!("its {} definition: {e}", which.as_str()))?;
         let findings = judge(&definition, host);
         // What the hook decides at `prepare begin`, from the same pure function it uses.
-        let hook = verdict::decide(
+        let hook = verdict::decide_on(
             &definition,
-            host,
             &policy.config,
             Occasion {
                 warn_only: policy.in_doubt,
                 ..Occasion::new(Phase::Prepare)
             },
+            || findings.clone(),
         );
         judged.push(Judged {
             which,
