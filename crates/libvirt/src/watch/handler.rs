@@ -415,6 +415,12 @@ mod tests {
             redefine::read_definition(&dom).unwrap()
         }
 
+        /// Removes the test's guest from the shared test:///default.
+        fn undefine(&self, id: &DomainId) {
+            let dom = self.conn.lookup_domain_by_uuid_string(&id.uuid).unwrap();
+            dom.undefine().unwrap();
+        }
+
         /// The lines logged since the last call (syslog sends before `log` returns).
         fn lines(&self) -> Vec<String> {
             let mut buf = [0u8; 8192];
@@ -453,11 +459,7 @@ mod tests {
         w.event(&id);
         assert!(w.lines().is_empty());
         assert_eq!(w.definition(&id), fixed);
-        w.conn
-            .lookup_domain_by_uuid_string(&id.uuid)
-            .unwrap()
-            .undefine()
-            .unwrap();
+        w.undefine(&id);
     }
 
     #[test]
@@ -475,11 +477,7 @@ mod tests {
         // The next definition (someone else's) is fixed as usual.
         w.event(&id);
         assert_eq!(verbs(&w.lines()), ["fixed", "redefined"]);
-        w.conn
-            .lookup_domain_by_uuid_string(&id.uuid)
-            .unwrap()
-            .undefine()
-            .unwrap();
+        w.undefine(&id);
     }
 
     #[test]
@@ -512,10 +510,6 @@ mod tests {
         assert_eq!(verbs(&lines), ["warned"], "{lines:#?}");
         assert!(lines[0].contains("action=warn:"), "{lines:#?}");
         assert_eq!(w.definition(&id), before);
-        w.conn
-            .lookup_domain_by_uuid_string(&id.uuid)
-            .unwrap()
-            .undefine()
-            .unwrap();
+        w.undefine(&id);
     }
 }
