@@ -127,11 +127,7 @@ impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut chars = self.0.char_indices();
         for (_, c) in chars.by_ref().take(Self::MAX_CHARS) {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                write!(f, "{c}")?;
-            }
+            crate::escape::write_char(f, c)?;
         }
         if let Some((cut, _)) = chars.next() {
             write!(f, "... ({} more bytes)", self.0.len() - cut)?;

@@ -3,6 +3,7 @@
 //! admin's terminal and a newline cannot forge a second log or error line.
 
 use std::borrow::Cow;
+use std::fmt::{self, Write};
 
 /// `s` with every control character escaped (`\n`, `\r`, `\t`, `\x1b`, `\u{85}`...).
 pub fn controls(s: &str) -> Cow<'_, str> {
@@ -11,18 +12,22 @@ pub fn controls(s: &str) -> Cow<'_, str> {
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x80 && c.is_control() => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
+        // Writing to a String cannot fail.
+        let _ = write_char(&mut out, c);
     }
     Cow::Owned(out)
+}
+
+/// Writes `c`, escaped as [`controls`] escapes it when it is a control character.
+pub(crate) fn write_char(out: &mut impl Write, c: char) -> fmt::Result {
+    match c {
+        '\n' => out.write_str("\\n"),
+        '\r' => out.write_str("\\r"),
+        '\t' => out.write_str("\\t"),
+        c if (c as u32) < 0x80 && c.is_control() => write!(out, "\\x{:02x}", c as u32),
+        c if c.is_control() => write!(out, "\\u{{{:x}}}", c as u32),
+        c => out.write_char(c),
+    }
 }
 
 #[cfg(test)]
