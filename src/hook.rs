@@ -24,15 +24,14 @@
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use phbguard_core::config::{self, Config, Incoming, Mode, OnInternalError};
 use phbguard_core::escape::controls;
 use phbguard_core::host::Sysfs;
-use phbguard_core::input::{InputError, read_bounded};
+use phbguard_core::input::{InputError, read_within};
 use phbguard_core::parse::{METADATA_NS, parse_domain};
 use phbguard_core::syslog::{Level, Syslog, field};
 use phbguard_core::verdict::{Arrival, Disposition, Occasion, Phase, Verdict, decide};
@@ -185,27 +184,13 @@ pub fn main(args: &[OsString], shebang: bool, setup: Option<Mistake>) -> Result<
     edge.report_mistakes(&mistakes);
     edge.warn_only = !mistakes.is_empty();
     on_panic(&edge);
-    let input = read_stdin_within(STDIN_DEADLINE);
+    let input = read_within(io::stdin().as_fd(), STDIN_DEADLINE);
     Ok(edge.judge(input, &host))
 }
 
 /// libvirt writes the XML and closes the pipe at once (virCommandProcessIO); a writer that
 /// does neither must not hold a guest's start, or libvirtd, forever.
 const STDIN_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Reads stdin (bounded in size) on a thread of its own, giving up after `deadline`. A stalled
-/// read is left behind: the process exits soon after and takes the thread with it.
-fn read_stdin_within(deadline: Duration) -> Result<Vec<u8>, InputError> {
-    let (tx, rx) = mpsc::channel();
-    let spawned = thread::Builder::new().name("stdin".into()).spawn(move || {
-        let _ = tx.send(read_bounded(io::stdin().lock()));
-    });
-    if let Err(e) = spawned {
-        return Err(InputError::Io(e));
-    }
-    rx.recv_timeout(deadline)
-        .unwrap_or(Err(InputError::Stalled(deadline.as_secs())))
-}
 
 /// One judged call and where its words go.
 struct Edge {

@@ -4,7 +4,12 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::io::Errno;
 
 use crate::error::ParseError;
 use crate::model::Domain;
@@ -119,6 +124,47 @@ pub fn read_bounded(reader: impl Read) -> Result<Vec<u8>, InputError> {
     Ok(buf)
 }
 
+/// The first allocation of [`read_within`]: a domain XML of a few dozen devices in one read.
+const FIRST_READ_BYTES: usize = 64 * 1024;
+
+/// Reads all of `fd` (the hook's stdin: libvirt's pipe, or a file) like [`read_bounded`], and
+/// gives up with [`InputError::Stalled`] when its writer has neither finished nor closed it
+/// `deadline` after the call. Each read first waits in poll(2) for the time left, so no read
+/// can block past the deadline (a read after poll says readable does not block on a pipe; a
+/// regular file is always readable) and the file's flags are not touched (a pipe's O_NONBLOCK
+/// is shared with its writer). No thread: it costs more than the read of a small guest.
+pub fn read_within(fd: BorrowedFd<'_>, deadline: Duration) -> Result<Vec<u8>, InputError> {
+    let start = Instant::now();
+    let stalled = || InputError::Stalled(deadline.as_secs());
+    let bound = MAX_INPUT_BYTES as usize + 1;
+    let mut buf = Vec::with_capacity(FIRST_READ_BYTES);
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        let left = Timespec::try_from(left).map_err(|_| stalled())?;
+        match poll(&mut [PollFd::from_borrowed_fd(fd, PollFlags::IN)], Some(&left)) {
+            Ok(0) => return Err(stalled()),
+            // Readable, hung up, in error or not open (POLLNVAL): the read tells which.
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(InputError::Io(e.into())),
+        }
+        if buf.len() == buf.capacity() {
+            // Doubling, but never room for more than the bound: no read goes past it.
+            buf.reserve_exact(buf.len().min(bound - buf.len()));
+        }
+        match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut buf)) {
+            Ok(0) => return Ok(buf),
+            Ok(_) if buf.len() >= bound => return Err(InputError::TooLarge),
+            Ok(_) => {}
+            // Another reader of a shared non-blocking pipe took the bytes poll saw: wait again.
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            // A closed stdin reads as empty, as std's Stdin has it (and the XML fails to parse).
+            Err(Errno::BADF) => return Ok(buf),
+            Err(e) => return Err(InputError::Io(e.into())),
+        }
+    }
+}
+
 /// Reads a file, refusing directories and oversized files before reading them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, InputError> {
     let file = File::open(path).map_err(InputError::Io)?;
@@ -209,5 +255,89 @@ mod tests {
             read_regular(&link, 10, Links::Refuse),
             Err(InputError::Io(e)) if e.raw_os_error() == Some(libc::ELOOP)
         ));
+    }
+
+    /// A pipe with `first` written into it.
+    fn pipe_with(first: &[u8]) -> (io::PipeReader, io::PipeWriter) {
+        use std::io::Write;
+        let (reader, mut writer) = io::pipe().unwrap();
+        writer.write_all(first).unwrap();
+        (reader, writer)
+    }
+
+    #[test]
+    fn read_within_reads_a_pipe_its_writer_closes() {
+        use std::os::fd::AsFd;
+        let (reader, writer) = pipe_with(b"<domain/>");
+        drop(writer);
+        let bytes = read_within(reader.as_fd(), Duration::from_secs(5)).unwrap();
+        assert_eq!(bytes, b"<domain/>");
+        // A writer on another thread, in pieces larger than the first allocation: all arrives.
+        let (reader, writer) = pipe_with(b"");
+        let sent = thread_write(writer, 300_000);
+        let bytes = read_within(reader.as_fd(), Duration::from_secs(30)).unwrap();
+        sent.join().unwrap();
+        assert_eq!(bytes.len(), 300_000);
+        assert!(bytes.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    }
+
+    /// Writes `len` bytes into `writer` on a thread of its own, then closes it.
+    fn thread_write(mut writer: io::PipeWriter, len: usize) -> std::thread::JoinHandle<()> {
+        use std::io::Write;
+        std::thread::spawn(move || {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            writer.write_all(&data).unwrap();
+        })
+    }
+
+    #[test]
+    fn read_within_gives_up_on_a_writer_that_stalls_or_trickles() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let deadline = Duration::from_millis(300);
+        // Nothing written, never closed.
+        let (reader, _writer) = pipe_with(b"");
+        let start = Instant::now();
+        assert!(matches!(
+            read_within(reader.as_fd(), deadline),
+            Err(InputError::Stalled(0))
+        ));
+        assert!(start.elapsed() >= deadline);
+        // Part written, then a byte now and then: the deadline is for the whole read, not
+        // for each byte.
+        let (reader, mut writer) = pipe_with(b"<domain>");
+        let trickle = std::thread::spawn(move || {
+            while writer.write_all(b" ").is_ok() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let start = Instant::now();
+        assert!(matches!(
+            read_within(reader.as_fd(), deadline),
+            Err(InputError::Stalled(0))
+        ));
+        assert!(start.elapsed() >= deadline);
+        drop(reader);
+        trickle.join().unwrap();
+    }
+
+    #[test]
+    fn read_within_refuses_more_than_the_bound_and_reads_files() {
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let file = File::create(&path).unwrap();
+        file.set_len(MAX_INPUT_BYTES).unwrap();
+        let exactly = File::open(&path).unwrap();
+        let bytes = read_within(exactly.as_fd(), Duration::from_secs(30)).unwrap();
+        assert_eq!(bytes.len() as u64, MAX_INPUT_BYTES);
+        file.set_len(MAX_INPUT_BYTES + 1).unwrap();
+        let over = File::open(&path).unwrap();
+        assert!(matches!(
+            read_within(over.as_fd(), Duration::from_secs(30)),
+            Err(InputError::TooLarge)
+        ));
+        let empty = File::open("/dev/null").unwrap();
+        assert_eq!(read_within(empty.as_fd(), Duration::from_secs(5)).unwrap(), b"");
     }
 }
