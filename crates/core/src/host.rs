@@ -2,7 +2,7 @@
 //! holds them in maps for tests and benchmarks. No other module touches the filesystem to judge:
 //! [`Facts::gather`] reads what a domain's hostdevs need once, and everything after works on that.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, ErrorKind};
@@ -49,8 +49,8 @@ impl fmt::Display for GroupUnknown {
 pub trait HostFacts {
     /// The host IOMMU group of a PCI device.
     fn iommu_group(&self, addr: PciAddr) -> Result<u32, GroupUnknown>;
-    /// The groups of several devices, in their order: one question each, unless the source
-    /// answers many at less cost.
+    /// The groups of several devices, one answer per address in their order: one question
+    /// each, unless the source answers many at less cost.
     fn iommu_groups(&self, addrs: &[PciAddr]) -> Vec<Result<u32, GroupUnknown>> {
         addrs.iter().map(|&a| self.iommu_group(a)).collect()
     }
@@ -172,9 +172,9 @@ impl HostFacts for Sysfs {
 /// Host facts held in memory.
 #[derive(Debug, Clone, Default)]
 pub struct StaticHost {
-    groups: HashMap<PciAddr, u32>,
-    nodes: HashMap<PciAddr, u32>,
-    hostdev_networks: HashSet<String>,
+    groups: BTreeMap<PciAddr, u32>,
+    nodes: BTreeMap<PciAddr, u32>,
+    hostdev_networks: BTreeSet<String>,
 }
 
 impl StaticHost {
@@ -215,12 +215,23 @@ impl HostFacts for StaticHost {
 
 /// The host facts about one domain's hostdevs, read once: the rules, the fix planner and the
 /// re-check of a rewrite all look here, so a run reads each sysfs entry at most once.
+///
+/// Sorted tables searched by halves on [`key`], not hash maps: a guest has a few to a thousand
+/// host devices, and std's hash maps cost a getrandom(2) per process and SipHash per look-up.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
-    groups: HashMap<PciAddr, Result<u32, GroupUnknown>>,
-    nodes: HashMap<PciAddr, u32>,
+    /// The [`key`]s of the gathered devices, sorted, each once; `groups[i]` is for `keys[i]`.
+    keys: Vec<u64>,
+    groups: Vec<Result<u32, GroupUnknown>>,
+    /// The NUMA nodes that are known, sorted by [`key`].
+    nodes: Vec<(u64, u32)>,
     /// The networks of the domain's interfaces that the host says are hostdev pools.
-    hostdev_networks: HashSet<String>,
+    hostdev_networks: BTreeSet<String>,
+}
+
+/// A PCI address as one number, ordered as the address is: one compare per step of a search.
+fn key(a: PciAddr) -> u64 {
+    (u64::from(a.domain) << 24) | (u64::from(a.bus) << 16) | (u64::from(a.slot) << 8) | u64::from(a.function)
 }
 
 impl Facts {
@@ -229,15 +240,17 @@ impl Facts {
     pub fn gather(domain: &Domain, host: &dyn HostFacts) -> Self {
         let mut facts = Facts::default();
         let mut addrs: Vec<PciAddr> = domain.devices.iter().filter_map(|d| d.host_addr()).collect();
+        // Sorted and each once, as the tables are searched.
         addrs.sort_unstable();
         addrs.dedup();
-        facts.groups = addrs.iter().copied().zip(host.iommu_groups(&addrs)).collect();
+        facts.keys = addrs.iter().map(|&a| key(a)).collect();
+        facts.groups = host.iommu_groups(&addrs);
+        debug_assert_eq!(facts.groups.len(), facts.keys.len(), "one answer per address");
         if !domain.memnodes.is_empty() {
-            for &addr in &addrs {
-                if let Some(node) = host.numa_node(addr) {
-                    facts.nodes.insert(addr, node);
-                }
-            }
+            facts.nodes = addrs
+                .iter()
+                .filter_map(|&a| Some((key(a), host.numa_node(a)?)))
+                .collect();
         }
         for network in domain.devices.iter().filter_map(|d| d.network.as_deref()) {
             if host.is_hostdev_network(network) == Some(true) {
@@ -254,16 +267,16 @@ impl Facts {
 
     /// The IOMMU group of host device `addr`; a device that was not gathered is unknown.
     pub fn group(&self, addr: PciAddr) -> Result<u32, &GroupUnknown> {
-        match self.groups.get(&addr) {
-            Some(Ok(g)) => Ok(*g),
-            Some(Err(why)) => Err(why),
-            None => Err(&GroupUnknown::NoDevice),
+        match self.keys.binary_search(&key(addr)) {
+            Ok(i) => self.groups[i].as_ref().copied(),
+            Err(_) => Err(&GroupUnknown::NoDevice),
         }
     }
 
     /// The NUMA node of host device `addr`, when known.
     pub fn numa_node(&self, addr: PciAddr) -> Option<u32> {
-        self.nodes.get(&addr).copied()
+        let i = self.nodes.binary_search_by_key(&key(addr), |&(k, _)| k).ok()?;
+        Some(self.nodes[i].1)
     }
 }
 
@@ -388,5 +401,47 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(host.iommu_groups(&[DEV]), [host.iommu_group(DEV)]);
+    }
+
+    #[test]
+    fn keys_order_addresses_as_they_are_ordered() {
+        let addrs = [
+            PciAddr {
+                domain: 0xffff,
+                bus: 0,
+                slot: 0,
+                function: 0,
+            },
+            PciAddr {
+                domain: 1,
+                bus: 0xff,
+                slot: 0x1f,
+                function: 7,
+            },
+            PciAddr {
+                domain: 1,
+                bus: 0xff,
+                slot: 0x1f,
+                function: 6,
+            },
+            PciAddr {
+                domain: 1,
+                bus: 2,
+                slot: 0x1f,
+                function: 7,
+            },
+            PciAddr {
+                domain: 0,
+                bus: 0,
+                slot: 0,
+                function: 0,
+            },
+            DEV,
+        ];
+        for a in addrs {
+            for b in addrs {
+                assert_eq!(key(a).cmp(&key(b)), a.cmp(&b), "{a} {b}");
+            }
+        }
     }
 }
