@@ -8,7 +8,7 @@
 //! lowers enforcement, so nobody else may plant one. A mark older than [`WINDOW`] or for
 //! another name is stale and ignored.
 
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::{DirBuilder, Metadata, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,8 @@ impl Marks {
         if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(&self.dir) {
             return Err(format!("cannot create {}: {e}", self.dir.display()));
         }
-        self.check_dir()?;
+        let meta = std::fs::symlink_metadata(&self.dir);
+        self.check_dir(meta.map_err(|e| format!("{}: {e}", self.dir.display()))?)?;
         let tmp = self.dir.join(format!(".{uuid}.{}", std::process::id()));
         let written = OpenOptions::new()
             .write(true)
@@ -61,7 +62,8 @@ impl Marks {
         let file = self.file(uuid)?;
         match std::fs::symlink_metadata(&self.dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            _ => self.check_dir()?,
+            Err(e) => return Err(format!("{}: {e}", self.dir.display())),
+            Ok(meta) => self.check_dir(meta)?,
         }
         let bytes = match read_regular(&file, 4096, Links::Refuse) {
             Ok(b) => b,
@@ -95,14 +97,11 @@ impl Marks {
         Ok(self.dir.join(uuid.to_ascii_lowercase()))
     }
 
-    /// The directory must be ours alone: a real directory, owned by the user the hook runs as
-    /// (the owner of /proc/self), writable by nobody else.
-    fn check_dir(&self) -> Result<(), String> {
+    /// The directory (`meta`, not following a link) must be ours alone: a real directory,
+    /// owned by the user the hook runs as (its effective uid), writable by nobody else.
+    fn check_dir(&self, meta: Metadata) -> Result<(), String> {
         let dir = self.dir.display();
-        let meta = std::fs::symlink_metadata(&self.dir).map_err(|e| format!("{dir}: {e}"))?;
-        let me = std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .map_err(|e| format!("/proc/self: {e}"))?;
+        let me = rustix::process::geteuid().as_raw();
         if !meta.is_dir() {
             Err(format!("{dir} is not a directory"))
         } else if meta.uid() != me {
