@@ -164,7 +164,7 @@ pub fn main(args: &[OsString], shebang: bool, setup: Option<Mistake>) -> Result<
     let mut edge = Edge {
         call,
         phase,
-        log: Syslog::connect(&config.syslog_socket),
+        log: Syslog::on_first_line(&config.syslog_socket),
         stderr: io::stderr().lock(),
         policy_path: path,
         warn_only: false,
@@ -515,7 +515,7 @@ fn on_panic(edge: &Edge) {
         let mut edge = Edge {
             call: call.clone(),
             phase,
-            log: Syslog::connect(&config.syslog_socket),
+            log: Syslog::on_first_line(&config.syslog_socket),
             stderr: io::stderr().lock(),
             policy_path: policy_path.clone(),
             warn_only,

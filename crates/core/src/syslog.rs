@@ -7,7 +7,7 @@
 //! socket, a full receive queue (EAGAIN), a dead syslog daemon: the line is dropped, silently.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ::syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
@@ -30,17 +30,35 @@ pub enum Level {
 /// A connection to syslog, or nothing when there is none to be had.
 pub struct Syslog {
     logger: Option<Logger<LoggerBackend, Formatter3164>>,
+    /// The socket to connect to at the first line ([`Syslog::on_first_line`]).
+    later: Option<PathBuf>,
 }
 
 impl Syslog {
     /// Connects to the datagram socket at `path`; never fails and never blocks.
     pub fn connect(path: &Path) -> Syslog {
+        Syslog {
+            logger: Self::logger(path),
+            later: None,
+        }
+    }
+
+    /// Connects to `path` as [`Syslog::connect`] does, when the first line is sent. For the
+    /// hook: a guest judged clean logs nothing, and a socket would cost it four system calls.
+    pub fn on_first_line(path: &Path) -> Syslog {
+        Syslog {
+            logger: None,
+            later: Some(path.to_owned()),
+        }
+    }
+
+    fn logger(path: &Path) -> Option<Logger<LoggerBackend, Formatter3164>> {
         let socket = UnixDatagram::unbound().and_then(|s| {
             s.set_nonblocking(true)?;
             s.connect(path)?;
             Ok(s)
         });
-        let logger = socket.ok().map(|s| {
+        socket.ok().map(|s| {
             let formatter = Formatter3164 {
                 facility: Facility::LOG_DAEMON,
                 // The local syslog daemon adds the host name; asking for it costs a syscall.
@@ -49,22 +67,28 @@ impl Syslog {
                 pid: std::process::id(),
             };
             Logger::new(LoggerBackend::Unix(s), formatter)
-        });
-        Syslog { logger }
+        })
     }
 
-    /// Whether lines go anywhere (a socket was found and connected).
+    /// Whether lines go anywhere (a socket was found and connected; for
+    /// [`Syslog::on_first_line`], not before a line was sent).
     pub fn connected(&self) -> bool {
         self.logger.is_some()
     }
 
     /// A logger that drops everything.
     pub fn none() -> Syslog {
-        Syslog { logger: None }
+        Syslog {
+            logger: None,
+            later: None,
+        }
     }
 
     /// Sends one line. Errors (no reader, queue full, message too long) are ignored on purpose.
     pub fn log(&mut self, level: Level, line: &str) {
+        if let Some(path) = self.later.take() {
+            self.logger = Self::logger(&path);
+        }
         let Some(logger) = self.logger.as_mut() else {
             return;
         };
@@ -184,6 +208,32 @@ mod tests {
         drop(rx);
         log.log(Level::Err, "dropped");
         assert!(!Syslog::none().connected());
+    }
+
+    #[test]
+    fn on_first_line_connects_when_a_line_is_sent_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let mut log = Syslog::on_first_line(&path);
+        assert!(!log.connected());
+        // The socket appears after the logger was made: the first line still reaches it.
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        log.log(Level::Warning, "first");
+        assert!(log.connected());
+        log.log(Level::Info, "second");
+        let mut buf = [0u8; 4096];
+        let n = rx.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with(": first"));
+        let n = rx.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with(": second"));
+        // No socket at the first line: dropped, and no second try.
+        let mut log = Syslog::on_first_line(&dir.path().join("none.sock"));
+        log.log(Level::Err, "dropped");
+        assert!(!log.connected());
+        let _rx = UnixDatagram::bind(dir.path().join("none.sock")).unwrap();
+        log.log(Level::Err, "dropped too");
+        assert!(!log.connected());
     }
 
     #[test]
