@@ -1,7 +1,7 @@
 //! Rules about where host devices and emulated devices sit: one PHB per host IOMMU group,
 //! nothing else on it, and the default PHB left to emulated devices.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::{Finding, Rule, RuleId, Severity};
 use crate::host::GroupUnknown;
@@ -179,7 +179,7 @@ function 0), so the whole group shares one PHB.",
             return;
         }
         // Each group's home is the bus holding most of its hostdevs (the first such on a tie).
-        let mut buses: HashMap<u32, Vec<(u8, usize)>> = HashMap::new();
+        let mut buses: BTreeMap<u32, Vec<(u8, usize)>> = BTreeMap::new();
         for h in t.hostdevs() {
             let Some(g) = known_group(t, h) else { continue };
             let counts = buses.entry(g).or_default();
