@@ -75,6 +75,10 @@ fn parse_and_check(c: &mut Criterion) {
         let parsed = parse_domain(xml.as_bytes()).unwrap();
         assert!(rules::judge(&parsed, &host).is_empty());
         group.throughput(Throughput::Elements(devices as u64));
+        // The parser alone, to tell its share from the rules'.
+        group.bench_function(format!("{devices} devices, parse only"), |b| {
+            b.iter(|| parse_domain(black_box(xml.as_bytes())).unwrap())
+        });
         group.bench_function(format!("{devices} devices"), |b| {
             b.iter(|| {
                 let domain = parse_domain(black_box(xml.as_bytes())).unwrap();
