@@ -581,7 +581,11 @@ impl<'a> Attrs<'a> {
 
     /// The value of attribute `name`, unescaped and normalized as XML says.
     fn get(&self, name: &str) -> Option<Cow<'a, str>> {
-        let a = self.list.iter().find(|a| a.name == name)?;
+        self.value(self.list.iter().find(|a| a.name == name)?)
+    }
+
+    /// The value of `a`, one of this element's attributes.
+    fn value(&self, a: &Attr<'a>) -> Option<Cow<'a, str>> {
         let raw = self.raw(a);
         // Nearly every value has nothing to unescape or normalize: borrow it as it is.
         if !raw.bytes().any(|b| matches!(b, b'&' | b'\t' | b'\r' | b'\n')) {
@@ -634,9 +638,18 @@ fn pci_fields<'v>(attrs: &Attrs<'v>, at: At<'_>) -> Result<PciFields<'v>, ParseE
     ];
     // Read as any 32-bit number (libvirt checks no range of an empty address, so
     // `function='9'` beside zeros is fine), but a value that is no number at all is reported
-    // against its field's range: `bus='zz'` is "not a number from 0 to 0xff".
-    for ((name, text, value), max) in values.iter_mut().zip(PCI_FIELD_MAX) {
-        if let Some(v) = attrs.get(name) {
+    // against its field's range: `bus='zz'` is "not a number from 0 to 0xff". One pass over
+    // the attributes, not a lookup per field.
+    for a in &attrs.list {
+        let field = match a.name {
+            "domain" => 0,
+            "bus" => 1,
+            "slot" => 2,
+            "function" => 3,
+            _ => continue,
+        };
+        let ((name, text, value), max) = (&mut values[field], PCI_FIELD_MAX[field]);
+        if let Some(v) = attrs.value(a) {
             *value = number(at, name, &v, Base::Auto, u64::from(u32::MAX)).map_err(|e| match e {
                 ParseError::BadNumber {
                     element,
