@@ -556,7 +556,7 @@ impl<'a> Attrs<'a> {
         let attrs = Attrs { source, list };
         // libxml2 (so libvirt) refuses an unknown or broken reference in any attribute, read
         // by the rules or not.
-        for a in &attrs.list {
+        for a in attrs.list.iter().filter(|a| !a.plain) {
             if attrs.raw(a).as_bytes().contains(&b'&') {
                 attrs.decode(a).map_err(|err| ParseError::Malformed {
                     offset: a.value.start as u64,
@@ -586,10 +586,9 @@ impl<'a> Attrs<'a> {
 
     /// The value of `a`, one of this element's attributes.
     fn value(&self, a: &Attr<'a>) -> Option<Cow<'a, str>> {
-        let raw = self.raw(a);
         // Nearly every value has nothing to unescape or normalize: borrow it as it is.
-        if !raw.bytes().any(|b| matches!(b, b'&' | b'\t' | b'\r' | b'\n')) {
-            return Some(Cow::Borrowed(raw));
+        if a.plain {
+            return Some(Cow::Borrowed(self.raw(a)));
         }
         // Cannot fail: `of` decoded every value that holds a reference.
         self.decode(a).ok()

@@ -14,6 +14,8 @@ pub struct Attr<'a> {
     pub value: Span,
     /// The quote character around its value, `'` or `"`.
     pub quote: char,
+    /// The value holds no reference and no line break or tab: as written is what it means.
+    pub plain: bool,
 }
 
 /// A start tag that is not well-formed XML, and where.
@@ -76,11 +78,19 @@ pub fn read<'a>(input: &'a str, tag_start: usize, out: &mut Vec<Attr<'a>>) -> Re
             _ => return bad(i, format!("the value of attribute '{name}' is not quoted")),
         };
         let value_start = i + 1;
-        let rest = &bytes[value_start..];
-        let Some(len) = rest.iter().position(|&b| b == quote || b == b'<') else {
-            return bad(i, format!("the value of attribute '{name}' is never closed"));
+        // Most values hold nothing but plain characters up to their closing quote.
+        let plain_end = run(value_start, PLAIN);
+        let (len, plain) = if bytes.get(plain_end) == Some(&quote) {
+            (plain_end - value_start, true)
+        } else {
+            let rest = &bytes[value_start..];
+            let Some(len) = rest.iter().position(|&b| b == quote || b == b'<') else {
+                return bad(i, format!("the value of attribute '{name}' is never closed"));
+            };
+            let plain = !rest[..len].iter().any(|&b| CLASS[usize::from(b)] & DECODED != 0);
+            (len, plain)
         };
-        if rest[len] == b'<' {
+        if bytes[value_start + len] == b'<' {
             return bad(
                 value_start + len,
                 format!("'<' in the value of attribute '{name}'"),
@@ -96,6 +106,7 @@ pub fn read<'a>(input: &'a str, tag_start: usize, out: &mut Vec<Attr<'a>>) -> Re
         out.push(Attr {
             name,
             value,
+            plain,
             quote: quote as char,
         });
         i = value.end + 1;
@@ -113,6 +124,10 @@ const SPACE: u8 = 1;
 const NAME_START: u8 = 2;
 /// What may follow in a Name: those, digits, `-` and `.`.
 const NAME_CHAR: u8 = 4;
+/// What a value means as written: not a quote, `<`, `&`, or what XML turns into a space.
+const PLAIN: u8 = 8;
+/// What XML decodes in a value: a reference, and tab and line breaks, which become spaces.
+const DECODED: u8 = 16;
 
 /// The classes of every byte value, built at compile time.
 static CLASS: [u8; 256] = {
@@ -128,6 +143,11 @@ static CLASS: [u8; 256] = {
         }
         if c.is_ascii_digit() || c == b'-' || c == b'.' {
             class[b] |= NAME_CHAR;
+        }
+        if matches!(c, b'&' | b'\t' | b'\r' | b'\n') {
+            class[b] |= DECODED;
+        } else if !matches!(c, b'\'' | b'"' | b'<') {
+            class[b] |= PLAIN;
         }
         b += 1;
     }
@@ -164,6 +184,10 @@ mod tests {
         assert!(list.is_empty());
         assert_eq!(end, 8);
         assert!(attrs("<a x.y-z:w='1' _b=''>").is_ok());
+        let mut out = Vec::new();
+        read("<a p='x \"y\"' r='&amp;' n='a\nb' q=\"it's\"/>", 0, &mut out).unwrap();
+        let plain: Vec<bool> = out.iter().map(|a| a.plain).collect();
+        assert_eq!(plain, [true, false, false, true]);
     }
 
     #[test]
