@@ -144,7 +144,7 @@ fn spec() -> impl Strategy<Value = Spec> {
 
 fn host_addr(i: usize) -> PciAddr {
     PciAddr {
-        domain: 0x100 + i as u16,
+        domain: 0x100 + i as u32,
         bus: 1,
         slot: 0,
         function: 0,

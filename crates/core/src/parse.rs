@@ -671,9 +671,10 @@ fn pci_fields<'v>(attrs: &Attrs<'v>, at: At<'_>) -> Result<PciFields<'v>, ParseE
     Ok(PciFields { values })
 }
 
-/// The ranges libvirt checks (`virPCIDeviceAddressIsValid`) for domain, bus, slot and function;
-/// the domain is held in 16 bits, as sysfs and every pSeries guest spell it.
-const PCI_FIELD_MAX: [u64; 4] = [0xffff, 0xff, 0x1f, 0x7];
+/// The ranges libvirt checks (`virPCIDeviceAddressIsValid`) for domain, bus, slot and function.
+/// A domain may use all 32 bits (hosts with VMD domains such as 0x10000 have them); measured on
+/// libvirt 9.0: `domain='0x10000'` is defined, guest and host side.
+const PCI_FIELD_MAX: [u64; 4] = [0xffff_ffff, 0xff, 0x1f, 0x7];
 
 /// Checks the ranges of [`PCI_FIELD_MAX`].
 fn valid_pci_addr(fields: PciFields<'_>, at: At<'_>) -> Result<PciAddr, ParseError> {
@@ -691,7 +692,7 @@ fn valid_pci_addr(fields: PciFields<'_>, at: At<'_>) -> Result<PciAddr, ParseErr
         out[i] = value;
     }
     Ok(PciAddr {
-        domain: out[0] as u16,
+        domain: out[0] as u32,
         bus: out[1] as u8,
         slot: out[2] as u8,
         function: out[3] as u8,
@@ -853,6 +854,22 @@ mod tests {
         assert_eq!(hostdev.host_addr().unwrap().to_string(), "0001:02:00.0");
         // The first address is not a PCI one: libvirt never reads the second.
         assert_eq!(hostdev.address, None);
+    }
+
+    #[test]
+    fn a_pci_domain_may_use_32_bits_as_in_libvirt() {
+        // Measured on libvirt 9.0 (test driver): both addresses below are defined as written.
+        let hostdev = first_device(
+            "<hostdev mode='subsystem' type='pci'><source><address domain='0x10000' bus='1' slot='0' function='0'/></source>\
+             <address type='pci' domain='0xffffffff' bus='0' slot='5'/></hostdev>",
+        )
+        .unwrap();
+        assert_eq!(hostdev.host_addr().unwrap().to_string(), "10000:01:00.0");
+        assert_eq!(hostdev.address.unwrap().domain, 0xffff_ffff);
+        // Over 32 bits is refused, as virStrToLong_uip refuses it.
+        let err = first_device("<disk><address type='pci' domain='0x100000000' bus='0' slot='5'/></disk>")
+            .unwrap_err();
+        assert!(err.to_string().contains("domain='0x100000000'"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ fn addr(text: &str) -> PciAddr {
     let (bus, rest) = rest.split_once(':').unwrap();
     let (slot, function) = rest.split_once('.').unwrap();
     PciAddr {
-        domain: hex(domain) as u16,
+        domain: hex(domain),
         bus: hex(bus) as u8,
         slot: hex(slot) as u8,
         function: hex(function) as u8,

@@ -281,7 +281,7 @@ mod tests {
                     .map(|p| u32::from_str_radix(p, 16).unwrap())
                     .collect();
                 let addr = PciAddr {
-                    domain: n[0] as u16,
+                    domain: n[0],
                     bus: n[1] as u8,
                     slot: n[2] as u8,
                     function: n[3] as u8,
