@@ -458,7 +458,7 @@ proptest! {
         let (_, result) = fixed(&xml, &host);
         prop_assert!(!result.is_clean());
         prop_assert!(
-            result.problems().iter().any(|p| p.starts_with("hostdev 0fff:01:00.0 at 0000:00:1f.0: has to move")),
+            result.problems().iter().any(|p| p.text.starts_with("hostdev 0fff:01:00.0 at 0000:00:1f.0: has to move")),
             "{:?}", result.problems()
         );
     }

@@ -86,6 +86,8 @@ pub struct Unfixable {
     pub device: String,
     /// Why it cannot be fixed.
     pub reason: String,
+    /// The line of the input it starts on, where a report points an admin.
+    pub line: Option<usize>,
 }
 /// What a rewrite changes, and what it has to leave broken.
 
@@ -206,6 +208,7 @@ impl<'t, 'd> Planner<'t, 'd> {
             subject,
             device: dev.describe(),
             reason,
+            line: self.topology.line_of(subject),
         });
     }
 

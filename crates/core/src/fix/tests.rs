@@ -80,7 +80,7 @@ fn run_with(xml: &str, host: &StaticHost, options: Options) -> Outcome {
     let fixed = fix(xml, &parsed, host, options).unwrap();
     Outcome {
         changes: fixed.plan.changes.iter().map(|c| c.describe(&parsed)).collect(),
-        problems: fixed.problems(),
+        problems: fixed.problems().iter().map(ToString::to_string).collect(),
         clean: fixed.is_clean(),
         output: fixed.output,
     }
