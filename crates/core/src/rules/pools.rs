@@ -6,7 +6,6 @@
 //! network is a pool, so `check` and the hook (sysfs) never fire this rule; `audit` does.
 
 use super::{Finding, Rule, RuleId, Severity};
-use crate::model::Subject;
 use crate::topology::Bus;
 
 pub(super) const HOSTDEV_NETWORK_NOT_ISOLATED: Rule = Rule {
@@ -62,18 +61,15 @@ place it. 'virsh net-dumpxml NETWORK' shows whether a network is a hostdev pool.
                     )
                 }
             };
-            let name = dev.describe();
-            let subject = Subject::Device(i);
-            out.push(Finding {
+            out.push(Finding::about_device(
                 rule,
-                subject,
-                line: t.line_of(subject),
-                message: format!(
-                    "{name} {why}; network '{network}' is a hostdev pool, so the interface becomes \
-                     a hostdev at start: give it a PHB of its own"
+                t,
+                i,
+                &format!(
+                    "{why}; network '{network}' is a hostdev pool, so the interface becomes a hostdev \
+                     at start: give it a PHB of its own"
                 ),
-                device: name,
-            });
+            ));
         }
     },
 };
