@@ -90,6 +90,13 @@ fn run(xml: &str, host: &StaticHost) -> Outcome {
     run_with(xml, host, Options::default())
 }
 
+/// What a fix that must come out clean changes.
+fn clean_changes(xml: &str, host: &StaticHost) -> Vec<String> {
+    let out = run(xml, host);
+    assert!(out.clean, "{:?}", out.problems);
+    out.changes
+}
+
 #[test]
 fn each_group_keeps_the_phb_that_holds_most_of_it() {
     let h = host(&[
@@ -109,10 +116,8 @@ fn each_group_keeps_the_phb_that_holds_most_of_it() {
             hostdev("0002:01:00.1", Some((2, 1, 0))),
         ],
     );
-    let out = run(&xml, &h);
-    assert!(out.clean, "{:?}", out.problems);
     assert_eq!(
-        out.changes,
+        clean_changes(&xml, &h),
         ["hostdev 0002:01:00.0: 0000:01:03.0 -> 0000:02:02.0"]
     );
 }
@@ -127,10 +132,8 @@ fn functions_of_one_slot_move_together_and_keep_their_numbers() {
             hostdev("0003:01:00.1", Some((0, 5, 1))),
         ],
     );
-    let out = run(&xml, &h);
-    assert!(out.clean, "{:?}", out.problems);
     assert_eq!(
-        out.changes,
+        clean_changes(&xml, &h),
         [
             "added PHB index 1 target 1",
             "hostdev 0003:01:00.0: 0000:00:05.0 -> 0000:01:01.0",
@@ -150,10 +153,8 @@ fn a_function_that_moves_alone_becomes_function_0() {
             hostdev("0003:01:00.1", Some((1, 1, 1))),
         ],
     );
-    let out = run(&xml, &h);
-    assert!(out.clean, "{:?}", out.problems);
     assert_eq!(
-        out.changes,
+        clean_changes(&xml, &h),
         [
             "added PHB index 2 target 2",
             "hostdev 0003:01:00.1: 0000:01:01.1 -> 0000:02:01.0"
@@ -234,10 +235,8 @@ fn nested_bridges_emptied_by_the_move_are_removed() {
 fn a_bridge_that_keeps_emulated_devices_stays() {
     let h = host(&[("0002:02:00.0", 3, None)]);
     let xml = domain("", &bridge_keeping_an_emulated_device_and_a_hostdev());
-    let out = run(&xml, &h);
-    assert!(out.clean, "{:?}", out.problems);
     assert_eq!(
-        out.changes,
+        clean_changes(&xml, &h),
         [
             "added PHB index 2 target 1",
             "hostdev 0002:02:00.0: 0000:01:01.0 -> 0000:02:01.0"
