@@ -111,7 +111,9 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
         list_changes();
     }
     for problem in fixed.problems() {
-        say(&format!("phbguard: {file}: cannot fix: {problem}"));
+        // FILE:LINE, as findings are reported.
+        let at = problem.line.map(|l| format!(":{l}")).unwrap_or_default();
+        say(&format!("phbguard: {file}{at}: cannot fix: {problem}"));
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;

@@ -168,6 +168,12 @@ fn what_cannot_be_fixed_is_said_and_nothing_is_written() {
     let path = dir.path().join("guest.xml");
     fs::write(&path, &xml).unwrap();
     let file = path.to_str().unwrap();
+    // FILE:LINE of the hostdev's start tag, as findings are reported.
+    let source = xml.find("domain='0x0abc'").unwrap();
+    let line = xml[..xml[..source].rfind("<hostdev").unwrap()]
+        .matches('\n')
+        .count()
+        + 1;
     for args in [vec![file], vec!["--diff", file], vec!["-i", file]] {
         let out = support::fix_examples(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
@@ -175,7 +181,7 @@ fn what_cannot_be_fixed_is_said_and_nothing_is_written() {
         let stderr = support::stderr(&out);
         assert!(
             stderr.contains(&format!(
-                "phbguard: {file}: cannot fix: hostdev 0abc:01:00.0 at 0000:00:05.0: has to move but its \
+                "phbguard: {file}:{line}: cannot fix: hostdev 0abc:01:00.0 at 0000:00:05.0: has to move but its \
                  IOMMU group is unknown (the host has no such PCI device)"
             )),
             "{stderr}"

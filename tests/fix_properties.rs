@@ -144,7 +144,7 @@ fn spec() -> impl Strategy<Value = Spec> {
 
 fn host_addr(i: usize) -> PciAddr {
     PciAddr {
-        domain: 0x100 + i as u16,
+        domain: 0x100 + i as u32,
         bus: 1,
         slot: 0,
         function: 0,
@@ -458,7 +458,7 @@ proptest! {
         let (_, result) = fixed(&xml, &host);
         prop_assert!(!result.is_clean());
         prop_assert!(
-            result.problems().iter().any(|p| p.starts_with("hostdev 0fff:01:00.0 at 0000:00:1f.0: has to move")),
+            result.problems().iter().any(|p| p.text.starts_with("hostdev 0fff:01:00.0 at 0000:00:1f.0: has to move")),
             "{:?}", result.problems()
         );
     }

@@ -21,13 +21,17 @@ impl HostFacts for FuzzHost {
         match addr.function {
             7 => Err(GroupUnknown::NoDevice),
             6 => Err(GroupUnknown::NoLink),
-            // Two functions of a slot share a group; domains keep groups apart.
-            f => Ok(u32::from(addr.domain) * 1000 + u32::from(addr.slot) * 4 + u32::from(f / 2)),
+            // Two functions of a slot share a group; domains keep groups apart (a domain
+            // takes all 32 bits: wrapping, not overflowing).
+            f => Ok(addr
+                .domain
+                .wrapping_mul(1000)
+                .wrapping_add(u32::from(addr.slot) * 4 + u32::from(f / 2))),
         }
     }
 
     fn numa_node(&self, addr: PciAddr) -> Option<u32> {
-        (addr.bus != 0xff).then_some(u32::from(addr.domain % 2))
+        (addr.bus != 0xff).then_some(addr.domain % 2)
     }
 }
 

@@ -1,7 +1,8 @@
 //! phbguard: keeps libvirt pSeries guests on the PowerVM-style PCI Host Bridge isolation rule,
 //! one PHB per host IOMMU group with the default PHB left to emulated devices.
 //!
-//! The modules read in one direction: [`input`] and [`parse`] turn bytes into the [`model`];
+//! The modules read in one direction: [`input`] and [`parse`] (with [`start_tag`], the one
+//! reading of attributes, which [`edit`] shares) turn bytes into the [`model`];
 //! [`host`] gathers the facts about its host devices; `topology` (internal) builds the PCI
 //! topology from both once; [`rules`] judge it; [`verdict`] turns findings into what the hook
 //! decides under the policy ([`config`]); [`report`] and [`fix`] (with [`edit`] and [`replace`])
@@ -23,6 +24,7 @@ pub mod report;
 pub mod rules;
 #[doc(hidden)]
 pub mod seams;
+pub mod start_tag;
 pub mod syslog;
 pub(crate) mod topology;
 pub mod verdict;

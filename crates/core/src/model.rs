@@ -7,7 +7,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciAddr {
     /// The PCI domain (segment).
-    pub domain: u16,
+    pub domain: u32,
     /// The bus number: a controller's index in the guest.
     pub bus: u8,
     /// The slot, 0 to 0x1f.

@@ -38,7 +38,7 @@ pub fn parse_uint(text: &str, base: Base, max: u64) -> Option<u64> {
             None => (rest, 10),
         },
     };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+    if digits.is_empty() || !digits.bytes().all(|b| char::from(b).is_digit(radix)) {
         return None;
     }
     // from_str_radix fails only on overflow here: the digits were checked above.

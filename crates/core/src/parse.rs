@@ -1,15 +1,19 @@
 //! One streaming pass over domain XML into a [`Domain`]. Elements the rules do not need are
 //! skipped without being stored; every device keeps its byte span for the rewriter.
 
-use quick_xml::Reader;
 use std::borrow::Cow;
 
+use quick_xml::Reader;
 use quick_xml::XmlVersion;
+use quick_xml::errors::{Error as XmlError, IllFormedError};
+use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::QName;
 
 use crate::error::ParseError;
 use crate::model::{Device, DeviceKind, Domain, HostdevForm, MemNode, PciAddr, PciController, Span};
 use crate::number::{Base, parse_nodeset, parse_uint};
+use crate::start_tag::{self, Attr};
 
 /// The namespace of `<phbguard:policy>` under `<metadata>`, as `virsh metadata --uri` takes it.
 pub const METADATA_NS: &str = "urn:phbguard:policy:1";
@@ -26,7 +30,10 @@ pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
     })?;
     // NUL is no XML character: libvirt's parser (libxml2) refuses such a document, so it can
     // never be a domain definition. quick-xml does not check characters.
-    if let Some(offset) = text.find('\0') {
+    // `contains` on bytes is a memchr; `str::find` walks characters.
+    if input.contains(&0)
+        && let Some(offset) = input.iter().position(|&b| b == 0)
+    {
         return Err(ParseError::Malformed {
             offset: offset as u64,
             detail: "a NUL character, which XML does not allow".into(),
@@ -122,10 +129,12 @@ impl<'a> Parser<'a> {
             })?;
             let end = self.position();
             match event {
-                Event::Start(e) => {
-                    let tag = self.open(&e, Span { start, end })?;
-                    self.stack.push(tag);
-                }
+                Event::Start(e) => match self.open(&e, Span { start, end })? {
+                    // Nothing under an element the rules do not read is looked at: quick-xml
+                    // only checks it is well-formed on its way to the end tag.
+                    Tag::Skip => self.skip_to_end(e.name())?,
+                    tag => self.stack.push(tag),
+                },
                 Event::Empty(e) => {
                     let tag = self.open(&e, Span { start, end })?;
                     self.close(tag, Span { start, end })?;
@@ -168,6 +177,19 @@ impl<'a> Parser<'a> {
         Ok(self.domain)
     }
 
+    /// Reads past the end tag that matches the start tag just read.
+    fn skip_to_end(&mut self, name: QName<'_>) -> Result<(), ParseError> {
+        self.reader.read_to_end(name).map(drop).map_err(|e| match e {
+            XmlError::IllFormed(IllFormedError::MissingEndTag(_)) => ParseError::Truncated {
+                open: "domain".into(),
+            },
+            e => ParseError::Malformed {
+                offset: self.reader.error_position() + self.base as u64,
+                detail: e.to_string(),
+            },
+        })
+    }
+
     fn position(&self) -> usize {
         // The reader works on a &str held in memory, so positions fit in usize.
         self.base + self.reader.buffer_position() as usize
@@ -176,10 +198,7 @@ impl<'a> Parser<'a> {
     /// The line `offset` is on; offsets are asked for in document order.
     fn line_of(&mut self, offset: usize) -> usize {
         let (from, line) = self.counted;
-        let newlines = self.source.as_bytes()[from..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
+        let newlines = memchr::memchr_iter(b'\n', &self.source.as_bytes()[from..offset]).count();
         self.counted = (offset, line + newlines);
         self.counted.1
     }
@@ -197,13 +216,13 @@ impl<'a> Parser<'a> {
 
     /// Handles a start (or empty) tag and says what it is.
     fn open(&mut self, e: &BytesStart<'_>, span: Span) -> Result<Tag, ParseError> {
-        let name = e.local_name();
-        let name = name.as_ref();
+        let (name, prefix) = e.name().decompose();
+        let name = name.into_inner();
         let parent = self.stack.last().copied();
         // An element in another namespace (`<x:hostdev xmlns:x=...>`, `<qemu:commandline>`) is
         // not libvirt's, whatever its local name: libvirt's XPath lookups match only elements
         // in no namespace. `<metadata>` is where our own namespaced element lives.
-        if !self.stack.is_empty() && e.name().prefix().is_some() && parent != Some(Tag::Metadata) {
+        if !self.stack.is_empty() && prefix.is_some() && parent != Some(Tag::Metadata) {
             return Ok(Tag::Skip);
         }
         let tag = match (self.stack.len(), parent) {
@@ -230,7 +249,7 @@ impl<'a> Parser<'a> {
             },
             (2, Some(Tag::Os)) => {
                 if name == "type" {
-                    let attrs = Attrs::of(e)?;
+                    let attrs = Attrs::of(self.source, span.start)?;
                     self.domain.arch = attrs.owned("arch");
                     self.domain.machine = attrs.owned("machine");
                 }
@@ -238,13 +257,13 @@ impl<'a> Parser<'a> {
             }
             (2, Some(Tag::Numatune)) => {
                 if name == "memnode" {
-                    self.memnode(e)?;
+                    self.memnode(span.start)?;
                 }
                 Tag::Skip
             }
             (2, Some(Tag::Metadata)) => {
                 if name == "policy" {
-                    let attrs = Attrs::of(e)?;
+                    let attrs = Attrs::of(self.source, span.start)?;
                     if in_our_namespace(e, &attrs) {
                         self.domain.policy_mode = attrs.owned("mode");
                     }
@@ -253,16 +272,16 @@ impl<'a> Parser<'a> {
             }
             (2, Some(Tag::Devices)) => {
                 let line = self.line_of(span.start);
-                self.device = Some(DeviceBuilder::new(e, span.start, line)?);
+                self.device = Some(DeviceBuilder::new(self.source, name, span.start, line)?);
                 Tag::Device
             }
-            (3, Some(Tag::Device)) => self.device_child(e, name, span)?,
+            (3, Some(Tag::Device)) => self.device_child(name, span)?,
             (4, Some(Tag::DeviceSource)) => {
                 let dev = self.device.as_mut().expect("inside a device");
                 // The first <address> is the one libvirt reads (virXPathNode).
                 if name == "address" && dev.host.is_none() {
                     let at = At::new(&dev.element, "><source><address");
-                    let attrs = Attrs::of(e)?;
+                    let attrs = Attrs::of(self.source, span.start)?;
                     // A host address names a real device: 0000:00:00.0 is one, not "unset".
                     dev.host = Some(valid_pci_addr(pci_fields(&attrs, at)?, at)?);
                 }
@@ -277,21 +296,24 @@ impl<'a> Parser<'a> {
         Ok(tag)
     }
 
-    fn device_child(&mut self, e: &BytesStart<'_>, name: &str, span: Span) -> Result<Tag, ParseError> {
+    fn device_child(&mut self, name: &str, span: Span) -> Result<Tag, ParseError> {
         let dev = self.device.as_mut().expect("inside a device");
         let interesting = matches!(name, "address" | "model" | "target" | "mac" | "alias")
             || (name == "source" && dev.element == "interface");
         let attrs = if interesting {
-            Attrs::of(e)?
+            Attrs::of(self.source, span.start)?
         } else {
-            Attrs { list: Vec::new() }
+            Attrs {
+                source: self.source,
+                list: Vec::new(),
+            }
         };
         Ok(match name {
             // libvirt reads a device's first <address> child and ignores the others
             // (virDomainDeviceInfoParseXML takes the first element named address).
             "address" if dev.address_span.is_none() => {
                 dev.address_span = Some(span);
-                if attrs.get("type") == Some("pci") {
+                if attrs.get("type").as_deref() == Some("pci") {
                     dev.address = guest_pci_addr(&attrs, At::new(&dev.element, "><address"))?;
                 }
                 Tag::Skip
@@ -316,7 +338,7 @@ impl<'a> Parser<'a> {
                     && let Some(v) = attrs.get("index")
                 {
                     let at = At::new(&dev.element, "><target");
-                    dev.target_index = Some(number(at, "index", v, Base::Auto, u64::from(u32::MAX))? as u32);
+                    dev.target_index = Some(number(at, "index", &v, Base::Auto, u64::from(u32::MAX))? as u32);
                 }
                 Tag::DeviceTarget
             }
@@ -354,13 +376,13 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn memnode(&mut self, e: &BytesStart<'_>) -> Result<(), ParseError> {
-        let attrs = Attrs::of(e)?;
+    fn memnode(&mut self, tag_start: usize) -> Result<(), ParseError> {
+        let attrs = Attrs::of(self.source, tag_start)?;
         let cell = match attrs.get("cellid") {
             Some(v) => number(
                 At::new("memnode", ""),
                 "cellid",
-                v,
+                &v,
                 Base::Decimal,
                 u64::from(u32::MAX),
             )? as u32,
@@ -375,18 +397,18 @@ impl<'a> Parser<'a> {
 }
 
 impl DeviceBuilder {
-    fn new(e: &BytesStart<'_>, start: usize, line: usize) -> Result<Self, ParseError> {
-        let element = e.local_name().as_ref().to_string();
-        let attrs = Attrs::of(e)?;
+    fn new(source: &str, element: &str, start: usize, line: usize) -> Result<Self, ParseError> {
+        let element = element.to_string();
+        let attrs = Attrs::of(source, start)?;
         // Only a controller's index is a number libvirt reads (base 10, virXMLPropInt).
         let index_attr = match attrs.get("index").filter(|_| element == "controller") {
             Some(v) => {
-                let max = if attrs.get("type") == Some("pci") {
+                let max = if attrs.get("type").as_deref() == Some("pci") {
                     MAX_CONTROLLER_INDEX
                 } else {
                     u64::from(u32::MAX)
                 };
-                Some(number(At::new(&element, ""), "index", v, Base::Decimal, max)? as u32)
+                Some(number(At::new(&element, ""), "index", &v, Base::Decimal, max)? as u32)
             }
             None => None,
         };
@@ -515,58 +537,65 @@ fn assign_controller_indexes(domain: &mut Domain) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// An element's attributes, read and unescaped once; elements have a handful, so lookups scan.
-struct Attrs<'e> {
-    list: Vec<(&'e str, Cow<'e, str>)>,
+/// An element's attributes, located once by [`start_tag::read`]; a value is unescaped only
+/// when asked for, and borrowed from the input unless it holds a reference or a line break.
+struct Attrs<'a> {
+    source: &'a str,
+    list: Vec<Attr<'a>>,
 }
 
-impl<'e> Attrs<'e> {
-    fn of(e: &'e BytesStart<'_>) -> Result<Self, ParseError> {
-        // quick-xml takes `bus='1'=slot='2'` and `bus='1'slot='2'` as two attributes; XML
-        // (and libxml2, so libvirt) refuses both, and fix's byte editor cannot place an edit
-        // in them. Found by fuzz/ (tests/fuzz/fix/).
-        if !separated_attributes(e.attributes_raw()) {
-            return Err(ParseError::Malformed {
-                offset: 0,
-                detail: format!(
-                    "<{}>: attributes must be name='value' pairs separated by white space",
-                    e.local_name().as_ref()
-                ),
-            });
-        }
-        // libvirt's elements carry at most a handful of attributes.
-        let mut list = Vec::with_capacity(6);
-        for a in e.attributes() {
-            let a = a.map_err(|err| ParseError::Malformed {
-                offset: 0,
-                detail: err.to_string(),
-            })?;
-            let value = a
-                .normalized_value(XmlVersion::Implicit1_0)
-                .map_err(|err| ParseError::Malformed {
-                    offset: 0,
+impl<'a> Attrs<'a> {
+    /// The attributes of the start tag at `tag_start` in `source`.
+    fn of(source: &'a str, tag_start: usize) -> Result<Self, ParseError> {
+        // One allocation: libvirt's elements carry a handful of attributes.
+        let mut list = Vec::with_capacity(8);
+        start_tag::read(source, tag_start, &mut list).map_err(|e| ParseError::Malformed {
+            offset: e.offset as u64,
+            detail: e.detail,
+        })?;
+        let attrs = Attrs { source, list };
+        // libxml2 (so libvirt) refuses an unknown or broken reference in any attribute, read
+        // by the rules or not.
+        for a in attrs.list.iter().filter(|a| !a.plain) {
+            if attrs.raw(a).as_bytes().contains(&b'&') {
+                attrs.decode(a).map_err(|err| ParseError::Malformed {
+                    offset: a.value.start as u64,
                     detail: err.to_string(),
                 })?;
-            if !is_xml_name(a.key.0) {
-                return Err(ParseError::Malformed {
-                    offset: 0,
-                    detail: format!("'{}' is not an attribute name", a.key.0),
-                });
             }
-            list.push((a.key.0, value));
         }
-        Ok(Attrs { list })
+        Ok(attrs)
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
-        self.list
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_ref())
+    fn raw(&self, a: &Attr<'a>) -> &'a str {
+        &self.source[a.value.start..a.value.end]
+    }
+
+    fn decode(&self, a: &Attr<'a>) -> quick_xml::Result<Cow<'a, str>> {
+        Attribute {
+            key: QName(a.name),
+            value: Cow::Borrowed(self.raw(a)),
+        }
+        .normalized_value(XmlVersion::Implicit1_0)
+    }
+
+    /// The value of attribute `name`, unescaped and normalized as XML says.
+    fn get(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.value(self.list.iter().find(|a| a.name == name)?)
+    }
+
+    /// The value of `a`, one of this element's attributes.
+    fn value(&self, a: &Attr<'a>) -> Option<Cow<'a, str>> {
+        // Nearly every value has nothing to unescape or normalize: borrow it as it is.
+        if a.plain {
+            return Some(Cow::Borrowed(self.raw(a)));
+        }
+        // Cannot fail: `of` decoded every value that holds a reference.
+        self.decode(a).ok()
     }
 
     fn owned(&self, name: &str) -> Option<String> {
-        self.get(name).map(String::from)
+        self.get(name).map(Cow::into_owned)
     }
 }
 
@@ -596,10 +625,10 @@ fn number(at: At<'_>, attribute: &str, value: &str, base: Base, max: u64) -> Res
 /// The four numbers of an `<address>` element as libvirt reads them
 /// (`virPCIDeviceAddressParseXML`: base 0, absent is 0), before their ranges are checked.
 struct PciFields<'v> {
-    values: [(&'static str, Option<&'v str>, u64); 4],
+    values: [(&'static str, Option<Cow<'v, str>>, u64); 4],
 }
 
-fn pci_fields<'v>(attrs: &'v Attrs<'_>, at: At<'_>) -> Result<PciFields<'v>, ParseError> {
+fn pci_fields<'v>(attrs: &Attrs<'v>, at: At<'_>) -> Result<PciFields<'v>, ParseError> {
     let mut values = [
         ("domain", None, 0),
         ("bus", None, 0),
@@ -608,11 +637,19 @@ fn pci_fields<'v>(attrs: &'v Attrs<'_>, at: At<'_>) -> Result<PciFields<'v>, Par
     ];
     // Read as any 32-bit number (libvirt checks no range of an empty address, so
     // `function='9'` beside zeros is fine), but a value that is no number at all is reported
-    // against its field's range: `bus='zz'` is "not a number from 0 to 0xff".
-    for ((name, text, value), max) in values.iter_mut().zip(PCI_FIELD_MAX) {
-        if let Some(v) = attrs.get(name) {
-            *text = Some(v);
-            *value = number(at, name, v, Base::Auto, u64::from(u32::MAX)).map_err(|e| match e {
+    // against its field's range: `bus='zz'` is "not a number from 0 to 0xff". One pass over
+    // the attributes, not a lookup per field.
+    for a in &attrs.list {
+        let field = match a.name {
+            "domain" => 0,
+            "bus" => 1,
+            "slot" => 2,
+            "function" => 3,
+            _ => continue,
+        };
+        let ((name, text, value), max) = (&mut values[field], PCI_FIELD_MAX[field]);
+        if let Some(v) = attrs.value(a) {
+            *value = number(at, name, &v, Base::Auto, u64::from(u32::MAX)).map_err(|e| match e {
                 ParseError::BadNumber {
                     element,
                     attribute,
@@ -628,14 +665,16 @@ fn pci_fields<'v>(attrs: &'v Attrs<'_>, at: At<'_>) -> Result<PciFields<'v>, Par
                 },
                 other => other,
             })?;
+            *text = Some(v);
         }
     }
     Ok(PciFields { values })
 }
 
-/// The ranges libvirt checks (`virPCIDeviceAddressIsValid`) for domain, bus, slot and function;
-/// the domain is held in 16 bits, as sysfs and every pSeries guest spell it.
-const PCI_FIELD_MAX: [u64; 4] = [0xffff, 0xff, 0x1f, 0x7];
+/// The ranges libvirt checks (`virPCIDeviceAddressIsValid`) for domain, bus, slot and function.
+/// A domain may use all 32 bits (hosts with VMD domains such as 0x10000 have them); measured on
+/// libvirt 9.0: `domain='0x10000'` is defined, guest and host side.
+const PCI_FIELD_MAX: [u64; 4] = [0xffff_ffff, 0xff, 0x1f, 0x7];
 
 /// Checks the ranges of [`PCI_FIELD_MAX`].
 fn valid_pci_addr(fields: PciFields<'_>, at: At<'_>) -> Result<PciAddr, ParseError> {
@@ -645,7 +684,7 @@ fn valid_pci_addr(fields: PciFields<'_>, at: At<'_>) -> Result<PciAddr, ParseErr
             return Err(ParseError::BadNumber {
                 element: format!("{}{}", at.element, at.tail),
                 attribute: name.into(),
-                value: text.unwrap_or_default().into(),
+                value: text.unwrap_or_default().into_owned(),
                 base: Base::Auto,
                 max,
             });
@@ -653,48 +692,11 @@ fn valid_pci_addr(fields: PciFields<'_>, at: At<'_>) -> Result<PciAddr, ParseErr
         out[i] = value;
     }
     Ok(PciAddr {
-        domain: out[0] as u16,
+        domain: out[0] as u32,
         bus: out[1] as u8,
         slot: out[2] as u8,
         function: out[3] as u8,
     })
-}
-
-/// Whether every quoted value in an element's attribute text is followed by white space or
-/// ends it, as XML requires between attributes.
-fn separated_attributes(raw: &str) -> bool {
-    let mut quote = None;
-    let mut after_value = false;
-    for c in raw.chars() {
-        match quote {
-            Some(q) if c == q => {
-                quote = None;
-                after_value = true;
-            }
-            Some(_) => {}
-            None => {
-                if after_value && !c.is_ascii_whitespace() {
-                    return false;
-                }
-                after_value = false;
-                if c == '\'' || c == '"' {
-                    quote = Some(c);
-                }
-            }
-        }
-    }
-    true
-}
-
-/// An XML Name, loosely: a letter, `_`, `:` or any non-ASCII character first, then those,
-/// digits, `-` and `.`.
-fn is_xml_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii());
-    first_ok
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.') || !c.is_ascii())
 }
 
 /// A device's guest address. One whose domain, bus and slot are all 0 (`<address
@@ -702,7 +704,7 @@ fn is_xml_name(name: &str) -> bool {
 /// (`virPCIDeviceAddressIsEmpty`, `virDeviceInfoPCIAddressIsWanted`) and checks nothing else.
 fn guest_pci_addr(attrs: &Attrs<'_>, at: At<'_>) -> Result<Option<PciAddr>, ParseError> {
     let fields = pci_fields(attrs, at)?;
-    if fields.values[..3].iter().all(|&(_, _, v)| v == 0) {
+    if fields.values[..3].iter().all(|(_, _, v)| *v == 0) {
         return Ok(None);
     }
     valid_pci_addr(fields, at).map(Some)
@@ -716,7 +718,7 @@ fn in_our_namespace(e: &BytesStart<'_>, attrs: &Attrs<'_>) -> bool {
         Some(prefix) => format!("xmlns:{}", prefix.as_ref()),
         None => "xmlns".to_string(),
     };
-    attrs.get(&xmlns) == Some(METADATA_NS)
+    attrs.get(&xmlns).as_deref() == Some(METADATA_NS)
 }
 
 #[cfg(test)]
@@ -852,6 +854,22 @@ mod tests {
         assert_eq!(hostdev.host_addr().unwrap().to_string(), "0001:02:00.0");
         // The first address is not a PCI one: libvirt never reads the second.
         assert_eq!(hostdev.address, None);
+    }
+
+    #[test]
+    fn a_pci_domain_may_use_32_bits_as_in_libvirt() {
+        // Measured on libvirt 9.0 (test driver): both addresses below are defined as written.
+        let hostdev = first_device(
+            "<hostdev mode='subsystem' type='pci'><source><address domain='0x10000' bus='1' slot='0' function='0'/></source>\
+             <address type='pci' domain='0xffffffff' bus='0' slot='5'/></hostdev>",
+        )
+        .unwrap();
+        assert_eq!(hostdev.host_addr().unwrap().to_string(), "10000:01:00.0");
+        assert_eq!(hostdev.address.unwrap().domain, 0xffff_ffff);
+        // Over 32 bits is refused, as virStrToLong_uip refuses it.
+        let err = first_device("<disk><address type='pci' domain='0x100000000' bus='0' slot='5'/></disk>")
+            .unwrap_err();
+        assert!(err.to_string().contains("domain='0x100000000'"), "{err}");
     }
 
     #[test]

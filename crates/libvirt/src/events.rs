@@ -336,9 +336,24 @@ mod tests {
                        <uuid>1f1b2b8e-5c4d-4c61-9a53-3c1d1e0c0001</uuid><memory>65536</memory>\
                        <os><type>hvm</type></os></domain>";
 
+    /// The next event about this test's domain. Other tests of this process define and
+    /// undefine their own domains on the same test:///default meanwhile; their events are not
+    /// this test's.
     fn next(rx: &mpsc::Receiver<Event>) -> Event {
-        rx.recv_timeout(Duration::from_secs(10))
-            .expect("an event within 10 s")
+        loop {
+            let event = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an event within 10 s");
+            let ours = match &event {
+                Event::Defined { domain, .. }
+                | Event::Undefined { domain }
+                | Event::DeviceAdded { domain, .. } => domain.name == "phbguard-events-unit",
+                Event::Closed { .. } => true,
+            };
+            if ours {
+                return event;
+            }
+        }
     }
 
     /// libvirt's test driver runs in this process and delivers events through the same

@@ -291,7 +291,7 @@ pub fn address_attrs(attr: &dyn Fn(&str) -> Option<String>) -> Result<PciAddr, S
 fn pci_addr(domain: u64, bus: u64, slot: u64, function: u64) -> Result<PciAddr, String> {
     let bad = || format!("PCI address {domain:x}:{bus:x}:{slot:x}.{function:x} is out of range");
     Ok(PciAddr {
-        domain: u16::try_from(domain).map_err(|_| bad())?,
+        domain: u32::try_from(domain).map_err(|_| bad())?,
         bus: u8::try_from(bus).map_err(|_| bad())?,
         slot: u8::try_from(slot).ok().filter(|s| *s < 32).ok_or_else(bad)?,
         function: u8::try_from(function).ok().filter(|f| *f < 8).ok_or_else(bad)?,

@@ -156,7 +156,13 @@ pub fn propose_from(
 pub fn redefine(conn: &Connect, dom: &Domain, proposal: &Proposal) -> Result<Outcome, Error> {
     let name = &proposal.name;
     if !proposal.is_clean() {
-        return Err(Error::Unfixable(name.clone(), proposal.fixed.problems()));
+        let problems = proposal
+            .fixed
+            .problems()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        return Err(Error::Unfixable(name.clone(), problems));
     }
     if !proposal.changes_definition() {
         return Ok(Outcome::Unchanged);

@@ -39,22 +39,40 @@ impl Fixed {
         self.plan.unfixable.is_empty() && self.remaining.is_empty()
     }
 
-    /// One line per thing left broken: the planner's reasons, then the findings it did not
+    /// One per thing left broken: the planner's reasons, then the findings it did not
     /// foresee.
-    pub fn problems(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems: Vec<Problem> = self
             .plan
             .unfixable
             .iter()
-            .map(|u| format!("{}: {}", u.device, u.reason))
+            .map(|u| Problem {
+                line: u.line,
+                text: format!("{}: {}", u.device, u.reason),
+            })
             .collect();
-        // A finding's message already starts with the device it names.
-        lines.extend(
-            self.remaining
-                .iter()
-                .map(|f| format!("{} ({}); phbguard fix does not change this", f.message, f.rule.id)),
-        );
-        lines
+        // A finding's message already starts with the device it names. Its line is one of the
+        // rewritten document, which is not written: none is given.
+        problems.extend(self.remaining.iter().map(|f| Problem {
+            line: None,
+            text: format!("{} ({}); phbguard fix does not change this", f.message, f.rule.id),
+        }));
+        problems
+    }
+}
+
+/// Something a rewrite has to leave broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The line of the input it is on, when it has one.
+    pub line: Option<usize>,
+    /// What it is and why, starting with the device it names.
+    pub text: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
     }
 }
 

@@ -81,7 +81,7 @@ pub fn fix_report(domain: &Domain, fixed: &Fixed, changed: bool) -> Map<String, 
         "fixed": fixed.is_clean(),
         "changed": changed,
         "changes": changes,
-        "problems": fixed.problems(),
+        "problems": fixed.problems().iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
     match report {
         Value::Object(map) => map,

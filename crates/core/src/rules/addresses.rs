@@ -1,9 +1,7 @@
 //! Rules about guest PCI addresses as such, whatever device holds them.
 
-use std::collections::HashMap;
-
 use super::{Finding, Rule, RuleId, Severity};
-use crate::model::{PciAddr, Subject};
+use crate::model::PciAddr;
 
 pub(super) const PCI_ADDRESS_DUPLICATE: Rule = Rule {
     id: RuleId::PciAddressDuplicate,
@@ -28,29 +26,27 @@ to a free slot on the bus it was meant for.",
         if !t.pseries {
             return;
         }
-        let mut first: HashMap<PciAddr, usize> = HashMap::new();
-        for (i, addr) in t.addressed() {
-            match first.get(&addr) {
-                Some(&earlier) => {
-                    let name = t.device(i).describe();
-                    let subject = Subject::Device(i);
-                    out.push(Finding {
-                        rule,
-                        subject,
-                        line: t.line_of(subject),
-                        message: format!(
-                            "{name} has the guest PCI address of {}; libvirt refuses the \
-                             definition (\"Attempted double use of PCI Address {addr}\"): give it a \
-                             free slot or remove its <address> and let libvirt assign one",
-                            t.device(earlier).name()
-                        ),
-                        device: name,
-                    });
-                }
-                None => {
-                    first.insert(addr, i);
-                }
-            }
+        // Sorted by address then device, each device after the first at an address is a
+        // duplicate of that first one; reported in document order.
+        let mut by_addr: Vec<(PciAddr, usize)> = t.addressed().map(|(i, addr)| (addr, i)).collect();
+        by_addr.sort_unstable();
+        let mut duplicates: Vec<(usize, usize, PciAddr)> = by_addr
+            .chunk_by(|a, b| a.0 == b.0)
+            .flat_map(|same| same[1..].iter().map(|&(addr, i)| (i, same[0].1, addr)))
+            .collect();
+        duplicates.sort_unstable();
+        for (i, earlier, addr) in duplicates {
+            out.push(Finding::about_device(
+                rule,
+                t,
+                i,
+                &format!(
+                    "has the guest PCI address of {}; libvirt refuses the definition (\"Attempted \
+                     double use of PCI Address {addr}\"): give it a free slot or remove its \
+                     <address> and let libvirt assign one",
+                    t.device(earlier).name()
+                ),
+            ));
         }
     },
 };
