@@ -229,7 +229,8 @@ pub struct Facts {
     hostdev_networks: BTreeSet<String>,
 }
 
-/// A PCI address as one number, ordered as the address is: one compare per step of a search.
+/// A PCI address as one number (32 + 8 + 8 + 8 bits), ordered as the address is: one compare
+/// per step of a search.
 fn key(a: PciAddr) -> u64 {
     (u64::from(a.domain) << 24) | (u64::from(a.bus) << 16) | (u64::from(a.slot) << 8) | u64::from(a.function)
 }
@@ -405,7 +406,21 @@ mod tests {
 
     #[test]
     fn keys_order_addresses_as_they_are_ordered() {
+        // A domain may use 32 bits (VMD hosts): the key keeps all of them above bus, slot
+        // and function.
         let addrs = [
+            PciAddr {
+                domain: u32::MAX,
+                bus: 0,
+                slot: 0,
+                function: 0,
+            },
+            PciAddr {
+                domain: 0x1_0000,
+                bus: 0xff,
+                slot: 0x1f,
+                function: 7,
+            },
             PciAddr {
                 domain: 0xffff,
                 bus: 0,
