@@ -130,9 +130,10 @@ const FIRST_READ_BYTES: usize = 64 * 1024;
 /// Reads all of `fd` (the hook's stdin: libvirt's pipe, or a file) like [`read_bounded`], and
 /// gives up with [`InputError::Stalled`] when its writer has neither finished nor closed it
 /// `deadline` after the call. Each read first waits in poll(2) for the time left, so no read
-/// can block past the deadline (a read after poll says readable does not block on a pipe; a
-/// regular file is always readable) and the file's flags are not touched (a pipe's O_NONBLOCK
-/// is shared with its writer). No thread: it costs more than the read of a small guest.
+/// can block past the deadline (a read after poll says readable does not block on a pipe the
+/// hook alone reads; a regular file is always readable) and the file's flags are not touched
+/// (a pipe's O_NONBLOCK is shared with its writer). No thread: it costs more than the read of
+/// a small guest.
 pub fn read_within(fd: BorrowedFd<'_>, deadline: Duration) -> Result<Vec<u8>, InputError> {
     let start = Instant::now();
     let stalled = || InputError::Stalled(deadline.as_secs());
@@ -140,6 +141,10 @@ pub fn read_within(fd: BorrowedFd<'_>, deadline: Duration) -> Result<Vec<u8>, In
     let mut buf = Vec::with_capacity(FIRST_READ_BYTES);
     loop {
         let left = deadline.saturating_sub(start.elapsed());
+        // A hard deadline, as for a writer that always has a byte ready: poll would never wait.
+        if left.is_zero() {
+            return Err(stalled());
+        }
         let left = Timespec::try_from(left).map_err(|_| stalled())?;
         match poll(&mut [PollFd::from_borrowed_fd(fd, PollFlags::IN)], Some(&left)) {
             Ok(0) => return Err(stalled()),
@@ -303,8 +308,8 @@ mod tests {
             Err(InputError::Stalled(0))
         ));
         assert!(start.elapsed() >= deadline);
-        // Part written, then a byte now and then: the deadline is for the whole read, not
-        // for each byte.
+        // Part written, then a byte now and then: the deadline is for the whole read, not for
+        // each byte.
         let (reader, mut writer) = pipe_with(b"<domain>");
         let trickle = std::thread::spawn(move || {
             while writer.write_all(b" ").is_ok() {
@@ -319,6 +324,13 @@ mod tests {
         assert!(start.elapsed() >= deadline);
         drop(reader);
         trickle.join().unwrap();
+        // Never out of bytes (poll says readable every time): past the deadline nothing more
+        // is read, rather than reading on to the size bound.
+        let zero = File::open("/dev/zero").unwrap();
+        assert!(matches!(
+            read_within(zero.as_fd(), Duration::ZERO),
+            Err(InputError::Stalled(0))
+        ));
     }
 
     #[test]
