@@ -48,7 +48,7 @@ impl HostdevPool {
     /// else the virtual functions of its one `<pf>` netdev (`virNetDevGetVirtualFunctions`).
     /// Those are read from node devices, so a remote connection answers for its own host: the
     /// `net` device whose `<interface>` is the PF, its parent PCI device, and that device's
-    /// `<capability type='virt_functions'>` (docs/libvirt.md, "Hostdev pools").
+    /// `<capability type='virt_functions'>` (docs/libvirt.md, "A hostdev pool that names its PF").
     ///
     /// `Err`: libvirt failed; `Ok(Err)`: the PF leads to no VFs, which libvirt would refuse too
     /// when starting the network.
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn a_pool_that_lists_addresses_uses_them_and_not_its_pf() {
         // What a running pool started from a PF looks like: libvirt formats the <pf> and the
-        // VFs it drew from it (virNetworkForwardDefFormat). The PF is not looked up, so it need
+        // VFs it drew from it (virNetworkDefFormatBuf). The PF is not looked up, so it need
         // not exist on test:///default.
         let running = "<network><name>p</name><forward mode='hostdev'><pf dev='enP2p3s0f0'/>\
             <address type='pci' domain='0x0002' bus='0x03' slot='0x00' function='0x1'/>\
