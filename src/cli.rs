@@ -76,7 +76,8 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Judge every guest libvirt knows: persistent and live definitions
     Audit(AuditArgs),
-    /// List the host's IOMMU groups, their PCI devices and the guests that use them
+    /// List the host's IOMMU groups, their PCI devices and the guests and hostdev-pool networks
+    /// that use them
     Groups(GroupsArgs),
     /// Watch libvirt for new and changed definitions and warn about or fix them (a service)
     #[command(
