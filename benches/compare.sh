@@ -8,7 +8,9 @@
 #   - benches/baseline_hook.py: the Python standard-library hook an admin could write (a
 #     baseline, not part of phbguard), run through its '#!/usr/bin/python3' line;
 #   - `xmllint --noout FILE` (parsing the XML and nothing else, in C);
-#   - /bin/true, the floor of starting any process.
+#   - /bin/true, the floor of starting any process, and an empty Rust program (`fn main() {}`,
+#     built here with rustc -O, linked as distributions link Rust: dynamically, against libc
+#     and libgcc_s), the floor of starting any Rust program that way.
 # Prints per-call times, the ratios of issue 13's table with their goals, peak RSS and ldd.
 #
 # Usage: benches/compare.sh [--quick]       (--quick: fewer runs, for trying the script)
@@ -27,7 +29,7 @@ fi
 
 # The baseline runs as an admin's hook would: '#!/usr/bin/python3' (the distribution's Python,
 # not a version manager's shim in PATH).
-for tool in hyperfine xmllint python3 /usr/bin/python3 /usr/bin/time; do
+for tool in hyperfine xmllint python3 /usr/bin/python3 /usr/bin/time rustc; do
     command -v "$tool" >/dev/null || { echo "compare: $tool is needed" >&2; exit 2; }
 done
 
@@ -52,6 +54,8 @@ for n in 40 2000; do
 done
 printf '#!/bin/sh\nexec %s hook --config=%s "$0" "$@"\n' "$PHBGUARD_BIN" "$work/40/phbguard.toml" > "$work/sh-hook"
 chmod 755 "$work/sh-hook"
+printf 'fn main() {}\n' > "$work/empty.rs"
+rustc -O -C panic=abort -o "$work/rust-empty" "$work/empty.rs"
 
 # Every candidate must give the verdict it is timed for, or this measures the wrong path:
 # accept the compliant guest, and (the judging ones) refuse the broken one.
@@ -86,6 +90,7 @@ done
 echo
 hyperfine -N --style basic --warmup 100 --runs "$runs" --export-csv "$work/direct.csv" \
     -n true /bin/true \
+    -n 'rust empty' "$work/rust-empty" \
     -n 'stopped end' "$work/40/hook bench stopped end -" \
     -n 'sh stopped end' "$work/sh-hook bench stopped end -"
 
@@ -123,7 +128,9 @@ for name in true 'stopped end' 'prepare begin' 'phbguard check' 'python hook' xm
     printf '  %-16s %10s %7sx %10s %7sx\n' "$name" "$a" "$(ratio "$a" "$t40")" "$b" "$(ratio "$b" "$t2000")"
 done
 true_n=$(ms "$work/direct.csv" 1 true) stopped_n=$(ms "$work/direct.csv" 1 'stopped end') sh_n=$(ms "$work/direct.csv" 1 'sh stopped end')
+rust_n=$(ms "$work/direct.csv" 1 'rust empty')
 echo "median per call (ms), hyperfine -N, $runs runs: /bin/true $true_n, 'stopped end' $stopped_n ($(ratio "$stopped_n" "$true_n")x), the same through '#!/bin/sh' + exec $sh_n ($(ratio "$sh_n" "$true_n")x)"
+echo "floor of a dynamically linked Rust program (fn main() {}): $rust_n ms ($(ratio "$rust_n" "$true_n")x /bin/true); 'stopped end' is $(ratio "$stopped_n" "$rust_n")x that floor"
 
 p40=$(ms "$work/40/loop.csv" "$loop40" 'prepare begin') p2000=$(ms "$work/2000/loop.csv" "$loop2000" 'prepare begin')
 py40=$(ms "$work/40/loop.csv" "$loop40" 'python hook') py2000=$(ms "$work/2000/loop.csv" "$loop2000" 'python hook')

@@ -1,7 +1,7 @@
 //! Rules about guest PCI addresses as such, whatever device holds them.
 
 use super::{Finding, Rule, RuleId, Severity};
-use crate::model::{PciAddr, Subject};
+use crate::model::PciAddr;
 
 pub(super) const PCI_ADDRESS_DUPLICATE: Rule = Rule {
     id: RuleId::PciAddressDuplicate,
@@ -36,20 +36,17 @@ to a free slot on the bus it was meant for.",
             .collect();
         duplicates.sort_unstable();
         for (i, earlier, addr) in duplicates {
-            let name = t.device(i).describe();
-            let subject = Subject::Device(i);
-            out.push(Finding {
+            out.push(Finding::about_device(
                 rule,
-                subject,
-                line: t.line_of(subject),
-                message: format!(
-                    "{name} has the guest PCI address of {}; libvirt refuses the \
-                     definition (\"Attempted double use of PCI Address {addr}\"): give it a \
-                     free slot or remove its <address> and let libvirt assign one",
+                t,
+                i,
+                &format!(
+                    "has the guest PCI address of {}; libvirt refuses the definition (\"Attempted \
+                     double use of PCI Address {addr}\"): give it a free slot or remove its \
+                     <address> and let libvirt assign one",
                     t.device(earlier).name()
                 ),
-                device: name,
-            });
+            ));
         }
     },
 };

@@ -2,19 +2,7 @@
 
 use super::{Finding, Rule, RuleId, Severity};
 use crate::model::PciController;
-use crate::model::Subject;
 use crate::topology::{MAX_TARGET, PHB_MODEL_NAME, Topology};
-
-fn controller_finding(rule: &'static Rule, t: &Topology<'_>, index: u32, message: String) -> Finding {
-    let subject = Subject::Controller(index);
-    Finding {
-        rule,
-        subject,
-        device: format!("controller pci index {index}"),
-        message,
-        line: t.line_of(subject),
-    }
-}
 
 /// The PHBs written in the definition, pSeries guests only.
 fn phbs<'d>(t: &Topology<'d>) -> impl Iterator<Item = &'d PciController> + use<'d> {
@@ -49,15 +37,12 @@ if the guest really is a POWER guest, set <os><type arch='ppc64le' machine='pser
             return;
         };
         for c in roots.iter().filter(|c| c.index != first) {
-            out.push(controller_finding(
+            out.push(Finding::about_controller(
                 rule,
                 t,
                 c.index,
-                format!(
-                    "controller pci index {} is a second pci-root, which only pSeries guests can have; \
-                     remove it and give its devices slots behind a pci-bridge or root port instead",
-                    c.index
-                ),
+                "is a second pci-root, which only pSeries guests can have; remove it and give its \
+                 devices slots behind a pci-bridge or root port instead",
             ));
         }
     },
@@ -83,14 +68,13 @@ Fix by hand: write <model name='spapr-pci-host-bridge'/> in the controller, or d
     check: |rule, t, out| {
         for c in phbs(t) {
             if let Some(name) = c.model_name.as_deref().filter(|n| *n != PHB_MODEL_NAME) {
-                out.push(controller_finding(
+                out.push(Finding::about_controller(
                     rule,
                     t,
                     c.index,
-                    format!(
-                        "controller pci index {} has model name '{name}'; a pSeries PHB must be \
-                         <model name='{PHB_MODEL_NAME}'/>",
-                        c.index
+                    &format!(
+                        "has model name '{name}'; a pSeries PHB must be \
+                         <model name='{PHB_MODEL_NAME}'/>"
                     ),
                 ));
             }
@@ -117,14 +101,13 @@ remove <target index> and let libvirt pick the lowest free one.",
     check: |rule, t, out| {
         for c in phbs(t) {
             if let Some(target) = c.target_index.filter(|&n| n > MAX_TARGET) {
-                out.push(controller_finding(
+                out.push(Finding::about_controller(
                     rule,
                     t,
                     c.index,
-                    format!(
-                        "controller pci index {} has target index {target}, but QEMU accepts 0 to \
-                         {MAX_TARGET}; pick a free one from 1 to {MAX_TARGET}",
-                        c.index
+                    &format!(
+                        "has target index {target}, but QEMU accepts 0 to \
+                         {MAX_TARGET}; pick a free one from 1 to {MAX_TARGET}"
                     ),
                 ));
             }
@@ -154,15 +137,15 @@ target index from 1 to 30 (or remove <target> and let libvirt choose).",
             let Some(target) = c.target_index else { continue };
             let message = match (c.index, target) {
                 (0, n) if n != 0 => {
-                    format!("controller pci index 0 is the default PHB and must have target index 0, not {n}")
+                    format!("is the default PHB and must have target index 0, not {n}")
                 }
                 (i, 0) if i != 0 => format!(
-                    "controller pci index {i} has target index 0, which belongs to the default PHB \
+                    "has target index 0, which belongs to the default PHB \
                      (controller index 0); give it a free target index from 1 to {MAX_TARGET}"
                 ),
                 _ => continue,
             };
-            out.push(controller_finding(rule, t, c.index, message));
+            out.push(Finding::about_controller(rule, t, c.index, &message));
         }
     },
 };
@@ -194,14 +177,13 @@ the <target> element from the later one and let libvirt pick a free index.",
                 continue;
             };
             match *slot {
-                Some(first) => out.push(controller_finding(
+                Some(first) => out.push(Finding::about_controller(
                     rule,
                     t,
                     c.index,
-                    format!(
-                        "controller pci index {} has target index {target}, already used by \
-                         controller pci index {first}; QEMU will refuse to start the guest",
-                        c.index
+                    &format!(
+                        "has target index {target}, already used by \
+                         controller pci index {first}; QEMU will refuse to start the guest"
                     ),
                 )),
                 None => *slot = Some(c.index),
@@ -232,15 +214,12 @@ each host IOMMU group onto a PHB of its own), then delete the bridge. 'phbguard 
         }
         for (_, c) in t.domain.pci_controllers() {
             if c.model.as_deref() == Some("pci-bridge") {
-                out.push(controller_finding(
+                out.push(Finding::about_controller(
                     rule,
                     t,
                     c.index,
-                    format!(
-                        "controller pci index {} is a pci-bridge; pSeries guests use PHBs \
-                         (pci-root controllers) instead: move its devices to PHBs and remove it",
-                        c.index
-                    ),
+                    "is a pci-bridge; pSeries guests use PHBs (pci-root controllers) instead: move its \
+                     devices to PHBs and remove it",
                 ));
             }
         }

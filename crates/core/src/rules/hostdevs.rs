@@ -5,20 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{Finding, Rule, RuleId, Severity};
 use crate::host::GroupUnknown;
-use crate::model::Subject;
 use crate::topology::{Bus, PlacedHostdev, Topology};
-
-fn device_finding(rule: &'static Rule, t: &Topology<'_>, device: usize, message: String) -> Finding {
-    let name = t.device(device).describe();
-    let subject = Subject::Device(device);
-    Finding {
-        rule,
-        subject,
-        message: format!("{name} {message}"),
-        device: name,
-        line: t.line_of(subject),
-    }
-}
 
 /// The IOMMU group of a hostdev as the group rules see it: only hostdevs directly on a PHB have
 /// one, the others are judged by `hostdev-behind-bridge` alone.
@@ -57,11 +44,11 @@ nothing is behind it. Or remove the <address> and let libvirt place it; 'phbguar
         for h in t.hostdevs() {
             if let (Bus::Bridge(_), Some(c)) = (t.bus(h.bus), t.controller(h.bus)) {
                 let model = c.model.as_deref().unwrap_or("bridge");
-                out.push(device_finding(
+                out.push(Finding::about_device(
                     rule,
                     t,
                     h.device,
-                    format!(
+                    &format!(
                         "sits behind controller pci index {} ({model}); give its IOMMU group a PHB \
                          of its own (a pci-root controller) and address it there",
                         c.index
@@ -95,13 +82,12 @@ its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it."
             return;
         }
         for h in t.hostdevs_on(0) {
-            out.push(device_finding(
+            out.push(Finding::about_device(
                 rule,
                 t,
                 h.device,
                 "is on the default PHB, which is reserved for emulated devices; move it to a PHB of \
-                 its own (one PHB per host IOMMU group)"
-                    .into(),
+                 its own (one PHB per host IOMMU group)",
             ));
         }
     },
@@ -141,18 +127,15 @@ of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a devi
                 continue;
             }
             let list: Vec<String> = groups.iter().map(|(g, a)| format!("{g} ({a})")).collect();
-            let subject = Subject::Controller(u32::from(bus));
-            out.push(Finding {
+            out.push(Finding::about_controller(
                 rule,
-                subject,
-                line: t.line_of(subject),
-                device: format!("controller pci index {bus}"),
-                message: format!(
-                    "controller pci index {bus} holds hostdevs of IOMMU groups {}; give each group a \
-                     PHB of its own",
+                t,
+                u32::from(bus),
+                &format!(
+                    "holds hostdevs of IOMMU groups {}; give each group a PHB of its own",
                     list.join(", ")
                 ),
-            });
+            ));
         }
     },
 };
@@ -199,11 +182,11 @@ function 0), so the whole group shares one PHB.",
                 .fold(counts[0], |best, &c| if c.1 > best.1 { c } else { best })
                 .0;
             if h.bus != home {
-                out.push(device_finding(
+                out.push(Finding::about_device(
                     rule,
                     t,
                     h.device,
-                    format!(
+                    &format!(
                         "is in IOMMU group {g}, whose other hostdevs are on bus {home:#04x}; keep the \
                          whole group on one PHB"
                     ),
@@ -240,11 +223,11 @@ hostdevs, or delete its <address> and let libvirt place it.",
                 continue;
             };
             for &dev in t.emulated_on(bus) {
-                out.push(device_finding(
+                out.push(Finding::about_device(
                     rule,
                     t,
                     dev,
-                    format!(
+                    &format!(
                         "is an emulated device on the PHB of hostdev {} (bus {bus:#04x}); move it to \
                          the default PHB or another PHB without hostdevs",
                         h.host
@@ -279,11 +262,11 @@ the IOMMU is on (the iommu_group link exists). Run phbguard on that host to judg
         }
         for h in t.hostdevs() {
             if let Some(Err(why)) = group(t, h) {
-                out.push(device_finding(
+                out.push(Finding::about_device(
                     rule,
                     t,
                     h.device,
-                    format!("has no known IOMMU group ({why}); the group rules skip it"),
+                    &format!("has no known IOMMU group ({why}); the group rules skip it"),
                 ));
             }
         }

@@ -215,6 +215,30 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A finding about the device at position `device` of the domain: the message is the
+    /// device's name, then `what`.
+    pub(crate) fn about_device(rule: &'static Rule, t: &Topology<'_>, device: usize, what: &str) -> Finding {
+        let name = t.device(device).describe();
+        Finding::about(rule, t, Subject::Device(device), name, what)
+    }
+
+    /// A finding about the PCI controller `index`, written or implied: the message is the
+    /// controller's name, then `what`.
+    pub(crate) fn about_controller(rule: &'static Rule, t: &Topology<'_>, index: u32, what: &str) -> Finding {
+        let name = format!("controller pci index {index}");
+        Finding::about(rule, t, Subject::Controller(index), name, what)
+    }
+
+    fn about(rule: &'static Rule, t: &Topology<'_>, subject: Subject, name: String, what: &str) -> Finding {
+        Finding {
+            rule,
+            subject,
+            message: format!("{name} {what}"),
+            device: name,
+            line: t.line_of(subject),
+        }
+    }
+
     /// The rule's severity.
     pub fn severity(&self) -> Severity {
         self.rule.severity

@@ -1,7 +1,6 @@
 //! A PHB tied to a guest NUMA cell should sit near its host devices.
 
 use super::{Finding, Rule, RuleId, Severity};
-use crate::model::Subject;
 
 pub(super) const PHB_NUMA_MISMATCH: Rule = Rule {
     id: RuleId::PhbNumaMismatch,
@@ -37,21 +36,19 @@ Fix by hand: tie the PHB to the guest cell whose memnode includes the device's h
                 if memnode.host_nodes.contains(&node) {
                     continue;
                 }
-                let name = t.device(h.device).describe();
                 let nodes: Vec<String> = memnode.host_nodes.iter().map(u32::to_string).collect();
-                out.push(Finding {
+                out.push(Finding::about_device(
                     rule,
-                    subject: Subject::Device(h.device),
-                    line: Some(t.device(h.device).line),
-                    message: format!(
-                        "{name} is on host NUMA node {node}, but its PHB (controller pci index {}) is \
-                         tied to guest cell {cell}, whose memory comes from host node(s) {}; tie the \
-                         PHB to a cell backed by node {node}",
+                    t,
+                    h.device,
+                    &format!(
+                        "is on host NUMA node {node}, but its PHB (controller pci index {}) is tied to \
+                         guest cell {cell}, whose memory comes from host node(s) {}; tie the PHB to a \
+                         cell backed by node {node}",
                         c.index,
                         nodes.join(",")
                     ),
-                    device: name,
-                });
+                ));
             }
         }
     },

@@ -6,7 +6,6 @@
 //! network is a pool, so `check` and the hook (sysfs) never fire this rule; `audit` does.
 
 use super::{Finding, Rule, RuleId, Severity};
-use crate::model::Subject;
 use crate::topology::Bus;
 
 pub(super) const HOSTDEV_NETWORK_NOT_ISOLATED: Rule = Rule {
@@ -27,7 +26,8 @@ exactly that (an unused isolation group per such interface); an explicit address
 Fix by hand: add a PHB (<controller type='pci' model='pci-root'> with <model
 name='spapr-pci-host-bridge'/> and a free <target index>) and give the interface an address on
 it (slot 0x01) with nothing else there; or delete the interface's <address> and let libvirt
-place it. 'virsh net-dumpxml NETWORK' shows whether a network is a hostdev pool.",
+place it. 'virsh net-dumpxml NETWORK' shows whether a network is a hostdev pool. 'phbguard fix
+--domain', which reads the networks through libvirt, moves it to a PHB of its own.",
     bad: include_str!("examples/hostdev-network-not-isolated.bad.xml"),
     good: include_str!("examples/hostdev-network-not-isolated.good.xml"),
     check: |rule, t, out| {
@@ -62,18 +62,15 @@ place it. 'virsh net-dumpxml NETWORK' shows whether a network is a hostdev pool.
                     )
                 }
             };
-            let name = dev.describe();
-            let subject = Subject::Device(i);
-            out.push(Finding {
+            out.push(Finding::about_device(
                 rule,
-                subject,
-                line: t.line_of(subject),
-                message: format!(
-                    "{name} {why}; network '{network}' is a hostdev pool, so the interface becomes \
-                     a hostdev at start: give it a PHB of its own"
+                t,
+                i,
+                &format!(
+                    "{why}; network '{network}' is a hostdev pool, so the interface becomes a hostdev \
+                     at start: give it a PHB of its own"
                 ),
-                device: name,
-            });
+            ));
         }
     },
 };
