@@ -91,7 +91,9 @@ pub enum Command {
                   device hot-plugged into a running pSeries guest is judged and warned about. \
                   Every defined guest is judged once at start and after each reconnect.\n\n\
                   Logs to syslog (identity phbguard, 'journalctl -t phbguard') and stderr. \
-                  SIGTERM or SIGINT: exit 0."
+                  SIGTERM or SIGINT: exit 0. SIGHUP ('systemctl reload phbguard-watch'): \
+                  read the policy file again; a file with any mistake is logged and the policy \
+                  in force stays."
     )]
     Watch(WatchArgs),
 }

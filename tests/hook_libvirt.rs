@@ -430,14 +430,24 @@ fn hook_under_real_libvirtd() {
     assert_eq!(e.state(&name), "running", "the guest did not survive the restart");
     let pid_after = std::fs::read_to_string(format!("/run/libvirt/qemu/{name}.pid")).unwrap();
     assert_eq!(pid_before.trim(), pid_after.trim(), "the same QEMU process");
-    let daemon_log = std::fs::read(daemon_log_path()).unwrap_or_default();
-    // Only what this restart wrote (the file is appended to, unless the start truncated it).
-    let daemon_log = String::from_utf8_lossy(daemon_log.get(log_before..).unwrap_or(&daemon_log[..]));
-    assert!(
-        daemon_log.contains(&format!("{HOOK_NAME} {name} reconnect begin -")),
-        "libvirtd ran the hook at reconnect (its log: {})",
-        daemon_log_path().display()
-    );
+    // libvirtd reconnects to running guests on threads of their own (qemuProcessReconnect), so
+    // the daemon may answer before it has run the hook for this one: wait for the line. Only
+    // what this restart wrote counts (the file is appended to, unless the start truncated it).
+    let reconnect_line = format!("{HOOK_NAME} {name} reconnect begin -");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let daemon_log = std::fs::read(daemon_log_path()).unwrap_or_default();
+        let daemon_log = String::from_utf8_lossy(daemon_log.get(log_before..).unwrap_or(&daemon_log[..]));
+        if daemon_log.contains(&reconnect_line) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "libvirtd ran the hook at reconnect (its log: {})",
+            daemon_log_path().display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_passed_hook_then_no_passthrough(&e.start(&bad), &bad);
     e.destroy(&name);
     mark("destroy", &mut lap);

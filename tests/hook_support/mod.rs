@@ -118,20 +118,31 @@ impl LogSink {
         self.path.to_str().unwrap()
     }
 
-    /// Every line received so far, and forgets them. Waits a moment for stragglers: the
-    /// sender has exited, but the reader thread may not have been scheduled yet.
+    /// Every line sent so far, and forgets them. The senders have exited, so their lines are
+    /// queued in the socket, but the reader thread may not have read them yet (on a loaded
+    /// machine, for longer than any fixed wait). A marker sent now is queued after them, and a
+    /// datagram socket delivers in order: once the reader has the marker, it has them all.
     pub fn take(&self) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_millis(100);
-        let mut last = usize::MAX;
+        let marker = format!("phbguard-test-marker {:?}", Instant::now());
+        UnixDatagram::unbound()
+            .unwrap()
+            .send_to(marker.as_bytes(), &self.path)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let n = self.lines.lock().unwrap().len();
-            if n == last || Instant::now() > deadline {
-                break;
+            {
+                let mut lines = self.lines.lock().unwrap();
+                if let Some(at) = lines.iter().position(|l| *l == marker) {
+                    // Whatever came after the marker is the next take's.
+                    let later = lines.split_off(at + 1);
+                    let mut taken = std::mem::replace(&mut *lines, later);
+                    taken.pop();
+                    return taken;
+                }
             }
-            last = n;
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(Instant::now() < deadline, "the log reader never got the marker");
+            std::thread::sleep(Duration::from_millis(2));
         }
-        std::mem::take(&mut *self.lines.lock().unwrap())
     }
 }
 

@@ -163,6 +163,8 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
     let mut findings = Vec::new();
     let mut by_rule = Vec::new();
     let mut opted_out = Vec::new();
+    let mut refused = Vec::new();
+    let mut bad_metadata = Vec::new();
     for g in &audit.guests {
         for j in &g.judged {
             let base = [
@@ -170,6 +172,10 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
                 ("uuid", g.uuid.as_str()),
                 ("definition", j.which.as_str()),
             ];
+            refused.push((labels(&base), u8::from(j.start_refused).to_string()));
+            if j.bad_metadata_mode.is_some() {
+                bad_metadata.push((labels(&base), "1".to_string()));
+            }
             if j.opted_out() {
                 opted_out.push((labels(&base), "1".to_string()));
                 continue;
@@ -198,6 +204,17 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
         "phbguard_domain_opted_out",
         "1 for a guest definition with <phbguard:policy mode='off'/>, which is not judged.",
         &opted_out,
+    );
+    metric(
+        "phbguard_domain_start_refused",
+        "1 when the hook, under this host's policy file, would refuse to start this guest definition.",
+        &refused,
+    );
+    metric(
+        "phbguard_domain_bad_metadata",
+        "1 for a guest definition whose <phbguard:policy mode> is none of enforce, warn, off (the \
+         hook ignores it and applies the policy file's mode).",
+        &bad_metadata,
     );
     metric(
         "phbguard_audit_domains",

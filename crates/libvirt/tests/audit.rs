@@ -300,6 +300,25 @@ fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
         )),
         "{text}"
     );
+    let prom = dir.path().join("bad.prom");
+    let out = run(&[
+        "audit",
+        "-c",
+        &uri(&node),
+        "--format",
+        "prometheus",
+        "--output",
+        prom.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let samples = parse_prometheus(&prom);
+    assert!(
+        samples.iter().any(|l| l
+            .starts_with("gauge phbguard_domain_bad_metadata{definition=persistent,domain=legacy,")
+            && l.ends_with("} 1.0")),
+        "{}",
+        samples.join("\n")
+    );
     assert!(
         text.contains("2 definitions judged: 2 with errors, 2 with a bad policy mode"),
         "{text}"
@@ -435,6 +454,21 @@ fn prometheus_textfile_parses_and_is_replaced_whole() {
     );
     has(
         "gauge phbguard_domain_opted_out{definition=persistent,domain=legacy,uuid=7e57f1ee-0000-4000-8000-000000000003} 1.0",
+    );
+    // What to alert on: a guest the hook would refuse to start.
+    has(
+        "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
+    );
+    has(
+        "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-good,uuid=7e57f1ee-0000-4000-8000-000000000005} 0.0",
+    );
+    has(
+        "gauge phbguard_domain_start_refused{definition=persistent,domain=legacy,uuid=7e57f1ee-0000-4000-8000-000000000003} 0.0",
+    );
+    assert!(
+        !samples
+            .iter()
+            .any(|l| l.contains("phbguard_domain_bad_metadata{"))
     );
     has("gauge phbguard_audit_domains{} 6.0");
     // Opted-out guests are not counted as violations.

@@ -100,6 +100,36 @@ fn redefine_fixes_the_guest_and_keeps_its_vnc_password() {
 }
 
 #[test]
+fn an_interface_on_a_hostdev_pool_network_is_given_a_phb_of_its_own() {
+    // Only a libvirt connection knows the network is a pool: `fix --domain` (and watch) fix
+    // what `fix FILE` cannot see.
+    let guest = "<domain type='kvm'><name>poolguest</name><uuid>7e57f1ee-0000-4000-8000-0000000000f2</uuid>
+  <memory unit='GiB'>4</memory><os><type arch='ppc64le' machine='pseries'>hvm</type></os>
+  <devices>
+    <interface type='network'><mac address='52:54:00:00:00:09'/><source network='vfpool'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></interface>
+  </devices>
+</domain>";
+    let network = "<network><name>vfpool</name><forward mode='hostdev' managed='yes'>\
+                   <address type='pci' domain='0x0002' bus='0x02' slot='0x00' function='0x1'/></forward></network>";
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node.xml");
+    std::fs::write(&node, format!("<node>{guest}{network}</node>")).unwrap();
+    let conn = open(&node);
+    let dom = conn.lookup_domain_by_name("poolguest").unwrap();
+    let host = phbguard_libvirt::host::Host::new(&conn, None).unwrap();
+    let proposal = redefine::propose(&dom, &host, Options::default()).unwrap();
+    assert!(proposal.is_clean(), "{:?}", proposal.fixed.problems());
+    assert_eq!(
+        proposal.changes(),
+        [
+            "added PHB index 1 target 1",
+            "interface 52:54:00:00:00:09: 0000:00:04.0 -> 0000:01:01.0"
+        ]
+    );
+}
+
+#[test]
 fn a_definition_changed_meanwhile_is_not_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let conn = open(&host_file(dir.path()));

@@ -5,8 +5,9 @@
 //! The placement copies libvirt's (docs/libvirt.md, "Isolation groups") so that a fixed guest looks
 //! like one libvirt placed itself: each IOMMU group gets one PHB, emulated devices fill the
 //! default PHB first, moving devices are taken in libvirt's device order and each takes
-//! function 0 of the first free slot from 1. Unlike libvirt it keeps every address that is
-//! already fine, so the diff stays small.
+//! function 0 of the first free slot from 1; an interface on a hostdev-pool network gets a PHB
+//! to itself, as libvirt gives it an isolation group of its own. Unlike libvirt it keeps every
+//! address that is already fine, so the diff stays small.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -116,6 +117,7 @@ pub fn plan(topology: &Topology<'_>, options: Options) -> Plan {
     planner.retarget();
     planner.choose_homes();
     planner.route_hostdevs(options);
+    planner.route_pool_interfaces();
     planner.remove_emptied_bridges();
     planner.route_emulated();
     planner.route_duplicates();
@@ -139,6 +141,8 @@ enum Dest {
     Group(u32),
     /// A PHB without hostdevs.
     Emulated,
+    /// A PHB with nothing else on it: an interface on a hostdev-pool network.
+    Isolated,
     /// Another slot of the bus it is on: it only has to leave an address an earlier device
     /// holds.
     SameBus(u8),
@@ -164,6 +168,8 @@ struct Planner<'t, 'd> {
     homes: BTreeMap<u32, Home>,
     /// Buses that hold hostdevs once the rewrite is done.
     hostdev_buses: BTreeSet<u8>,
+    /// Buses that hold a hostdev-pool interface, and nothing else, once the rewrite is done.
+    pool_buses: BTreeSet<u8>,
     /// Per bus and slot, the functions taken.
     taken: Vec<[u8; 32]>,
     targets: BTreeSet<u32>,
@@ -187,6 +193,7 @@ impl<'t, 'd> Planner<'t, 'd> {
             duplicate,
             homes: BTreeMap::new(),
             hostdev_buses: BTreeSet::new(),
+            pool_buses: BTreeSet::new(),
             taken: vec![[0; 32]; BUSES],
             targets: BTreeSet::new(),
             plan: Plan::default(),
@@ -367,6 +374,32 @@ impl<'t, 'd> Planner<'t, 'd> {
             }));
     }
 
+    /// An interface on a hostdev-pool network keeps its place only on a PHB that has nothing
+    /// else staying on it (the first such interface there, in libvirt's order); every other
+    /// one moves to a PHB of its own. Its VF, so its IOMMU group, is only chosen at start.
+    fn route_pool_interfaces(&mut self) {
+        let pool = self.topology.pool_interfaces();
+        for i in self.libvirt_order().into_iter().filter(|i| pool.contains(i)) {
+            let Some(bus) = self.device(i).address.map(|a| a.bus) else {
+                continue;
+            };
+            // Other pool interfaces there are judged in their turn: the first one keeps the bus.
+            let others_stay = self
+                .addressed()
+                .any(|(j, a)| a.bus == bus && !pool.contains(&j) && self.dest[j].is_none());
+            let alone = bus != 0
+                && self.is_phb(bus)
+                && !self.hostdev_buses.contains(&bus)
+                && !self.pool_buses.contains(&bus)
+                && !others_stay;
+            if alone {
+                self.pool_buses.insert(bus);
+            } else {
+                self.dest[i] = Some(Dest::Isolated);
+            }
+        }
+    }
+
     /// A bridge is removed when every device on its bus moved away (or was itself removed).
     fn remove_emptied_bridges(&mut self) {
         loop {
@@ -407,6 +440,7 @@ impl<'t, 'd> Planner<'t, 'd> {
             .addressed()
             .filter(|&(i, a)| {
                 !matches!(self.device(i).kind, DeviceKind::Hostdev { .. })
+                    && !self.topology.pool_interfaces().contains(&i)
                     && !self.removed[i]
                     && self.hostdev_buses.contains(&a.bus)
             })
@@ -447,7 +481,7 @@ impl<'t, 'd> Planner<'t, 'd> {
         let mut empty_buses = Vec::new();
         for b in 1..BUSES {
             let b = b as u8;
-            if !self.is_phb(b) || self.hostdev_buses.contains(&b) {
+            if !self.is_phb(b) || self.hostdev_buses.contains(&b) || self.pool_buses.contains(&b) {
                 continue;
             }
             if self.taken[b as usize].iter().any(|&f| f != 0) {
@@ -489,6 +523,13 @@ impl<'t, 'd> Planner<'t, 'd> {
                     }
                 },
                 Dest::Emulated => self.emulated_slot(&mut emulated_buses, &mut empty_buses, first),
+                Dest::Isolated => empty_buses
+                    .pop()
+                    .or_else(|| self.add_phb(None, first))
+                    .and_then(|bus| {
+                        self.pool_buses.insert(bus);
+                        self.free_slot(bus).map(|s| (bus, s))
+                    }),
             };
             let Some((bus, slot)) = placed else { continue };
             self.put(&unit, bus, slot);
@@ -522,7 +563,8 @@ impl<'t, 'd> Planner<'t, 'd> {
         for i in self.libvirt_order() {
             let Some(dest) = self.dest[i] else { continue };
             match self.device(i).address {
-                Some(a) if !self.duplicate[i] => {
+                // A pool interface shares its slot with nothing: it takes a PHB of its own.
+                Some(a) if !self.duplicate[i] && dest != Dest::Isolated => {
                     let unit = *by_slot.entry((dest, a.bus, a.slot)).or_insert_with(|| {
                         units.push(Vec::new());
                         units.len() - 1

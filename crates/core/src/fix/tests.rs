@@ -557,3 +557,62 @@ fn the_host_is_read_once_for_the_plan_and_the_recheck() {
     let once: Vec<PciAddr> = facts.iter().flat_map(|&(a, ..)| [addr(a), addr(a)]).collect();
     assert_eq!(asked, once);
 }
+
+/// An `<interface type='network'>` on network `net` (a hostdev pool when the host says so).
+fn pool_interface(net: &str, mac: u8, at: (u8, u8, u8)) -> String {
+    format!(
+        "<interface type='network'><mac address='52:54:00:00:00:{mac:02x}'/><source network='{net}'/>{}</interface>",
+        guest_address(at.0, at.1, at.2)
+    )
+}
+
+#[test]
+fn a_pool_interface_sharing_a_phb_gets_one_of_its_own() {
+    let h = host(&[("0001:01:00.0", 5, None)]).with_hostdev_network("vfpool");
+    // On the default PHB with an emulated device, and on a hostdev's PHB: both move, each to a
+    // PHB to itself; the hostdev and the emulated device stay.
+    let xml = domain(
+        "",
+        &[
+            phb(1, 1),
+            emulated(0, 1),
+            pool_interface("vfpool", 1, (0, 2, 0)),
+            hostdev("0001:01:00.0", Some((1, 1, 0))),
+            pool_interface("vfpool", 2, (1, 2, 0)),
+        ],
+    );
+    assert_eq!(
+        clean_changes(&xml, &h),
+        [
+            "added PHB index 2 target 2",
+            "added PHB index 3 target 3",
+            "interface 52:54:00:00:00:01: 0000:00:02.0 -> 0000:02:01.0",
+            "interface 52:54:00:00:00:02: 0000:01:02.0 -> 0000:03:01.0",
+        ]
+    );
+}
+
+#[test]
+fn a_pool_interface_alone_on_its_phb_stays_and_a_second_one_there_moves() {
+    let h = StaticHost::new().with_hostdev_network("vfpool");
+    let alone = domain("", &[phb(1, 1), pool_interface("vfpool", 1, (1, 1, 0))]);
+    assert!(clean_changes(&alone, &h).is_empty());
+    // Two on one PHB, functions of one slot: the first keeps it, the second takes an empty PHB
+    // the guest already has before a new one is added.
+    let two = domain(
+        "",
+        &[
+            phb(1, 1),
+            phb(2, 2),
+            pool_interface("vfpool", 1, (1, 1, 0)),
+            pool_interface("vfpool", 2, (1, 1, 1)),
+        ],
+    );
+    assert_eq!(
+        clean_changes(&two, &h),
+        ["interface 52:54:00:00:00:02: 0000:01:01.1 -> 0000:02:01.0"]
+    );
+    // Without the host saying the network is a pool, it is an emulated interface: nothing moves.
+    let unknown = domain("", &[phb(1, 1), pool_interface("vfpool", 1, (0, 3, 0))]);
+    assert!(clean_changes(&unknown, &StaticHost::new()).is_empty());
+}

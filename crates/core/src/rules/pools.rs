@@ -26,7 +26,8 @@ exactly that (an unused isolation group per such interface); an explicit address
 Fix by hand: add a PHB (<controller type='pci' model='pci-root'> with <model
 name='spapr-pci-host-bridge'/> and a free <target index>) and give the interface an address on
 it (slot 0x01) with nothing else there; or delete the interface's <address> and let libvirt
-place it. 'virsh net-dumpxml NETWORK' shows whether a network is a hostdev pool.",
+place it. 'virsh net-dumpxml NETWORK' shows whether a network is a hostdev pool. 'phbguard fix
+--domain', which reads the networks through libvirt, moves it to a PHB of its own.",
     bad: include_str!("examples/hostdev-network-not-isolated.bad.xml"),
     good: include_str!("examples/hostdev-network-not-isolated.good.xml"),
     check: |rule, t, out| {
