@@ -121,21 +121,10 @@ impl<'c> NodeDevices<'c> {
     }
 
     fn all_net(&self) -> Result<Vec<NetDevice>, String> {
-        // Flags 0, as in all_pci. libvirt names an interface's device `net_IFNAME_MAC`
-        // (`udevProcessNetworkInterface` → `udevGenerateDeviceName`), so the others are not read.
-        let devices = self
-            .conn
-            .list_all_node_devices(0)
-            .map_err(|e| format!("libvirt cannot list node devices: {e}"))?;
+        // libvirt names an interface's device `net_IFNAME_MAC` (`udevProcessNetworkInterface` →
+        // `udevGenerateDeviceName`), so the others are not read.
         let mut all = Vec::new();
-        for dev in devices {
-            let name = dev.name().unwrap_or_default();
-            if !name.starts_with("net_") {
-                continue;
-            }
-            let xml = dev
-                .xml_desc(0)
-                .map_err(|e| format!("libvirt cannot describe node device {name}: {e}"))?;
+        for (name, xml) in self.described("net_")? {
             all.extend(parse_net_device(&xml).map_err(|e| format!("node device {name}: {e}"))?);
         }
         Ok(all)
@@ -143,20 +132,8 @@ impl<'c> NodeDevices<'c> {
 
     /// Every PCI node device of the host, by address.
     pub fn all_pci(&self) -> Result<Vec<PciDevice>, String> {
-        // Flags 0 (all devices, filtered here): the test driver refuses capability filters.
-        let devices = self
-            .conn
-            .list_all_node_devices(0)
-            .map_err(|e| format!("libvirt cannot list node devices: {e}"))?;
         let mut all = Vec::new();
-        for dev in devices {
-            let name = dev.name().unwrap_or_default();
-            if !name.starts_with("pci_") {
-                continue;
-            }
-            let xml = dev
-                .xml_desc(0)
-                .map_err(|e| format!("libvirt cannot describe node device {name}: {e}"))?;
+        for (name, xml) in self.described("pci_")? {
             if let Some(pci) = parse_pci_device(&xml).map_err(|e| format!("node device {name}: {e}"))? {
                 self.cache.borrow_mut().insert(pci.addr, Ok(Some(pci.clone())));
                 all.push(pci);
@@ -164,6 +141,27 @@ impl<'c> NodeDevices<'c> {
         }
         all.sort_by_key(|d| d.addr);
         Ok(all)
+    }
+
+    /// The name and XML of every node device whose name starts with `prefix`.
+    fn described(&self, prefix: &str) -> Result<Vec<(String, String)>, String> {
+        // Flags 0 (all devices, filtered here): the test driver refuses capability filters.
+        let devices = self
+            .conn
+            .list_all_node_devices(0)
+            .map_err(|e| format!("libvirt cannot list node devices: {e}"))?;
+        let mut out = Vec::new();
+        for dev in devices {
+            let name = dev.name().unwrap_or_default();
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let xml = dev
+                .xml_desc(0)
+                .map_err(|e| format!("libvirt cannot describe node device {name}: {e}"))?;
+            out.push((name, xml));
+        }
+        Ok(out)
     }
 }
 
