@@ -76,7 +76,8 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Judge every guest libvirt knows: persistent and live definitions
     Audit(AuditArgs),
-    /// List the host's IOMMU groups, their PCI devices and the guests that use them
+    /// List the host's IOMMU groups, their PCI devices and the guests and hostdev-pool networks
+    /// that use them
     Groups(GroupsArgs),
     /// Watch libvirt for new and changed definitions and warn about or fix them (a service)
     #[command(
@@ -90,7 +91,9 @@ pub enum Command {
                   device hot-plugged into a running pSeries guest is judged and warned about. \
                   Every defined guest is judged once at start and after each reconnect.\n\n\
                   Logs to syslog (identity phbguard, 'journalctl -t phbguard') and stderr. \
-                  SIGTERM or SIGINT: exit 0."
+                  SIGTERM or SIGINT: exit 0. SIGHUP ('systemctl reload phbguard-watch'): \
+                  read the policy file again; a file with any mistake is logged and the policy \
+                  in force stays."
     )]
     Watch(WatchArgs),
 }

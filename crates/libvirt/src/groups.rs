@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use virt::connect::Connect;
 use virt::sys;
 
-use crate::networks::HostdevPool;
+use crate::networks::{HostdevPool, UnresolvedPf};
 use crate::nodedev::{NodeDevices, PciDevice};
 
 /// Who uses a host device.
@@ -43,15 +43,20 @@ pub struct Groups {
     pub groups: BTreeMap<u32, Vec<Device>>,
     /// PCI devices without an IOMMU group (no IOMMU, or not assignable).
     pub ungrouped: Vec<Device>,
+    /// Pools whose `<pf>` gives no VFs here: their VFs (if any) show no network.
+    pub unresolved: Vec<UnresolvedPf>,
 }
 
 /// Reads the host's PCI devices and every guest's definition through `conn`.
 pub fn groups(conn: &Connect, pools: &BTreeMap<String, HostdevPool>) -> Result<Groups, String> {
-    let pci = NodeDevices::new(conn).all_pci()?;
-    let users = users(conn, pools)?;
+    let nodes = NodeDevices::new(conn);
+    let pci = nodes.all_pci()?;
+    let mut unresolved = Vec::new();
+    let users = users(conn, pools, &nodes, &mut unresolved)?;
     let mut out = Groups {
         groups: BTreeMap::new(),
         ungrouped: Vec::new(),
+        unresolved,
     };
     for dev in pci {
         let device = Device {
@@ -69,11 +74,18 @@ pub fn groups(conn: &Connect, pools: &BTreeMap<String, HostdevPool>) -> Result<G
 fn users(
     conn: &Connect,
     pools: &BTreeMap<String, HostdevPool>,
+    nodes: &NodeDevices<'_>,
+    unresolved: &mut Vec<UnresolvedPf>,
 ) -> Result<BTreeMap<PciAddr, Vec<User>>, String> {
     let mut users: BTreeMap<PciAddr, Vec<User>> = BTreeMap::new();
     for (name, pool) in pools {
-        for &addr in &pool.addresses {
-            users.entry(addr).or_default().push(User::Network(name.clone()));
+        match pool.vfs(name, nodes)? {
+            Ok(vfs) => {
+                for addr in vfs {
+                    users.entry(addr).or_default().push(User::Network(name.clone()));
+                }
+            }
+            Err(pf) => unresolved.push(pf),
         }
     }
     let domains = conn

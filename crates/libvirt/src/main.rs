@@ -116,6 +116,9 @@ fn run_groups(args: &cli::GroupsArgs) -> anyhow::Result<u8> {
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     let pools = phbguard_libvirt::networks::hostdev_pools(&conn).map_err(anyhow::Error::msg)?;
     let groups = groups::groups(&conn, &pools).map_err(anyhow::Error::msg)?;
+    for pool in &groups.unresolved {
+        eprintln!("phbguard: warning: {}", controls(&pool.to_string()));
+    }
     let text = match args.format {
         Format::Text => groups::text(&groups),
         Format::Json => format!("{}\n", groups::json(&groups)),

@@ -5,7 +5,9 @@
 //! `udevGenerateDeviceName`: subsystem `_` sysname, other punctuation made `_`) and writes its
 //! IOMMU group as `<iommuGroup number='N'>` (only with the group's member addresses) and its
 //! NUMA node as `<numa node='N'/>` inside `<capability type='pci'>`
-//! (src/conf/node_device_conf.c, `virNodeDeviceCapPCIDefFormat`).
+//! (src/conf/node_device_conf.c, `virNodeDeviceCapPCIDefFormat`). A host network interface is a
+//! `<capability type='net'>` device named `net_IFNAME_MAC` whose `<parent>` is its PCI device
+//! (`udevProcessNetworkInterface`, `virNodeDeviceCapNetDefFormat`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,7 +15,7 @@ use std::collections::HashMap;
 use phbguard_core::host::{GroupUnknown, HostFacts};
 use phbguard_core::model::PciAddr;
 use quick_xml::Reader;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesRef, BytesStart, Event};
 use virt::connect::Connect;
 use virt::error::ErrorNumber;
 
@@ -38,6 +40,17 @@ pub struct PciDevice {
     pub virt_functions: Vec<PciAddr>,
 }
 
+/// One `<capability type='net'>` node device: a host network interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetDevice {
+    /// libvirt's name: `net_enP2p4s0f0_98_03_9b_00_00_40`.
+    pub name: String,
+    /// `<interface>`: the kernel's name of the interface (`enP2p4s0f0`).
+    pub interface: String,
+    /// `<parent>`: the device the interface belongs to, for a NIC's port its PCI function.
+    pub parent: Option<String>,
+}
+
 /// libvirt's node-device name of a PCI address.
 pub fn device_name(addr: PciAddr) -> String {
     format!(
@@ -50,6 +63,8 @@ pub fn device_name(addr: PciAddr) -> String {
 pub struct NodeDevices<'c> {
     conn: &'c Connect,
     cache: RefCell<HashMap<PciAddr, Result<Option<PciDevice>, String>>>,
+    /// Every network interface, read on the first question about one.
+    net: RefCell<Option<Vec<NetDevice>>>,
 }
 
 impl<'c> NodeDevices<'c> {
@@ -57,6 +72,7 @@ impl<'c> NodeDevices<'c> {
         NodeDevices {
             conn,
             cache: RefCell::new(HashMap::new()),
+            net: RefCell::new(None),
         }
     }
 
@@ -71,8 +87,13 @@ impl<'c> NodeDevices<'c> {
     }
 
     fn lookup(&self, addr: PciAddr) -> Result<Option<PciDevice>, String> {
-        let name = device_name(addr);
-        let dev = match self.conn.lookup_node_device_by_name(&name) {
+        self.pci_named(&device_name(addr))
+    }
+
+    /// The node device libvirt calls `name`, when it is a PCI device; `Ok(None)` when there is
+    /// no such device or it is not PCI.
+    pub fn pci_named(&self, name: &str) -> Result<Option<PciDevice>, String> {
+        let dev = match self.conn.lookup_node_device_by_name(name) {
             Ok(dev) => dev,
             Err(e) if e.code().is(ErrorNumber::NoNodeDevice) => return Ok(None),
             Err(e) => return Err(format!("libvirt cannot look up node device {name}: {e}")),
@@ -83,22 +104,36 @@ impl<'c> NodeDevices<'c> {
         parse_pci_device(&xml).map_err(|e| format!("node device {name}: {e}"))
     }
 
+    /// The node device of the host network interface `ifname`, `Ok(None)` when the host has
+    /// none of that name.
+    pub fn net_interface(&self, ifname: &str) -> Result<Option<NetDevice>, String> {
+        if self.net.borrow().is_none() {
+            let all = self.all_net()?;
+            *self.net.borrow_mut() = Some(all);
+        }
+        Ok(self
+            .net
+            .borrow()
+            .iter()
+            .flatten()
+            .find(|d| d.interface == ifname)
+            .cloned())
+    }
+
+    fn all_net(&self) -> Result<Vec<NetDevice>, String> {
+        // libvirt names an interface's device `net_IFNAME_MAC` (`udevProcessNetworkInterface` →
+        // `udevGenerateDeviceName`), so the others are not read.
+        let mut all = Vec::new();
+        for (name, xml) in self.described("net_")? {
+            all.extend(parse_net_device(&xml).map_err(|e| format!("node device {name}: {e}"))?);
+        }
+        Ok(all)
+    }
+
     /// Every PCI node device of the host, by address.
     pub fn all_pci(&self) -> Result<Vec<PciDevice>, String> {
-        // Flags 0 (all devices, filtered here): the test driver refuses capability filters.
-        let devices = self
-            .conn
-            .list_all_node_devices(0)
-            .map_err(|e| format!("libvirt cannot list node devices: {e}"))?;
         let mut all = Vec::new();
-        for dev in devices {
-            let name = dev.name().unwrap_or_default();
-            if !name.starts_with("pci_") {
-                continue;
-            }
-            let xml = dev
-                .xml_desc(0)
-                .map_err(|e| format!("libvirt cannot describe node device {name}: {e}"))?;
+        for (name, xml) in self.described("pci_")? {
             if let Some(pci) = parse_pci_device(&xml).map_err(|e| format!("node device {name}: {e}"))? {
                 self.cache.borrow_mut().insert(pci.addr, Ok(Some(pci.clone())));
                 all.push(pci);
@@ -106,6 +141,27 @@ impl<'c> NodeDevices<'c> {
         }
         all.sort_by_key(|d| d.addr);
         Ok(all)
+    }
+
+    /// The name and XML of every node device whose name starts with `prefix`.
+    fn described(&self, prefix: &str) -> Result<Vec<(String, String)>, String> {
+        // Flags 0 (all devices, filtered here): the test driver refuses capability filters.
+        let devices = self
+            .conn
+            .list_all_node_devices(0)
+            .map_err(|e| format!("libvirt cannot list node devices: {e}"))?;
+        let mut out = Vec::new();
+        for dev in devices {
+            let name = dev.name().unwrap_or_default();
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let xml = dev
+                .xml_desc(0)
+                .map_err(|e| format!("libvirt cannot describe node device {name}: {e}"))?;
+            out.push((name, xml));
+        }
+        Ok(out)
     }
 }
 
@@ -181,13 +237,7 @@ pub fn parse_pci_device(xml: &str) -> Result<Option<PciDevice>, String> {
                 }
             }
             Event::Text(t) => text.push_str(&t.xml10_content()),
-            Event::GeneralRef(r) => {
-                // Entities in names ("Foo &amp; Bar"): keep the character they stand for.
-                match r.resolve_char_ref() {
-                    Ok(Some(c)) => text.push(c),
-                    _ => text.push_str(quick_xml::escape::resolve_predefined_entity(&r).unwrap_or("")),
-                }
-            }
+            Event::GeneralRef(r) => push_reference(&mut text, &r),
             Event::End(_) => {
                 let value = text.trim();
                 match stack.pop() {
@@ -221,16 +271,80 @@ pub fn parse_pci_device(xml: &str) -> Result<Option<PciDevice>, String> {
     Ok(Some(dev))
 }
 
+/// Entities in names ("Foo &amp; Bar"): keep the character they stand for.
+fn push_reference(text: &mut String, r: &BytesRef<'_>) {
+    match r.resolve_char_ref() {
+        Ok(Some(c)) => text.push(c),
+        _ => text.push_str(quick_xml::escape::resolve_predefined_entity(r).unwrap_or("")),
+    }
+}
+
+/// Reads a `<device>` document; `Ok(None)` when it is not a network interface.
+pub fn parse_net_device(xml: &str) -> Result<Option<NetDevice>, String> {
+    let mut reader = Reader::from_str(xml);
+    // The open elements, a `<capability>` as `capability:TYPE`.
+    let mut path: Vec<String> = Vec::new();
+    let mut text = String::new();
+    let (mut name, mut parent, mut interface) = (String::new(), None, None);
+    let mut is_net = false;
+    loop {
+        let event = reader.read_event().map_err(|e| format!("bad XML: {e}"))?;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let local = e.local_name();
+                let mut tag: String = local.as_ref().to_string();
+                if tag == "capability" {
+                    tag = format!("capability:{}", attr_of(e, "type").unwrap_or_default());
+                }
+                if path.len() == 1 && tag == "capability:net" {
+                    is_net = true;
+                }
+                text.clear();
+                if matches!(event, Event::Start(_)) {
+                    path.push(tag);
+                }
+            }
+            Event::Text(t) => text.push_str(&t.xml10_content()),
+            Event::GeneralRef(r) => push_reference(&mut text, &r),
+            Event::End(_) => {
+                let value = text.trim().to_string();
+                match path.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                    [_, "name"] => name = value,
+                    [_, "parent"] => parent = Some(value),
+                    [_, "capability:net", "interface"] => interface = Some(value),
+                    _ => {}
+                }
+                path.pop();
+                text.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !is_net {
+        return Ok(None);
+    }
+    let interface = interface.ok_or("<capability type='net'> lacks its <interface>")?;
+    Ok(Some(NetDevice {
+        name,
+        interface,
+        parent,
+    }))
+}
+
+/// An attribute's value, references resolved; `None` when absent or unreadable.
+pub(crate) fn attr_of(e: &BytesStart<'_>, key: &str) -> Option<String> {
+    e.try_get_attribute(key).ok().flatten().and_then(|a| {
+        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .ok()
+            .map(|v| v.into_owned())
+    })
+}
+
 fn open(stack: &[At], e: &BytesStart<'_>, dev: &mut PciDevice, is_pci: &mut bool) -> Result<At, String> {
     let name = e.local_name();
     let name: &str = name.as_ref();
-    let attr = |key: &str| -> Option<String> {
-        e.try_get_attribute(key).ok().flatten().and_then(|a| {
-            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .ok()
-                .map(|v| v.into_owned())
-        })
-    };
+    let attr = |key: &str| attr_of(e, key);
     let parent = stack.last().copied();
     Ok(match (stack.len(), parent, name) {
         (1, _, "name") => At::Name,
@@ -372,5 +486,35 @@ mod tests {
         assert!(parse_pci_device(&bad).unwrap_err().contains("number='x'"));
         let bad = PF.replace("<slot>0</slot>", "<slot>40</slot>");
         assert!(parse_pci_device(&bad).unwrap_err().contains("out of range"));
+    }
+
+    // As libvirt 9.0's nodedev driver writes a NIC's port (measured here on a virtio NIC, with
+    // a PF's names and fewer <feature>s).
+    const PF_PORT: &str = "<device>
+  <name>net_enP2p2s0f0_98_03_9b_00_00_40</name>
+  <path>/sys/devices/pci0002:00/0002:00:00.0/0002:02:00.0/net/enP2p2s0f0</path>
+  <parent>pci_0002_02_00_0</parent>
+  <capability type='net'>
+    <interface>enP2p2s0f0</interface>
+    <address>98:03:9b:00:00:40</address>
+    <link speed='100000' state='up'/>
+    <feature name='rx'/>
+    <capability type='80203'/>
+  </capability>
+</device>";
+
+    #[test]
+    fn reads_a_network_interface_and_its_parent() {
+        let port = parse_net_device(PF_PORT).unwrap().unwrap();
+        assert_eq!(port.name, "net_enP2p2s0f0_98_03_9b_00_00_40");
+        assert_eq!(port.interface, "enP2p2s0f0");
+        assert_eq!(port.parent.as_deref(), Some("pci_0002_02_00_0"));
+        // The PCI function is no interface, and an interface is no PCI device.
+        assert_eq!(parse_net_device(PF).unwrap(), None);
+        assert_eq!(parse_pci_device(PF_PORT).unwrap(), None);
+        let nameless = PF_PORT.replace("<interface>enP2p2s0f0</interface>", "");
+        assert!(parse_net_device(&nameless).unwrap_err().contains("<interface>"));
+        let orphan = PF_PORT.replace("<parent>pci_0002_02_00_0</parent>", "");
+        assert_eq!(parse_net_device(&orphan).unwrap().unwrap().parent, None);
     }
 }

@@ -542,7 +542,7 @@ fn groups_lists_devices_by_group_with_their_users() {
         "IOMMU group 21 (NUMA node 1)\n  0002:03:00.2  15b3:1018",
         "used by network 'vfpool' (hostdev pool)",
         "No IOMMU group (cannot be assigned to a guest)\n  0030:01:00.0  8086:1583",
-        "4 IOMMU groups, 4 PCI devices in them",
+        "7 IOMMU groups, 7 PCI devices in them",
     ] {
         assert!(text.contains(needle), "no '{needle}' in\n{text}");
     }
@@ -555,7 +555,7 @@ fn groups_lists_devices_by_group_with_their_users() {
         .iter()
         .map(|g| g["group"].as_u64().unwrap())
         .collect();
-    assert_eq!(groups, [8, 9, 21, 22]);
+    assert_eq!(groups, [8, 9, 21, 22, 30, 31, 32]);
     let dev = &json["groups"][0]["devices"][0];
     assert_eq!(dev["address"], "0002:02:00.0");
     assert_eq!(dev["numa_node"], 1);
@@ -563,6 +563,150 @@ fn groups_lists_devices_by_group_with_their_users() {
     assert_eq!(dev["used_by"][1]["phb_index"], 1);
     assert_eq!(dev["used_by"][1]["phb_target"], 1);
     assert_eq!(json["ungrouped"][0]["address"], "0030:01:00.0");
+}
+
+/// The network names of every device's `used_by`, `ADDRESS: NETWORK,...`, from groups' JSON.
+fn pool_users(json: &Value) -> Vec<String> {
+    let mut rows = Vec::new();
+    for g in json["groups"].as_array().expect("groups") {
+        for d in g["devices"].as_array().expect("devices") {
+            let networks: Vec<&str> = d["used_by"]
+                .as_array()
+                .expect("used_by")
+                .iter()
+                .filter_map(|u| u["network"].as_str())
+                .collect();
+            rows.push(format!(
+                "group {} {}: {}",
+                g["group"],
+                d["address"].as_str().unwrap(),
+                networks.join(",")
+            ));
+        }
+    }
+    rows
+}
+
+#[test]
+fn a_pool_that_names_its_pf_uses_the_pfs_vfs() {
+    // Network 'sriov' is <pf dev='enP2p4s0f0'/>: node device net_enP2p4s0f0_… has that
+    // <interface>, its parent pci_0002_04_00_0 lists VFs 0002:04:00.2 and .3.
+    let out = run(&["groups", "-c", &uri(&fleet())]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "every pool of fleet.xml resolves");
+    let text = stdout(&out);
+    for needle in [
+        "IOMMU group 31 (NUMA node 1)\n  0002:04:00.2  15b3:1018  -           Mellanox Technologies \
+         MT27800 Family [ConnectX-5 Virtual Function]\n      used by network 'sriov' (hostdev pool)\n",
+        "IOMMU group 32 (NUMA node 1)\n  0002:04:00.3  15b3:1018  -           Mellanox Technologies \
+         MT27800 Family [ConnectX-5 Virtual Function]\n      used by network 'sriov' (hostdev pool)\n",
+        // The PF itself is not in the pool.
+        "IOMMU group 30 (NUMA node 1)\n  0002:04:00.0  15b3:1017  -           Mellanox Technologies \
+         MT27800 Family [ConnectX-5]\nIOMMU group 31",
+    ] {
+        assert!(text.contains(needle), "no '{needle}' in\n{text}");
+    }
+
+    let out = run(&["groups", "-c", &uri(&fleet()), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        pool_users(&json),
+        [
+            "group 8 0002:02:00.0: ",
+            "group 9 0003:03:00.0: ",
+            "group 21 0002:03:00.2: vfpool",
+            "group 22 0002:03:00.3: vfpool",
+            "group 30 0002:04:00.0: ",
+            "group 31 0002:04:00.2: sriov",
+            "group 32 0002:04:00.3: sriov",
+        ]
+    );
+}
+
+/// A host with one PCI NIC (PF 0002:05:00.0, VF 0002:05:00.1) and pools on PFs that lead to no
+/// VFs: an interface no node device has, a virtual interface (parent `computer`) and a PF
+/// with no VFs; and one pool on the NIC's PF, which still resolves.
+fn unresolvable_pools(dir: &Path) -> PathBuf {
+    let node = dir.join("unresolvable-pools.xml");
+    let pool = |name: &str, pf: &str| {
+        format!("<network><name>{name}</name><forward mode='hostdev'><pf dev='{pf}'/></forward></network>")
+    };
+    let pci = |f: u8, vfs: &str| {
+        format!(
+            "<device><name>pci_0002_05_00_{f}</name><parent>computer</parent><capability type='pci'>\
+             <domain>2</domain><bus>5</bus><slot>0</slot><function>{f}</function>\
+             <product id='0x1017'/><vendor id='0x15b3'/>{vfs}<iommuGroup number='4{f}'>\
+             <address domain='0x0002' bus='0x05' slot='0x00' function='{f}'/></iommuGroup>\
+             </capability></device>"
+        )
+    };
+    let port = |name: &str, ifname: &str, parent: &str| {
+        format!(
+            "<device><name>{name}</name><parent>{parent}</parent><capability type='net'>\
+             <interface>{ifname}</interface><capability type='80203'/></capability></device>"
+        )
+    };
+    let xml = [
+        pool("ghost", "enP9p9s0f0"),
+        pool("virtual", "ifb0"),
+        pool("novfs", "enP2p5s0f1"),
+        pool("good", "enP2p5s0f0"),
+        pci(
+            0,
+            "<capability type='virt_functions'><address domain='0x0002' bus='0x05' slot='0x00' \
+             function='0x2'/></capability>",
+        ),
+        pci(1, ""),
+        pci(2, ""),
+        port(
+            "net_enP2p5s0f0_00_00_00_00_00_50",
+            "enP2p5s0f0",
+            "pci_0002_05_00_0",
+        ),
+        port(
+            "net_enP2p5s0f1_00_00_00_00_00_51",
+            "enP2p5s0f1",
+            "pci_0002_05_00_1",
+        ),
+        port("net_ifb0_00_00_00_00_00_52", "ifb0", "computer"),
+    ]
+    .concat();
+    std::fs::write(&node, format!("<node>{xml}</node>")).unwrap();
+    node
+}
+
+#[test]
+fn a_pf_that_leads_to_no_vfs_is_a_warning_naming_the_network_and_the_pf() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = unresolvable_pools(dir.path());
+    for format in ["text", "json"] {
+        let out = run(&["groups", "-c", &uri(&node), "--format", format]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out).lines().collect::<Vec<_>>(),
+            [
+                "phbguard: warning: network 'ghost': its PF 'enP9p9s0f0' is no network interface \
+                 of this host (no node device has <interface>enP9p9s0f0</interface>); no VF is \
+                 shown as the network's",
+                "phbguard: warning: network 'novfs': its PF 'enP2p5s0f1' has no VFs (its PCI \
+                 device 0002:05:00.1 lists no virt_functions); no VF is shown as the network's",
+                "phbguard: warning: network 'virtual': its PF 'ifb0' is no PCI function's \
+                 interface (its node device net_ifb0_00_00_00_00_00_52 has parent 'computer'); \
+                 no VF is shown as the network's",
+            ]
+        );
+    }
+    let out = run(&["groups", "-c", &uri(&node), "--format", "json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        pool_users(&json),
+        [
+            "group 40 0002:05:00.0: ",
+            "group 41 0002:05:00.1: ",
+            "group 42 0002:05:00.2: good",
+        ]
+    );
 }
 
 #[test]

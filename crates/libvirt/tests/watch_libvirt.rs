@@ -225,24 +225,30 @@ impl World {
         }
         let log = Datagrams::bind(work.path().join("log"));
         let notify = Datagrams::bind(work.path().join("notify"));
-        let policy = format!(
-            "sysfs_root = \"{}\"\nsyslog_socket = \"{}\"\n[watch]\naction = \"{action}\"\n",
-            sysfs.display(),
-            log.path.display()
-        );
-        std::fs::write(work.path().join("phbguard.toml"), policy).unwrap();
         assert!(
             virsh(&["list", "--all", "--name"]).status.success(),
             "libvirtd does not answer on {URI}; start it with 'tests/e2e/libvirtd-sandbox.sh start'"
         );
-        World {
+        let w = World {
             work,
             sysfs,
             log,
             notify,
             watcher: None,
             domains: Vec::new(),
-        }
+        };
+        w.write_policy(&format!("[watch]\naction = \"{action}\"\n"));
+        w
+    }
+
+    /// The policy file: the test's sysfs tree and syslog socket, then `rest`.
+    fn write_policy(&self, rest: &str) {
+        let policy = format!(
+            "sysfs_root = \"{}\"\nsyslog_socket = \"{}\"\n{rest}",
+            self.sysfs.display(),
+            self.log.path.display()
+        );
+        std::fs::write(self.work.path().join("phbguard.toml"), policy).unwrap();
     }
 
     /// Starts `phbguard-libvirt watch` and waits for READY=1.
@@ -274,14 +280,9 @@ impl World {
         );
     }
 
-    /// SIGTERM (the shell's kill: a bare machine need not have procps'), then its exit status.
+    /// SIGTERM, then its exit status.
     fn stop_watcher(&mut self) -> ExitStatus {
-        let pid = self.watcher_pid();
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {pid}")])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM {pid}");
+        kill("TERM", self.watcher_pid());
         let child = self.watcher.as_mut().unwrap();
         let status = eventually("the watcher to exit after SIGTERM", || child.try_wait().unwrap());
         self.watcher = None;
@@ -327,6 +328,15 @@ impl Drop for World {
             let _ = virsh(&["undefine", name]);
         }
     }
+}
+
+/// `kill -SIGNAL PID` (the shell's kill: a bare machine need not have procps').
+fn kill(signal: &str, pid: u32) {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{signal} {pid}")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 /// The e2e guest template (tests/e2e/guest.xml.in) with a name and devices.
@@ -462,6 +472,92 @@ fn a_libvirtd_restart_does_not_end_the_watcher_and_the_next_define_is_handled() 
     assert!(w.stop_watcher().success());
 }
 
+/// `systemctl reload`: SIGHUP reads the policy file again. A clean file turns `warn` into `fix`
+/// for the next definition; a broken one is logged and changes nothing; systemd hears
+/// RELOADING=1, then READY=1, each time.
+#[test]
+#[ignore = "needs libvirtd"]
+fn sighup_applies_a_clean_policy_and_keeps_the_previous_one_when_the_new_one_is_broken() {
+    let _one = serial();
+    let mut w = World::new("warn");
+    w.start_watcher();
+    let name = format!("{PREFIX}reload");
+    // A UUID of its own, so that defining it again updates it.
+    let bad = guest(&name, &hostdev(1, 0, 5)).replacen(
+        "<memory",
+        "<uuid>5d2c1a8e-7b3f-4e21-9c4d-000000e2e002</uuid>\n  <memory",
+        1,
+    );
+    let mentions = format!("domain={name} ");
+
+    w.define(&name, &bad);
+    let before = w.definition(&name);
+    w.log.wait_for(&[": warned ", &mentions, "action=warn:"]);
+    assert_eq!(w.definition(&name), before, "redefined under action=warn");
+    assert_eq!(w.errors(&before).len(), 1);
+
+    w.write_policy("[watch]\naction = \"fix\"\n");
+    kill("HUP", w.watcher_pid());
+    let line = w.log.wait_for(&[": reloaded "]);
+    assert!(
+        line.contains("reloaded uri=qemu:///system action=fix changed=1: ")
+            && line.ends_with(" read again; watch.action: warn -> fix")
+            && line.starts_with("<29>"),
+        "daemon.notice, the new action and what changed: {line}"
+    );
+    eventually("READY=1 after the reload", || {
+        (w.notify.matching(&["READY=1"]).len() == 2).then_some(())
+    });
+    let states = w.notify.all();
+    let reloading = states.iter().position(|m| m.contains("RELOADING=1"));
+    let ready_again = states.iter().rposition(|m| m.contains("READY=1"));
+    assert!(
+        matches!((reloading, ready_again), (Some(r), Some(a)) if r < a),
+        "RELOADING=1 before the second READY=1: {states:#?}"
+    );
+    assert!(
+        states[reloading.unwrap()].contains("MONOTONIC_USEC="),
+        "{states:#?}"
+    );
+    w.assert_watcher_running();
+
+    // The same definition again: now it is fixed.
+    w.define(&name, &bad);
+    w.log.wait_for(&[": redefined ", &mentions]);
+    assert_eq!(w.errors(&w.definition(&name)), Vec::<String>::new());
+
+    // A broken file: its mistake is logged, the watcher goes on with action=fix.
+    w.write_policy("[watch]\naction = fix\n");
+    kill("HUP", w.watcher_pid());
+    let kept = w.log.wait_for(&[": not-reloaded "]);
+    assert!(
+        kept.contains("not-reloaded uri=qemu:///system action=fix mistakes=1: ")
+            && kept.ends_with("has 1 mistake; the previous policy stays in force")
+            && kept.starts_with("<27>"),
+        "{kept}"
+    );
+    let errors = w.log.matching(&[": config-error op=reload: "]);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let policy = w.work.path().join("phbguard.toml");
+    assert!(
+        errors[0].contains(&format!("{}:4: not valid TOML", policy.display())),
+        "the file and the line: {errors:#?}"
+    );
+    eventually("READY=1 after the refused reload", || {
+        (w.notify.matching(&["READY=1"]).len() == 3).then_some(())
+    });
+    w.assert_watcher_running();
+    w.define(&name, &bad);
+    eventually("the second fix", || {
+        (w.log.matching(&[": redefined ", &mentions]).len() == 2).then_some(())
+    });
+    assert_eq!(w.errors(&w.definition(&name)), Vec::<String>::new());
+    assert_eq!(w.log.matching(&[": reloaded "]).len(), 1);
+
+    assert_eq!(w.stop_watcher().code(), Some(0), "{}", w.stderr());
+    w.log.wait_for(&[": stopped ", "signal=SIGTERM"]);
+}
+
 /// A hot-plugged device is judged in the running guest's live definition. A PCI hostdev
 /// cannot be hot-plugged here (no IOMMU, no VFIO on the sandbox: libvirt refuses it before
 /// QEMU sees it), so the guest runs with a pci-bridge and a virtio-scsi controller is plugged
@@ -544,14 +640,7 @@ fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
         .unwrap();
     notify.wait_for(&["READY=1"]);
     log.wait_for(&[": audited ", "1 defined domain"]);
-    let pid = child.id();
-    assert!(
-        Command::new("sh")
-            .args(["-c", &format!("kill -TERM {pid}")])
-            .status()
-            .unwrap()
-            .success()
-    );
+    kill("TERM", child.id());
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -574,6 +663,80 @@ fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
     assert!(
         stderr.contains("phbguard: started uri=test:///default"),
         "{stderr}"
+    );
+}
+
+/// SIGHUP without a daemon (libvirt's test driver): the reload's lines and systemd's states;
+/// a policy whose sysfs_root is not a directory is refused on reload as it is at start, but
+/// does not stop a watcher that is running.
+#[test]
+fn sighup_reloads_on_the_test_driver_and_a_bad_sysfs_root_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let log = Datagrams::bind(work.path().join("log"));
+    let notify = Datagrams::bind(work.path().join("notify"));
+    let policy = work.path().join("phbguard.toml");
+    let write = |rest: &str| {
+        let text = format!("syslog_socket = \"{}\"\n{rest}", log.path.display());
+        std::fs::write(&policy, text).unwrap();
+    };
+    write("");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
+        .args(["watch", "-c", "test:///default", "--config"])
+        .arg(&policy)
+        .env("NOTIFY_SOCKET", &notify.path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    notify.wait_for(&["READY=1"]);
+
+    write("exempt = [\"db01\"]\n[watch]\naction = \"fix\"\n");
+    kill("HUP", child.id());
+    let line = log.wait_for(&[": reloaded "]);
+    assert!(
+        line.contains(&format!(
+            "reloaded uri=test:///default action=fix changed=2: {} read again; watch.action: \
+             warn -> fix; exempt: [] -> [\"db01\"]",
+            policy.display()
+        )),
+        "{line}"
+    );
+    let readies = || notify.matching(&["READY=1"]).len();
+    eventually("READY=1 after the reload", || (readies() == 2).then_some(()));
+
+    write("sysfs_root = \"/nonexistent/phbguard-sys\"\n[watch]\naction = \"warn\"\n");
+    kill("HUP", child.id());
+    let kept = log.wait_for(&[": not-reloaded "]);
+    assert!(kept.contains("action=fix mistakes=1:"), "{kept}");
+    let error = log.wait_for(&[": config-error "]);
+    assert!(
+        error.contains(&format!(
+            "config-error op=reload: {} (sysfs_root): sysfs root /nonexistent/phbguard-sys: ",
+            policy.display()
+        )),
+        "{error}"
+    );
+    eventually("READY=1 after the refused reload", || {
+        (readies() == 3).then_some(())
+    });
+    let states = notify.all();
+    let order: Vec<&str> = states
+        .iter()
+        .filter_map(|m| m.lines().find(|l| *l == "READY=1" || *l == "RELOADING=1"))
+        .collect();
+    assert_eq!(
+        order,
+        ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1"],
+        "{states:#?}"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "the watcher exited");
+
+    kill("TERM", child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

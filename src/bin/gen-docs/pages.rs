@@ -228,7 +228,8 @@ pub const TOML: &[Section] = &[
                  passwords included; a running guest goes on unchanged and the new definition \
                  applies at its next cold boot. Guests in *exempt* and guests whose metadata says \
                  mode 'warn' or 'off' are never redefined. The service reads this file when it \
-                 starts: restart it after an edit. Default: \"warn\".",
+                 starts and on SIGHUP (*systemctl reload phbguard-watch*); a file with any \
+                 mistake is logged and changes nothing then. Default: \"warn\".",
             ),
         ],
     },

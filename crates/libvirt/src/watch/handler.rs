@@ -53,6 +53,20 @@ impl Handler {
         self.config.watch_action
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A reloaded policy: from the next judgement on, its action, exemptions and host facts
+    /// (`sysfs_root` is read for every judgement); lines go to its syslog socket. What the
+    /// watcher remembers of its own redefines stays: they were made whatever the policy.
+    pub fn reconfigure(&mut self, config: Config) {
+        if config.syslog_socket != self.config.syslog_socket {
+            self.journal = Journal::open(&config.syslog_socket);
+        }
+        self.config = config;
+    }
+
     /// Handles one event from the connection `conn` (not `Closed`: the service loop does).
     pub fn event(&mut self, conn: &Connect, event: Event) {
         match event {
@@ -370,7 +384,7 @@ mod tests {
     }
 
     struct World {
-        _dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
         log: UnixDatagram,
         conn: Connect,
         handler: Handler,
@@ -395,7 +409,7 @@ mod tests {
             let handler = Handler::new(config.clone(), Journal::open(&config.syslog_socket));
             let conn = Connect::open(Some("test:///default")).unwrap();
             World {
-                _dir: dir,
+                dir,
                 log,
                 conn,
                 handler,
@@ -477,6 +491,39 @@ mod tests {
         // The next definition (someone else's) is fixed as usual.
         w.event(&id);
         assert_eq!(verbs(&w.lines()), ["fixed", "redefined"]);
+        w.undefine(&id);
+    }
+
+    #[test]
+    fn a_reconfigured_handler_judges_with_the_new_policy_and_logs_to_its_socket() {
+        let mut w = World::new(WatchAction::Warn);
+        let id = w.define(&bad(
+            "phbguard-unit-reload",
+            "7e57f1ee-1200-4000-8000-000000000004",
+        ));
+        let before = w.definition(&id);
+        w.event(&id);
+        assert_eq!(verbs(&w.lines()), ["warned"]);
+        assert_eq!(w.definition(&id), before);
+
+        // What a SIGHUP with a clean file does: action fix, another syslog socket.
+        let moved = UnixDatagram::bind(w.dir.path().join("log2")).unwrap();
+        moved.set_nonblocking(true).unwrap();
+        let config = Config {
+            watch_action: WatchAction::Fix,
+            syslog_socket: w.dir.path().join("log2"),
+            ..w.handler.config().clone()
+        };
+        w.handler.reconfigure(config);
+        w.event(&id);
+        assert!(w.definition(&id).contains("bus='0x01' slot='0x01'"));
+        assert!(w.lines().is_empty(), "the old socket still gets lines");
+        let mut buf = [0u8; 8192];
+        let mut lines = Vec::new();
+        while let Ok(n) = moved.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert_eq!(verbs(&lines), ["fixed", "redefined"]);
         w.undefine(&id);
     }
 

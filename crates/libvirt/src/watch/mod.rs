@@ -5,25 +5,27 @@
 //! The loop: connect, subscribe, judge every defined domain once (what happened while nobody
 //! watched), tell systemd READY=1, then handle events one at a time on this thread. When the
 //! connection closes (libvirtd or virtqemud restarting), connect again with a growing pause and
-//! do the same again. SIGTERM or SIGINT ends it with exit 0 after STOPPING=1.
+//! do the same again. SIGTERM or SIGINT ends it with exit 0 after STOPPING=1; SIGHUP reads the
+//! policy file again ([`policy`]).
 
 mod handler;
 mod journal;
+mod policy;
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
-use phbguard_core::config;
-use phbguard_core::host::Sysfs;
 use phbguard_core::syslog::{Level, field};
 use sd_notify::NotifyState;
+use signal_hook::consts::SIGHUP;
 use virt::connect::Connect;
 
 use crate::connect;
 use crate::events::{self, Event, Subscription};
 use handler::Handler;
 use journal::Journal;
+use policy::PolicyFile;
 
 /// How often the connection is asked whether it is still alive, for drivers that do not
 /// report closing (and as a second line behind the close callback).
@@ -78,28 +80,26 @@ impl Session {
 /// A policy file that cannot be worked with (exit 2, as every phbguard command's bad input).
 const EXIT_SETUP: u8 = 2;
 
-/// Runs until SIGTERM or SIGINT (exit code 0); 1 when it cannot even start, [`EXIT_SETUP`]
+/// Runs until SIGTERM or SIGINT (exit code 0; SIGHUP reloads the policy); 1 when it cannot even start, [`EXIT_SETUP`]
 /// when the policy file's sysfs_root is not a directory.
 pub fn run(options: &Options) -> u8 {
     // libvirt prints every error to stderr itself unless told not to; the watcher logs them.
     virt::error::clear_error_callback();
-    let (path, explicit) = config::choose_path(options.config.clone(), std::env::var_os(config::ENV_VAR));
-    let (config, problems) = config::load(&path, explicit);
-    let mut journal = Journal::open(&config.syslog_socket);
-    for p in &problems {
+    let policy = PolicyFile::choose(options.config.clone());
+    let reading = policy.read();
+    let mut journal = Journal::open(&reading.config.syslog_socket);
+    for p in &reading.problems {
         journal.log(Level::Err, &format!("config-error {}: {p}", field("op", "watch")));
     }
     // A sysfs_root that is not a directory would make every host device "not on this host":
     // every warning or fix from then on would be wrong. The watcher is in no guest's start
     // path, so it refuses to start (exit 2; the unit does not restart it for that) rather
-    // than run on made-up facts. The default /sys is not a setting: node devices are used.
-    if config.sysfs_root != config::Config::default().sysfs_root
-        && let Err(e) = Sysfs::new(&config.sysfs_root).check_root()
-    {
+    // than run on made-up facts.
+    if let Some(e) = reading.sysfs_root {
         let line = format!(
             "config-error {}: {} (sysfs_root): {e}; not starting",
             field("op", "watch"),
-            path.display()
+            policy.path().display()
         );
         journal.log(Level::Err, &line);
         return EXIT_SETUP;
@@ -123,7 +123,7 @@ pub fn run(options: &Options) -> u8 {
         journal.log(Level::Err, &line);
         return 1;
     }
-    let mut handler = Handler::new(config, journal);
+    let mut handler = Handler::new(reading.config, journal);
     let line = format!(
         "started {uri_field} {} {}: watching domain definitions",
         field("action", handler.action().as_str()),
@@ -149,7 +149,7 @@ pub fn run(options: &Options) -> u8 {
                     "cannot connect, trying again in {} s",
                     pause.as_secs()
                 ))]);
-                match wait(&rx, pause) {
+                match wait(&mut handler, &policy, &rx, pause, &uri_field, ready) {
                     Some(signal) => break 'service signal,
                     None => continue,
                 }
@@ -167,7 +167,7 @@ pub fn run(options: &Options) -> u8 {
             notify(&[NotifyState::Ready, status]);
             ready = true;
         }
-        if let Some(signal) = serve(&mut handler, &session, &rx, &uri_field) {
+        if let Some(signal) = serve(&mut handler, &policy, &session, &rx, &uri_field) {
             break 'service signal;
         }
         notify(&[NotifyState::Status("connection lost, reconnecting")]);
@@ -178,10 +178,18 @@ pub fn run(options: &Options) -> u8 {
     0
 }
 
-/// Handles events until the connection is lost (None) or a signal says stop.
-fn serve(handler: &mut Handler, session: &Session, rx: &Receiver<Message>, uri_field: &str) -> Option<i32> {
+/// Handles events (and reloads) until the connection is lost (None) or a signal says stop.
+fn serve(
+    handler: &mut Handler,
+    policy: &PolicyFile,
+    session: &Session,
+    rx: &Receiver<Message>,
+    uri_field: &str,
+) -> Option<i32> {
     loop {
         match rx.recv_timeout(ALIVE_CHECK) {
+            // Connected and audited: READY=1 has been sent.
+            Ok(Message::Signal(SIGHUP)) => policy::reload(handler, policy, uri_field, true),
             Ok(Message::Signal(signal)) => return Some(signal),
             Ok(Message::Event { session: from, event }) => match event {
                 Event::Closed { reason } if from == session.id => {
@@ -211,12 +219,21 @@ fn serve(handler: &mut Handler, session: &Session, rx: &Receiver<Message>, uri_f
     }
 }
 
-/// Waits `pause` for a signal; events of dead connections are dropped meanwhile.
-fn wait(rx: &Receiver<Message>, pause: Duration) -> Option<i32> {
+/// Waits `pause` for a signal that says stop, reloading on SIGHUP; events of dead connections
+/// are dropped meanwhile.
+fn wait(
+    handler: &mut Handler,
+    policy: &PolicyFile,
+    rx: &Receiver<Message>,
+    pause: Duration,
+    uri_field: &str,
+    ready: bool,
+) -> Option<i32> {
     let deadline = std::time::Instant::now() + pause;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
+            Ok(Message::Signal(SIGHUP)) => policy::reload(handler, policy, uri_field, ready),
             Ok(Message::Signal(signal)) => return Some(signal),
             Ok(Message::Event { .. }) => {}
             Err(_) => return None,
@@ -224,10 +241,11 @@ fn wait(rx: &Receiver<Message>, pause: Duration) -> Option<i32> {
     }
 }
 
-/// SIGTERM and SIGINT become messages, so they are handled between two events, never in one.
+/// SIGTERM, SIGINT and SIGHUP become messages, so they are handled between two events, never
+/// in one: a reload never changes the policy half-way through judging a definition.
 fn forward_signals(tx: Sender<Message>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
