@@ -451,11 +451,16 @@ impl<'t, 'd> Planner<'t, 'd> {
         }
     }
 
-    /// Every device that repeats an earlier device's address and is not moving anyway takes
-    /// another slot of its own bus.
+    /// Every device that repeats the address of an earlier device that stays, and is not
+    /// moving anyway, takes another slot of its own bus. When the earlier holders all move
+    /// away, the first later one keeps the address.
     fn route_duplicates(&mut self) {
+        let mut held = HashSet::new();
         for (i, addr) in self.addressed().collect::<Vec<_>>() {
-            if self.duplicate[i] && self.dest[i].is_none() && !self.removed[i] {
+            if self.dest[i].is_some() || self.removed[i] {
+                continue;
+            }
+            if !held.insert(addr) {
                 self.dest[i] = Some(Dest::SameBus(addr.bus));
             }
         }

@@ -616,3 +616,21 @@ fn a_pool_interface_alone_on_its_phb_stays_and_a_second_one_there_moves() {
     let unknown = domain("", &[phb(1, 1), pool_interface("vfpool", 1, (0, 3, 0))]);
     assert!(clean_changes(&unknown, &StaticHost::new()).is_empty());
 }
+
+#[test]
+fn a_device_repeating_the_address_of_one_that_moves_away_keeps_it() {
+    // The rng repeats the pool interface's address; the interface leaves for a PHB of its own,
+    // so the rng keeps the address, and bus 1, which it still holds, is not that PHB.
+    let h = StaticHost::new().with_hostdev_network("vfpool");
+    let xml = domain(
+        "",
+        &[phb(1, 1), pool_interface("vfpool", 1, (1, 1, 0)), emulated(1, 1)],
+    );
+    assert_eq!(
+        clean_changes(&xml, &h),
+        [
+            "added PHB index 2 target 2",
+            "interface 52:54:00:00:00:01: 0000:01:01.0 -> 0000:02:01.0",
+        ]
+    );
+}
