@@ -30,10 +30,7 @@ pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
     })?;
     // NUL is no XML character: libvirt's parser (libxml2) refuses such a document, so it can
     // never be a domain definition. quick-xml does not check characters.
-    // `contains` on bytes is a memchr; `str::find` walks characters.
-    if input.contains(&0)
-        && let Some(offset) = input.iter().position(|&b| b == 0)
-    {
+    if let Some(offset) = memchr::memchr(0, input) {
         return Err(ParseError::Malformed {
             offset: offset as u64,
             detail: "a NUL character, which XML does not allow".into(),

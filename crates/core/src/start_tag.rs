@@ -33,7 +33,9 @@ pub struct BadTag {
 /// XML's attribute rules are checked here because quick-xml does not check them all, and
 /// libxml2 (so libvirt) refuses a document that breaks any: white space before each attribute
 /// (`bus='1'slot='2'` and `bus='1'=slot='2'` are no pairs; found by fuzz/, tests/fuzz/fix/),
-/// a name, `=`, a quoted value without `<`, and no name twice.
+/// a name, `=`, a quoted value without `<`, and no name twice. They are checked on the tags
+/// that are read (the elements the rules look at, the tags `fix` edits); a tag no rule reads
+/// is only checked by quick-xml, as libvirt would refuse the document anyway.
 pub fn read<'a>(input: &'a str, tag_start: usize, out: &mut Vec<Attr<'a>>) -> Result<usize, BadTag> {
     out.clear();
     let bytes = input.as_bytes();
@@ -52,8 +54,15 @@ pub fn read<'a>(input: &'a str, tag_start: usize, out: &mut Vec<Attr<'a>>) -> Re
         i = after_space;
         match bytes.get(i) {
             None => return bad(i, "the start tag is never closed".into()),
+            Some(b'>' | b'/')
+                if out.len() >= MANY_ATTRIBUTES
+                    && let Some(twice) = repeated(out) =>
+            {
+                return bad(twice.0, format!("attribute '{}' is given twice", twice.1));
+            }
             Some(b'>') => return Ok(i),
             Some(b'/') if bytes.get(i + 1) == Some(&b'>') => return Ok(i),
+            Some(b'/') => return bad(i, "'/' in a start tag is not followed by '>'".into()),
             Some(_) if !spaced => {
                 return bad(
                     i,
@@ -96,7 +105,10 @@ pub fn read<'a>(input: &'a str, tag_start: usize, out: &mut Vec<Attr<'a>>) -> Re
                 format!("'<' in the value of attribute '{name}'"),
             );
         }
-        if out.iter().any(|a| a.name.as_bytes() == name.as_bytes()) {
+        // Pairwise while the list is short, as libvirt's elements keep it; a tag with very many
+        // attributes (a hostile one) is checked once, sorted, at its end, so that it costs
+        // n log n and not n squared.
+        if out.len() < MANY_ATTRIBUTES && out.iter().any(|a| a.name.as_bytes() == name.as_bytes()) {
             return bad(name_start, format!("attribute '{name}' is given twice"));
         }
         let value = Span {
@@ -111,6 +123,21 @@ pub fn read<'a>(input: &'a str, tag_start: usize, out: &mut Vec<Attr<'a>>) -> Re
         });
         i = value.end + 1;
     }
+}
+
+/// From this many attributes on, names are checked for repeats by sorting, not pairwise.
+const MANY_ATTRIBUTES: usize = 32;
+
+/// The offset and name of an attribute that repeats an earlier one, if any.
+fn repeated<'a>(attrs: &[Attr<'a>]) -> Option<(usize, &'a str)> {
+    let mut names: Vec<(&str, usize)> = attrs.iter().map(|a| (a.name, a.value.start)).collect();
+    names.sort_unstable();
+    names
+        .windows(2)
+        .filter(|w| w[0].0 == w[1].0)
+        .map(|w| w[1])
+        .min_by_key(|&(_, at)| at)
+        .map(|(name, at)| (at, name))
 }
 
 /// XML's white space.
@@ -202,11 +229,28 @@ mod tests {
             ("<a bus='1/>", "never closed"),
             ("<a bus='<'/>", "'<' in the value"),
             ("<a bus='1' bus='2'/>", "attribute 'bus' is given twice"),
+            ("<a bus='1'/ >", "'/' in a start tag is not followed by '>'"),
             ("<a bus='1'", "start tag is never closed"),
         ] {
             let err = attrs(tag).unwrap_err();
             assert!(err.detail.contains(detail), "{tag}: {}", err.detail);
             assert!(err.offset <= tag.len(), "{tag}");
         }
+    }
+
+    #[test]
+    fn a_name_repeated_among_many_attributes_is_found_too() {
+        let many = |repeat: Option<usize>| {
+            let names: Vec<String> = (0..100)
+                .map(|n| format!(" a{}='{n}'", repeat.filter(|_| n == 90).unwrap_or(n)))
+                .collect();
+            format!("<x{}/>", names.concat())
+        };
+        let distinct = many(None);
+        assert_eq!(attrs(&distinct).unwrap().0.len(), 100);
+        let tag = many(Some(7));
+        let err = attrs(&tag).unwrap_err();
+        assert_eq!(err.detail, "attribute 'a7' is given twice");
+        assert!(tag[..err.offset].ends_with(" a7='"), "{}", &tag[..err.offset]);
     }
 }

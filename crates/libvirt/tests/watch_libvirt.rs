@@ -251,6 +251,14 @@ impl World {
         std::fs::write(self.work.path().join("phbguard.toml"), policy).unwrap();
     }
 
+    /// Writes the policy, sends the watcher SIGHUP, and returns the first log line with
+    /// `verb` (": reloaded " or ": not-reloaded ").
+    fn reload(&self, rest: &str, verb: &str) -> String {
+        self.write_policy(rest);
+        kill("HUP", self.watcher_pid());
+        self.log.wait_for(&[verb])
+    }
+
     /// Starts `phbguard-libvirt watch` and waits for READY=1.
     fn start_watcher(&mut self) {
         let stderr = std::fs::File::create(self.work.path().join("watch.stderr")).unwrap();
@@ -496,9 +504,7 @@ fn sighup_applies_a_clean_policy_and_keeps_the_previous_one_when_the_new_one_is_
     assert_eq!(w.definition(&name), before, "redefined under action=warn");
     assert_eq!(w.errors(&before).len(), 1);
 
-    w.write_policy("[watch]\naction = \"fix\"\n");
-    kill("HUP", w.watcher_pid());
-    let line = w.log.wait_for(&[": reloaded "]);
+    let line = w.reload("[watch]\naction = \"fix\"\n", ": reloaded ");
     assert!(
         line.contains("reloaded uri=qemu:///system action=fix changed=1: ")
             && line.ends_with(" read again; watch.action: warn -> fix")
@@ -527,9 +533,7 @@ fn sighup_applies_a_clean_policy_and_keeps_the_previous_one_when_the_new_one_is_
     assert_eq!(w.errors(&w.definition(&name)), Vec::<String>::new());
 
     // A broken file: its mistake is logged, the watcher goes on with action=fix.
-    w.write_policy("[watch]\naction = fix\n");
-    kill("HUP", w.watcher_pid());
-    let kept = w.log.wait_for(&[": not-reloaded "]);
+    let kept = w.reload("[watch]\naction = fix\n", ": not-reloaded ");
     assert!(
         kept.contains("not-reloaded uri=qemu:///system action=fix mistakes=1: ")
             && kept.ends_with("has 1 mistake; the previous policy stays in force")

@@ -240,6 +240,12 @@ impl<'t, 'd> Planner<'t, 'd> {
         self.topology.known_group(device)
     }
 
+    /// Whether the device at `i` is an interface on a hostdev-pool network.
+    fn is_pool_interface(&self, i: usize) -> bool {
+        // In device order, as the topology found them.
+        self.topology.pool_interfaces().binary_search(&i).is_ok()
+    }
+
     /// Whether `bus` is a PHB, the ones the plan adds included.
     fn is_phb(&self, bus: u8) -> bool {
         matches!(self.buses[bus as usize], Bus::Phb(_))
@@ -378,15 +384,19 @@ impl<'t, 'd> Planner<'t, 'd> {
     /// else staying on it (the first such interface there, in libvirt's order); every other
     /// one moves to a PHB of its own. Its VF, so its IOMMU group, is only chosen at start.
     fn route_pool_interfaces(&mut self) {
-        let pool = self.topology.pool_interfaces();
-        for i in self.libvirt_order().into_iter().filter(|i| pool.contains(i)) {
+        let interfaces: Vec<usize> = self
+            .libvirt_order()
+            .into_iter()
+            .filter(|&i| self.is_pool_interface(i))
+            .collect();
+        for i in interfaces {
             let Some(bus) = self.device(i).address.map(|a| a.bus) else {
                 continue;
             };
             // Other pool interfaces there are judged in their turn: the first one keeps the bus.
             let others_stay = self
                 .addressed()
-                .any(|(j, a)| a.bus == bus && !pool.contains(&j) && self.dest[j].is_none());
+                .any(|(j, a)| a.bus == bus && !self.is_pool_interface(j) && self.dest[j].is_none());
             let alone = bus != 0
                 && self.is_phb(bus)
                 && !self.hostdev_buses.contains(&bus)
@@ -440,7 +450,7 @@ impl<'t, 'd> Planner<'t, 'd> {
             .addressed()
             .filter(|&(i, a)| {
                 !matches!(self.device(i).kind, DeviceKind::Hostdev { .. })
-                    && !self.topology.pool_interfaces().contains(&i)
+                    && !self.is_pool_interface(i)
                     && !self.removed[i]
                     && self.hostdev_buses.contains(&a.bus)
             })

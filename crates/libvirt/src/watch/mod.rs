@@ -80,6 +80,10 @@ impl Session {
 /// A policy file that cannot be worked with (exit 2, as every phbguard command's bad input).
 const EXIT_SETUP: u8 = 2;
 
+/// The service's status while it is connected, and while it is not.
+const WATCHING: &str = "watching domain definitions";
+const RECONNECTING: &str = "connection lost, reconnecting";
+
 /// Runs until SIGTERM or SIGINT (exit code 0; SIGHUP reloads the policy); 1 when it cannot even start, [`EXIT_SETUP`]
 /// when the policy file's sysfs_root is not a directory.
 pub fn run(options: &Options) -> u8 {
@@ -160,7 +164,7 @@ pub fn run(options: &Options) -> u8 {
             .journal
             .log(Level::Notice, &format!("connected {uri_field}"));
         handler.audit(&session.conn);
-        let status = NotifyState::Status("watching domain definitions");
+        let status = NotifyState::Status(WATCHING);
         if ready {
             notify(&[status]);
         } else {
@@ -170,7 +174,7 @@ pub fn run(options: &Options) -> u8 {
         if let Some(signal) = serve(&mut handler, &policy, &session, &rx, &uri_field) {
             break 'service signal;
         }
-        notify(&[NotifyState::Status("connection lost, reconnecting")]);
+        notify(&[NotifyState::Status(RECONNECTING)]);
     };
     notify(&[NotifyState::Stopping]);
     let line = format!("stopped {uri_field} {}", field("signal", signal_name(signal)));
@@ -189,7 +193,7 @@ fn serve(
     loop {
         match rx.recv_timeout(ALIVE_CHECK) {
             // Connected and audited: READY=1 has been sent.
-            Ok(Message::Signal(SIGHUP)) => policy::reload(handler, policy, uri_field, true),
+            Ok(Message::Signal(SIGHUP)) => policy::reload(handler, policy, uri_field, true, WATCHING),
             Ok(Message::Signal(signal)) => return Some(signal),
             Ok(Message::Event { session: from, event }) => match event {
                 Event::Closed { reason } if from == session.id => {
@@ -233,7 +237,7 @@ fn wait(
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
-            Ok(Message::Signal(SIGHUP)) => policy::reload(handler, policy, uri_field, ready),
+            Ok(Message::Signal(SIGHUP)) => policy::reload(handler, policy, uri_field, ready, RECONNECTING),
             Ok(Message::Signal(signal)) => return Some(signal),
             Ok(Message::Event { .. }) => {}
             Err(_) => return None,

@@ -83,8 +83,9 @@ impl Reading {
 /// SIGHUP: reads the policy file again and applies it whole, or logs its mistakes and keeps
 /// the policy in force. Tells systemd RELOADING=1 before and READY=1 after, once the watcher
 /// has said READY=1 at all (a SIGHUP before the first connection must not announce the
-/// start-up finished).
-pub fn reload(handler: &mut Handler, file: &PolicyFile, uri_field: &str, ready: bool) {
+/// start-up finished). `activity` is what the watcher is doing meanwhile (watching, or
+/// reconnecting), the start of the status it reports after.
+pub fn reload(handler: &mut Handler, file: &PolicyFile, uri_field: &str, ready: bool, activity: &str) {
     if ready {
         // systemd 253's Type=notify-reload wants MONOTONIC_USEC in the same message as
         // RELOADING=1 (to tell this reload from an earlier one); older systemd ignores it.
@@ -111,7 +112,7 @@ pub fn reload(handler: &mut Handler, file: &PolicyFile, uri_field: &str, ready: 
             );
             handler.journal.log(Level::Notice, &line);
             format!(
-                "watching domain definitions (policy reloaded, action={})",
+                "{activity} (policy reloaded, action={})",
                 handler.action().as_str()
             )
         }
@@ -131,8 +132,8 @@ pub fn reload(handler: &mut Handler, file: &PolicyFile, uri_field: &str, ready: 
             );
             handler.journal.log(Level::Err, &line);
             format!(
-                "watching domain definitions (reload refused: {} has mistakes, see journalctl -t \
-                 phbguard; previous policy in force)",
+                "{activity} (reload refused: {} has mistakes, see journalctl -t phbguard; previous \
+                 policy in force)",
                 file.path.display()
             )
         }
