@@ -260,8 +260,15 @@ pub fn json(g: &Groups) -> Value {
             json!({"group": n, "devices": devices.iter().map(device_json).collect::<Vec<_>>()})
         })
         .collect();
+    // The stderr warnings, for scripts that read only the JSON.
+    let unresolved: Vec<Value> = g
+        .unresolved
+        .iter()
+        .map(|u| json!({"network": u.network, "pf": u.pf, "why": u.why}))
+        .collect();
     json!({
         "groups": groups,
         "ungrouped": g.ungrouped.iter().map(device_json).collect::<Vec<_>>(),
+        "unresolved_pools": unresolved,
     })
 }

@@ -707,6 +707,19 @@ fn a_pf_that_leads_to_no_vfs_is_a_warning_naming_the_network_and_the_pf() {
             "group 42 0002:05:00.2: good",
         ]
     );
+    // The warnings are in the JSON too, one object each.
+    let unresolved: Vec<String> = json["unresolved_pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| format!("{} {}", u["network"].as_str().unwrap(), u["pf"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        unresolved,
+        ["ghost enP9p9s0f0", "novfs enP2p5s0f1", "virtual ifb0"]
+    );
+    let why = json["unresolved_pools"][1]["why"].as_str().unwrap();
+    assert!(why.starts_with("has no VFs"), "{why}");
 }
 
 #[test]
