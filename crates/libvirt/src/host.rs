@@ -50,6 +50,14 @@ impl HostFacts for Host<'_> {
         }
     }
 
+    // Sysfs answers many at once for less; node devices have no such call.
+    fn iommu_groups(&self, addrs: &[PciAddr]) -> Vec<Result<u32, GroupUnknown>> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.iommu_groups(addrs),
+            PciFacts::Sysfs(s) => s.iommu_groups(addrs),
+        }
+    }
+
     fn numa_node(&self, addr: PciAddr) -> Option<u32> {
         match &self.pci {
             PciFacts::NodeDevices(n) => n.numa_node(addr),
