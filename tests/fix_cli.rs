@@ -21,15 +21,6 @@ fn scratch_copy(example: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
-}
-
 /// What `fix` prints for a file: the reference for what `--in-place` must write.
 fn fixed_text(example: &str) -> Vec<u8> {
     let out = support::fix_examples(&[example]);
@@ -116,7 +107,7 @@ fn in_place_replaces_the_file_keeping_its_mode_and_leaves_nothing_else() {
     assert!(support::stderr(&out).contains("-> 0000:01:01.0"));
     assert_eq!(fs::read(&path).unwrap(), fixed_text(BROKEN));
     assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o640);
-    assert_eq!(entries(dir.path()), ["guest.xml"]);
+    assert_eq!(support::entries(dir.path()), ["guest.xml"]);
 }
 
 #[test]
@@ -327,7 +318,7 @@ fn a_read_only_file_is_not_replaced() {
         "{stderr}"
     );
     assert_eq!(fs::read(&path).unwrap(), before);
-    assert_eq!(entries(dir.path()), ["guest.xml", "phbguard", "sysfs"]);
+    assert_eq!(support::entries(dir.path()), ["guest.xml", "phbguard", "sysfs"]);
 }
 
 #[test]
@@ -348,7 +339,7 @@ fn a_read_only_directory_stops_the_rewrite_before_it_starts() {
         "{stderr}"
     );
     assert_eq!(fs::read(&path).unwrap(), before);
-    assert_eq!(entries(&sub), ["guest.xml"]);
+    assert_eq!(support::entries(&sub), ["guest.xml"]);
 }
 
 #[test]
@@ -379,5 +370,5 @@ fn a_full_disk_leaves_the_original_and_no_temporary_file() {
         "{stderr}"
     );
     assert_eq!(fs::read(&path).unwrap(), before);
-    assert_eq!(entries(dir.path()), ["guest.xml"]);
+    assert_eq!(support::entries(dir.path()), ["guest.xml"]);
 }

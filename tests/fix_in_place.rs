@@ -31,15 +31,6 @@ fn spawn_fix_in_place(path: &Path) -> Child {
         .unwrap()
 }
 
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
-}
-
 /// `text` in a fresh directory as `guest.xml`.
 fn scratch(text: &[u8]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -133,7 +124,7 @@ fn owner_group_setgid_mode_acl_selinux_label_and_user_xattrs_are_kept() {
         acl.contains("user:daemon:rw-") && acl.contains("group:adm:r--"),
         "{acl}"
     );
-    assert_eq!(entries(dir.path()), ["guest.xml"]);
+    assert_eq!(support::entries(dir.path()), ["guest.xml"]);
 }
 
 #[test]
@@ -158,7 +149,7 @@ fn a_file_with_another_hard_link_is_refused_and_no_change_is_listed() {
         fs::metadata(&other).unwrap().ino(),
         fs::metadata(&path).unwrap().ino()
     );
-    assert_eq!(entries(dir.path()), ["guest.xml", "other-name.xml"]);
+    assert_eq!(support::entries(dir.path()), ["guest.xml", "other-name.xml"]);
 }
 
 #[test]
@@ -203,7 +194,10 @@ fn backup_keeps_the_original_beside_the_fixed_file() {
     let out = support::fix_examples(&["-i", "--backup=~", p]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     assert_eq!(fs::read(dir.path().join("guest.xml~")).unwrap(), example(BROKEN));
-    assert_eq!(entries(dir.path()), ["guest.xml", "guest.xml.orig", "guest.xml~"]);
+    assert_eq!(
+        support::entries(dir.path()),
+        ["guest.xml", "guest.xml.orig", "guest.xml~"]
+    );
 
     // Only with --in-place, and never a suffix that leaves the directory.
     assert_eq!(support::fix_examples(&["--backup", p]).status.code(), Some(2));
@@ -219,7 +213,7 @@ fn a_dead_writers_temporary_file_is_removed_by_the_next_run() {
     fs::write(&leftover, "half a file").unwrap();
     let out = support::fix_examples(&["--in-place", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
-    assert_eq!(entries(dir.path()), ["guest.xml"]);
+    assert_eq!(support::entries(dir.path()), ["guest.xml"]);
 }
 
 /// A big domain (a long comment inside it), so that a fix takes long enough to be interrupted
@@ -255,7 +249,7 @@ fn kill_9_at_any_moment_leaves_the_old_or_the_new_file_and_the_next_run_cleans_u
         );
         old_seen += usize::from(now == old);
         new_seen += usize::from(now == new);
-        leftovers += entries(dir.path()).len() - 1;
+        leftovers += support::entries(dir.path()).len() - 1;
     }
     eprintln!(
         "{kills} kills: {old_seen} left the old file, {new_seen} the new, {leftovers} temporary files seen"
@@ -264,7 +258,7 @@ fn kill_9_at_any_moment_leaves_the_old_or_the_new_file_and_the_next_run_cleans_u
     fs::write(&path, &new).unwrap();
     let out = spawn_fix_in_place(&path).wait_with_output().unwrap();
     assert!(out.status.success(), "{}", support::stderr(&out));
-    assert_eq!(entries(dir.path()), ["guest.xml"]);
+    assert_eq!(support::entries(dir.path()), ["guest.xml"]);
     assert_eq!(fs::read(&path).unwrap(), new);
 }
 
@@ -320,7 +314,7 @@ fn a_save_by_another_program_while_fix_works_is_never_lost() {
             assert_eq!(stderr.lines().count(), 1, "{stderr}");
             refused += usize::from(stderr.contains("not rewritten: changed while fixing"));
         }
-        assert_eq!(entries(dir.path()), ["guest.xml"], "round {round}");
+        assert_eq!(support::entries(dir.path()), ["guest.xml"], "round {round}");
     }
     assert!(refused > 0, "fix never saw the other save: the test did not race");
 }
