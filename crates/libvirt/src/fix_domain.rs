@@ -5,6 +5,8 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use anyhow::Context;
+use phbguard_cli::command::{FixArgs, Format};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::fix::Options;
 use phbguard_core::report::json;
 use phbguard_libvirt::connect;
@@ -14,9 +16,6 @@ use serde_json::json;
 use virt::connect::Connect;
 use virt::domain::Domain;
 
-use crate::cli::{FixArgs, Format};
-use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
-
 /// One line on stderr. The guest's name, device names and values come from libvirt's XML: their
 /// control characters are escaped, as `fix FILE` does.
 fn say(line: &str) {
@@ -25,7 +24,10 @@ fn say(line: &str) {
 
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let name = args.domain.as_deref().expect("dispatched on --domain");
-    crate::check_sysfs_root(args.sysfs_root.as_deref())?;
+    args.sysfs_root
+        .as_deref()
+        .map(phbguard_cli::sysfs_root)
+        .transpose()?;
     let conn = connect::open(args.uri.as_deref())?;
     let dom = lookup(&conn, name)?;
     let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
