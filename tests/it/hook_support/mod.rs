@@ -1,4 +1,4 @@
-//! Shared by the hook tests (tests/hook_cli.rs, tests/hook_libvirt.rs): the one test world
+//! Shared by the hook tests (tests/it/hook_cli.rs, tests/it/hook_libvirt.rs): the one test world
 //! (fake host, syslog socket, policy file, incoming-mark directory), the installed hook file,
 //! the one set of guest XML builders, and the one table of per-rule guest scenarios.
 #![allow(dead_code)] // each test crate uses its own part of this module

@@ -4,10 +4,10 @@
 //! judged by the real binary on a fake sysfs built from `tests/cases/host.txt`. The example
 //! domains under `examples/` are held to the same standard with their own sysfs tree.
 //!
-//! `PHBGUARD_BLESS=1 cargo test --test cases` rewrites the `.findings` and `.report` files from
+//! `PHBGUARD_BLESS=1 cargo test --test it cases::` rewrites the `.findings` and `.report` files from
 //! what the binary reports now; review the diff before committing it.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -130,7 +130,7 @@ fn every_rule_case_reports_exactly_its_findings() {
     for rule in rules["rules"].as_array().unwrap() {
         let id = rule["id"].as_str().unwrap();
         let severity = rule["severity"].as_str().unwrap();
-        // Judged through a libvirt connection only: crates/libvirt/tests/audit.rs has their cases.
+        // Judged through a libvirt connection only: crates/libvirt/tests/it/audit.rs has their cases.
         if rule["needs_libvirt"] == Value::Bool(true) {
             continue;
         }

@@ -1,7 +1,7 @@
 //! The `phbguard` binary libvirtd runs as a hook never links libvirt; the commands that talk to
 //! libvirt reach `phbguard-libvirt` with the same arguments.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

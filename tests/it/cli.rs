@@ -1,7 +1,7 @@
 //! The `phbguard` binary as admins and scripts use it: output formats, exit codes, and bad
 //! input that must end in one clear line and exit 2, never a panic or a hang.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -3,10 +3,10 @@
 //! changes it lists, and the unified diff it prints. Compliant inputs have no `.fix` file and
 //! must come out byte-identical.
 //!
-//! `PHBGUARD_BLESS=1 cargo test --test fix_cases` rewrites the `.fix` files from what the binary
+//! `PHBGUARD_BLESS=1 cargo test --test it fix_cases::` rewrites the `.fix` files from what the binary
 //! does now; review the diff before committing it.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

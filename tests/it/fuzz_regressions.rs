@@ -1,9 +1,8 @@
 //! Replays every input a fuzz target ever failed on (tests/fuzz/<target>/, one file each)
-//! through the same property the target checks (tests/support/fuzz_props.rs). A new crash
+//! through the same property the target checks (tests/it/support/fuzz_props.rs). A new crash
 //! found by `cargo fuzz run` is copied here, fixed, and stays fixed. docs/fuzzing.md.
 
-#[path = "support/fuzz_props.rs"]
-mod fuzz_props;
+use crate::support::fuzz_props;
 
 use std::path::Path;
 

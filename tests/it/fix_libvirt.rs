@@ -3,7 +3,7 @@
 //! libvirt stores (`virsh dumpxml --inactive`) checks clean and keeps the placement fix chose:
 //! the same address for every device, the same PHBs and no PHB libvirt had to add.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -7,10 +7,10 @@
 //! save image afterwards, also when a scenario fails. It needs the sandbox daemon, so it is
 //! `#[ignore = "needs libvirtd"]`; scripts/test-all runs it with `--include-ignored`. Run it by
 //! hand under the shared daemon's lock:
-//! `flock /run/phbguard-libvirtd.lock cargo test --test hook_libvirt -- --include-ignored`.
+//! `flock /run/phbguard-libvirtd.lock cargo test --test it hook_libvirt:: -- --include-ignored`.
 
-mod hook_support;
-mod support;
+use crate::hook_support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

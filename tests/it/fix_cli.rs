@@ -1,7 +1,7 @@
 //! `phbguard fix` as a command: where the result goes, what the exit code says, and that a
 //! failure at any step leaves the original file as it was.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -3,7 +3,7 @@
 //! round trip, the switch to enforce, the opt-out and the roll-back run as the page writes them,
 //! with only the guest's name, the file paths and a fake sysfs put in.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! any moment leaves the old or the new file and nothing the next run does not remove.
 //! docs/fix.md lists these guarantees.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

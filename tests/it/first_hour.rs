@@ -1,7 +1,7 @@
 //! A newcomer's first hour: README's commands work as written (read from README.md, so the
 //! test and the page cannot drift apart), and the CLI explains itself when asked loosely.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! what libvirt itself places must check clean on a host laid out like libvirt's test mock,
 //! except where libvirt honoured a user address that breaks isolation.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 

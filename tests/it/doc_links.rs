@@ -2,7 +2,7 @@
 //! names a file (and heading) that exists here, and no file points outside the project to where
 //! its facts were first written down.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -162,7 +162,7 @@ fn nothing_points_outside_the_project() {
         "shared/corpus",
         "libvirt-behaviour.md",
     ];
-    let this_file = support::repo().join("tests/doc_links.rs");
+    let this_file = support::repo().join("tests/it/doc_links.rs");
     let mut found = Vec::new();
     for file in repo_files() {
         if file == this_file {

@@ -1,9 +1,9 @@
 //! The rules tables in docs/rules.md and README.md are the catalogue's: one row per rule, in
 //! catalogue order, with its id, severity and summary as `phbguard rules` prints them.
 //!
-//! `PHBGUARD_BLESS=1 cargo test --test docs` rewrites both tables from the catalogue.
+//! `PHBGUARD_BLESS=1 cargo test --test it docs::` rewrites both tables from the catalogue.
 
-mod support;
+use crate::support;
 
 use phbguard_core::rules::RULES;
 

@@ -3,7 +3,7 @@
 //! input asked for. Large inputs are generated here, not committed. The hook entry is run on
 //! the cases where a guest start would meet them.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -462,7 +462,7 @@ fn iommu_group_link_pointing_elsewhere() {
 #[test]
 fn unreadable_sysfs_attributes() {
     // As root, permissions do not stop reads: run phbguard as nobody (setpriv), as
-    // tests/fix_cli.rs does. The tree itself is traversable by nobody; the device's entries
+    // tests/it/fix_cli.rs does. The tree itself is traversable by nobody; the device's entries
     // are not.
     let root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))

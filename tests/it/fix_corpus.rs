@@ -4,7 +4,7 @@
 //! devices without an address are left to libvirt by design (it alone knows which of them take a
 //! PCI slot), so only hostdevs are compared.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,7 @@
 //! Against the real libvirtd (the sandbox daemon scripts/test-all starts), in a mount namespace
 //! of their own where the read-write socket is covered by /dev/null: the read-only socket is all
 //! they have. Run as root with `flock /run/phbguard-libvirtd.lock cargo test -p phbguard-libvirt
-//! --test read_only_libvirtd -- --include-ignored`.
+//! --test it read_only_libvirtd:: -- --include-ignored`.
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! `phbguard fix` with several files, as `check` takes them: where each result goes, and an
 //! exit code that reports the worst file.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::PathBuf;

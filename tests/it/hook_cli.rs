@@ -2,8 +2,8 @@
 //! test binary), every op, every policy key, config errors, argument edge cases, oversized
 //! stdin, and the syslog lines a real datagram socket receives.
 
-mod hook_support;
-mod support;
+use crate::hook_support;
+use crate::support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

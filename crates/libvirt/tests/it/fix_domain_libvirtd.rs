@@ -1,7 +1,7 @@
 //! `phbguard fix --domain` against the real libvirtd (qemu:///system, the sandbox daemon that
 //! scripts/test-all starts): the VNC password survives the redefine, and nothing is redefined
 //! unless told. Run with `flock /run/phbguard-libvirtd.lock cargo test -p phbguard-libvirt
-//! --test fix_domain_libvirtd -- --include-ignored`.
+//! --test it fix_domain_libvirtd:: -- --include-ignored`.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! stays as it is (docs/fix.md). Ignored by plain `cargo test`; scripts/test-all runs them as
 //! root with `--include-ignored`.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,6 +1,6 @@
 #![allow(dead_code)] // each fuzz target uses one of these
 //! What each fuzz target asserts, in one place: `fuzz/fuzz_targets/*.rs` call these on every
-//! generated input, and `tests/fuzz_regressions.rs` calls them on every input the fuzzer ever
+//! generated input, and `tests/it/fuzz_regressions.rs` calls them on every input the fuzzer ever
 //! found a problem with (tests/fuzz/<target>/), so plain `cargo test` replays those.
 //! Each function panics when the property breaks; a panic inside the engine is a finding too.
 
