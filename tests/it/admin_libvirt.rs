@@ -102,7 +102,7 @@ fn refused_by_phbguard(start: &str) -> bool {
 #[test]
 #[ignore = "needs libvirtd"]
 fn the_admin_page_from_warn_to_enforce_and_back() {
-    support::assert_libvirtd_answers();
+    let _daemon = support::libvirtd();
     let dir = tempfile::tempdir().unwrap();
     let sysfs = support::repo().join("examples/sysfs");
 

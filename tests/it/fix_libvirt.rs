@@ -72,7 +72,7 @@ fn phbs(domain: &Domain) -> BTreeMap<u32, (Option<u32>, Option<String>)> {
 #[test]
 #[ignore = "needs libvirtd"]
 fn libvirt_defines_every_fixed_example_and_keeps_its_placement() {
-    support::assert_libvirtd_answers();
+    let _daemon = support::libvirtd();
     let examples = support::repo().join("examples");
     let sysfs = examples.join("sysfs");
     let sysfs = sysfs.to_str().unwrap();
@@ -165,7 +165,7 @@ fn define(work: &std::path::Path, xml: &str, name: &str) -> std::process::Output
 #[test]
 #[ignore = "needs libvirtd"]
 fn libvirt_reads_numbers_and_addresses_as_phbguard_does_and_accepts_what_fix_makes() {
-    support::assert_libvirtd_answers();
+    let _daemon = support::libvirtd();
     let work = tempfile::tempdir().unwrap();
     let mut defined = Defined::default();
     let host = support::case_host();

@@ -211,6 +211,7 @@ fn lines_for(lines: &[String], name: &str) -> Vec<String> {
 #[test]
 #[ignore = "needs libvirtd"]
 fn hook_under_real_libvirtd() {
+    let _daemon = support::libvirtd();
     let started = Instant::now();
     let mut e = E2e::setup();
     let mut timings = Vec::new();

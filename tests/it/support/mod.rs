@@ -1,11 +1,12 @@
 //! Shared by the integration tests: the built binary, fake sysfs trees, virsh on the sandbox
 //! daemon. Tests that need libvirtd are `#[ignore = "needs libvirtd"]`: `cargo test` reports
 //! them as ignored; scripts/test-all runs them with `--include-ignored`, and then a daemon
-//! that does not answer fails them (assert_libvirtd_answers).
+//! that does not answer fails them ([`libvirtd`]).
 #![allow(dead_code)] // each test crate uses its own part of this module
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub mod fuzz_props;
 
@@ -168,6 +169,18 @@ pub fn virsh(args: &[&str]) -> Output {
 /// stdout then stderr of a command, as one text for messages and searches.
 pub fn output_text(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
+}
+
+/// The real libvirtd, for one test at a time. The tests of this crate run as threads of one
+/// process, and the ones on the daemon share its guests, its hooks directory and the e2e state
+/// directory, and restart it: each holds this guard for as long as it uses the daemon. Fails
+/// the test when the daemon does not answer.
+pub fn libvirtd() -> MutexGuard<'static, ()> {
+    static DAEMON: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it leaves the daemon as its cleanup made it.
+    let guard = DAEMON.lock().unwrap_or_else(PoisonError::into_inner);
+    assert_libvirtd_answers();
+    guard
 }
 
 /// Fails the test with how to start the daemon when libvirtd does not answer.

@@ -74,6 +74,7 @@ fn secure_xml() -> String {
 #[test]
 #[ignore = "needs libvirtd"]
 fn fix_domain_keeps_the_vnc_password_and_redefines_only_when_told() {
+    let _daemon = crate::libvirtd();
     let probe = virsh(&["list", "--all", "--name"]);
     assert!(
         probe.status.success(),

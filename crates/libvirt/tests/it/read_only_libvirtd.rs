@@ -34,6 +34,7 @@ fn text(o: &Output) -> String {
 #[test]
 #[ignore = "needs libvirtd"]
 fn audit_and_groups_need_only_the_read_only_socket() {
+    let _daemon = crate::libvirtd();
     let probe = Command::new("virsh")
         .args(["-q", "-c", "qemu:///system", "uri"])
         .output()

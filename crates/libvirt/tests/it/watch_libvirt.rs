@@ -5,7 +5,7 @@
 //!
 //! They need the daemon (and restart it), so they are `#[ignore = "needs libvirtd"]`:
 //! `scripts/test-all` runs them with `--include-ignored` under the daemon's lock. Each takes the
-//! file's mutex, so they run one at a time even in one test binary.
+//! crate's libvirtd guard, so they run one at a time with the crate's other tests on the daemon.
 //!
 //! The last test runs on libvirt's test driver and needs nothing.
 
@@ -33,8 +33,7 @@ fn repo() -> PathBuf {
 
 /// One scenario at a time: they share the daemon, and one of them restarts it.
 fn serial() -> MutexGuard<'static, ()> {
-    static ONE: Mutex<()> = Mutex::new(());
-    ONE.lock().unwrap_or_else(|e| e.into_inner())
+    crate::libvirtd()
 }
 
 /// `virsh` on the sandbox daemon, bounded so a stuck daemon fails the test instead of hanging it.
@@ -652,6 +651,9 @@ fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Sent before the exit, but the receiving threads may not have read them yet.
+    notify.wait_for(&["STOPPING=1"]);
+    log.wait_for(&[": stopped "]);
     assert_eq!(notify.matching(&["STOPPING=1"]).len(), 1);
     let lines: Vec<String> = log.all();
     assert!(lines[0].contains(" phbguard[") && lines[0].contains("started uri=test:///default action=warn"));
