@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use hook_support::{Policy, UUID, guest_with, hostdev, install_hook, phb, run_exe};
+use hook_support::{Policy, UUID, install_hook, run_exe};
+use phbguard_testkit::xml::{bridge, guest_with, hostdev, phb};
 use support::{stderr, stdout};
 
 fn bad_xml(name: &str) -> String {
@@ -136,7 +137,7 @@ fn compliant_and_warning_only_guests_pass_silently_on_stderr() {
     );
     assert!(w.log.take().is_empty());
 
-    let warning_only = guest_with("w", UUID, None, &hook_support::bridge(1, 6));
+    let warning_only = guest_with("w", UUID, None, &bridge(1, 6));
     let out = w.call("w", "prepare", "begin", &warning_only);
     assert_eq!((code(&out), stderr(&out).as_str()), (0, ""));
     let logged = w.log.take();
@@ -587,17 +588,12 @@ fn stdin_over_16_mib_is_refused_with_a_clear_error() {
 
 #[test]
 fn a_writer_that_never_closes_stdin_does_not_hold_the_start() {
-    use std::process::{Command, Stdio};
     let w = World::new("");
-    let mut child = Command::new(&w.hook)
+    let mut child = support::Run::new(&w.hook)
         .args(["db02", "prepare", "begin", "-"])
-        .env_clear()
+        .environment_of_a_hook()
         .env("PHBGUARD_CONFIG", w.policy.path_str())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     // Held open and never written: the hook must give up on it by itself.
     let held = child.stdin.take();
     let out = child.wait_with_output().unwrap();
@@ -1055,7 +1051,7 @@ fn control_characters_from_the_document_never_reach_the_terminal_or_the_log_raw(
         None,
         &format!(
             "{}{}",
-            hook_support::pci_root(1, "evil&#x1b;]0;title&#x7;", 1),
+            phbguard_testkit::xml::pci_root(1, "evil&#x1b;]0;title&#x7;", 1),
             hostdev("0002:02:00.0", 0, 5)
         ),
     );
