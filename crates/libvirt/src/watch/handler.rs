@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use phbguard_core::config::{Config, Mode, WatchAction};
 use phbguard_core::fix::Options;
+use phbguard_core::log_line::{Level, field};
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Finding, Severity, judge};
-use phbguard_core::syslog::{Level, field};
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::error::ErrorNumber;
