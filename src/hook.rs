@@ -34,7 +34,7 @@ use phbguard_core::host::Sysfs;
 use phbguard_core::input::{InputError, read_within};
 use phbguard_core::parse::{METADATA_NS, parse_domain};
 use phbguard_core::syslog::{Level, Syslog, field};
-use phbguard_core::verdict::{Arrival, Disposition, Occasion, Phase, Verdict, decide};
+use phbguard_core::verdict::{Arrival, Disposition, HookCall, Phase, Verdict, decide};
 
 use crate::incoming::Marks;
 
@@ -252,7 +252,7 @@ impl Edge {
         }
         let uuid = domain.uuid.clone().unwrap_or_else(|| "-".into());
         let marks = Marks::new(&self.config.state_dir);
-        let mut occasion = Occasion::new(self.phase);
+        let mut occasion = HookCall::new(self.phase);
         occasion.warn_only = self.warn_only;
         if self.phase == Phase::Prepare {
             match marks.take(&uuid, &self.call.domain) {
@@ -302,7 +302,7 @@ impl Edge {
         }
         self.log_findings(&verdict, &uuid, occasion);
         if matches!(self.phase, Phase::Migrate | Phase::Restore)
-            && !verdict.reject
+            && !verdict.reject()
             && !verdict.findings.is_empty()
             && let Err(e) = marks.put(&uuid, &self.call.domain, self.phase)
         {
@@ -316,7 +316,7 @@ impl Edge {
                 ),
             );
         }
-        if !verdict.reject {
+        if !verdict.reject() {
             return 0;
         }
         let text = refusal_text(
@@ -330,14 +330,14 @@ impl Edge {
         1
     }
 
-    fn log_findings(&mut self, verdict: &Verdict, uuid: &str, occasion: Occasion) {
+    fn log_findings(&mut self, verdict: &Verdict, uuid: &str, occasion: HookCall) {
         let incoming = match (self.phase, occasion.arrival) {
             (Phase::Prepare, Arrival::Incoming(via)) => format!(" {}", field("incoming", via.op())),
             _ => String::new(),
         };
         for j in &verdict.findings {
             let level = match j.disposition {
-                Disposition::Exempt => Level::Notice,
+                Disposition::Exempt | Disposition::Fix => Level::Notice,
                 Disposition::Rejected => Level::Err,
                 Disposition::Warned => Level::Warning,
             };
@@ -413,7 +413,7 @@ fn incoming_str(i: Incoming) -> &'static str {
 /// most [`MAX_REFUSAL_LINES`] findings, the blocking ones first, then the ways out.
 pub fn refusal_text(
     name: &str,
-    occasion: Occasion,
+    occasion: HookCall,
     verdict: &Verdict,
     policy: &Path,
     config: &Config,
