@@ -8,6 +8,7 @@
 //! do the same again. SIGTERM or SIGINT ends it with exit 0 after STOPPING=1; SIGHUP reads the
 //! policy file again ([`policy`]).
 
+mod aftermath;
 mod handler;
 mod journal;
 mod policy;
