@@ -105,7 +105,8 @@ impl AfterDefine {
     }
 
     /// Whether this says something went wrong that an admin must hear about.
-    pub fn is_trouble(self) -> bool {
+    #[cfg(test)]
+    fn is_trouble(self) -> bool {
         matches!(
             self,
             AfterDefine::MayHaveReplaced { .. }
