@@ -46,6 +46,9 @@ pub enum Command {
         /// A rule id as 'phbguard rules' lists it, or as a finding names it
         /// ('error[hostdev-on-default-phb]'); without one, the rules are listed
         rule: Option<String>,
+        /// json: the rule's id, severity, summary, explanation and examples as one object
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// List the rules
     Rules {
