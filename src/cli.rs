@@ -224,6 +224,11 @@ pub struct FixArgs {
     /// With --domain: redefine without asking
     #[arg(long, short = 'y', requires = "domain", conflicts_with = "files")]
     pub yes: bool,
+    /// With --domain: redefine only if this run proposes exactly the change a previous run
+    /// showed, named by its digest (the `digest` of 'fix --domain --format json'); if the
+    /// definition or the fix changed since, nothing is defined (exit 1)
+    #[arg(long, value_name = "DIGEST", requires = "domain", conflicts_with = "files")]
+    pub if_digest: Option<String>,
     /// Replace each FILE with its fixed XML instead of printing it: atomically, keeping owner,
     /// group, mode and extended attributes, and only if nobody changed it meanwhile
     #[arg(long, short = 'i')]

@@ -62,6 +62,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
             );
             report.insert("domain".into(), json!(proposal.name));
             report.insert("diff".into(), json!(proposal.diff()));
+            report.insert("digest".into(), json!(proposal.digest()));
             report.insert("redefined".into(), json!(redefined));
             format!("{}\n", serde_json::Value::Object(report))
         }
@@ -92,6 +93,16 @@ fn decide(conn: &Connect, dom: &Domain, proposal: &Proposal, args: &FixArgs) -> 
     }
     if args.format == Format::Text {
         output::write(None, &proposal.diff())?;
+    }
+    if let Some(confirmed) = &args.if_digest
+        && *confirmed != proposal.digest()
+    {
+        say(&format!(
+            "{name}: not redefined: this is not the change with digest {confirmed} (the \
+             definition or the host changed since it was shown); review this diff (digest {})",
+            proposal.digest()
+        ));
+        return Ok((EXIT_FINDINGS, false));
     }
     if !args.yes && !confirm(name)? {
         say(&format!(
