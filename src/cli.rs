@@ -122,7 +122,8 @@ pub struct ConnectArgs {
 pub struct AuditArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Read host PCI facts from this sysfs tree instead of libvirt's node devices
+    /// Read host PCI facts from this sysfs tree instead of libvirt's node devices [default: the
+    /// policy file's sysfs_root when it is not /sys]
     #[arg(long, value_name = "DIR")]
     pub sysfs_root: Option<PathBuf>,
     /// prometheus: node_exporter's textfile-collector format
@@ -201,7 +202,7 @@ pub struct CheckArgs {
 #[derive(Debug, clap::Args)]
 pub struct FixArgs {
     /// Where host PCI facts (IOMMU groups, NUMA nodes) are read [default: /sys for a FILE,
-    /// libvirt's node devices for --domain]
+    /// libvirt's node devices (or the policy file's sysfs_root) for --domain]
     #[arg(long, value_name = "DIR")]
     pub sysfs_root: Option<PathBuf>,
     /// Fix the persistent definition of this libvirt domain (name or UUID) instead of a file:

@@ -25,10 +25,12 @@ fn say(line: &str) {
 
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let name = args.domain.as_deref().expect("dispatched on --domain");
-    crate::check_sysfs_root(args.sysfs_root.as_deref())?;
+    // The host facts the hook will judge the fixed guest on at its next start.
+    let policy = crate::hook_policy(None);
+    let sysfs = crate::host_sysfs(args.sysfs_root.as_deref(), &policy.config)?;
     let conn = connect::open(args.uri.as_deref())?;
     let dom = lookup(&conn, name)?;
-    let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
+    let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
     let options = Options {
         assign_unaddressed: args.assign_addresses,
     };

@@ -397,6 +397,44 @@ fn host_facts_come_from_node_devices_and_sysfs_root_overrides_them() {
         "{:?}",
         web(&json)
     );
+    // ... and so from the tree the hook's policy file names (the hook judges from it), unless
+    // --sysfs-root says otherwise; a policy tree that is not a directory is named as such.
+    let policy = empty.path().join("policy.toml");
+    std::fs::write(&policy, format!("sysfs_root = \"{}\"\n", empty.path().display())).unwrap();
+    let (_, from_policy) = audit_json(&fleet(), &["--config", policy.to_str().unwrap()]);
+    assert_eq!(web(&from_policy), web(&json));
+    let tree = tempfile::tempdir().unwrap();
+    let dev = tree.path().join("bus/pci/devices/0002:02:00.0");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::create_dir_all(tree.path().join("kernel/iommu_groups/8")).unwrap();
+    std::os::unix::fs::symlink("../../../../kernel/iommu_groups/8", dev.join("iommu_group")).unwrap();
+    let (_, flag_wins) = audit_json(
+        &fleet(),
+        &[
+            "--config",
+            policy.to_str().unwrap(),
+            "--sysfs-root",
+            tree.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        web(&flag_wins),
+        ["web/persistent: warning hostdev-shared-between-guests hostdev 0002:02:00.0 at 0000:01:01.0"]
+    );
+    std::fs::write(&policy, "sysfs_root = \"/nonexistent/sys\"\n").unwrap();
+    let out = run(&[
+        "audit",
+        "-c",
+        &uri(&fleet()),
+        "--config",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the policy file's sysfs_root: "),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
