@@ -2,10 +2,10 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use phbguard_core::host::Sysfs;
+use phbguard_core::host::{Facts, Sysfs};
 use phbguard_core::input::load;
 use phbguard_core::report::{Judged, json, text};
-use phbguard_core::rules::{has_errors, judge};
+use phbguard_core::rules::has_errors;
 
 use crate::cli::{CheckArgs, Format};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
@@ -23,9 +23,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     for file in &args.files {
         match load(file) {
             Ok((_, domain)) => {
-                let findings = judge(&domain, &host);
                 outcomes.push(Ok(judged.len()));
-                judged.push(Judged::new(file, &domain, findings));
+                judged.push(Judged::new(file, &domain, &Facts::gather(&domain, &host)));
             }
             Err(e) => {
                 let err = anyhow::Error::new(e);

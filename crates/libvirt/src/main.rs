@@ -63,9 +63,27 @@ pub(crate) fn check_sysfs_root(root: Option<&Path>) -> anyhow::Result<()> {
     }
 }
 
+/// [`sysfs_root`], checked: a tree that is not a directory is bad input, named as it was given.
+pub(crate) fn host_sysfs<'a>(
+    flag: Option<&'a Path>,
+    policy: &'a config::Config,
+) -> anyhow::Result<Option<&'a Path>> {
+    if flag.is_some() {
+        check_sysfs_root(flag)?;
+        return Ok(flag);
+    }
+    let root = sysfs_root(None, policy);
+    if let Some(root) = root {
+        Sysfs::new(root)
+            .check_root()
+            .map_err(|e| anyhow::anyhow!("the policy file's sysfs_root: {e}"))?;
+    }
+    Ok(root)
+}
+
 /// The policy the hook on this host reads. A problem in it is reported here as a warning: the
 /// hook would judge in warn mode until it is fixed, and so does audit's "refused" column.
-fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
+pub(crate) fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
     let (path, explicit) = config::choose_path(flag, std::env::var_os(config::ENV_VAR));
     let (config, problems) = config::load(&path, explicit);
     for p in &problems {
@@ -80,11 +98,20 @@ fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
     }
 }
 
+/// Where host PCI facts come from: `--sysfs-root`, else the sysfs tree the hook's policy file
+/// names (`sysfs_root`, when not the default /sys: the hook and the watcher judge from it, and
+/// so must a report of what they would decide), else `None`: the connection's node devices.
+pub(crate) fn sysfs_root<'a>(flag: Option<&'a Path>, policy: &'a config::Config) -> Option<&'a Path> {
+    flag.or_else(|| {
+        (policy.sysfs_root != config::Config::default().sysfs_root).then_some(policy.sysfs_root.as_path())
+    })
+}
+
 fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
-    check_sysfs_root(args.sysfs_root.as_deref())?;
-    let conn = connect::open_read_only(args.connect.uri.as_deref())?;
-    let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
     let policy = hook_policy(args.config.clone());
+    let sysfs = host_sysfs(args.sysfs_root.as_deref(), &policy.config)?;
+    let conn = connect::open_read_only(args.connect.uri.as_deref())?;
+    let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
     let result = audit::audit(&conn, &host, &policy).map_err(anyhow::Error::msg)?;
     for u in &result.unreadable {
         eprintln!(
