@@ -154,6 +154,19 @@ pub fn read_definition(dom: &Domain) -> Result<String, Error> {
         .map_err(|e| gone_or(e, format!("cannot read the definition of domain '{name}'")))
 }
 
+/// [`read_definition`] of a guest already known to be persistent: the definition only, one
+/// call to libvirt.
+pub fn read_again(dom: &Domain) -> Result<String, Error> {
+    dom.xml_desc(READ_FLAGS).map_err(|e| {
+        let name = dom.name().unwrap_or_default();
+        if e.code().is(ErrorNumber::NoDomain) {
+            Error::Gone(name)
+        } else {
+            Error::Libvirt(format!("cannot read the definition of domain '{name}': {e}"))
+        }
+    })
+}
+
 /// Reads `dom`'s persistent definition and fixes it, judging with `host`. Defines nothing.
 pub fn propose(dom: &Domain, host: &dyn HostFacts, options: Options) -> Result<Proposal, Error> {
     let before = read_definition(dom)?;

@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use phbguard_core::host::Sysfs;
 use phbguard_core::rules::{Severity, judge};
 
+#[path = "watch_libvirt/races.rs"]
+mod races;
+
 const URI: &str = "qemu:///system";
 const PREFIX: &str = "phbguard-e2e-watch-";
 /// How long anything the watcher does may take before a test gives up on it.
@@ -137,6 +140,7 @@ impl LifecycleEvents {
                 "--loop",
                 "--event",
                 "lifecycle",
+                "--timestamp",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -185,6 +189,13 @@ impl LifecycleEvents {
             .iter()
             .filter_map(|l| l.split_once(&prefix).map(|(_, detail)| detail.to_owned()))
             .collect()
+    }
+}
+
+impl LifecycleEvents {
+    /// Every event seen so far, as `virsh event --timestamp` printed it.
+    fn all(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 }
 
@@ -259,9 +270,14 @@ impl World {
         self.log.wait_for(&[verb])
     }
 
-    /// Starts `phbguard-libvirt watch` and waits for READY=1.
+    /// Starts `phbguard-libvirt watch` and waits for its READY=1 (after the earlier
+    /// watchers' ones, when this world has had some).
     fn start_watcher(&mut self) {
-        let stderr = std::fs::File::create(self.work.path().join("watch.stderr")).unwrap();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.work.path().join("watch.stderr"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
             .args(["watch", "-c", URI, "--config"])
             .arg(self.work.path().join("phbguard.toml"))
@@ -272,7 +288,10 @@ impl World {
             .spawn()
             .expect("the watcher starts");
         self.watcher = Some(child);
-        self.notify.wait_for(&["READY=1"]);
+        let readies = self.notify.matching(&["READY=1"]).len();
+        eventually("the watcher's READY=1", || {
+            (self.notify.matching(&["READY=1"]).len() > readies).then_some(())
+        });
     }
 
     fn watcher_pid(&self) -> u32 {

@@ -42,6 +42,10 @@ use crate::redefine::{self, Proposal};
 pub trait Inbox {
     /// Routes every message already waiting into `tracker`.
     fn pump(&mut self, tracker: &mut Tracker);
+
+    /// Whether something waits for the service loop (a signal, the connection's end): then
+    /// the work due waits instead.
+    fn interrupted(&self) -> bool;
 }
 
 pub struct Handler {
@@ -157,10 +161,14 @@ impl Handler {
     }
 
     /// Does everything due now: hot-plugs, guests that have settled, follows that went quiet.
-    /// While `stopping`, nothing new is judged.
+    /// While `stopping`, nothing new is judged. Returns early when the inbox has a signal or
+    /// the connection's end for the service loop.
     pub fn run_due(&mut self, conn: &Connect, inbox: &mut dyn Inbox, stopping: bool) {
         loop {
             inbox.pump(&mut self.tracker);
+            if inbox.interrupted() {
+                return;
+            }
             while let Some((id, alias)) = self.tracker.take_hotplug() {
                 self.hotplug(conn, &id, &alias);
             }
@@ -189,18 +197,18 @@ impl Handler {
         let dom = match conn.lookup_domain_by_uuid_string(&id.uuid) {
             Ok(dom) => dom,
             Err(e) if e.code().is(ErrorNumber::NoDomain) => return self.vanished(id, op),
-            Err(e) => return self.internal(id, op, &format!("cannot look it up: {}", e.message())),
+            Err(e) => return self.failed(conn, id, op, &format!("cannot look it up: {}", e.message())),
         };
         let xml = match redefine::read_definition(&dom) {
             Ok(xml) => xml,
             // A transient guest has no definition to judge here; the hook judges it at start.
             Err(redefine::Error::Transient(_)) => return Judgement::Done,
             Err(redefine::Error::Gone(_)) => return self.vanished(id, op),
-            Err(e) => return self.internal(id, op, &e.to_string()),
+            Err(e) => return self.failed(conn, id, op, &e.to_string()),
         };
         let definition = match parse_domain(xml.as_bytes()) {
             Ok(d) => d,
-            Err(e) => return self.internal(id, op, &format!("cannot judge libvirt's XML: {e}")),
+            Err(e) => return self.failed(conn, id, op, &format!("cannot judge libvirt's XML: {e}")),
         };
         if !definition.is_pseries() {
             return Judgement::Done;
@@ -221,7 +229,7 @@ impl Handler {
         }
         let proposal = match redefine::propose_from(id.name.clone(), xml, &host, Options::default()) {
             Ok(p) => p,
-            Err(e) => return self.internal(id, op, &e.to_string()),
+            Err(e) => return self.failed(conn, id, op, &e.to_string()),
         };
         if !proposal.is_clean() {
             let action = self.action_word(&verdict);
@@ -242,7 +250,7 @@ impl Handler {
         if let Some(done) = self.changed_meanwhile(id, op) {
             return done;
         }
-        match redefine::read_definition(&dom) {
+        match redefine::read_again(&dom) {
             Ok(now) if now == proposal.before => {}
             Ok(_) => {
                 let line = format!(
@@ -254,7 +262,7 @@ impl Handler {
                 return Judgement::Again;
             }
             Err(redefine::Error::Gone(_)) => return self.vanished(id, op),
-            Err(e) => return self.internal(id, op, &e.to_string()),
+            Err(e) => return self.failed(conn, id, op, &e.to_string()),
         }
         inbox.pump(&mut self.tracker);
         if let Some(done) = self.changed_meanwhile(id, op) {
@@ -296,7 +304,9 @@ impl Handler {
                 let action = self.action_word(verdict);
                 self.log_findings(id, op, &verdict.findings, Some(action), None);
                 self.redefined(id, op, &changes, defined.is_active().unwrap_or(false), "");
-                let read_back = redefine::read_definition(&defined).ok();
+                // What libvirt made of it (unless someone defined it right after: the events
+                // will tell).
+                let read_back = redefine::read_again(&defined).ok();
                 let own = Own::Defined {
                     wrote,
                     read_back,
@@ -349,6 +359,25 @@ impl Handler {
             return;
         };
         let (id, undefined) = (f.id.clone(), matches!(f.own, Own::Undefined { .. }));
+        // The common case: the watcher's own define, replacing a definition, and nothing else;
+        // what it read back right after is what libvirt made of it.
+        if !f.interrupted
+            && f.seen == [Seen::Updated]
+            && let Own::Defined {
+                wrote,
+                read_back: Some(read_back),
+                logged: true,
+                ..
+            } = &f.own
+        {
+            let changed = (read_back != wrote).then(|| read_back.clone());
+            let op = f.op;
+            self.tracker.unfollow(uuid);
+            if let Some(xml) = changed {
+                self.libvirt_changed_it(conn, &id, op, &xml);
+            }
+            return;
+        }
         // What is defined now; then the events that came while that was read.
         let dom = match conn.lookup_domain_by_uuid_string(&id.uuid) {
             Ok(dom) => Some(dom),
@@ -404,27 +433,30 @@ impl Handler {
         else {
             return;
         };
-        let defines = f
-            .seen
-            .iter()
-            .filter(|s| matches!(s, Seen::Added | Seen::Updated))
-            .count();
+        // The watcher's own: what it wrote, or what it read back right after its define when
+        // that define is the one seen and no metadata change came after it.
+        let defines = |s: &&Seen| matches!(s, Seen::Added | Seen::Updated);
+        let only_ours = f.seen.iter().filter(defines).count() == 1
+            && !f
+                .seen
+                .iter()
+                .rev()
+                .take_while(|s| !defines(s))
+                .any(|s| *s == Seen::Metadata);
         let now = match &current {
             None => Now::Gone,
-            // The watcher's own: what it wrote, or what libvirt made of it when nobody else
-            // defined the guest since.
-            Some((xml, running))
-                if *xml == wrote || (defines == 1 && read_back.as_deref() == Some(xml.as_str())) =>
-            {
+            Some((xml, running)) if *xml == wrote || (only_ours && read_back.as_ref() == Some(xml)) => {
                 Now::Ours { running: *running }
             }
             Some(_) => Now::Other,
         };
         let given_up = f.given_up(Instant::now());
-        let outcome = if f.own_seen() {
-            aftermath::after_define(&f.seen, now)
-        } else {
-            AfterDefine::Unexplained
+        let outcome = match aftermath::after_define(&f.seen, now) {
+            _ if !f.own_seen() => AfterDefine::Unexplained,
+            // With events lost, the one define seen may not be the watcher's (its own may be
+            // the one lost): undefining could delete a guest someone created meanwhile.
+            AfterDefine::Recreated if f.interrupted => AfterDefine::Unexplained,
+            outcome => outcome,
         };
         if outcome == AfterDefine::Unexplained && !given_up {
             return self.later(uuid);
@@ -442,9 +474,9 @@ impl Handler {
         let events = describe(&f.seen);
         let (level, line) = match outcome {
             AfterDefine::Clean => {
-                // What libvirt made of the watcher's definition still breaks a rule: it is not
-                // redefined again (that would loop).
-                if let Some((xml, _)) = current.filter(|(xml, _)| *xml != wrote) {
+                if let (Now::Ours { .. }, Some((xml, _))) = (now, current)
+                    && xml != wrote
+                {
                     self.libvirt_changed_it(conn, &id, op, &xml);
                 }
                 return;
@@ -475,7 +507,7 @@ impl Handler {
                 let (Some(dom), Some((xml, _))) = (dom, current) else {
                     return;
                 };
-                return self.undo(f, &dom, xml, &events);
+                return self.undo(conn, f, &dom, xml, &events);
             }
             AfterDefine::RecreatedRunning => (
                 Level::Err,
@@ -540,8 +572,8 @@ impl Handler {
 
     /// The watcher's define re-created a guest undefined meanwhile, and what is defined is
     /// still exactly the watcher's (read, then the events drained: nothing since): undefine it.
-    fn undo(&mut self, f: Follow, dom: &Domain, removed: String, events: &str) {
-        let (id, op) = (f.id, f.op);
+    fn undo(&mut self, conn: &Connect, f: Follow, dom: &Domain, removed: String, events: &str) {
+        let (id, op) = (f.id.clone(), f.op);
         // Between the read in `finish` and this call only the drain ran: the window left is
         // the undefine's own round trip, and the undefine is followed as the define was.
         match dom.undefine() {
@@ -563,6 +595,12 @@ impl Handler {
                     about(&id, op)
                 );
                 self.journal.log(Level::Notice, &line);
+            }
+            // The connection went: worked out again (and undone) once connected.
+            Err(_) if !conn.is_alive().unwrap_or(false) => {
+                let mut f = f;
+                f.last = Instant::now();
+                self.tracker.follow(f);
             }
             Err(e) => {
                 let line = format!(
@@ -611,7 +649,8 @@ impl Handler {
         }
     }
 
-    /// What libvirt made of the watcher's own definition breaks a rule again.
+    /// What libvirt made of the watcher's own definition breaks a rule again: said once, and
+    /// not redefined again (that could loop).
     fn libvirt_changed_it(&mut self, conn: &Connect, id: &DomainId, op: Op, xml: &str) {
         let Ok(definition) = parse_domain(xml.as_bytes()) else {
             return;
@@ -642,7 +681,7 @@ impl Handler {
             Ok(dom) => dom,
             Err(e) if e.code().is(ErrorNumber::NoDomain) => return,
             Err(e) => {
-                self.internal(id, op, &format!("cannot look it up: {}", e.message()));
+                self.failed(conn, id, op, &format!("cannot look it up: {}", e.message()));
                 return;
             }
         };
@@ -656,14 +695,14 @@ impl Handler {
             Ok(xml) => xml,
             Err(e) => {
                 let what = format!("cannot read the live definition: {}", e.message());
-                self.internal(id, op, &what);
+                self.failed(conn, id, op, &what);
                 return;
             }
         };
         let definition = match parse_domain(xml.as_bytes()) {
             Ok(d) => d,
             Err(e) => {
-                self.internal(id, op, &format!("cannot judge libvirt's XML: {e}"));
+                self.failed(conn, id, op, &format!("cannot judge libvirt's XML: {e}"));
                 return;
             }
         };
@@ -749,7 +788,7 @@ impl Handler {
         match Host::new(conn, self.sysfs_root()) {
             Ok(host) => Some(host),
             Err(e) => {
-                self.internal(id, op, &format!("cannot learn the host's devices: {e}"));
+                self.failed(conn, id, op, &format!("cannot learn the host's devices: {e}"));
                 None
             }
         }
@@ -766,6 +805,16 @@ impl Handler {
             about(id, op)
         );
         self.journal.log(Level::Info, &line);
+        Judgement::Done
+    }
+
+    /// A libvirt call failed. While the connection is gone that says nothing about the guest
+    /// (the `disconnected` line says what happened, and every guest is judged again once
+    /// connected); otherwise it is an internal error.
+    fn failed(&mut self, conn: &Connect, id: &DomainId, op: Op, what: &str) -> Judgement {
+        if conn.is_alive().unwrap_or(false) {
+            self.internal(id, op, what);
+        }
         Judgement::Done
     }
 
@@ -842,6 +891,10 @@ mod tests {
     }
 
     impl Inbox for TestInbox {
+        fn interrupted(&self) -> bool {
+            false
+        }
+
         fn pump(&mut self, tracker: &mut Tracker) {
             while let Ok(event) = self.rx.try_recv() {
                 tracker.route(event, Instant::now());

@@ -139,6 +139,10 @@ impl Inbox for Mailbox {
             self.take(message, tracker);
         }
     }
+
+    fn interrupted(&self) -> bool {
+        !self.signals.is_empty() || self.closed.is_some()
+    }
 }
 
 /// A policy file that cannot be worked with (exit 2, as every phbguard command's bad input).

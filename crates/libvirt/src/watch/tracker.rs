@@ -29,9 +29,10 @@ pub const GIVE_UP: Duration = Duration::from_secs(5);
 /// What the watcher did that it now follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Own {
-    /// It defined `wrote`. `read_back`: the definition read right after, when that worked.
-    /// `logged`: the `redefined` line is out (not yet when the define's reply was lost with the
-    /// connection, and it is not known whether libvirt applied it).
+    /// It defined `wrote`. `read_back`: the definition read right after (what libvirt made of
+    /// it, unless someone defined the guest in between). `logged`: the `redefined` line is out
+    /// (not yet when the define's reply was lost with the connection, and it is not known
+    /// whether libvirt applied it).
     Defined {
         wrote: String,
         read_back: Option<String>,
@@ -55,6 +56,9 @@ pub struct Follow {
     pub since: Instant,
     /// When the last event about the guest arrived.
     pub last: Instant,
+    /// The connection was lost while it was followed: events may be missing, the watcher's
+    /// own among them.
+    pub interrupted: bool,
 }
 
 impl Follow {
@@ -66,6 +70,7 @@ impl Follow {
             seen: Vec::new(),
             since: now,
             last: now,
+            interrupted: false,
         }
     }
 
@@ -329,6 +334,11 @@ impl Tracker {
     /// for it from that connection; it is worked out on the next one).
     pub fn connection_lost(&mut self) {
         self.guests.retain(|_, t| matches!(t, Track::Following(_)));
+        for t in self.guests.values_mut() {
+            if let Track::Following(f) = t {
+                f.interrupted = true;
+            }
+        }
         self.hotplugs.clear();
     }
 
@@ -480,7 +490,8 @@ mod tests {
         t.follow(Follow::new(id(3), Op::Define, own, t0));
         t.connection_lost();
         assert!(t.following(&id(3).uuid) && t.in_flight());
-        assert_eq!(t.take_followed().len(), 1);
+        let followed = t.take_followed();
+        assert!(followed.len() == 1 && followed[0].interrupted);
         assert_eq!(t.next_due(false), None);
     }
 }
