@@ -1197,6 +1197,37 @@ mod tests {
         );
     }
 
+    /// What libvirt made of the watcher's definition (its read-back) breaks a rule again, and
+    /// nobody else defined the guest: said once, and not redefined again.
+    #[test]
+    fn its_own_definition_changed_by_libvirt_is_not_redefined_again() {
+        let name = "phbguard-unit-own";
+        let uuid = "7e57f1ee-1200-4000-8000-000000000002";
+        let mut w = World::new(WatchAction::Fix, name, uuid);
+        w.define(&bad(name, uuid, 1024));
+        let current = w.definition().unwrap();
+        let now = Instant::now();
+        let own = Own::Defined {
+            wrote: current.replace("bus='0x00' slot='0x05'", "bus='0x01' slot='0x01'"),
+            read_back: Some(current.clone()),
+            logged: true,
+            changes: Vec::new(),
+        };
+        let mut follow = Follow::new(w.id.clone(), Op::Define, own, now);
+        follow.seen.push(Seen::Updated);
+        w.handler.tracker.follow(follow);
+        // The test's own define: its event is the one the follow already counted.
+        let _ = w.inbox.rx.recv_timeout(Duration::from_secs(10));
+        w.run();
+        let lines = w.lines();
+        assert_eq!(verbs(&lines), ["unfixable"], "{lines:#?}");
+        assert!(
+            lines[0].starts_with("<27>") && lines[0].ends_with("breaks 1 rule; not redefined again"),
+            "{lines:#?}"
+        );
+        assert_eq!(w.definition().unwrap(), current);
+    }
+
     #[test]
     fn warn_exempt_and_opted_out_guests_are_never_redefined() {
         let name = "phbguard-unit-warn";
