@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use phbguard_core::host::Sysfs;
 use phbguard_core::rules::{Severity, judge};
 
-#[path = "watch_libvirt/races.rs"]
 mod races;
 
 const URI: &str = "qemu:///system";
