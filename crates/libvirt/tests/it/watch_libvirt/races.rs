@@ -677,7 +677,17 @@ fn under_storms_races_sigterm_and_a_restart_nothing_is_lost_silently() {
         let users_last = if r.defines == 2 { 768 } else { 512 };
         let kept = xml.contains(&format!("<memory unit='KiB'>{}</memory>", users_last * 1024));
         lost += usize::from(!kept);
-        cautious += usize::from(kept && !errs.is_empty());
+        if kept && !errs.is_empty() {
+            cautious += 1;
+            eprintln!(
+                "watch races: {} ({:?}) kept the user's last define, and an err line said it \
+                 might not have: {:#?}\n{:#?}",
+                r.name,
+                r.kind,
+                named(&lines, "", &r.name),
+                lifecycle(&seen, &r.name)
+            );
+        }
         assert!(
             kept || !errs.is_empty(),
             "{} ({:?}): the user's last definition ({users_last} MiB) was lost and no err line says so: {xml}\n{:#?}",
