@@ -136,13 +136,7 @@ impl AfterDefine {
 /// only when every one of them calls for it, otherwise the most troubling of them.
 /// docs/watch.md has the cases, and what more than one swap could do.
 pub fn after_define(seen: &[Seen], now: Now) -> AfterDefine {
-    let mut histories = vec![seen.to_vec()];
-    for k in 0..seen.len().saturating_sub(1) {
-        let mut swapped = seen.to_vec();
-        swapped.swap(k, k + 1);
-        histories.push(swapped);
-    }
-    let outcomes: Vec<AfterDefine> = histories
+    let outcomes: Vec<AfterDefine> = one_swap_away(seen)
         .iter()
         .filter(|h| possible(h))
         .map(|h| classify(h, now))
@@ -157,6 +151,17 @@ pub fn after_define(seen: &[Seen], now: Now) -> AfterDefine {
         return AfterDefine::Unexplained;
     }
     worst
+}
+
+/// `seen` as delivered, and with each adjacent pair swapped.
+fn one_swap_away(seen: &[Seen]) -> Vec<Vec<Seen>> {
+    let mut histories = vec![seen.to_vec()];
+    for k in 0..seen.len().saturating_sub(1) {
+        let mut swapped = seen.to_vec();
+        swapped.swap(k, k + 1);
+        histories.push(swapped);
+    }
+    histories
 }
 
 /// Whether `seen` can have happened in this order to a guest that existed when the watcher
@@ -261,13 +266,7 @@ pub struct AfterUndefine {
 /// that can have happened and ends as `exists_now` says is told, and a removed change in any
 /// of them counts.
 pub fn after_undefine(seen: &[Seen], exists_now: bool) -> AfterUndefine {
-    let mut histories = vec![seen.to_vec()];
-    for k in 0..seen.len().saturating_sub(1) {
-        let mut swapped = seen.to_vec();
-        swapped.swap(k, k + 1);
-        histories.push(swapped);
-    }
-    let removed_a_change = histories
+    let removed_a_change = one_swap_away(seen)
         .iter()
         .filter(|h| possible(h) && exists_after(h) == exists_now)
         .any(|h| {

@@ -879,9 +879,9 @@ mod tests {
         )
     }
 
-    /// Something someone else does to the guest, and when: at the first drain for which `when`
-    /// says yes, right after the events were taken (so its event comes after the watcher's
-    /// look, as a real race's does).
+    /// Something someone else does to the guest, and when: at the first drain for which the
+    /// first says yes, right after the events were taken (so its event comes after the
+    /// watcher's look, as a real race's does).
     type Race = (Box<dyn FnMut(&Tracker) -> bool>, Box<dyn FnMut()>);
 
     /// The test's guest's events from a subscription of its own.
@@ -970,6 +970,11 @@ mod tests {
             }
         }
 
+        /// [`bad`] for the test's guest.
+        fn bad(&self, mib: u32) -> String {
+            bad(&self.id.name, &self.id.uuid, mib)
+        }
+
         fn define(&self, xml: &str) {
             self.conn.define_domain_xml(xml).unwrap();
         }
@@ -985,6 +990,49 @@ mod tests {
             if let Ok(dom) = self.conn.lookup_domain_by_uuid_string(&self.id.uuid) {
                 let _ = dom.undefine();
             }
+        }
+
+        /// Has `act` run on the test's connection when the watcher's last look before its
+        /// define drains the events: the second drain while the guest is being judged.
+        fn at_last_look(&mut self, act: impl FnOnce(&Connect, &str) + 'static) {
+            self.when(
+                |uuid| {
+                    let (uuid, mut looks) = (uuid.to_owned(), 0);
+                    Box::new(move |t: &Tracker| {
+                        looks += usize::from(t.judging_now(&uuid));
+                        looks == 2
+                    })
+                },
+                act,
+            );
+        }
+
+        /// Has `act` run on the test's connection right after the watcher's define.
+        fn after_its_define(&mut self, act: impl FnOnce(&Connect, &str) + 'static) {
+            self.when(
+                |uuid| {
+                    let uuid = uuid.to_owned();
+                    Box::new(move |t: &Tracker| t.following(&uuid))
+                },
+                act,
+            );
+        }
+
+        fn when(
+            &mut self,
+            at: impl FnOnce(&str) -> Box<dyn FnMut(&Tracker) -> bool>,
+            act: impl FnOnce(&Connect, &str) + 'static,
+        ) {
+            let (conn, uuid) = (self.conn.clone(), self.id.uuid.clone());
+            let mut act = Some(act);
+            self.inbox.race = Some((
+                at(&uuid),
+                Box::new(move || {
+                    if let Some(act) = act.take() {
+                        act(&conn, &uuid);
+                    }
+                }),
+            ));
         }
 
         /// Runs the handler as the service loop does until nothing is left to do and no event
@@ -1042,7 +1090,7 @@ mod tests {
             "phbguard-unit-fix",
             "7e57f1ee-1200-4000-8000-000000000001",
         );
-        w.define(&bad("phbguard-unit-fix", &w.id.uuid, 1024));
+        w.define(&w.bad(1024));
         w.run();
         let fixed = w.definition().unwrap();
         assert!(fixed.contains("bus='0x01' slot='0x01'"), "{fixed}");
@@ -1058,8 +1106,8 @@ mod tests {
             "phbguard-unit-settle",
             "7e57f1ee-1200-4000-8000-000000000005",
         );
-        w.define(&bad("phbguard-unit-settle", &w.id.uuid, 1024));
-        w.define(&bad("phbguard-unit-settle", &w.id.uuid, 2048));
+        w.define(&w.bad(1024));
+        w.define(&w.bad(2048));
         w.run();
         let fixed = w.definition().unwrap();
         assert!(fixed.contains("<memory unit='KiB'>2097152</memory>"), "{fixed}");
@@ -1073,7 +1121,7 @@ mod tests {
             "phbguard-unit-cancel",
             "7e57f1ee-1200-4000-8000-000000000006",
         );
-        w.define(&bad("phbguard-unit-cancel", &w.id.uuid, 1024));
+        w.define(&w.bad(1024));
         w.undefine();
         w.run();
         assert_eq!(w.definition(), None);
@@ -1089,20 +1137,11 @@ mod tests {
             "phbguard-unit-conflict",
             "7e57f1ee-1200-4000-8000-000000000007",
         );
-        w.define(&bad("phbguard-unit-conflict", &w.id.uuid, 1024));
-        let uuid = w.id.uuid.clone();
-        let b = bad("phbguard-unit-conflict", &uuid, 2048);
-        let conn = w.conn.clone();
-        let mut looks = 0;
-        w.inbox.race = Some((
-            Box::new(move |t: &Tracker| {
-                looks += usize::from(t.judging_now(&uuid));
-                looks == 2
-            }),
-            Box::new(move || {
-                conn.define_domain_xml(&b).unwrap();
-            }),
-        ));
+        w.define(&w.bad(1024));
+        let b = w.bad(2048);
+        w.at_last_look(move |conn, _| {
+            conn.define_domain_xml(&b).unwrap();
+        });
         w.run();
         let lines = w.lines();
         let conflict: Vec<&String> = lines.iter().filter(|l| l.contains("]: conflict ")).collect();
@@ -1131,23 +1170,11 @@ mod tests {
             "phbguard-unit-recreated",
             "7e57f1ee-1200-4000-8000-000000000008",
         );
-        w.define(&bad("phbguard-unit-recreated", &w.id.uuid, 1024));
-        let uuid = w.id.uuid.clone();
-        let conn = w.conn.clone();
-        let mut looks = 0;
-        let target = uuid.clone();
-        w.inbox.race = Some((
-            Box::new(move |t: &Tracker| {
-                looks += usize::from(t.judging_now(&target));
-                looks == 2
-            }),
-            Box::new(move || {
-                conn.lookup_domain_by_uuid_string(&uuid)
-                    .unwrap()
-                    .undefine()
-                    .unwrap();
-            }),
-        ));
+        w.define(&w.bad(1024));
+        w.at_last_look(|conn, uuid| {
+            let dom = conn.lookup_domain_by_uuid_string(uuid).unwrap();
+            dom.undefine().unwrap();
+        });
         w.run();
         assert_eq!(w.definition(), None, "the re-created guest is still defined");
         let lines = w.lines();
@@ -1174,16 +1201,11 @@ mod tests {
             "phbguard-unit-after",
             "7e57f1ee-1200-4000-8000-000000000009",
         );
-        w.define(&bad("phbguard-unit-after", &w.id.uuid, 1024));
-        let uuid = w.id.uuid.clone();
-        let b = bad("phbguard-unit-after", &uuid, 2048);
-        let conn = w.conn.clone();
-        w.inbox.race = Some((
-            Box::new(move |t: &Tracker| t.following(&uuid)),
-            Box::new(move || {
-                conn.define_domain_xml(&b).unwrap();
-            }),
-        ));
+        w.define(&w.bad(1024));
+        let b = w.bad(2048);
+        w.after_its_define(move |conn, _| {
+            conn.define_domain_xml(&b).unwrap();
+        });
         w.run();
         let lines = w.lines();
         assert_eq!(

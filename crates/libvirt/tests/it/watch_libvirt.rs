@@ -643,10 +643,11 @@ fn a_hotplug_into_a_running_guest_is_judged_and_logged() {
     assert!(w.stop_watcher().success());
 }
 
-/// Without `-c`, the URI of `$LIBVIRT_DEFAULT_URI` is the one logged at start, and the one
-/// libvirt reports (`virConnectGetURI`) on every line once connected.
+/// The service contract without a daemon: libvirt's test driver, READY=1 once connected, then
+/// SIGTERM → STOPPING=1 and exit 0. Without `-c`: the URI of `$LIBVIRT_DEFAULT_URI` is logged at
+/// start, and the one libvirt reports (`virConnectGetURI`) on every line once connected.
 #[test]
-fn the_uri_in_use_is_logged_not_default() {
+fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
     let work = tempfile::tempdir().unwrap();
     let log = Datagrams::bind(work.path().join("log"));
     let notify = Datagrams::bind(work.path().join("notify"));
@@ -656,33 +657,6 @@ fn the_uri_in_use_is_logged_not_default() {
         .args(["watch", "--config"])
         .arg(&policy)
         .env("LIBVIRT_DEFAULT_URI", "test:///default")
-        .env("NOTIFY_SOCKET", &notify.path)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    notify.wait_for(&["READY=1"]);
-    kill("TERM", child.id());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    for verb in [": started ", ": connected ", ": stopped "] {
-        let line = log.wait_for(&[verb]);
-        assert!(line.contains(" uri=test:///default"), "{line}");
-    }
-    assert!(log.matching(&["uri=default"]).is_empty(), "{:#?}", log.all());
-}
-
-/// The service contract without a daemon: libvirt's test driver, READY=1 once connected, then
-/// SIGTERM → STOPPING=1 and exit 0.
-#[test]
-fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
-    let work = tempfile::tempdir().unwrap();
-    let log = Datagrams::bind(work.path().join("log"));
-    let notify = Datagrams::bind(work.path().join("notify"));
-    let policy = work.path().join("phbguard.toml");
-    std::fs::write(&policy, format!("syslog_socket = \"{}\"\n", log.path.display())).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
-        .args(["watch", "-c", "test:///default", "--config"])
-        .arg(&policy)
         .env("NOTIFY_SOCKET", &notify.path)
         .stderr(Stdio::piped())
         .spawn()
@@ -708,6 +682,11 @@ fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
             .last()
             .unwrap()
             .contains("stopped uri=test:///default signal=SIGTERM"),
+        "{lines:#?}"
+    );
+    assert!(
+        log.wait_for(&[": connected "])
+            .contains("connected uri=test:///default"),
         "{lines:#?}"
     );
     // Run by hand (no JOURNAL_STREAM), stderr gets the same lines.
