@@ -16,7 +16,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::ChildStdin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::time::Instant;
 
+use phbguard_testkit::PATIENCE;
 use virt::connect::Connect;
 
 use super::*;
@@ -50,7 +52,7 @@ impl Dice {
 /// `mib` MiB of memory: defining it again with another size is a change of the user's that
 /// must not be lost.
 fn race_guest(name: &str, n: usize, mib: u32) -> String {
-    guest(name, &hostdev(1, 0, 5))
+    guest(name, &hostdev("0002:01:00.0", 0, 5))
         .replacen(
             "<memory",
             &format!("<uuid>6e3a7c1d-0b5e-4f60-8a2d-{n:012x}</uuid>\n  <memory"),
@@ -264,9 +266,9 @@ fn storm(work: &Path, prefix: &str, guests: usize, paced: bool) -> HashMap<Strin
     let names: Vec<String> = (0..guests).map(|i| format!("{PREFIX}{prefix}-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         // Two hostdevs on the default PHB; every fourth guest with a VNC password to keep.
-        let devices = format!("{}{}", hostdev(1, 0, 5), hostdev(2, 0, 6));
+        let devices = format!("{}{}", hostdev("0002:01:00.0", 0, 5), hostdev("0002:02:00.0", 0, 6));
         let xml = if i % 4 == 0 {
-            guest_with_vnc(name, &devices)
+            with_vnc(&guest(name, &devices), VNC)
         } else {
             guest(name, &devices)
         };
@@ -452,7 +454,7 @@ fn calibrate(w: &World, events: &LifecycleEvents, created: &Mutex<Vec<String>>) 
         let name = format!("{PREFIX}aim-{i}");
         created.lock().unwrap().push(name.clone());
         let file = w.work.path().join(format!("{name}.xml"));
-        std::fs::write(&file, guest(&name, &hostdev(1, 0, 5))).unwrap();
+        std::fs::write(&file, guest(&name, &hostdev("0002:01:00.0", 0, 5))).unwrap();
         let t = Instant::now();
         assert!(separate_define(&file), "{name}");
         virsh_ms.push(t.elapsed().as_millis() as u64);
@@ -707,7 +709,7 @@ fn under_storms_races_sigterm_and_a_restart_nothing_is_lost_silently() {
     for (i, name) in names2.iter().enumerate() {
         // A UUID of its own: a define retried after its reply was lost with the daemon is an
         // update, not a second guest of that name.
-        let xml = guest(name, &format!("{}{}", hostdev(1, 0, 5), hostdev(2, 0, 6))).replacen(
+        let xml = guest(name, &format!("{}{}", hostdev("0002:01:00.0", 0, 5), hostdev("0002:02:00.0", 0, 6))).replacen(
             "<memory",
             &format!("<uuid>6e3a7c1d-0b5e-4f60-8a2d-1{i:011x}</uuid>\n  <memory"),
             1,
