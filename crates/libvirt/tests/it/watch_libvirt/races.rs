@@ -266,7 +266,11 @@ fn storm(work: &Path, prefix: &str, guests: usize, paced: bool) -> HashMap<Strin
     let names: Vec<String> = (0..guests).map(|i| format!("{PREFIX}{prefix}-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         // Two hostdevs on the default PHB; every fourth guest with a VNC password to keep.
-        let devices = format!("{}{}", hostdev("0002:01:00.0", 0, 5), hostdev("0002:02:00.0", 0, 6));
+        let devices = format!(
+            "{}{}",
+            hostdev("0002:01:00.0", 0, 5),
+            hostdev("0002:02:00.0", 0, 6)
+        );
         let xml = if i % 4 == 0 {
             with_vnc(&guest(name, &devices), VNC)
         } else {
@@ -709,7 +713,15 @@ fn under_storms_races_sigterm_and_a_restart_nothing_is_lost_silently() {
     for (i, name) in names2.iter().enumerate() {
         // A UUID of its own: a define retried after its reply was lost with the daemon is an
         // update, not a second guest of that name.
-        let xml = guest(name, &format!("{}{}", hostdev("0002:01:00.0", 0, 5), hostdev("0002:02:00.0", 0, 6))).replacen(
+        let xml = guest(
+            name,
+            &format!(
+                "{}{}",
+                hostdev("0002:01:00.0", 0, 5),
+                hostdev("0002:02:00.0", 0, 6)
+            ),
+        )
+        .replacen(
             "<memory",
             &format!("<uuid>6e3a7c1d-0b5e-4f60-8a2d-1{i:011x}</uuid>\n  <memory"),
             1,
