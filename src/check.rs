@@ -4,9 +4,10 @@ use std::io::{self, IsTerminal, Write};
 
 use phbguard_cli::command::{CheckArgs, Format};
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
+use phbguard_core::host::Facts;
 use phbguard_core::input::load;
 use phbguard_core::report::{Judged, json, text};
-use phbguard_core::rules::{has_errors, judge};
+use phbguard_core::rules::has_errors;
 
 /// Judges every file; one that cannot be read is reported and the others still are (exit 2).
 pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
@@ -18,9 +19,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     for file in &args.files {
         match load(file) {
             Ok((_, domain)) => {
-                let findings = judge(&domain, &host);
                 outcomes.push(Ok(judged.len()));
-                judged.push(Judged::new(file, &domain, findings));
+                judged.push(Judged::new(file, &domain, &Facts::gather(&domain, &host)));
             }
             Err(e) => {
                 let err = anyhow::Error::new(e);

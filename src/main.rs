@@ -34,8 +34,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&args)?,
         Command::Fix(args) if args.domain.is_some() => libvirt_half::exec(),
         Command::Fix(args) => fix::run(&args)?,
-        Command::Explain { rule: Some(rule) } => explain(&rule)?,
-        Command::Explain { rule: None } => explain_which(),
+        Command::Explain {
+            rule: Some(rule),
+            format,
+        } => explain(&rule, format)?,
+        Command::Explain { rule: None, .. } => explain_which(),
         Command::Rules { format } => list_rules(format)?,
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.
         Command::Hook(args) => hook::run(hook::Invocation {
@@ -49,11 +52,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-fn explain(asked: &str) -> anyhow::Result<u8> {
+fn explain(asked: &str, format: Format) -> anyhow::Result<u8> {
     let rule = rule_id(asked)
         .parse::<RuleId>()
         .map_err(|e| anyhow::anyhow!("{e}; 'phbguard rules' lists them"))?
         .rule();
+    if format == Format::Json {
+        let host: Vec<_> = rules::EXAMPLE_HOST
+            .iter()
+            .map(|(addr, group, node)| {
+                serde_json::json!({"address": addr, "iommu_group": group, "numa_node": node})
+            })
+            .collect();
+        let json = serde_json::json!({
+            "id": rule.id.as_str(),
+            "severity": rule.severity.as_str(),
+            "summary": rule.summary,
+            "needs_libvirt": rule.id.needs_libvirt(),
+            "explanation": rule.explanation,
+            "flagged": rule.bad,
+            "compliant": rule.good,
+            "example_host": host,
+        });
+        return output::print(&format!("{json}\n"), EXIT_OK);
+    }
     let host: Vec<String> = rules::EXAMPLE_HOST
         .iter()
         .map(|(addr, group, node)| format!("{addr} in IOMMU group {group} on NUMA node {node}"))

@@ -14,7 +14,7 @@ use phbguard_core::log_line::{Level, Line};
 use phbguard_core::model::Domain;
 use phbguard_core::parse::parse_domain;
 use phbguard_core::syslog::Syslog;
-use phbguard_core::verdict::{Arrival, Disposition, Occasion, Phase, Verdict, decide};
+use phbguard_core::verdict::{Arrival, Disposition, HookCall, Phase, Verdict, decide};
 
 use super::args::{Call, Mistake};
 use super::incoming::Marks;
@@ -94,7 +94,7 @@ impl JudgedCall {
         }
         self.log_findings(&verdict, &uuid, occasion);
         self.mark_incoming(&marks, &verdict, &uuid);
-        if !verdict.reject {
+        if !verdict.reject() {
             return 0;
         }
         let text = refusal_text(
@@ -120,8 +120,8 @@ impl JudgedCall {
 
     /// How the guest arrives: a `prepare` that follows this guest's `migrate begin` or
     /// `restore begin` (its mark, taken here) is incoming; anything else is a start.
-    fn occasion(&mut self, marks: &Marks, uuid: &str) -> Occasion {
-        let mut occasion = Occasion::new(self.phase);
+    fn occasion(&mut self, marks: &Marks, uuid: &str) -> HookCall {
+        let mut occasion = HookCall::new(self.phase);
         occasion.warn_only = self.warn_only;
         if self.phase != Phase::Prepare {
             return occasion;
@@ -173,7 +173,7 @@ impl JudgedCall {
     /// the `prepare begin` that follows is judged by `incoming` too.
     fn mark_incoming(&mut self, marks: &Marks, verdict: &Verdict, uuid: &str) {
         if !matches!(self.phase, Phase::Migrate | Phase::Restore)
-            || verdict.reject
+            || verdict.reject()
             || verdict.findings.is_empty()
         {
             return;
@@ -190,7 +190,7 @@ impl JudgedCall {
         }
     }
 
-    fn log_findings(&mut self, verdict: &Verdict, uuid: &str, occasion: Occasion) {
+    fn log_findings(&mut self, verdict: &Verdict, uuid: &str, occasion: HookCall) {
         let incoming = match (self.phase, occasion.arrival) {
             (Phase::Prepare, Arrival::Incoming(via)) => Some(via.op()),
             _ => None,
@@ -202,7 +202,7 @@ impl JudgedCall {
         };
         for j in &verdict.findings {
             let level = match j.disposition {
-                Disposition::Exempt => Level::Notice,
+                Disposition::Exempt | Disposition::Fix => Level::Notice,
                 Disposition::Rejected => Level::Err,
                 Disposition::Warned => Level::Warning,
             };

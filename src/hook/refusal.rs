@@ -7,7 +7,7 @@ use std::path::Path;
 use phbguard_core::config::Config;
 use phbguard_core::escape::controls;
 use phbguard_core::parse::METADATA_NS;
-use phbguard_core::verdict::{Arrival, Occasion, Phase, Verdict};
+use phbguard_core::verdict::{Arrival, HookCall, Phase, Verdict};
 
 /// The most finding lines a refusal shows; the rest are counted.
 pub const MAX_REFUSAL_LINES: usize = 20;
@@ -16,7 +16,7 @@ pub const MAX_REFUSAL_LINES: usize = 20;
 /// most [`MAX_REFUSAL_LINES`] findings, the blocking ones first, then the ways out.
 pub fn refusal_text(
     name: &str,
-    occasion: Occasion,
+    occasion: HookCall,
     verdict: &Verdict,
     policy: &Path,
     config: &Config,

@@ -1,10 +1,11 @@
 //! The rule cases: `tests/cases/<rule>/<name>.xml` beside `<name>.findings`, the findings
 //! `phbguard check` must report (`SEVERITY RULE DEVICE` per line), and `<name>.report`, its whole
 //! text report (as clippy keeps a `.stderr`: a reworded message or a moved line shows in review),
+//! and `<name>.topology`, the `topology` of its JSON report (PHBs, bridges, devices),
 //! judged by the real binary on a fake sysfs built from `tests/cases/host.txt`. The example
 //! domains under `examples/` are held to the same standard with their own sysfs tree.
 //!
-//! `PHBGUARD_BLESS=1 cargo test --test it cases::` rewrites the `.findings` and `.report` files from
+//! `PHBGUARD_BLESS=1 cargo test --test it cases::` rewrites the `.findings`, `.report` and `.topology` files from
 //! what the binary reports now; review the diff before committing it.
 
 use crate::support;
@@ -78,6 +79,27 @@ fn check_cases(dirs: &[PathBuf], sysfs: &str) -> Vec<(PathBuf, Vec<String>)> {
             Err(e) => failures.push(format!(
                 "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
                 report_file.display()
+            )),
+        }
+        // The `topology` of the JSON report, as the rules saw it: what a drawing of the guest
+        // (the Cockpit page) and scripts read.
+        let topology = format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json["results"][0]["topology"]).unwrap()
+        );
+        let topology_file = xml.with_extension("topology");
+        if bless {
+            std::fs::write(&topology_file, &topology).unwrap();
+        }
+        match std::fs::read_to_string(&topology_file) {
+            Ok(want) if want == topology => {}
+            Ok(want) => failures.push(format!(
+                "{}:\n  expected topology {want}\n  reported {topology}",
+                xml.display()
+            )),
+            Err(e) => failures.push(format!(
+                "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
+                topology_file.display()
             )),
         }
         let want = expected(&findings_file);

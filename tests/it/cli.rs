@@ -323,6 +323,36 @@ fn rules_lists_the_catalogue_and_explain_tells_why() {
 }
 
 #[test]
+fn explain_as_json_is_the_text_explanation_in_fields() {
+    let out = run(
+        &["explain", "--format", "json", "error[hostdev-behind-bridge]"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = stdout(&run(&["explain", "hostdev-behind-bridge"], b""));
+    assert_eq!(json["id"], "hostdev-behind-bridge");
+    assert_eq!(json["severity"], "error");
+    assert_eq!(json["needs_libvirt"], false);
+    assert!(text.starts_with(&format!(
+        "hostdev-behind-bridge (error): {}\n",
+        json["summary"].as_str().unwrap()
+    )));
+    for field in ["explanation", "flagged", "compliant"] {
+        let value = json[field].as_str().unwrap();
+        let first = value.lines().next().unwrap().trim();
+        assert!(!first.is_empty() && text.contains(first), "{field}: {value}");
+    }
+    assert_eq!(
+        json["example_host"][2],
+        serde_json::json!({"address": "0002:01:00.0", "iommu_group": 2, "numa_node": 8})
+    );
+    let out = run(&["explain", "--format", "json", "no-such-rule"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn every_explanation_says_what_why_and_how_to_fix() {
     let out = run(&["rules", "--format", "json"], b"");
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();

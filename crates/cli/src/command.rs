@@ -46,6 +46,9 @@ pub enum Command {
         /// A rule id as 'phbguard rules' lists it, or as a finding names it
         /// ('error[hostdev-on-default-phb]'); without one, the rules are listed
         rule: Option<String>,
+        /// json: the rule's id, severity, summary, explanation and examples as one object
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// List the rules
     Rules {
@@ -119,7 +122,8 @@ pub struct ConnectArgs {
 pub struct AuditArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Read host PCI facts from this sysfs tree instead of libvirt's node devices
+    /// Read host PCI facts from this sysfs tree instead of libvirt's node devices [default: the
+    /// policy file's sysfs_root when it is not /sys]
     #[arg(long, value_name = "DIR")]
     pub sysfs_root: Option<PathBuf>,
     /// prometheus: node_exporter's textfile-collector format
@@ -198,7 +202,7 @@ pub struct CheckArgs {
 #[derive(Debug, clap::Args)]
 pub struct FixArgs {
     /// Where host PCI facts (IOMMU groups, NUMA nodes) are read [default: /sys for a FILE,
-    /// libvirt's node devices for --domain]
+    /// libvirt's node devices (or the policy file's sysfs_root) for --domain]
     #[arg(long, value_name = "DIR")]
     pub sysfs_root: Option<PathBuf>,
     /// Fix the persistent definition of this libvirt domain (name or UUID) instead of a file:
@@ -221,6 +225,11 @@ pub struct FixArgs {
     /// With --domain: redefine without asking
     #[arg(long, short = 'y', requires = "domain", conflicts_with = "files")]
     pub yes: bool,
+    /// With --domain: redefine only if this run proposes exactly the change a previous run
+    /// showed, named by its digest (the `digest` of 'fix --domain --format json'); if the
+    /// definition or the fix changed since, nothing is defined (exit 1)
+    #[arg(long, value_name = "DIGEST", requires = "domain", conflicts_with = "files")]
+    pub if_digest: Option<String>,
     /// Replace each FILE with its fixed XML instead of printing it: atomically, keeping owner,
     /// group, mode and extended attributes, and only if nobody changed it meanwhile
     #[arg(long, short = 'i')]

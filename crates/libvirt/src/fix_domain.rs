@@ -24,13 +24,12 @@ fn say(line: &str) {
 
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let name = args.domain.as_deref().expect("dispatched on --domain");
-    args.sysfs_root
-        .as_deref()
-        .map(phbguard_cli::sysfs_root)
-        .transpose()?;
+    // The host facts the hook will judge the fixed guest on at its next start.
+    let policy = crate::hook_policy(None);
+    let sysfs = crate::host_sysfs(args.sysfs_root.as_deref(), &policy.config)?;
     let conn = connect::open(args.uri.as_deref())?;
     let dom = lookup(&conn, name)?;
-    let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
+    let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
     let options = Options {
         assign_unaddressed: args.assign_addresses,
     };
@@ -64,6 +63,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
             );
             report.insert("domain".into(), json!(proposal.name));
             report.insert("diff".into(), json!(proposal.diff()));
+            report.insert("digest".into(), json!(proposal.digest()));
             report.insert("redefined".into(), json!(redefined));
             format!("{}\n", serde_json::Value::Object(report))
         }
@@ -94,6 +94,16 @@ fn decide(conn: &Connect, dom: &Domain, proposal: &Proposal, args: &FixArgs) -> 
     }
     if args.format == Format::Text {
         output::write(None, &proposal.diff())?;
+    }
+    if let Some(confirmed) = &args.if_digest
+        && *confirmed != proposal.digest()
+    {
+        say(&format!(
+            "{name}: not redefined: this is not the change with digest {confirmed} (the \
+             definition or the host changed since it was shown); review this diff (digest {})",
+            proposal.digest()
+        ));
+        return Ok((EXIT_FINDINGS, false));
     }
     if !args.yes && !confirm(name)? {
         say(&format!(

@@ -4,12 +4,14 @@
 
 mod fix_domain;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use phbguard_cli::command::{AuditArgs, AuditFormat, Command, Format, GroupsArgs};
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::config;
 use phbguard_core::escape::controls;
+use phbguard_core::host::Sysfs;
 use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
 
 fn main() -> ExitCode {
@@ -38,9 +40,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where host facts come from, checked: `--sysfs-root` (a tree that is not a directory is bad
+/// input, as for `check` and `fix FILE`), else the policy file's `sysfs_root` ([`sysfs_root`]),
+/// named as the policy's when it is not a directory.
+pub(crate) fn host_sysfs<'a>(
+    flag: Option<&'a Path>,
+    policy: &'a config::Config,
+) -> anyhow::Result<Option<&'a Path>> {
+    if let Some(flag) = flag {
+        phbguard_cli::sysfs_root(flag)?;
+        return Ok(Some(flag));
+    }
+    let root = sysfs_root(None, policy);
+    if let Some(root) = root {
+        Sysfs::new(root)
+            .check_root()
+            .map_err(|e| anyhow::anyhow!("the policy file's sysfs_root: {e}"))?;
+    }
+    Ok(root)
+}
+
 /// The policy the hook on this host reads. A problem in it is reported here as a warning: the
 /// hook would judge in warn mode until it is fixed, and so does audit's "refused" column.
-fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
+pub(crate) fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
     let (path, explicit) = config::choose_path(flag, std::env::var_os(config::ENV_VAR));
     let (config, problems) = config::load(&path, explicit);
     for p in &problems {
@@ -55,14 +77,20 @@ fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
     }
 }
 
+/// Where host PCI facts come from: `--sysfs-root`, else the sysfs tree the hook's policy file
+/// names (`sysfs_root`, when not the default /sys: the hook and the watcher judge from it, and
+/// so must a report of what they would decide), else `None`: the connection's node devices.
+pub(crate) fn sysfs_root<'a>(flag: Option<&'a Path>, policy: &'a config::Config) -> Option<&'a Path> {
+    flag.or_else(|| {
+        (policy.sysfs_root != config::Config::default().sysfs_root).then_some(policy.sysfs_root.as_path())
+    })
+}
+
 fn run_audit(args: &AuditArgs) -> anyhow::Result<u8> {
-    args.sysfs_root
-        .as_deref()
-        .map(phbguard_cli::sysfs_root)
-        .transpose()?;
-    let conn = connect::open_read_only(args.connect.uri.as_deref())?;
-    let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
     let policy = hook_policy(args.config.clone());
+    let sysfs = host_sysfs(args.sysfs_root.as_deref(), &policy.config)?;
+    let conn = connect::open_read_only(args.connect.uri.as_deref())?;
+    let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
     let result = audit::audit(&conn, &host, &policy).map_err(anyhow::Error::msg)?;
     for u in &result.unreadable {
         eprintln!(

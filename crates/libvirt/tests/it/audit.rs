@@ -107,6 +107,54 @@ fn fleet_findings_shared_device_pool_network_and_opt_out() {
     );
 }
 
+/// Each definition's `topology` (its PHBs, bridges and devices with host device, IOMMU group
+/// and the findings about each), pinned in `tests/data/fleet.topology` as `check`'s are beside
+/// each rule case; `PHBGUARD_BLESS=1` rewrites it for review.
+#[test]
+fn json_topology_shows_each_guest_as_the_rules_saw_it() {
+    let (_, json) = audit_json(&fleet(), &[]);
+    let mut got = serde_json::Map::new();
+    for r in json["results"].as_array().unwrap() {
+        let key = format!(
+            "{}/{}",
+            r["domain"].as_str().unwrap(),
+            r["definition"].as_str().unwrap()
+        );
+        got.insert(key, r["topology"].clone());
+    }
+    let got = format!("{}\n", serde_json::to_string_pretty(&Value::Object(got)).unwrap());
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fleet.topology");
+    if std::env::var_os("PHBGUARD_BLESS").is_some() {
+        std::fs::write(&file, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert_eq!(got, want, "{} differs", file.display());
+
+    // What the drawing relies on, said once more in words: the shared device of 'web' on PHB 1
+    // in IOMMU group 8, the finding about it marked on it; the x86 guest has no PHBs to draw.
+    let web = &json["results"][6];
+    assert_eq!(web["domain"], "web");
+    let dev = &web["topology"]["devices"][0];
+    assert_eq!(
+        (
+            &dev["kind"],
+            &dev["host"],
+            &dev["phb"],
+            &dev["iommu_group"],
+            &dev["findings"]
+        ),
+        (
+            &Value::from("hostdev"),
+            &Value::from("0002:02:00.0"),
+            &Value::from(1),
+            &Value::from(8),
+            &serde_json::json!([0])
+        )
+    );
+    assert_eq!(web["findings"][0]["rule"], "hostdev-shared-between-guests");
+    assert_eq!(json["results"][7]["topology"], Value::Null);
+}
+
 #[test]
 fn text_table_shows_state_counts_worst_rule_and_opt_out() {
     let out = run(&["audit", "-c", &uri(&fleet())]);
@@ -334,6 +382,44 @@ fn host_facts_come_from_node_devices_and_sysfs_root_overrides_them() {
         ),
         "{:?}",
         web(&json)
+    );
+    // ... and so from the tree the hook's policy file names (the hook judges from it), unless
+    // --sysfs-root says otherwise; a policy tree that is not a directory is named as such.
+    let policy = empty.path().join("policy.toml");
+    std::fs::write(&policy, format!("sysfs_root = \"{}\"\n", empty.path().display())).unwrap();
+    let (_, from_policy) = audit_json(&fleet(), &["--config", policy.to_str().unwrap()]);
+    assert_eq!(web(&from_policy), web(&json));
+    let tree = tempfile::tempdir().unwrap();
+    let dev = tree.path().join("bus/pci/devices/0002:02:00.0");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::create_dir_all(tree.path().join("kernel/iommu_groups/8")).unwrap();
+    std::os::unix::fs::symlink("../../../../kernel/iommu_groups/8", dev.join("iommu_group")).unwrap();
+    let (_, flag_wins) = audit_json(
+        &fleet(),
+        &[
+            "--config",
+            policy.to_str().unwrap(),
+            "--sysfs-root",
+            tree.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        web(&flag_wins),
+        ["web/persistent: warning hostdev-shared-between-guests hostdev 0002:02:00.0 at 0000:01:01.0"]
+    );
+    std::fs::write(&policy, "sysfs_root = \"/nonexistent/sys\"\n").unwrap();
+    let out = run(&[
+        "audit",
+        "-c",
+        &uri(&fleet()),
+        "--config",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the policy file's sysfs_root: "),
+        "{}",
+        stderr(&out)
     );
 }
 

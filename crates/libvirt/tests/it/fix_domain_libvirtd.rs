@@ -69,9 +69,63 @@ fn fix_domain_keeps_the_vnc_password_and_redefines_only_when_told() {
     );
     assert_eq!(secure_xml(), before);
 
-    // Told: redefined, the hostdev on a PHB of its own, the password kept.
-    let out = fix_domain(sysfs, &["--yes"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A confirmation names the change it was given for (what a web page passes back): the
+    // digest of one run's proposal.
+    let digest = |out: &Output| -> String {
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(json["redefined"], false, "{json}");
+        let d = json["digest"].as_str().unwrap().to_string();
+        assert!(d.starts_with("sha256:") && d.len() == 7 + 64, "{d}");
+        d
+    };
+    let shown = digest(&fix_domain(sysfs, &["--format", "json"]));
+    assert_eq!(
+        digest(&fix_domain(sysfs, &["--format", "json"])),
+        shown,
+        "one proposal, one digest"
+    );
+    // Someone else redefines the guest after the diff was shown: the confirmed digest no longer
+    // names what would be defined, and nothing is.
+    let edited = dir.path().join("edited.xml");
+    let edit = secure_xml().replacen(
+        "<memory",
+        "<description>edited meanwhile</description>\n  <memory",
+        1,
+    );
+    std::fs::write(&edited, edit).unwrap();
+    let out = virsh(&["define", edited.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = secure_xml();
+    let out = fix_domain(sysfs, &["--yes", "--if-digest", &shown]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "not redefined: this is not the change with digest {shown}"
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(secure_xml(), before);
+    let now = digest(&fix_domain(sysfs, &["--format", "json"]));
+    assert_ne!(now, shown);
+    // The right digest is not a confirmation by itself.
+    assert_eq!(fix_domain(sysfs, &["--if-digest", &now]).status.code(), Some(1));
+    assert_eq!(secure_xml(), before);
+
+    // Told, for the change shown: redefined, the hostdev on a PHB of its own, the password kept.
+    let out = fix_domain(sysfs, &["--yes", "--if-digest", &now]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = secure_xml();
     assert_ne!(after, before);
     assert!(

@@ -24,6 +24,8 @@ use phbguard_testkit::{Datagrams, FakeSysfs, eventually, kill, output_text as te
 
 use crate::phbguard;
 
+mod races;
+
 const PREFIX: &str = "phbguard-e2e-watch-";
 /// How long a test waits for something that must *not* happen (another DEFINED event).
 const SETTLE: Duration = Duration::from_secs(3);
@@ -56,6 +58,7 @@ impl LifecycleEvents {
                 "--loop",
                 "--event",
                 "lifecycle",
+                "--timestamp",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -104,6 +107,13 @@ impl LifecycleEvents {
             .iter()
             .filter_map(|l| l.split_once(&prefix).map(|(_, detail)| detail.to_owned()))
             .collect()
+    }
+}
+
+impl LifecycleEvents {
+    /// Every event seen so far, as `virsh event --timestamp` printed it.
+    fn all(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 }
 
@@ -167,16 +177,24 @@ impl World {
         self.log.wait_for(&[verb])
     }
 
-    /// Starts `phbguard-libvirt watch` and waits for READY=1.
+    /// Starts `phbguard-libvirt watch` and waits for its READY=1 (after the earlier
+    /// watchers' ones, when this world has had some).
     fn start_watcher(&mut self) {
-        let stderr = std::fs::File::create(self.work.path().join("watch.stderr")).unwrap();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.work.path().join("watch.stderr"))
+            .unwrap();
         let child = phbguard(&["watch", "-c", URI, "--config"])
             .arg(self.work.path().join("phbguard.toml"))
             .env("NOTIFY_SOCKET", &self.notify.path)
             .stderr_to(stderr)
             .spawn();
         self.watcher = Some(child);
-        self.notify.wait_for(&["READY=1"]);
+        let readies = self.notify.matching(&["READY=1"]).len();
+        eventually("the watcher's READY=1", || {
+            (self.notify.matching(&["READY=1"]).len() > readies).then_some(())
+        });
     }
 
     fn watcher_pid(&self) -> u32 {
@@ -513,7 +531,8 @@ fn a_hotplug_into_a_running_guest_is_judged_and_logged() {
 }
 
 /// The service contract without a daemon: libvirt's test driver, READY=1 once connected, then
-/// SIGTERM → STOPPING=1 and exit 0.
+/// SIGTERM → STOPPING=1 and exit 0. Without `-c`: the URI of `$LIBVIRT_DEFAULT_URI` is logged at
+/// start, and the one libvirt reports (`virConnectGetURI`) on every line once connected.
 #[test]
 fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
     let work = tempfile::tempdir().unwrap();
@@ -521,8 +540,9 @@ fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
     let notify = Datagrams::bind(&work.path().join("notify"));
     let policy = work.path().join("phbguard.toml");
     std::fs::write(&policy, format!("syslog_socket = \"{}\"\n", log.path.display())).unwrap();
-    let child = phbguard(&["watch", "-c", "test:///default", "--config"])
+    let child = phbguard(&["watch", "--config"])
         .arg(&policy)
+        .env("LIBVIRT_DEFAULT_URI", "test:///default")
         .env("NOTIFY_SOCKET", &notify.path)
         .spawn();
     notify.wait_for(&["READY=1"]);
@@ -546,6 +566,11 @@ fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
             .last()
             .unwrap()
             .contains("stopped uri=test:///default signal=SIGTERM"),
+        "{lines:#?}"
+    );
+    assert!(
+        log.wait_for(&[": connected "])
+            .contains("connected uri=test:///default"),
         "{lines:#?}"
     );
     // Run by hand (no JOURNAL_STREAM), stderr gets the same lines.
