@@ -44,6 +44,7 @@ macro_rules! spelled {
                 }
             }
 
+
             /// The value the policy file (or a guest's `<metadata>`) names, if it is one.
             pub fn parse(name: &str) -> Option<$setting> {
                 match name {
@@ -51,6 +52,7 @@ macro_rules! spelled {
                     _ => None,
                 }
             }
+
 
             /// The names, as a bad value's message lists them: `"a", "b" or "c"`.
             pub fn expected() -> String {

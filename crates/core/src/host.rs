@@ -44,6 +44,7 @@ pub trait HostFacts {
     fn iommu_groups(&self, addrs: &[PciAddr]) -> Vec<Result<u32, GroupUnknown>> {
         addrs.iter().map(|&a| self.iommu_group(a)).collect()
     }
+
     /// The host NUMA node of a PCI device; `None` when unknown or `-1`.
     fn numa_node(&self, addr: PciAddr) -> Option<u32>;
     /// Whether the libvirt network `name` is a hostdev pool (`<forward mode='hostdev'>`), whose

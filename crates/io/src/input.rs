@@ -17,7 +17,6 @@ use phbguard_core::model::Domain;
 /// The largest document phbguard reads.
 pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
 /// Why a document could not be read.
-
 #[derive(Debug)]
 pub enum InputError {
     /// Reading failed.
