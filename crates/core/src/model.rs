@@ -16,6 +16,28 @@ pub struct PciAddr {
     pub function: u8,
 }
 
+impl PciAddr {
+    /// The largest domain, bus, slot and function libvirt accepts (`virPCIDeviceAddressIsValid`).
+    /// A domain may use all 32 bits (hosts with VMD domains such as 0x10000 have them); measured
+    /// on libvirt 9.0: `domain='0x10000'` is defined, guest and host side.
+    pub const FIELD_MAX: [u64; 4] = [0xffff_ffff, 0xff, 0x1f, 0x7];
+
+    /// The address of domain, bus, slot and function, each checked against [`Self::FIELD_MAX`];
+    /// `Err(i)`: the `i`th of them is out of range.
+    pub fn from_fields(values: [u64; 4]) -> Result<PciAddr, usize> {
+        if let Some(i) = (0..4).find(|&i| values[i] > Self::FIELD_MAX[i]) {
+            return Err(i);
+        }
+        // Each fits its type: checked just above.
+        Ok(PciAddr {
+            domain: values[0] as u32,
+            bus: values[1] as u8,
+            slot: values[2] as u8,
+            function: values[3] as u8,
+        })
+    }
+}
+
 impl fmt::Display for PciAddr {
     /// `DDDD:BB:SS.F`, lower-case hex: the spelling of sysfs and of `lspci -D`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

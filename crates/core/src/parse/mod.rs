@@ -1,19 +1,21 @@
 //! One streaming pass over domain XML into a [`Domain`]. Elements the rules do not need are
-//! skipped without being stored; every device keeps its byte span for the rewriter.
+//! skipped without being stored; every device keeps its byte span for the rewriter. This module
+//! walks the document; [`device`] reads a device element, `values` its attributes and numbers.
 
-use std::borrow::Cow;
+mod device;
+mod values;
 
 use quick_xml::Reader;
-use quick_xml::XmlVersion;
 use quick_xml::errors::{Error as XmlError, IllFormedError};
-use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::QName;
 
 use crate::error::ParseError;
-use crate::model::{Device, DeviceKind, Domain, HostdevForm, MemNode, PciAddr, PciController, Span};
-use crate::number::{Base, parse_nodeset, parse_uint};
-use crate::start_tag::{self, Attr};
+use crate::model::{Domain, MemNode, Span};
+use crate::number::{Base, parse_nodeset};
+
+use device::{DeviceBuilder, assign_controller_indexes};
+use values::{At, Attrs, number};
 
 /// The namespace of `<phbguard:policy>` under `<metadata>`, as `virsh metadata --uri` takes it.
 pub const METADATA_NS: &str = "urn:phbguard:policy:1";
@@ -38,8 +40,8 @@ pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
     }
     // A UTF-8 byte order mark is allowed before the XML declaration. quick-xml skips it and
     // counts positions after it, so the parser reads the rest and adds the mark's length
-    // back: device spans must be offsets into `input`, or `fix` edits the wrong bytes.
-    // Found by the fix fuzz target (tests/fuzz/fix/utf8-bom.xml).
+    // back: device spans must be offsets into `input`, or `fix` edits the wrong bytes
+    // (tests/fuzz/fix/utf8-bom.xml).
     let base = if text.starts_with('\u{feff}') {
         '\u{feff}'.len_utf8()
     } else {
@@ -63,29 +65,6 @@ enum Tag {
     DeviceTarget,
     TargetNode,
     Skip,
-}
-
-/// A device under construction, between its start and end tags.
-struct DeviceBuilder {
-    element: String,
-    line: usize,
-    type_attr: Option<String>,
-    model_attr: Option<String>,
-    mode_attr: Option<String>,
-    index_attr: Option<u32>,
-    start: usize,
-    address: Option<PciAddr>,
-    address_span: Option<Span>,
-    host: Option<PciAddr>,
-    model_name: Option<String>,
-    model_span: Option<Span>,
-    target_index: Option<u32>,
-    target_span: Option<Span>,
-    numa_node: Option<u32>,
-    target_dev: Option<String>,
-    mac: Option<String>,
-    alias: Option<String>,
-    network: Option<String>,
 }
 
 struct Parser<'a> {
@@ -273,17 +252,7 @@ impl<'a> Parser<'a> {
                 Tag::Device
             }
             (3, Some(Tag::Device)) => self.device_child(name, span)?,
-            (4, Some(Tag::DeviceSource)) => {
-                let dev = self.device.as_mut().expect("inside a device");
-                // The first <address> is the one libvirt reads (virXPathNode).
-                if name == "address" && dev.host.is_none() {
-                    let at = At::new(&dev.element, "><source><address");
-                    let attrs = Attrs::of(self.source, span.start)?;
-                    // A host address names a real device: 0000:00:00.0 is one, not "unset".
-                    dev.host = Some(valid_pci_addr(pci_fields(&attrs, at)?, at)?);
-                }
-                Tag::Skip
-            }
+            (4, Some(Tag::DeviceSource)) => self.source_child(name, span)?,
             (4, Some(Tag::DeviceTarget)) if name == "node" => Tag::TargetNode,
             _ => Tag::Skip,
         };
@@ -291,64 +260,6 @@ impl<'a> Parser<'a> {
             self.text.clear();
         }
         Ok(tag)
-    }
-
-    fn device_child(&mut self, name: &str, span: Span) -> Result<Tag, ParseError> {
-        let dev = self.device.as_mut().expect("inside a device");
-        let interesting = matches!(name, "address" | "model" | "target" | "mac" | "alias")
-            || (name == "source" && dev.element == "interface");
-        let attrs = if interesting {
-            Attrs::of(self.source, span.start)?
-        } else {
-            Attrs {
-                source: self.source,
-                list: Vec::new(),
-            }
-        };
-        Ok(match name {
-            // libvirt reads a device's first <address> child and ignores the others
-            // (virDomainDeviceInfoParseXML takes the first element named address).
-            "address" if dev.address_span.is_none() => {
-                dev.address_span = Some(span);
-                if attrs.get("type").as_deref() == Some("pci") {
-                    dev.address = guest_pci_addr(&attrs, At::new(&dev.element, "><address"))?;
-                }
-                Tag::Skip
-            }
-            "source" => {
-                if dev.type_attr.as_deref() == Some("network") {
-                    dev.network = attrs.owned("network");
-                }
-                Tag::DeviceSource
-            }
-            // The first <model> is the one libvirt reads.
-            "model" if dev.model_span.is_none() => {
-                dev.model_name = attrs.owned("name");
-                dev.model_span = Some(span);
-                Tag::Skip
-            }
-            "target" => {
-                dev.target_dev = attrs.owned("dev");
-                dev.target_span = Some(span);
-                // Only a controller's target has an index (a PHB's number in the guest).
-                if dev.element == "controller"
-                    && let Some(v) = attrs.get("index")
-                {
-                    let at = At::new(&dev.element, "><target");
-                    dev.target_index = Some(number(at, "index", &v, Base::Auto, u64::from(u32::MAX))? as u32);
-                }
-                Tag::DeviceTarget
-            }
-            "mac" => {
-                dev.mac = attrs.owned("address");
-                Tag::Skip
-            }
-            "alias" => {
-                dev.alias = attrs.owned("name");
-                Tag::Skip
-            }
-            _ => Tag::Skip,
-        })
     }
 
     /// Handles the end of an element opened as `tag`; `end_tag` is its closing tag, or the
@@ -393,320 +304,6 @@ impl<'a> Parser<'a> {
     }
 }
 
-impl DeviceBuilder {
-    fn new(source: &str, element: &str, start: usize, line: usize) -> Result<Self, ParseError> {
-        let element = element.to_string();
-        let attrs = Attrs::of(source, start)?;
-        // Only a controller's index is a number libvirt reads (base 10, virXMLPropInt).
-        let index_attr = match attrs.get("index").filter(|_| element == "controller") {
-            Some(v) => {
-                let max = if attrs.get("type").as_deref() == Some("pci") {
-                    MAX_CONTROLLER_INDEX
-                } else {
-                    u64::from(u32::MAX)
-                };
-                Some(number(At::new(&element, ""), "index", &v, Base::Decimal, max)? as u32)
-            }
-            None => None,
-        };
-        Ok(DeviceBuilder {
-            type_attr: attrs.owned("type"),
-            model_attr: attrs.owned("model"),
-            mode_attr: attrs.owned("mode"),
-            index_attr,
-            element,
-            start,
-            line,
-            address: None,
-            address_span: None,
-            host: None,
-            model_name: None,
-            model_span: None,
-            target_index: None,
-            target_span: None,
-            numa_node: None,
-            target_dev: None,
-            mac: None,
-            alias: None,
-            network: None,
-        })
-    }
-
-    fn build(self, end: usize) -> Result<Device, ParseError> {
-        let ty = self.type_attr.as_deref();
-        let is_hostdev = match self.element.as_str() {
-            // libvirt's default hostdev mode is 'subsystem'.
-            "hostdev" => ty == Some("pci") && matches!(self.mode_attr.as_deref(), None | Some("subsystem")),
-            "interface" => ty == Some("hostdev"),
-            _ => false,
-        };
-        let kind = if is_hostdev {
-            let host = self.host.ok_or_else(|| ParseError::MissingHostAddress {
-                element: format!("{} type='{}'", self.element, ty.unwrap_or_default()),
-            })?;
-            let form = if self.element == "hostdev" {
-                HostdevForm::Hostdev
-            } else {
-                HostdevForm::Interface
-            };
-            DeviceKind::Hostdev { host, form }
-        } else if self.element == "controller" && ty == Some("pci") {
-            if let Some(index) = self.index_attr
-                && u64::from(index) > MAX_CONTROLLER_INDEX
-            {
-                return Err(ParseError::BadNumber {
-                    element: "controller type='pci'".into(),
-                    attribute: "index".into(),
-                    value: index.to_string(),
-                    base: Base::Decimal,
-                    max: MAX_CONTROLLER_INDEX,
-                });
-            }
-            DeviceKind::PciController(PciController {
-                index: self.index_attr.unwrap_or(0),
-                index_implied: self.index_attr.is_none(),
-                model: self.model_attr.clone(),
-                model_name: self.model_name,
-                model_span: self.model_span,
-                target_index: self.target_index,
-                target_span: self.target_span,
-                numa_node: self.numa_node,
-            })
-        } else if self.element == "controller" {
-            DeviceKind::Controller {
-                index: self.index_attr,
-            }
-        } else {
-            DeviceKind::Other
-        };
-        let label = match self.element.as_str() {
-            "disk" => self.target_dev,
-            "interface" => self.mac,
-            _ => None,
-        }
-        .or(self.alias);
-        Ok(Device {
-            element: self.element,
-            type_attr: self.type_attr,
-            model_attr: self.model_attr,
-            label,
-            network: self.network,
-            kind,
-            address: self.address,
-            address_span: self.address_span,
-            span: Span {
-                start: self.start,
-                end,
-            },
-            line: self.line,
-        })
-    }
-}
-
-/// libvirt gives an index-less PCI controller the lowest index no other one uses,
-/// after the whole definition is read (`virDomainControllerFindUnusedIndex`).
-fn assign_controller_indexes(domain: &mut Domain) -> Result<(), ParseError> {
-    let mut used = [false; MAX_CONTROLLER_INDEX as usize + 1];
-    for (_, c) in domain.pci_controllers() {
-        if !c.index_implied {
-            let slot = &mut used[c.index as usize];
-            if *slot {
-                return Err(ParseError::DuplicateController { index: c.index });
-            }
-            *slot = true;
-        }
-    }
-    for dev in &mut domain.devices {
-        if let DeviceKind::PciController(c) = &mut dev.kind
-            && c.index_implied
-        {
-            let free = used.iter().position(|u| !u).ok_or(ParseError::BadNumber {
-                element: "controller type='pci'".into(),
-                attribute: "index".into(),
-                value: "(none free)".into(),
-                base: Base::Decimal,
-                max: MAX_CONTROLLER_INDEX,
-            })?;
-            used[free] = true;
-            c.index = free as u32;
-        }
-    }
-    Ok(())
-}
-
-/// An element's attributes, located once by [`start_tag::read`]; a value is unescaped only
-/// when asked for, and borrowed from the input unless it holds a reference or a line break.
-struct Attrs<'a> {
-    source: &'a str,
-    list: Vec<Attr<'a>>,
-}
-
-impl<'a> Attrs<'a> {
-    /// The attributes of the start tag at `tag_start` in `source`.
-    fn of(source: &'a str, tag_start: usize) -> Result<Self, ParseError> {
-        // One allocation: libvirt's elements carry a handful of attributes.
-        let mut list = Vec::with_capacity(8);
-        start_tag::read(source, tag_start, &mut list).map_err(|e| ParseError::Malformed {
-            offset: e.offset as u64,
-            detail: e.detail,
-        })?;
-        let attrs = Attrs { source, list };
-        // libxml2 (so libvirt) refuses an unknown or broken reference in any attribute, read
-        // by the rules or not.
-        for a in attrs.list.iter().filter(|a| !a.plain) {
-            if attrs.raw(a).as_bytes().contains(&b'&') {
-                attrs.decode(a).map_err(|err| ParseError::Malformed {
-                    offset: a.value.start as u64,
-                    detail: err.to_string(),
-                })?;
-            }
-        }
-        Ok(attrs)
-    }
-
-    fn raw(&self, a: &Attr<'a>) -> &'a str {
-        &self.source[a.value.start..a.value.end]
-    }
-
-    fn decode(&self, a: &Attr<'a>) -> quick_xml::Result<Cow<'a, str>> {
-        Attribute {
-            key: QName(a.name),
-            value: Cow::Borrowed(self.raw(a)),
-        }
-        .normalized_value(XmlVersion::Implicit1_0)
-    }
-
-    /// The value of attribute `name`, unescaped and normalized as XML says.
-    fn get(&self, name: &str) -> Option<Cow<'a, str>> {
-        self.value(self.list.iter().find(|a| a.name == name)?)
-    }
-
-    /// The value of `a`, one of this element's attributes.
-    fn value(&self, a: &Attr<'a>) -> Option<Cow<'a, str>> {
-        // Nearly every value has nothing to unescape or normalize: borrow it as it is.
-        if a.plain {
-            return Some(Cow::Borrowed(self.raw(a)));
-        }
-        // Cannot fail: `of` decoded every value that holds a reference.
-        self.decode(a).ok()
-    }
-
-    fn owned(&self, name: &str) -> Option<String> {
-        self.get(name).map(Cow::into_owned)
-    }
-}
-
-/// Where a number was read, spelled out only when it is bad.
-#[derive(Clone, Copy)]
-struct At<'a> {
-    element: &'a str,
-    tail: &'static str,
-}
-
-impl<'a> At<'a> {
-    fn new(element: &'a str, tail: &'static str) -> Self {
-        At { element, tail }
-    }
-}
-
-fn number(at: At<'_>, attribute: &str, value: &str, base: Base, max: u64) -> Result<u64, ParseError> {
-    parse_uint(value, base, max).ok_or_else(|| ParseError::BadNumber {
-        element: format!("{}{}", at.element, at.tail),
-        attribute: attribute.into(),
-        value: value.into(),
-        base,
-        max,
-    })
-}
-
-/// The four numbers of an `<address>` element as libvirt reads them
-/// (`virPCIDeviceAddressParseXML`: base 0, absent is 0), before their ranges are checked.
-struct PciFields<'v> {
-    values: [(&'static str, Option<Cow<'v, str>>, u64); 4],
-}
-
-fn pci_fields<'v>(attrs: &Attrs<'v>, at: At<'_>) -> Result<PciFields<'v>, ParseError> {
-    let mut values = [
-        ("domain", None, 0),
-        ("bus", None, 0),
-        ("slot", None, 0),
-        ("function", None, 0),
-    ];
-    // Read as any 32-bit number (libvirt checks no range of an empty address, so
-    // `function='9'` beside zeros is fine), but a value that is no number at all is reported
-    // against its field's range: `bus='zz'` is "not a number from 0 to 0xff". One pass over
-    // the attributes, not a lookup per field.
-    for a in &attrs.list {
-        let field = match a.name {
-            "domain" => 0,
-            "bus" => 1,
-            "slot" => 2,
-            "function" => 3,
-            _ => continue,
-        };
-        let ((name, text, value), max) = (&mut values[field], PCI_FIELD_MAX[field]);
-        if let Some(v) = attrs.value(a) {
-            *value = number(at, name, &v, Base::Auto, u64::from(u32::MAX)).map_err(|e| match e {
-                ParseError::BadNumber {
-                    element,
-                    attribute,
-                    value,
-                    base,
-                    ..
-                } => ParseError::BadNumber {
-                    element,
-                    attribute,
-                    value,
-                    base,
-                    max,
-                },
-                other => other,
-            })?;
-            *text = Some(v);
-        }
-    }
-    Ok(PciFields { values })
-}
-
-/// The ranges libvirt checks (`virPCIDeviceAddressIsValid`) for domain, bus, slot and function.
-/// A domain may use all 32 bits (hosts with VMD domains such as 0x10000 have them); measured on
-/// libvirt 9.0: `domain='0x10000'` is defined, guest and host side.
-const PCI_FIELD_MAX: [u64; 4] = [0xffff_ffff, 0xff, 0x1f, 0x7];
-
-/// Checks the ranges of [`PCI_FIELD_MAX`].
-fn valid_pci_addr(fields: PciFields<'_>, at: At<'_>) -> Result<PciAddr, ParseError> {
-    let mut out = [0u64; 4];
-    for (i, ((name, text, value), max)) in fields.values.into_iter().zip(PCI_FIELD_MAX).enumerate() {
-        if value > max {
-            return Err(ParseError::BadNumber {
-                element: format!("{}{}", at.element, at.tail),
-                attribute: name.into(),
-                value: text.unwrap_or_default().into_owned(),
-                base: Base::Auto,
-                max,
-            });
-        }
-        out[i] = value;
-    }
-    Ok(PciAddr {
-        domain: out[0] as u32,
-        bus: out[1] as u8,
-        slot: out[2] as u8,
-        function: out[3] as u8,
-    })
-}
-
-/// A device's guest address. One whose domain, bus and slot are all 0 (`<address
-/// type='pci'/>` among them) is no address: libvirt assigns the device a slot of its own
-/// (`virPCIDeviceAddressIsEmpty`, `virDeviceInfoPCIAddressIsWanted`) and checks nothing else.
-fn guest_pci_addr(attrs: &Attrs<'_>, at: At<'_>) -> Result<Option<PciAddr>, ParseError> {
-    let fields = pci_fields(attrs, at)?;
-    if fields.values[..3].iter().all(|(_, _, v)| *v == 0) {
-        return Ok(None);
-    }
-    valid_pci_addr(fields, at).map(Some)
-}
-
 /// Whether `<prefix:policy>` is bound to [`METADATA_NS`] on the element itself, which is
 /// how libvirt writes metadata it was given with `virsh metadata --uri`.
 fn in_our_namespace(e: &BytesStart<'_>, attrs: &Attrs<'_>) -> bool {
@@ -721,8 +318,9 @@ fn in_our_namespace(e: &BytesStart<'_>, attrs: &Attrs<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Device, DeviceKind};
 
-    const DOMAIN: &str = include_str!("../../../tests/corpus/libvirt/pseries-hostdevs-1.out.xml");
+    const DOMAIN: &str = include_str!("../../../../tests/corpus/libvirt/pseries-hostdevs-1.out.xml");
 
     #[test]
     fn reads_what_the_rules_need() {
