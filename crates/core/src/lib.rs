@@ -22,7 +22,7 @@ pub mod fix;
 pub mod host;
 pub mod log_line;
 pub mod model;
-pub(crate) mod number;
+pub mod number;
 pub mod parse;
 pub mod report;
 pub mod rules;

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use phbguard_core::host::{GroupUnknown, HostFacts};
 use phbguard_core::model::PciAddr;
+use phbguard_core::number::{Base, parse_uint};
 use quick_xml::Reader;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use virt::connect::Connect;
@@ -403,22 +404,14 @@ pub fn address_attrs(attr: &dyn Fn(&str) -> Option<String>) -> Result<PciAddr, S
 }
 
 fn pci_addr(domain: u64, bus: u64, slot: u64, function: u64) -> Result<PciAddr, String> {
-    let bad = || format!("PCI address {domain:x}:{bus:x}:{slot:x}.{function:x} is out of range");
-    Ok(PciAddr {
-        domain: u32::try_from(domain).map_err(|_| bad())?,
-        bus: u8::try_from(bus).map_err(|_| bad())?,
-        slot: u8::try_from(slot).ok().filter(|s| *s < 32).ok_or_else(bad)?,
-        function: u8::try_from(function).ok().filter(|f| *f < 8).ok_or_else(bad)?,
-    })
+    PciAddr::from_fields([domain, bus, slot, function])
+        .map_err(|_| format!("PCI address {domain:x}:{bus:x}:{slot:x}.{function:x} is out of range"))
 }
 
-/// A number as libvirt writes one in these documents: `0x`-prefixed hex or decimal.
+/// A number as libvirt writes one in these documents (`0x`-prefixed hex or decimal), read as
+/// the engine reads the numbers of a domain's addresses (base 0, libvirt's own reading).
 fn parse_int(text: &str) -> Option<u64> {
-    let text = text.trim();
-    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
+    parse_uint(text.trim(), Base::Auto, u64::from(u32::MAX))
 }
 
 fn non_empty(s: &str) -> Option<String> {
