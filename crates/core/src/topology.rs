@@ -3,6 +3,7 @@
 //! directly on each bus, each hostdev's IOMMU group. The rules judge it; the fix planner starts
 //! from it. Nothing else rebuilds buses, PHBs or slots.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use crate::host::{Facts, GroupUnknown};
@@ -267,6 +268,27 @@ impl<'d> Topology<'d> {
     /// The IOMMU group of the hostdev at position `device`, when known.
     pub fn known_group(&self, device: usize) -> Option<u32> {
         self.group(device)?.ok()
+    }
+
+    /// Where each IOMMU group's hostdevs sit: per known group, every PHB directly holding some
+    /// of them, with how many, in the order the PHBs first appear in the document. A hostdev
+    /// behind a bridge is in no group's count (`hostdev-behind-bridge` judges it). The rule on
+    /// split groups and the fix planner choose a group's home PHB from this, each for its own
+    /// end: the rule names where most of a group already is, the planner gives each group a
+    /// non-default PHB of its own.
+    pub fn groups_on_phbs(&self) -> BTreeMap<u32, Vec<(u8, usize)>> {
+        let mut placed: BTreeMap<u32, Vec<(u8, usize)>> = BTreeMap::new();
+        for h in &self.hostdevs {
+            let Some(group) = self.known_group(h.device).filter(|_| self.is_phb(h.bus)) else {
+                continue;
+            };
+            let phbs = placed.entry(group).or_default();
+            match phbs.iter_mut().find(|(bus, _)| *bus == h.bus) {
+                Some((_, n)) => *n += 1,
+                None => phbs.push((h.bus, 1)),
+            }
+        }
+        placed
     }
 
     /// The host NUMA node of the hostdev at position `device`, when known.

@@ -296,16 +296,14 @@ impl<'t, 'd> Planner<'t, 'd> {
     /// Gives each IOMMU group the non-default PHB that holds most of its hostdevs, each PHB to
     /// one group at most, so that as few hostdevs as possible move.
     fn choose_homes(&mut self) {
-        let mut counts: BTreeMap<(u32, u8), usize> = BTreeMap::new();
-        for (i, addr) in self.addressed() {
-            if let Some(g) = self.known_group(i)
-                && addr.bus != 0
-                && self.is_phb(addr.bus)
-            {
-                *counts.entry((g, addr.bus)).or_default() += 1;
-            }
+        let mut candidates: Vec<((u32, u8), usize)> = Vec::new();
+        for (g, phbs) in self.topology.groups_on_phbs() {
+            candidates.extend(
+                phbs.into_iter()
+                    .filter(|&(bus, _)| bus != 0)
+                    .map(|(bus, n)| ((g, bus), n)),
+            );
         }
-        let mut candidates: Vec<_> = counts.into_iter().collect();
         candidates.sort_by_key(|&((g, bus), n)| (std::cmp::Reverse(n), bus, g));
         let mut owned = BTreeSet::new();
         for ((g, bus), _) in candidates {

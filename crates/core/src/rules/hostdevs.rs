@@ -1,8 +1,6 @@
 //! Rules about where host devices and emulated devices sit: one PHB per host IOMMU group,
 //! nothing else on it, and the default PHB left to emulated devices.
 
-use std::collections::BTreeMap;
-
 use super::{Finding, Rule, RuleId, Severity};
 use crate::host::GroupUnknown;
 use crate::topology::{Bus, PlacedHostdev, Topology};
@@ -161,16 +159,8 @@ function 0), so the whole group shares one PHB.",
         if !t.pseries {
             return;
         }
-        // Each group's home is the bus holding most of its hostdevs (the first such on a tie).
-        let mut buses: BTreeMap<u32, Vec<(u8, usize)>> = BTreeMap::new();
-        for h in t.hostdevs() {
-            let Some(g) = known_group(t, h) else { continue };
-            let counts = buses.entry(g).or_default();
-            match counts.iter_mut().find(|(b, _)| *b == h.bus) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((h.bus, 1)),
-            }
-        }
+        // Each group's home is the PHB holding most of its hostdevs (the first such on a tie).
+        let buses = t.groups_on_phbs();
         for h in t.hostdevs() {
             let Some(g) = known_group(t, h) else { continue };
             let counts = &buses[&g];
