@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub mod fuzz_props;
+pub mod golden;
 
 /// The `phbguard` binary cargo built for these tests.
 pub fn bin() -> PathBuf {

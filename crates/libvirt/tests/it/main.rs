@@ -4,6 +4,10 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+// The root crate's golden-file rules (PHBGUARD_BLESS), shared rather than written twice.
+#[path = "../../../../tests/it/support/golden.rs"]
+mod golden;
+
 mod audit;
 mod fix_domain_libvirtd;
 mod read_only_libvirtd;
