@@ -7,7 +7,7 @@
 //! save image afterwards, also when a scenario fails. It needs the sandbox daemon, so it is
 //! `#[ignore = "needs libvirtd"]`; scripts/test-all runs it with `--include-ignored`. Run it by
 //! hand under the shared daemon's lock:
-//! `flock /run/phbguard-libvirtd.lock cargo test --test it hook_libvirt:: -- --include-ignored`.
+//! `flock /tmp/phbguard-libvirtd.lock cargo test --test it hook_libvirt:: -- --include-ignored`.
 
 use crate::hook_support;
 use crate::support;
@@ -402,9 +402,25 @@ fn hook_under_real_libvirtd() {
         0,
         "the mark was consumed"
     );
-    let qemu_log = std::fs::read_to_string(format!("/var/log/libvirt/qemu/{name}.log")).unwrap_or_default();
+    // libvirt writes each taint of a QEMU run into the guest's log ("Domain id=N is tainted:
+    // WHY") after that run's "starting up" line; the restore is the last run (-incoming). The
+    // sandbox's QEMU runs as root, which libvirt records as high-privileges: that line shows
+    // taints do reach this log, so the absence of hook-script means something.
+    let log_path = format!("/var/log/libvirt/qemu/{name}.log");
+    let qemu_log = std::fs::read_to_string(&log_path).unwrap_or_else(|e| panic!("{log_path}: {e}"));
+    let (_, restored) = qemu_log
+        .rsplit_once(": starting up libvirt")
+        .unwrap_or_else(|| panic!("{log_path} records no QEMU start"));
     assert!(
-        !qemu_log.contains("hook-script"),
+        restored.contains("-incoming"),
+        "{log_path}: its last run is not the restore"
+    );
+    assert!(
+        restored.contains(" is tainted: high-privileges"),
+        "{log_path}: no taint recorded for the restore, so a hook-script one would not show either"
+    );
+    assert!(
+        !restored.contains(" is tainted: hook-script"),
         "restore tainted the guest: the hook printed XML?"
     );
     mark("incoming checks", &mut lap);
