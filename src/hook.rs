@@ -184,13 +184,35 @@ pub fn main(args: &[OsString], shebang: bool, setup: Option<Mistake>) -> Result<
     edge.report_mistakes(&mistakes);
     edge.warn_only = !mistakes.is_empty();
     on_panic(&edge);
-    let input = read_within(io::stdin().as_fd(), STDIN_DEADLINE);
+    let deadline = stdin_deadline(std::env::var_os(STDIN_DEADLINE_VAR).as_deref());
+    let input = read_within(io::stdin().as_fd(), deadline);
     Ok(edge.judge(input, &host))
 }
 
 /// libvirt writes the XML and closes the pipe at once (virCommandProcessIO); a writer that
-/// does neither must not hold a guest's start, or libvirtd, forever.
-const STDIN_DEADLINE: Duration = Duration::from_secs(5);
+/// does neither must not hold a guest's start, or libvirtd, forever. Generous, because a
+/// deadline that passes is an internal error, which lets the guest through by default: on a
+/// loaded host libvirtd's writing thread may wait seconds for a CPU, and that must never let a
+/// non-compliant guest start. Only a stuck writer is ever this slow.
+pub const STDIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Milliseconds: a *shorter* stdin deadline than [`STDIN_DEADLINE`], so that tests show what a
+/// deadline that passes does without waiting for the real one. Never a longer one: the read
+/// stays bounded whatever the environment says. It gives nobody a way around the policy:
+/// libvirtd runs hooks with an environment of its own (`LC_ALL=C`, `PATH`, `HOME`, ...:
+/// virCommandAddEnvPassCommon), so no variable of ours reaches a hook it runs; whoever sets
+/// the environment of a hook by hand can set `PHBGUARD_CONFIG` just as well, which chooses the
+/// whole policy; and a deadline that passes is an internal error like any other, logged as one
+/// and decided by `on_internal_error` (`"deny"` refuses the guest).
+pub const STDIN_DEADLINE_VAR: &str = "PHBGUARD_HOOK_STDIN_DEADLINE_MS";
+
+/// The stdin deadline for a value of [`STDIN_DEADLINE_VAR`]: that many milliseconds when it is a
+/// number below [`STDIN_DEADLINE`]'s, else [`STDIN_DEADLINE`].
+pub fn stdin_deadline(var: Option<&std::ffi::OsStr>) -> Duration {
+    var.and_then(|v| v.to_str()?.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .map_or(STDIN_DEADLINE, |d| d.min(STDIN_DEADLINE))
+}
 
 /// One judged call and where its words go.
 struct Edge {
@@ -588,5 +610,23 @@ mod tests {
         assert_eq!(shell_word("it's me"), "'it'\\''s me'");
         assert_eq!(shell_word("a\u{1b}[31m"), "'a\\x1b[31m'");
         assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn the_stdin_deadline_can_be_shortened_never_lengthened() {
+        use std::ffi::OsStr;
+        assert_eq!(stdin_deadline(None), STDIN_DEADLINE);
+        assert_eq!(
+            stdin_deadline(Some(OsStr::new("300"))),
+            Duration::from_millis(300)
+        );
+        assert_eq!(stdin_deadline(Some(OsStr::new("0"))), Duration::ZERO);
+        for longer_or_not_a_number in ["30001", "3600000", "18446744073709551615", "-1", "5s", "", "1e3"] {
+            assert_eq!(
+                stdin_deadline(Some(OsStr::new(longer_or_not_a_number))),
+                STDIN_DEADLINE,
+                "{longer_or_not_a_number}"
+            );
+        }
     }
 }
