@@ -34,7 +34,7 @@ use phbguard_core::host::Sysfs;
 use phbguard_core::input::{InputError, read_within};
 use phbguard_core::parse::{METADATA_NS, parse_domain};
 use phbguard_core::syslog::{Level, Syslog, field};
-use phbguard_core::verdict::{Arrival, Disposition, Occasion, Phase, Verdict, decide};
+use phbguard_core::verdict::{Arrival, Disposition, HookCall, Phase, Verdict, decide};
 
 use crate::incoming::Marks;
 
@@ -269,12 +269,9 @@ impl Edge {
             },
             Err(e) => return self.internal_error(&format!("standard input: {e}")),
         };
-        if phbguard_core::seams::panic_requested() {
-            panic!("PHBGUARD_TEST_PANIC is set");
-        }
         let uuid = domain.uuid.clone().unwrap_or_else(|| "-".into());
         let marks = Marks::new(&self.config.state_dir);
-        let mut occasion = Occasion::new(self.phase);
+        let mut occasion = HookCall::new(self.phase);
         occasion.warn_only = self.warn_only;
         if self.phase == Phase::Prepare {
             match marks.take(&uuid, &self.call.domain) {
@@ -324,7 +321,7 @@ impl Edge {
         }
         self.log_findings(&verdict, &uuid, occasion);
         if matches!(self.phase, Phase::Migrate | Phase::Restore)
-            && !verdict.reject
+            && !verdict.reject()
             && !verdict.findings.is_empty()
             && let Err(e) = marks.put(&uuid, &self.call.domain, self.phase)
         {
@@ -338,7 +335,7 @@ impl Edge {
                 ),
             );
         }
-        if !verdict.reject {
+        if !verdict.reject() {
             return 0;
         }
         let text = refusal_text(
@@ -352,14 +349,14 @@ impl Edge {
         1
     }
 
-    fn log_findings(&mut self, verdict: &Verdict, uuid: &str, occasion: Occasion) {
+    fn log_findings(&mut self, verdict: &Verdict, uuid: &str, occasion: HookCall) {
         let incoming = match (self.phase, occasion.arrival) {
             (Phase::Prepare, Arrival::Incoming(via)) => format!(" {}", field("incoming", via.op())),
             _ => String::new(),
         };
         for j in &verdict.findings {
             let level = match j.disposition {
-                Disposition::Exempt => Level::Notice,
+                Disposition::Exempt | Disposition::Fix => Level::Notice,
                 Disposition::Rejected => Level::Err,
                 Disposition::Warned => Level::Warning,
             };
@@ -435,7 +432,7 @@ fn incoming_str(i: Incoming) -> &'static str {
 /// most [`MAX_REFUSAL_LINES`] findings, the blocking ones first, then the ways out.
 pub fn refusal_text(
     name: &str,
-    occasion: Occasion,
+    occasion: HookCall,
     verdict: &Verdict,
     policy: &Path,
     config: &Config,
@@ -528,7 +525,8 @@ pub fn shell_word(s: &str) -> String {
 }
 
 /// A bug must not block every guest either: a panic is an internal error under the policy. The
-/// release build aborts on panic, so the exit happens in the panic hook itself.
+/// release build aborts on panic (nothing after the panic hook runs there), so the hook itself
+/// gives the answer and exits with it, in every profile alike.
 fn on_panic(edge: &Edge) {
     let config = edge.config.clone();
     let call = edge.call.clone();
@@ -551,6 +549,9 @@ fn on_panic(edge: &Edge) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixDatagram;
+    use std::process::Command;
+
     use super::*;
 
     fn os(args: &[&str]) -> Vec<OsString> {
@@ -628,5 +629,87 @@ mod tests {
                 "{longer_or_not_a_number}"
             );
         }
+    }
+
+    /// Set when this test binary is re-run as the process that panics (see below).
+    const PANIC_CHILD: &str = "PHBGUARD_HOOK_TEST_PANIC_CHILD";
+    const PANIC_TEST: &str = "hook::tests::a_panic_is_an_internal_error_too";
+
+    /// The panic path as the hook binary takes it: the panic hook [`on_panic`] installs turns a
+    /// panic into the policy's on_internal_error answer and exits with it. This test re-runs its
+    /// own test binary as a child that installs the hook and panics; an answer given from the
+    /// hook, and not from unwinding (which the release build does not do: it aborts), is the
+    /// only way the child can exit 0 or 1 with those lines (a panicking test exits 101; an
+    /// abort is a signal). No build of `phbguard` itself has a way to panic on purpose.
+    #[test]
+    fn a_panic_is_an_internal_error_too() {
+        if let Some(setting) = std::env::var_os(PANIC_CHILD) {
+            panic_as_the_hook(&setting.to_string_lossy());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("log");
+        let log = UnixDatagram::bind(&socket).unwrap();
+        log.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        for (setting, code, outcome, on_internal_error) in [
+            ("allow", 0, "allowed", "allow"),
+            ("deny", 1, "refused", "deny"),
+            ("deny-in-doubt", 0, "allowed", "deny"),
+        ] {
+            let out = Command::new(std::env::current_exe().unwrap())
+                .args([PANIC_TEST, "--exact", "--nocapture", "--test-threads=1"])
+                .env(PANIC_CHILD, setting)
+                .env("PHBGUARD_HOOK_TEST_SYSLOG", &socket)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(code), "{setting}: {stderr}");
+            assert!(
+                stderr.contains(
+                    "phbguard: internal error: cannot judge domain 'db02' at prepare begin: \
+                     phbguard panicked"
+                ),
+                "{setting}: {stderr}"
+            );
+            let mut buf = [0u8; 4096];
+            let n = log.recv(&mut buf).unwrap();
+            let line = String::from_utf8_lossy(&buf[..n]);
+            assert!(
+                line.contains(&format!(
+                    "internal-error domain=db02 op=prepare outcome={outcome} \
+                     on_internal_error={on_internal_error}: cannot judge: phbguard panicked"
+                )),
+                "{setting}: {line}"
+            );
+        }
+    }
+
+    /// The child of [`a_panic_is_an_internal_error_too`]: a judged call's edge under the policy
+    /// `setting`, its panic hook installed, then a panic.
+    fn panic_as_the_hook(setting: &str) -> ! {
+        let config = Config {
+            syslog_socket: std::env::var_os("PHBGUARD_HOOK_TEST_SYSLOG").unwrap().into(),
+            on_internal_error: if setting.starts_with("deny") {
+                OnInternalError::Deny
+            } else {
+                OnInternalError::Allow
+            },
+            ..Config::default()
+        };
+        let edge = Edge {
+            call: Call {
+                domain: "db02".into(),
+                op: "prepare".into(),
+                subop: "begin".into(),
+                extra: "-".into(),
+            },
+            phase: Phase::Prepare,
+            log: Syslog::on_first_line(&config.syslog_socket),
+            stderr: io::stderr().lock(),
+            policy_path: PathBuf::from("/etc/phbguard/phbguard.toml"),
+            warn_only: setting.ends_with("in-doubt"),
+            config,
+        };
+        on_panic(&edge);
+        panic!("a bug in the judging");
     }
 }

@@ -7,12 +7,11 @@
 //!
 //! `PHBGUARD_BLESS=1 cargo test --test it cases::` rewrites the `.findings`, `.report` and
 //! `.topology` files that differ from what the binary reports now, and fails naming them
-//! (support/golden.rs); review the diff before committing it.
+//! (crates/testkit/src/golden.rs); review the diff before committing it.
 
 use crate::support::{self, golden};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -34,12 +33,11 @@ fn xml_files(dir: &Path) -> Vec<PathBuf> {
 /// The text report of `phbguard check` on `xml`, run from its directory so that the report
 /// names it as an admin would have typed it.
 fn text_report(sysfs: &str, xml: &Path) -> String {
-    let out = Command::new(support::bin())
+    let out = support::Run::new(support::bin())
         .args(["check", "--sysfs-root", sysfs])
         .arg(xml.file_name().unwrap())
         .current_dir(xml.parent().unwrap())
-        .output()
-        .expect("phbguard runs");
+        .output();
     support::stdout(&out)
 }
 

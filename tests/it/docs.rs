@@ -2,7 +2,7 @@
 //! catalogue order, with its id, severity and summary as `phbguard rules` prints them.
 //!
 //! `PHBGUARD_BLESS=1 cargo test --test it docs::` rewrites both tables from the catalogue (and
-//! fails naming the files it changed: support/golden.rs).
+//! fails naming the files it changed: crates/testkit/src/golden.rs).
 
 use crate::support::{self, golden};
 

@@ -4,7 +4,7 @@
 //! must come out byte-identical.
 //!
 //! `PHBGUARD_BLESS=1 cargo test --test it fix_cases::` rewrites the `.fix` files that differ from
-//! what the binary does now, and fails naming them (support/golden.rs); review the diff before
+//! what the binary does now, and fails naming them (crates/testkit/src/golden.rs); review the diff before
 //! committing it.
 
 use crate::support::{self, golden};

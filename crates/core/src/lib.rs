@@ -22,8 +22,6 @@ pub mod parse;
 pub mod replace;
 pub mod report;
 pub mod rules;
-#[doc(hidden)]
-pub mod seams;
 pub mod start_tag;
 pub mod syslog;
 pub(crate) mod topology;

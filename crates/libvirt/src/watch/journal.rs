@@ -41,6 +41,8 @@ pub enum Op {
     Define,
     /// Judging every defined domain after (re)connecting: what happened while not watching.
     Audit,
+    /// A METADATA_CHANGE event for phbguard's opt-out (`virsh metadata ... --config`).
+    Metadata,
     /// A DEVICE_ADDED event: a hot-plug into a running guest.
     Hotplug,
 }
@@ -50,6 +52,7 @@ impl Op {
         match self {
             Op::Define => "define",
             Op::Audit => "audit",
+            Op::Metadata => "metadata",
             Op::Hotplug => "hotplug",
         }
     }

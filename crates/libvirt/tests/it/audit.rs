@@ -5,14 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use phbguard_testkit::{stderr, stdout};
 use serde_json::Value;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_phbguard-libvirt")
-}
+use crate::{data, phbguard};
 
 fn fleet() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fleet.xml")
+    data("fleet.xml")
 }
 
 fn uri(node: &Path) -> String {
@@ -20,24 +19,11 @@ fn uri(node: &Path) -> String {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
+    phbguard(args)
         .env_remove("LIBVIRT_DEFAULT_URI")
         // The hook's policy as audit reads it: the defaults, whatever this machine has in /etc.
-        .env(
-            "PHBGUARD_CONFIG",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy-defaults.toml"),
-        )
+        .env("PHBGUARD_CONFIG", data("policy-defaults.toml"))
         .output()
-        .expect("phbguard-libvirt runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// `domain/definition: severity rule device` for every finding of an audit JSON report.
@@ -123,7 +109,7 @@ fn fleet_findings_shared_device_pool_network_and_opt_out() {
 
 /// Each definition's `topology` (its PHBs, bridges and devices with host device, IOMMU group
 /// and the findings about each), pinned in `tests/data/fleet.topology` as `check`'s are beside
-/// each rule case; `PHBGUARD_BLESS=1` rewrites it for review (and fails: tests/it/support/golden.rs).
+/// each rule case; `PHBGUARD_BLESS=1` rewrites it for review (and fails: phbguard-testkit's golden).
 #[test]
 fn json_topology_shows_each_guest_as_the_rules_saw_it() {
     let (_, json) = audit_json(&fleet(), &[]);
@@ -138,7 +124,7 @@ fn json_topology_shows_each_guest_as_the_rules_saw_it() {
     }
     let got = format!("{}\n", serde_json::to_string_pretty(&Value::Object(got)).unwrap());
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fleet.topology");
-    crate::golden::assert_golden(&file, &got);
+    phbguard_testkit::golden::assert_golden(&file, &got);
 
     // What the drawing relies on, said once more in words: the shared device of 'web' on PHB 1
     // in IOMMU group 8, the finding about it marked on it; the x86 guest has no PHBs to draw.
@@ -453,11 +439,9 @@ fn a_sysfs_root_that_is_not_a_directory_is_exit_2_with_one_line() {
 
 #[test]
 fn libvirt_default_uri_is_honoured() {
-    let out = Command::new(bin())
-        .args(["audit", "--format", "json"])
+    let out = phbguard(&["audit", "--format", "json"])
         .env("LIBVIRT_DEFAULT_URI", uri(&fleet()))
-        .output()
-        .unwrap();
+        .output();
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["results"].as_array().unwrap().len(), 8);
 }

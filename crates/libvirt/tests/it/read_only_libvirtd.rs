@@ -5,14 +5,20 @@
 //! they have. Run as root with `flock /tmp/phbguard-libvirtd.lock cargo test -p phbguard-libvirt
 //! --test it read_only_libvirtd:: -- --include-ignored`.
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+use phbguard_testkit::libvirtd::{virsh, virsh_ok};
+use phbguard_testkit::xml::{guest, phb};
+use phbguard_testkit::{Run, output_text as text};
+
+use crate::bin;
 
 /// libvirt's read-write socket for qemu:///system (the read-only one is `...-sock-ro`).
 const RW_SOCKET: &str = "/run/libvirt/libvirt-sock";
 
 /// `program args` in a private mount namespace where [`RW_SOCKET`] is /dev/null.
 fn without_rw_socket(program: &str, args: &[&str]) -> Output {
-    Command::new("unshare")
+    Run::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg(format!("mount --bind /dev/null {RW_SOCKET} && exec \"$@\""))
         .arg("sh")
@@ -20,44 +26,10 @@ fn without_rw_socket(program: &str, args: &[&str]) -> Output {
         .args(args)
         .env_remove("LIBVIRT_DEFAULT_URI")
         .output()
-        .expect("unshare runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A guest only the rules can object to (two PHBs with target index 1), needing no host device.
 const NAME: &str = "phbguard-e2e-read-only";
-
-fn guest() -> String {
-    format!(
-        "<domain type='qemu'>
-  <name>{NAME}</name>
-  <memory unit='MiB'>512</memory>
-  <os><type arch='ppc64' machine='pseries'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-ppc64</emulator>
-    <controller type='pci' index='0' model='pci-root'><model name='spapr-pci-host-bridge'/><target index='0'/></controller>
-    <controller type='pci' index='1' model='pci-root'><model name='spapr-pci-host-bridge'/><target index='1'/></controller>
-    <controller type='pci' index='2' model='pci-root'><model name='spapr-pci-host-bridge'/><target index='1'/></controller>
-  </devices>
-</domain>"
-    )
-}
-
-/// `virsh` with both sockets, bounded so a stuck daemon fails the test instead of hanging it.
-fn virsh(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["120", "virsh", "-q", "-c", "qemu:///system"])
-        .args(args)
-        .output()
-        .expect("virsh runs")
-}
 
 /// Undefines the guest, also when an assertion fails.
 struct Defined;
@@ -72,11 +44,6 @@ impl Drop for Defined {
 #[ignore = "needs libvirtd"]
 fn audit_and_groups_need_only_the_read_only_socket() {
     let _daemon = crate::libvirtd();
-    let probe = virsh(&["uri"]);
-    assert!(
-        probe.status.success(),
-        "libvirtd does not answer on qemu:///system; start it with tests/e2e/libvirtd-sandbox.sh start"
-    );
     // The premise: there, a read-write connection fails and a read-only one works.
     let rw = without_rw_socket("virsh", &["-q", "-c", "qemu:///system", "uri"]);
     assert!(!rw.status.success(), "read-write still connects: {}", text(&rw));
@@ -84,17 +51,17 @@ fn audit_and_groups_need_only_the_read_only_socket() {
     assert!(ro.status.success(), "read-only does not connect: {}", text(&ro));
 
     let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), guest()).unwrap();
-    let define = virsh(&["define", file.path().to_str().unwrap()]);
-    assert!(define.status.success(), "{}", text(&define));
+    let xml = guest(NAME, &format!("{}{}{}", phb(0, 0), phb(1, 1), phb(2, 1)));
+    std::fs::write(file.path(), xml).unwrap();
+    virsh_ok(&["define", file.path().to_str().unwrap()]);
     let _defined = Defined;
 
     // Read-only, audit and groups give what they give with every socket (whatever other
     // guests the daemon has): the same report and exit code.
-    let bin = env!("CARGO_BIN_EXE_phbguard-libvirt");
+    let bin = bin();
     let audit_args = ["audit", "-c", "qemu:///system", "--format", "json"];
     let audit = without_rw_socket(bin, &audit_args);
-    let audit_rw = Command::new(bin).args(audit_args).output().unwrap();
+    let audit_rw = crate::phbguard(&audit_args).output();
     let json: serde_json::Value =
         serde_json::from_slice(&audit.stdout).unwrap_or_else(|e| panic!("audit JSON: {e}: {}", text(&audit)));
     let json_rw: serde_json::Value = serde_json::from_slice(&audit_rw.stdout)
@@ -122,7 +89,7 @@ fn audit_and_groups_need_only_the_read_only_socket() {
     let groups_args = ["groups", "-c", "qemu:///system", "--format", "json"];
     let groups = without_rw_socket(bin, &groups_args);
     assert_eq!(groups.status.code(), Some(0), "{}", text(&groups));
-    let groups_rw = Command::new(bin).args(groups_args).output().unwrap();
+    let groups_rw = crate::phbguard(&groups_args).output();
     assert_eq!(groups_rw.status.code(), Some(0), "{}", text(&groups_rw));
     let json: serde_json::Value = serde_json::from_slice(&groups.stdout).expect("groups JSON");
     assert!(json["groups"].is_array(), "{json}");

@@ -6,8 +6,6 @@
 //! value of the variable (`0`, empty, `yes`) fails the test too, so that blessing is never
 //! switched on, or off, by accident. scripts/test-all refuses to run with it set at all.
 
-#![allow(dead_code)] // both test crates include this file; each uses its own part
-
 use std::path::Path;
 
 /// The variable that turns blessing on, and the one value that does.
