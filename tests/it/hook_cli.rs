@@ -1187,29 +1187,35 @@ fn syslog_missing_or_full_never_blocks_or_fails_the_hook() {
 #[test]
 fn hooks_for_many_guests_at_once() {
     let w = World::new("");
-    let handles: Vec<_> = (0..16)
+    // Started one after the other from this thread, each one's stdin written and closed
+    // before the next starts, then all waited for: the hooks run at once, and no hook holds
+    // another's stdin open. A child between fork and exec holds a copy of every descriptor
+    // the test process has open; under qemu-user (the ppc64le run) such a child was seen to
+    // hang there for good, and a hook whose stdin it held open never saw the end of its XML:
+    // its deadline passed and it let the guest through, as it must for a writer that never
+    // finishes (an internal error under on_internal_error = "allow"). libvirtd closes every
+    // descriptor a hook does not need in the child (virCommandMassClose), and runs natively.
+    let hooks: Vec<_> = (0..16)
         .map(|i| {
-            let hook = w.hook.clone();
-            let policy = w.policy.path_str().to_owned();
-            std::thread::spawn(move || {
-                let name = format!("g{i}");
-                let xml = if i % 2 == 0 {
-                    bad_xml(&name)
-                } else {
-                    good_xml(&name)
-                };
-                let out = run_exe(
-                    &hook,
-                    &[&name, "prepare", "begin", "-"],
-                    &[("PHBGUARD_CONFIG", &policy)],
-                    xml.as_bytes(),
-                );
-                (i, code(&out), stderr(&out))
-            })
+            let name = format!("g{i}");
+            let xml = if i % 2 == 0 {
+                bad_xml(&name)
+            } else {
+                good_xml(&name)
+            };
+            let mut child = support::Run::new(&w.hook)
+                .args([name.as_str(), "prepare", "begin", "-"])
+                .environment_of_a_hook()
+                .env("PHBGUARD_CONFIG", w.policy.path_str())
+                .spawn();
+            // A few KiB: the pipe takes it all at once.
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), xml.as_bytes()).unwrap();
+            (i, child)
         })
         .collect();
-    for h in handles {
-        let (i, c, err) = h.join().unwrap();
+    for (i, child) in hooks {
+        let out = child.wait_with_output().unwrap();
+        let (c, err) = (code(&out), stderr(&out));
         if i % 2 == 0 {
             assert_eq!(c, 1, "guest {i}: {err}");
             assert!(err.contains(&format!("refused to start 'g{i}'")), "{err}");
