@@ -13,10 +13,14 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 
 use crate::input::{Links, read_regular};
-use crate::model::{Domain, PciAddr};
+use crate::model::{DeviceKind, Domain, PciAddr};
+use crate::vfio::Binding;
 
 /// The most phbguard reads of one sysfs attribute (a number and a newline).
 const MAX_ATTRIBUTE_BYTES: u64 = 64;
+/// The most devices phbguard reads of one IOMMU group; a group behind a PCIe switch without
+/// ACS holds a few dozen, and more than this is no group a guest can be given.
+pub const MAX_GROUP_MEMBERS: usize = 1024;
 
 /// Why a host device's IOMMU group could not be learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,37 @@ pub trait HostFacts {
     fn is_hostdev_network(&self, _name: &str) -> Option<bool> {
         None
     }
+    /// The PCI devices of IOMMU group `group` as the host lists them, in address order; `Err`
+    /// says why they cannot be told (they are then unknown, never guessed).
+    fn group_members(&self, _group: u32) -> Result<Vec<PciAddr>, String> {
+        Err("this source of host facts does not list IOMMU groups".into())
+    }
+    /// The driver bound to a PCI device now (`Ok(None)`: none).
+    fn driver(&self, _addr: PciAddr) -> Result<Option<String>, String> {
+        Err("this source of host facts does not tell drivers".into())
+    }
+    /// Whether a PCI device's configuration header is a bridge's (PCI-to-PCI or CardBus).
+    fn is_bridge(&self, _addr: PciAddr) -> Result<bool, String> {
+        Err("this source of host facts does not tell bridges".into())
+    }
+    /// What holds each device of `addrs`, one answer per address in their order; whether it
+    /// is a bridge is asked only of a device whose driver claims DMA.
+    fn bindings(&self, addrs: &[PciAddr]) -> Vec<Binding> {
+        addrs
+            .iter()
+            .map(|&a| {
+                let driver = self.driver(a);
+                let bridge = Binding::needs_bridge(&driver).then(|| self.is_bridge(a));
+                Binding { driver, bridge }
+            })
+            .collect()
+    }
+    /// Whether host PCI device `addr` is an NVLink2 bridge of a POWER9 GPU, as libvirt tells
+    /// (`ppc64VFIODeviceIsNV2Bridge`: its `of_node` has `ibm,gpu`, `ibm,nvlink`,
+    /// `ibm,nvlink-speed` and `memory-region`); `None` when this source cannot tell.
+    fn is_nvlink2_bridge(&self, _addr: PciAddr) -> Option<bool> {
+        None
+    }
 }
 
 /// A sysfs tree: `/sys` on a real host, a fake tree in tests.
@@ -105,6 +140,18 @@ impl Sysfs {
         rustix::fs::openat(CWD, self.root.join("bus/pci/devices"), flags, Mode::empty()).ok()
     }
 
+    /// The driver of `addr`, its link read under the open `bus/pci/devices`.
+    fn driver_at(devices: impl AsFd, addr: PciAddr) -> Result<Option<String>, String> {
+        let name = addr.to_string();
+        let link = rustix::fs::readlinkat(&devices, format!("{name}/driver"), Vec::new())
+            .map(|target| PathBuf::from(OsString::from_vec(target.into_bytes())))
+            .map_err(io::Error::from);
+        driver_of(link, || {
+            rustix::fs::statat(&devices, &name, AtFlags::empty())
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_dir())
+        })
+    }
+
     /// The IOMMU group of `addr`, its link read under the open `bus/pci/devices`.
     fn iommu_group_at(devices: impl AsFd, addr: PciAddr) -> Result<u32, GroupUnknown> {
         let name = addr.to_string();
@@ -116,6 +163,34 @@ impl Sysfs {
                 .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_dir())
         })
     }
+}
+
+/// What a `driver` link says: its last component, or no driver when there is no link on a
+/// device that exists.
+fn driver_of(
+    link: io::Result<PathBuf>,
+    device_is_dir: impl FnOnce() -> bool,
+) -> Result<Option<String>, String> {
+    match link {
+        Ok(target) => target
+            .file_name()
+            .map(|n| Some(n.to_string_lossy().into_owned()))
+            .ok_or_else(|| format!("its driver link points to '{}'", target.display())),
+        Err(e) if e.kind() == ErrorKind::NotFound && device_is_dir() => Ok(None),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err("the host has no such PCI device".into()),
+        Err(e) => Err(format!("its driver link cannot be read: {e}")),
+    }
+}
+
+/// Whether a `class` attribute (`0x060400\n`) names a bridge class.
+fn bridge_class(bytes: &[u8]) -> Result<bool, String> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let class = text
+        .strip_prefix("0x")
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| format!("its class '{}' is not a number", crate::escape::controls(text)))?;
+    Ok(matches!(class >> 8, 0x0604 | 0x0607 | 0x0609))
 }
 
 /// What an `iommu_group` link says: `link` is the result of reading it, `device_is_dir` tells
@@ -157,6 +232,66 @@ impl HostFacts for Sysfs {
         }
     }
 
+    /// The entries of `kernel/iommu_groups/N/devices`, the kernel's list of the group's
+    /// devices (each a link named by its address), at most [`MAX_GROUP_MEMBERS`].
+    fn group_members(&self, group: u32) -> Result<Vec<PciAddr>, String> {
+        let rel = format!("kernel/iommu_groups/{group}/devices");
+        let entries = std::fs::read_dir(self.root.join(&rel)).map_err(|e| format!("{rel}: {e}"))?;
+        let mut members = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{rel}: {e}"))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let addr =
+                PciAddr::parse_sysfs(&name).ok_or_else(|| format!("{rel}: '{name}' is not a PCI device"))?;
+            if members.len() == MAX_GROUP_MEMBERS {
+                return Err(format!("{rel}: more than {MAX_GROUP_MEMBERS} devices"));
+            }
+            members.push(addr);
+        }
+        members.sort_unstable();
+        Ok(members)
+    }
+
+    /// The device's `driver` link, whose last component is the driver's name (libvirt's
+    /// `virPCIDeviceGetDriverPathAndName` reads the same link).
+    fn driver(&self, addr: PciAddr) -> Result<Option<String>, String> {
+        let dir = self.device_dir(addr);
+        driver_of(std::fs::read_link(dir.join("driver")), || dir.is_dir())
+    }
+
+    /// From the device's `class` (`0x060400`): classes 06.04 and 06.09 are PCI-to-PCI bridges
+    /// and 06.07 CardBus bridges, the devices whose header is not type 0 (the kernel decides by
+    /// the header type, `pdev->hdr_type`; the PCI specification ties these classes to it).
+    fn is_bridge(&self, addr: PciAddr) -> Result<bool, String> {
+        let path = self.device_dir(addr).join("class");
+        let bytes = read_regular(&path, MAX_ATTRIBUTE_BYTES, Links::Follow)
+            .map_err(|e| format!("its class cannot be read: {e}"))?;
+        bridge_class(&bytes)
+    }
+
+    /// Each `driver` link read under `bus/pci/devices` opened once.
+    fn bindings(&self, addrs: &[PciAddr]) -> Vec<Binding> {
+        let devices = self.open_devices();
+        addrs
+            .iter()
+            .map(|&a| {
+                let driver = match &devices {
+                    Some(devices) => Self::driver_at(devices, a),
+                    None => self.driver(a),
+                };
+                let bridge = Binding::needs_bridge(&driver).then(|| self.is_bridge(a));
+                Binding { driver, bridge }
+            })
+            .collect()
+    }
+
+    fn is_nvlink2_bridge(&self, addr: PciAddr) -> Option<bool> {
+        let of_node = self.device_dir(addr).join("of_node");
+        let files = ["ibm,gpu", "ibm,nvlink", "ibm,nvlink-speed", "memory-region"];
+        Some(files.iter().all(|f| of_node.join(f).exists()))
+    }
+
     fn numa_node(&self, addr: PciAddr) -> Option<u32> {
         // Non-blocking, regular files only, a few bytes: a FIFO or /dev/zero planted in a
         // sysfs tree must not hang or eat a guest start (the kernel's attribute is "-1\n"
@@ -175,6 +310,9 @@ pub struct StaticHost {
     groups: BTreeMap<PciAddr, u32>,
     nodes: BTreeMap<PciAddr, u32>,
     hostdev_networks: BTreeSet<String>,
+    drivers: BTreeMap<PciAddr, String>,
+    bridges: BTreeSet<PciAddr>,
+    nvlink2: BTreeSet<PciAddr>,
 }
 
 impl StaticHost {
@@ -189,6 +327,24 @@ impl StaticHost {
         if let Some(node) = node {
             self.nodes.insert(addr, node);
         }
+        self
+    }
+
+    /// Binds the device at `addr` to `driver` (a device without one is bound to none).
+    pub fn with_driver(mut self, addr: PciAddr, driver: &str) -> Self {
+        self.drivers.insert(addr, driver.to_string());
+        self
+    }
+
+    /// Makes the device at `addr` a bridge.
+    pub fn with_bridge(mut self, addr: PciAddr) -> Self {
+        self.bridges.insert(addr);
+        self
+    }
+
+    /// Makes the device at `addr` an NVLink2 bridge.
+    pub fn with_nvlink2(mut self, addr: PciAddr) -> Self {
+        self.nvlink2.insert(addr);
         self
     }
 
@@ -211,6 +367,27 @@ impl HostFacts for StaticHost {
     fn is_hostdev_network(&self, name: &str) -> Option<bool> {
         Some(self.hostdev_networks.contains(name))
     }
+
+    fn group_members(&self, group: u32) -> Result<Vec<PciAddr>, String> {
+        Ok(self
+            .groups
+            .iter()
+            .filter(|(_, g)| **g == group)
+            .map(|(a, _)| *a)
+            .collect())
+    }
+
+    fn driver(&self, addr: PciAddr) -> Result<Option<String>, String> {
+        Ok(self.drivers.get(&addr).cloned())
+    }
+
+    fn is_bridge(&self, addr: PciAddr) -> Result<bool, String> {
+        Ok(self.bridges.contains(&addr))
+    }
+
+    fn is_nvlink2_bridge(&self, addr: PciAddr) -> Option<bool> {
+        Some(self.nvlink2.contains(&addr))
+    }
 }
 
 /// The host facts about one domain's hostdevs, read once: the rules, the fix planner and the
@@ -227,12 +404,29 @@ pub struct Facts {
     nodes: Vec<(u64, u32)>,
     /// The networks of the domain's interfaces that the host says are hostdev pools.
     hostdev_networks: BTreeSet<String>,
+    /// The members of each IOMMU group of the domain's hostdevs, sorted by group.
+    members: Vec<(u32, Result<Vec<PciAddr>, String>)>,
+    /// What holds each of those members and each hostdev in those groups, sorted by [`key`].
+    bindings: Vec<(u64, Binding)>,
+    /// Whether a hostdev is an NVLink2 bridge (read only for a guest with a `<hard_limit>`,
+    /// the only thing it changes); `None` when the host cannot tell.
+    nvlink2: Option<bool>,
 }
 
 /// A PCI address as one number (32 + 8 + 8 + 8 bits), ordered as the address is: one compare
 /// per step of a search.
 fn key(a: PciAddr) -> u64 {
     (u64::from(a.domain) << 24) | (u64::from(a.bus) << 16) | (u64::from(a.slot) << 8) | u64::from(a.function)
+}
+
+/// The address a [`key`] was made from.
+fn from_key(k: u64) -> PciAddr {
+    PciAddr {
+        domain: (k >> 24) as u32,
+        bus: (k >> 16) as u8,
+        slot: (k >> 8) as u8,
+        function: k as u8,
+    }
 }
 
 impl Facts {
@@ -258,7 +452,84 @@ impl Facts {
                 facts.hostdev_networks.insert(network.to_string());
             }
         }
+        // Only pSeries guests are judged on VFIO's terms.
+        if domain.is_pseries() {
+            facts.gather_vfio(domain, host);
+        }
         facts
+    }
+
+    /// Reads what VFIO needs of the groups of the domain's hostdevs: their members and what
+    /// holds each (the hostdevs themselves included, listed or not), and for a guest with a
+    /// `<hard_limit>`, whether a hostdev is an NVLink2 bridge.
+    fn gather_vfio(&mut self, domain: &Domain, host: &dyn HostFacts) {
+        let mut groups: Vec<u32> = self
+            .groups
+            .iter()
+            .filter_map(|g| g.as_ref().ok().copied())
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let mut addrs: Vec<PciAddr> = Vec::new();
+        for g in groups {
+            let members = host.group_members(g);
+            if let Ok(members) = &members {
+                addrs.extend(members);
+            }
+            self.members.push((g, members));
+        }
+        for (i, &k) in self.keys.iter().enumerate() {
+            if self.groups[i].is_ok() {
+                addrs.push(from_key(k));
+            }
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        let bindings = host.bindings(&addrs);
+        debug_assert_eq!(bindings.len(), addrs.len(), "one answer per address");
+        self.bindings = addrs.iter().map(|&a| key(a)).zip(bindings).collect();
+        if domain.memory.hard_limit.is_some() {
+            let hostdevs = domain.devices.iter().filter_map(|d| match d.kind {
+                DeviceKind::Hostdev { host, .. } => Some(host),
+                _ => None,
+            });
+            let mut any = Some(false);
+            // libvirt stops at the first NVLink2 bridge; a source that cannot tell makes the
+            // answer unknown unless one is found.
+            for addr in hostdevs {
+                match host.is_nvlink2_bridge(addr) {
+                    Some(true) => {
+                        any = Some(true);
+                        break;
+                    }
+                    Some(false) => {}
+                    None => any = None,
+                }
+            }
+            self.nvlink2 = any;
+        }
+    }
+
+    /// The devices of IOMMU group `group` as the host listed them; `None` for a group that
+    /// was not read (no hostdev of the domain is in it).
+    pub fn group_members(&self, group: u32) -> Option<Result<&[PciAddr], &str>> {
+        let i = self.members.binary_search_by_key(&group, |(g, _)| *g).ok()?;
+        Some(match &self.members[i].1 {
+            Ok(m) => Ok(m.as_slice()),
+            Err(why) => Err(why.as_str()),
+        })
+    }
+
+    /// What holds host device `addr`, when it was read.
+    pub fn binding(&self, addr: PciAddr) -> Option<&Binding> {
+        let i = self.bindings.binary_search_by_key(&key(addr), |(k, _)| *k).ok()?;
+        Some(&self.bindings[i].1)
+    }
+
+    /// Whether a hostdev of the domain is an NVLink2 bridge; `None` when not known (or not
+    /// read: the domain sets no `<hard_limit>`).
+    pub fn nvlink2(&self) -> Option<bool> {
+        self.nvlink2
     }
 
     /// Whether the libvirt network `name` is a hostdev pool, as far as the host said.

@@ -16,6 +16,7 @@ pub mod escape;
 pub mod fix;
 pub mod host;
 pub mod input;
+pub mod memlock;
 pub mod model;
 pub(crate) mod number;
 pub mod parse;
@@ -26,6 +27,7 @@ pub mod start_tag;
 pub mod syslog;
 pub(crate) mod topology;
 pub mod verdict;
+pub mod vfio;
 
 pub use error::ParseError;
 pub use parse::parse_domain;

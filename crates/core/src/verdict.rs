@@ -268,8 +268,13 @@ pub fn decide_on(
         f.severity() == Severity::Error
             || (policy.reject_iommu_group_unknown && f.rule.id == RuleId::IommuGroupUnknown)
     };
-    let findings = judged();
-    let errors = findings.iter().any(|f| f.severity() == Severity::Error);
+    let mut findings = judged();
+    // A hot-plug the watcher sees has happened: the host's state it depended on is past.
+    if occasion == Occasion::Watch(Watched::Hotplug) {
+        findings.retain(|f| !f.rule.id.judges_host_state());
+    }
+    let fixable = |f: &Finding| f.severity() == Severity::Error && f.rule.id.fixable();
+    let errors = findings.iter().any(fixable);
     verdict.action = if findings.is_empty() {
         Action::Leave
     } else if exempt {
@@ -287,7 +292,8 @@ pub fn decide_on(
                     Action::Warn
                 }
             }
-            // What the fixer can remove is an error: warnings are never rewritten away.
+            // What the fixer can remove is an error of a rule it fixes: warnings, the host's
+            // drivers and an admin's <hard_limit> are never rewritten away.
             Occasion::Watch(Watched::Definition)
                 if errors && mode == Mode::Enforce && policy.watch_action == WatchAction::Fix =>
             {
@@ -305,7 +311,7 @@ pub fn decide_on(
         let disposition = match verdict.action {
             Action::Exempt => Disposition::Exempt,
             Action::Refuse if is_blocking => Disposition::Rejected,
-            Action::Fix if finding.severity() == Severity::Error => Disposition::Fix,
+            Action::Fix if fixable(&finding) => Disposition::Fix,
             _ => Disposition::Warned,
         };
         verdict.findings.push(Judged {

@@ -277,9 +277,9 @@ fn no_thirty_second_phb_is_added() {
     let out = run(&domain("", &devices), &host(&facts));
     assert!(!out.clean);
     assert!(
-        out.problems
-            .iter()
-            .any(|p| p.contains("hostdev 001f:01:00.0") && p.contains("the most QEMU allows is 31")),
+        out.problems.iter().any(|p| p.contains("hostdev 001f:01:00.0")
+            && p.contains("the guest needs 32 PHBs")
+            && p.contains("QEMU allows at most 31 (SPAPR_MAX_PHBS, index 0 included)")),
         "{:?}",
         out.problems
     );
@@ -342,6 +342,7 @@ fn assigning_addresses_follows_libvirts_device_order() {
         &h,
         Options {
             assign_unaddressed: true,
+            ..Options::default()
         },
     );
     assert!(out.clean, "{:?}", out.problems);
@@ -483,6 +484,7 @@ fn an_empty_address_is_filled_in_not_joined_by_a_second_one() {
         &h,
         Options {
             assign_unaddressed: true,
+            ..Options::default()
         },
     );
     assert!(out.clean, "{:?}", out.problems);

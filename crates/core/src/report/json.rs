@@ -204,5 +204,9 @@ pub fn change(change: &Change, domain: &Domain) -> Value {
         Change::RemoveController { index, .. } => json!({
             "kind": "remove-controller", "index": index, "summary": summary,
         }),
+        Change::RaiseHardLimit { from_kib, to_kib } => json!({
+            "kind": "raise-hard-limit", "from_kib": from_kib, "to_kib": to_kib,
+            "summary": summary,
+        }),
     }
 }
