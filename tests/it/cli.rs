@@ -345,7 +345,8 @@ fn explain_as_json_is_the_text_explanation_in_fields() {
     }
     assert_eq!(
         json["example_host"][2],
-        serde_json::json!({"address": "0002:01:00.0", "iommu_group": 2, "numa_node": 8})
+        serde_json::json!({"address": "0002:01:00.0", "iommu_group": 2, "numa_node": 8,
+                           "driver": "vfio-pci"})
     );
     let out = run(&["explain", "--format", "json", "no-such-rule"], b"");
     assert_eq!(out.status.code(), Some(2));

@@ -31,6 +31,10 @@ pub struct Fixed {
     pub output: String,
     /// Error findings the output still has that no planner reason covers.
     pub remaining: Vec<Finding>,
+    /// Error findings about the host's state the output still has (a group VFIO cannot open
+    /// while a host driver holds one of its devices): the host must change, not the
+    /// definition, so they do not make the output unclean.
+    pub host_state: Vec<Finding>,
 }
 
 impl Fixed {
@@ -58,6 +62,24 @@ impl Fixed {
             text: format!("{} ({}); phbguard fix does not change this", f.message, f.rule.id),
         }));
         problems
+    }
+}
+
+impl Fixed {
+    /// What the host must change for the guest to start, one per finding: the rewrite cannot.
+    pub fn host_notes(&self) -> Vec<Problem> {
+        let unchanged = self.plan.is_empty();
+        self.host_state
+            .iter()
+            .map(|f| Problem {
+                // The finding's line is one of the output, the input's only when nothing moved.
+                line: f.line.filter(|_| unchanged),
+                text: format!(
+                    "{} ({}); the host has to change this, phbguard fix does not",
+                    f.message, f.rule.id
+                ),
+            })
+            .collect()
     }
 }
 
@@ -144,8 +166,14 @@ pub fn fix(
                 subject: Subject::HardLimit,
                 device: "memtune hard_limit".into(),
                 reason: format!(
-                    "the {added} PHB{} this fix adds raise{} what libvirt 9.0 computes QEMU must lock                      from {} to {}, above this <hard_limit> of {}: the guest would fail at start;                      run 'phbguard fix --raise-hard-limit' to raise it to {need} KiB, or raise or                      remove it by hand",
-                    if added == 1 { "" } else { "s" },
+                    "{} raise{} what libvirt 9.0 computes QEMU must lock from {} to {}, above \
+                     this <hard_limit> of {}: the guest would fail at start; run 'phbguard fix \
+                     --raise-hard-limit' to raise it to {need} KiB, or raise or remove it by hand",
+                    if added == 1 {
+                        "the PHB this fix adds".to_string()
+                    } else {
+                        format!("the {added} PHBs this fix adds")
+                    },
                     if added == 1 { "s" } else { "" },
                     crate::rules::size_text(was),
                     crate::rules::size_text(need),
@@ -157,12 +185,14 @@ pub fn fix(
     }
     let judged = after.as_ref().unwrap_or(domain);
     let before = positions_before(judged, &plan);
-    let remaining = judge_topology(&Topology::new(judged, &facts))
+    // The host's drivers are not the definition's: fix neither can nor claims to change them.
+    let (host_state, remaining): (Vec<Finding>, Vec<Finding>) =
+        judge_topology(&Topology::new(judged, &facts))
+            .into_iter()
+            .filter(|f| f.severity() == Severity::Error)
+            .partition(|f| f.rule.id.judges_host_state());
+    let remaining = remaining
         .into_iter()
-        .filter(|f| f.severity() == Severity::Error)
-        // The host's drivers are not the definition's: fix neither can nor claims to change
-        // them.
-        .filter(|f| !f.rule.id.judges_host_state())
         .filter(|f| {
             let subject = match f.subject {
                 Subject::Device(i) => before[i].map(Subject::Device),
@@ -175,6 +205,7 @@ pub fn fix(
         plan,
         output,
         remaining,
+        host_state,
     })
 }
 

@@ -95,20 +95,32 @@ fn message(group: u32, state: &GroupState) -> String {
         .blockers
         .iter()
         .any(|b| matches!(b, Blocker::HostDriver { .. }));
-    let them = if state.blockers.len() == 1 { "it" } else { "them" };
+    let one = state.blockers.len() == 1;
+    let them = if one { "it" } else { "them" };
     let mut alternatives = Vec::new();
     if hosts {
-        alternatives.push(format!(
-            "give {them} to this guest too, as managed='yes' hostdevs"
-        ));
+        alternatives.push(if one {
+            "give it to this guest too, as a managed='yes' hostdev"
+        } else {
+            "give them to this guest too, as managed='yes' hostdevs"
+        });
     }
     if unmanaged {
-        alternatives.push("make this guest's hostdev managed='yes'".to_string());
+        alternatives.push("make this guest's hostdev managed='yes'");
     }
+    let failure = if hosts {
+        format!(
+            "QEMU fails at start with 'group {group} is not viable', after libvirt has detached \
+             this guest's managed devices"
+        )
+    } else {
+        "the start fails: libvirt does not detach a managed='no' device, and VFIO opens only \
+         devices on vfio-pci"
+            .to_string()
+    };
     let mut text = format!(
         "is in IOMMU group {group}, which VFIO cannot open while {}: detach {them} from the host \
-         ({}) or {}; else QEMU fails at start with 'group {group} is not viable', after libvirt \
-         has detached this guest's managed devices",
+         ({}) or {}; else {failure}",
         held.join(", "),
         commands.join(", "),
         alternatives.join(" or ")
