@@ -73,6 +73,16 @@ impl Inputs {
         Some(inputs)
     }
 
+    /// [`Inputs::of`] for `domain` on host facts gathered for it: its guest when libvirt
+    /// starts it, or `None` for a guest that is not pSeries or has no `<memory>`.
+    pub fn of_domain(domain: &crate::model::Domain, facts: &crate::host::Facts) -> Option<Inputs> {
+        let topology = Topology::new(domain, facts);
+        if !topology.pseries {
+            return None;
+        }
+        Inputs::of(&topology)
+    }
+
     /// Whether QEMU opens anything through VFIO (`qemuDomainNeedsVFIO`, or vDPA).
     pub fn uses_vfio(&self) -> bool {
         self.vfio_devices > 0 || self.vdpa_devices > 0

@@ -88,6 +88,38 @@ pub enum Blocker {
     },
 }
 
+impl Blocker {
+    /// The device that blocks.
+    pub fn addr(&self) -> PciAddr {
+        match self {
+            Blocker::HostDriver { addr, .. } | Blocker::Unmanaged { addr, .. } => *addr,
+        }
+    }
+
+    /// The driver holding it, `None` for none.
+    pub fn driver(&self) -> Option<&str> {
+        match self {
+            Blocker::HostDriver { driver, .. } => Some(driver),
+            Blocker::Unmanaged { driver, .. } => driver.as_deref(),
+        }
+    }
+}
+
+impl std::fmt::Display for Blocker {
+    /// `0006:01:00.1 is bound to mlx5_core`, `0009:01:00.0, a managed='no' hostdev, is on
+    /// mlx5_core, not vfio-pci`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Blocker::HostDriver { addr, driver } => write!(f, "{addr} is bound to {driver}"),
+            Blocker::Unmanaged { addr, driver } => write!(
+                f,
+                "{addr}, a managed='no' hostdev, is on {}, not vfio-pci",
+                driver.as_deref().unwrap_or("no driver")
+            ),
+        }
+    }
+}
+
 /// A group judged for one guest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupState {

@@ -511,6 +511,52 @@ mod tests {
         assert_eq!(vfs, ["0002:02:00.2", "0002:02:00.3"]);
     }
 
+    // A PCIe switch's downstream port as libvirt 9.0's udev backend writes it: its driver,
+    // its header type (not an endpoint's) and every member of its IOMMU group.
+    const PORT: &str = "<device>
+  <name>pci_0008_00_00_0</name>
+  <path>/sys/devices/pci0008:00/0008:00:00.0</path>
+  <parent>computer</parent>
+  <driver>
+    <name>pcieport</name>
+  </driver>
+  <capability type='pci'>
+    <class>0x060400</class>
+    <domain>8</domain>
+    <bus>0</bus>
+    <slot>0</slot>
+    <function>0</function>
+    <product id='0x04c1'/>
+    <vendor id='0x1014'/>
+    <capability type='pci-bridge'/>
+    <iommuGroup number='22'>
+      <address domain='0x0008' bus='0x00' slot='0x00' function='0x0'/>
+      <address domain='0x0008' bus='0x01' slot='0x00' function='0x0'/>
+      <address domain='0x0008' bus='0x01' slot='0x00' function='0x1'/>
+    </iommuGroup>
+    <numa node='0'/>
+    <pci-express>
+      <link validity='cap' port='0' speed='16' width='16'/>
+    </pci-express>
+  </capability>
+</device>";
+
+    #[test]
+    fn reads_a_bridge_its_driver_and_its_groups_members() {
+        let port = parse_pci_device(PORT).unwrap().unwrap();
+        assert_eq!(port.driver.as_deref(), Some("pcieport"));
+        assert!(port.bridge);
+        assert_eq!(port.iommu_group, Some(22));
+        let members: Vec<String> = port.iommu_members.iter().map(|a| a.to_string()).collect();
+        assert_eq!(members, ["0008:00:00.0", "0008:01:00.0", "0008:01:00.1"]);
+        // An endpoint: no header type written.
+        let pf = parse_pci_device(PF).unwrap().unwrap();
+        assert!(!pf.bridge);
+        assert_eq!(pf.iommu_members, [pf.addr]);
+        let cardbus = PORT.replace("'pci-bridge'", "'cardbus-bridge'");
+        assert!(parse_pci_device(&cardbus).unwrap().unwrap().bridge);
+    }
+
     #[test]
     fn no_group_no_numa_and_other_devices() {
         let bare = PF

@@ -75,21 +75,9 @@ fn message(group: u32, state: &GroupState) -> String {
     let mut commands = Vec::new();
     let mut unmanaged = false;
     for b in &state.blockers {
-        let (addr, what) = match b {
-            Blocker::HostDriver { addr, driver } => (addr, format!("{addr} is bound to {driver}")),
-            Blocker::Unmanaged { addr, driver } => {
-                unmanaged = true;
-                let on = driver
-                    .as_deref()
-                    .map_or("no driver".to_string(), |d| d.to_string());
-                (
-                    addr,
-                    format!("{addr}, a managed='no' hostdev of this guest, is on {on}, not vfio-pci"),
-                )
-            }
-        };
-        held.push(what);
-        commands.push(format!("'virsh nodedev-detach {}'", nodedev_name(*addr)));
+        unmanaged |= matches!(b, Blocker::Unmanaged { .. });
+        held.push(b.to_string());
+        commands.push(format!("'virsh nodedev-detach {}'", nodedev_name(b.addr())));
     }
     let hosts = state
         .blockers
