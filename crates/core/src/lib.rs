@@ -16,6 +16,7 @@ pub mod escape;
 pub mod fix;
 pub mod host;
 pub mod input;
+pub mod log_line;
 pub mod memlock;
 pub mod model;
 pub(crate) mod number;

@@ -8,7 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use phbguard_core::escape;
-use phbguard_core::syslog::{Level, Syslog, field};
+use phbguard_core::log_line::{Level, field};
+use phbguard_core::syslog::Syslog;
 
 use crate::events::DomainId;
 
