@@ -730,4 +730,67 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn group_members_drivers_and_bridges_as_a_host_lays_them_out() {
+        let (root, dev) = tree();
+        let host = Sysfs::new(root.path());
+        let members = root.path().join("kernel/iommu_groups/7/devices");
+        std::fs::create_dir_all(&members).unwrap();
+        let bridge = root.path().join("bus/pci/devices/0002:00:00.0");
+        std::fs::create_dir_all(&bridge).unwrap();
+        for name in ["0002:01:00.0", "0002:00:00.0"] {
+            std::os::unix::fs::symlink(format!("../../../../bus/pci/devices/{name}"), members.join(name))
+                .unwrap();
+        }
+        let port = PciAddr { bus: 0, ..DEV };
+        assert_eq!(host.group_members(7), Ok(vec![port, DEV]));
+        assert!(
+            host.group_members(8)
+                .unwrap_err()
+                .contains("kernel/iommu_groups/8/devices")
+        );
+        // No driver link: no driver; a link: its last component.
+        assert_eq!(host.driver(DEV), Ok(None));
+        std::fs::create_dir_all(root.path().join("bus/pci/drivers/mlx5_core")).unwrap();
+        std::os::unix::fs::symlink("../../drivers/mlx5_core", dev.join("driver")).unwrap();
+        assert_eq!(host.driver(DEV), Ok(Some("mlx5_core".into())));
+        assert!(host.driver(PciAddr { bus: 9, ..DEV }).is_err());
+        // The class tells a bridge; one that cannot be read is unknown, not "no".
+        std::fs::write(dev.join("class"), "0x020000\n").unwrap();
+        std::fs::write(bridge.join("class"), "0x060400\n").unwrap();
+        assert_eq!(host.is_bridge(DEV), Ok(false));
+        assert_eq!(host.is_bridge(port), Ok(true));
+        std::fs::write(bridge.join("class"), "bridge\n").unwrap();
+        assert!(host.is_bridge(port).is_err());
+        // The batch reads under one open directory, and asks the class only of a device on a
+        // driver that claims DMA.
+        let bindings = host.bindings(&[DEV, port]);
+        assert_eq!(bindings[0].driver, Ok(Some("mlx5_core".into())));
+        assert_eq!(bindings[0].bridge, Some(Ok(false)));
+        assert_eq!(bindings[1].driver, Ok(None));
+        assert_eq!(bindings[1].bridge, None);
+        // A name in the group that is no PCI address: the members are unknown.
+        std::fs::write(members.join("platform-thing"), "").unwrap();
+        assert!(host.group_members(7).unwrap_err().contains("is not a PCI device"));
+    }
+
+    #[test]
+    fn sysfs_names_parse_as_pci_addresses() {
+        assert_eq!(PciAddr::parse_sysfs("0002:01:00.0"), Some(DEV));
+        assert_eq!(
+            PciAddr::parse_sysfs("10000:01:00.0").map(|a| a.domain),
+            Some(0x10000)
+        );
+        for bad in [
+            "0002:01:00",
+            "0002:01:20.0",
+            "0002:01:00.8",
+            "02:01:00.0",
+            "x002:01:00.0",
+            "",
+        ] {
+            assert_eq!(PciAddr::parse_sysfs(bad), None, "{bad}");
+        }
+    }
 }

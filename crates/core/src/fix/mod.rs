@@ -288,7 +288,8 @@ impl Change {
                 format!("removed controller pci index {index} ({model}), nothing is behind it now")
             }
             Change::RaiseHardLimit { from_kib, to_kib } => format!(
-                "memtune hard_limit: {from_kib} KiB -> {to_kib} KiB, what libvirt 9.0 computes                  QEMU must lock"
+                "memtune hard_limit: {from_kib} KiB -> {to_kib} KiB, what libvirt 9.0 computes \
+                 QEMU must lock"
             ),
         }
     }
