@@ -7,6 +7,10 @@
 import { drawTopology, groupColour } from "./topology.js";
 
 const cockpit = window.cockpit;
+// The system's libvirt, as cockpit-machines uses it: a user without administrative access
+// reaches it through libvirt's read-only socket (libvirt's default for such a user would be
+// their own qemu:///session, which has none of the host's guests).
+const URI = "qemu:///system";
 const _ = cockpit.gettext;
 const fmt = cockpit.format;
 
@@ -117,8 +121,8 @@ async function load() {
     // Read-only: audit and groups connect to libvirt's read-only socket, which any user may use;
     // as root when the user has administrative access (the policy file, every guest).
     const [audit, groups] = await Promise.allSettled([
-        phbguard(["audit", "--format", "json"], "try"),
-        phbguard(["groups", "--format", "json"], "try"),
+        phbguard(["audit", "--connect", URI, "--format", "json"], "try"),
+        phbguard(["groups", "--connect", URI, "--format", "json"], "try"),
     ]);
     state.loading = false;
     if (audit.status === "fulfilled") {
@@ -311,7 +315,7 @@ function definitionCard(r) {
               label(f.severity === "error" ? _("error") : _("warning"), f.severity === "error" ? "red" : "orange"), " ",
               link(f.rule, ["rule", f.rule], { class: "phbguard-rule-link" }), ": ", f.message)))
         : h("p", { class: "phbguard-clean" }, _("No finding: this definition keeps the rules."));
-    return h("article", { class: "pf-c-card", "data-definition": r.definition },
+    return h("article", { class: "pf-c-card", "data-definition": r.definition, "data-errors": c.errors, "data-warnings": c.warnings },
              h("div", { class: "pf-c-card__title" }, h("h2", { class: "pf-c-title pf-m-lg" }, title)),
              h("div", { class: "pf-c-card__body" }, summary, h("div", { class: "phbguard-drawing" }, drawing),
                h("h3", { class: "pf-c-title pf-m-md" }, _("Findings")), findings));
@@ -380,7 +384,7 @@ async function proposeFix(name) {
     state.notice = null;
     render();
     try {
-        const out = await phbguard(["fix", "--domain", name, "--format", "json"], "require");
+        const out = await phbguard(["fix", "--domain", name, "--connect", URI, "--format", "json"], "require");
         state.fix = { name, proposal: out.json };
     } catch (ex) {
         state.fix = { name, error: failure(ex) };
@@ -407,7 +411,7 @@ async function applyFix(p) {
     state.fix = { name, busy: true };
     render();
     try {
-        const out = await phbguard(["fix", "--domain", name, "--yes", "--if-digest", p.digest, "--format", "json"], "require");
+        const out = await phbguard(["fix", "--domain", name, "--connect", URI, "--yes", "--if-digest", p.digest, "--format", "json"], "require");
         if (out.json.redefined) {
             state.fix = null;
             state.notice = { kind: "success", title: fmt(_("$0 was redefined"), name), body: p.changes.map(c => c.summary).join("; ") };
