@@ -218,6 +218,7 @@ fn fix_domain_shows_the_diff_and_redefines_only_with_yes() {
             "changed",
             "changes",
             "diff",
+            "digest",
             "domain",
             "fixed",
             "problems",
