@@ -159,7 +159,7 @@ function renderAlerts() {
         const down = /cannot (connect|open)|Failed to connect|libvirt-sock|no connection/i.test(state.error);
         alerts.push(alert("danger",
                           down ? _("Cannot reach libvirt: is libvirtd (or virtqemud) running?") : _("phbguard audit failed"),
-                          h("pre", { class: "phbguard-error" }, state.error)));
+                          h("pre", { class: "phbguard-error-text" }, state.error)));
     }
     if (state.notice) alerts.push(alert(state.notice.kind, state.notice.title, state.notice.body));
     clear(document.getElementById("alerts"), alerts);
@@ -239,7 +239,7 @@ function guestsCard(audit) {
 
 function groupsCard() {
     if (state.groupsError)
-        return card(_("Host IOMMU groups"), alert("danger", _("phbguard groups failed"), h("pre", { class: "phbguard-error" }, state.groupsError)));
+        return card(_("Host IOMMU groups"), alert("danger", _("phbguard groups failed"), h("pre", { class: "phbguard-error-text" }, state.groupsError)));
     if (!state.groups) return card(_("Host IOMMU groups"), spinner());
     const device = (d, group) => h("tr", { "data-address": d.address, "data-group": group === null ? "" : String(group) },
                                    h("td", { "data-label": _("Group") }, group === null ? _("none") : groupSwatch(group)),
@@ -345,7 +345,7 @@ function fixCard(r) {
     } else if (fix.busy) {
         body.push(spinner());
     } else if (fix.error) {
-        body.push(alert("danger", _("phbguard fix failed"), h("pre", { class: "phbguard-error" }, fix.error)),
+        body.push(alert("danger", _("phbguard fix failed"), h("pre", { class: "phbguard-error-text" }, fix.error)),
                   button(_("Try again"), "secondary", () => proposeFix(name)));
     } else {
         body.push(proposalView(fix.proposal));
