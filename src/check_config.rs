@@ -4,11 +4,10 @@
 
 use std::path::PathBuf;
 
+use phbguard_cli::command::CheckConfigArgs;
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
 use phbguard_core::config::{self, Mode};
 use phbguard_core::host::Sysfs;
-
-use crate::cli::CheckConfigArgs;
-use crate::{EXIT_BAD_INPUT, EXIT_OK, output};
 
 /// Exit 0 when the file is valid (or the default file is absent), 2 on any problem.
 pub fn run(args: &CheckConfigArgs) -> anyhow::Result<u8> {

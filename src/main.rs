@@ -2,25 +2,17 @@
 
 mod check;
 mod check_config;
-mod cli;
 mod fix;
 mod hook;
 mod incoming;
 mod libvirt_half;
-mod output;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-
-use cli::{Cli, Command, Format};
+use phbguard_cli::command::{Cli, Command, Format};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
 use phbguard_core::rules::{self, RULES, RuleId};
-
-/// Exit codes, a stable interface (rules.md).
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FINDINGS: u8 = 1;
-pub const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
     // The hook is handled before clap: its last four arguments are a domain name and libvirt's
@@ -58,7 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::from(hook(&argv[script..], true, Some(mistake)));
         }
     }
-    match run(Cli::parse()) {
+    match run(phbguard_cli::parse()) {
         Ok(code) => code,
         Err(err) => {
             output::error(&err);
@@ -90,21 +82,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn hook(args: &[OsString], shebang: bool, mistake: Option<hook::Mistake>) -> u8 {
     match hook::main(args, shebang, mistake) {
         Ok(code) => code,
-        Err(hook::ArgsError::Help) => {
-            let mut cmd = Cli::command();
-            cmd.build();
-            let help = cmd
-                .find_subcommand_mut("hook")
-                .expect("declared in cli.rs")
-                .render_long_help();
-            match output::print(&format!("{help}"), EXIT_OK) {
-                Ok(code) => code,
-                Err(err) => {
-                    output::error(&err);
-                    EXIT_BAD_INPUT
-                }
+        Err(hook::ArgsError::Help) => match output::print(&phbguard_cli::long_help("hook"), EXIT_OK) {
+            Ok(code) => code,
+            Err(err) => {
+                output::error(&err);
+                EXIT_BAD_INPUT
             }
-        }
+        },
         Err(hook::ArgsError::Usage(msg)) => {
             eprintln!(
                 "phbguard hook: {msg}\nUsage: phbguard hook [--config FILE] [SCRIPT] DOMAIN OP SUBOP EXTRA"

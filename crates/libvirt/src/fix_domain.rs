@@ -5,6 +5,8 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use anyhow::Context;
+use phbguard_cli::command::{FixArgs, Format};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::fix::Options;
 use phbguard_core::report::json;
 use phbguard_libvirt::connect;
@@ -13,9 +15,6 @@ use phbguard_libvirt::redefine::{self, Error, Outcome, Proposal};
 use serde_json::json;
 use virt::connect::Connect;
 use virt::domain::Domain;
-
-use crate::cli::{FixArgs, Format};
-use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
 /// One line on stderr. The guest's name, device names and values come from libvirt's XML: their
 /// control characters are escaped, as `fix FILE` does.
