@@ -261,15 +261,12 @@ fn fix_in_place_unprivileged(workdir: &Path, file: &Path) -> Output {
         file.to_str().unwrap(),
     ];
     let root = fs::metadata("/proc/self").unwrap().uid() == 0;
-    let mut command = if root {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&bin);
-        c
+    let run = if root {
+        support::Run::as_user(65534, &bin)
     } else {
-        Command::new(&bin)
+        support::Run::new(&bin)
     };
-    command.args(args).output().expect("phbguard runs")
+    run.args(args).output()
 }
 
 /// Copies a tree, symlinks as symlinks (the fake sysfs is made of them).

@@ -34,26 +34,45 @@ pub enum Mode {
     Off,
 }
 
-impl Mode {
-    /// The mode a policy file or `<phbguard:policy mode>` names, if it is one.
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "enforce" => Some(Mode::Enforce),
-            "warn" => Some(Mode::Warn),
-            "off" => Some(Mode::Off),
-            _ => None,
-        }
-    }
+/// Gives a setting's values their names, written once: `as_str` (how the policy file, the
+/// `<metadata>` element and the log lines spell a value), `parse` (the value a name is) and
+/// `expected` (what a bad value is told to be).
+macro_rules! spelled {
+    ($setting:ident { $($value:ident => $name:literal),+ $(,)? }) => {
+        impl $setting {
+            /// The value as the policy file spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($setting::$value => $name,)+
+                }
+            }
 
-    /// The mode as the policy file spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Warn => "warn",
-            Mode::Off => "off",
+            /// The value the policy file (or a guest's `<metadata>`) names, if it is one.
+            pub fn parse(name: &str) -> Option<$setting> {
+                match name {
+                    $($name => Some($setting::$value),)+
+                    _ => None,
+                }
+            }
+
+            /// The names, as a bad value's message lists them: `"a", "b" or "c"`.
+            pub fn expected() -> String {
+                let names = [$(concat!("\"", $name, "\"")),+];
+                match names.split_last() {
+                    Some((last, [])) => (*last).to_owned(),
+                    Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                    None => String::new(),
+                }
+            }
         }
-    }
+    };
 }
+
+spelled!(Mode {
+    Enforce => "enforce",
+    Warn => "warn",
+    Off => "off",
+});
 
 /// What `migrate begin` (incoming migration) and `restore begin` do with error findings. The
 /// hook can't fix a guest there: libvirt refuses any rewritten XML that is not ABI-identical.
@@ -65,6 +84,11 @@ pub enum Incoming {
     Warn,
 }
 
+spelled!(Incoming {
+    Refuse => "refuse",
+    Warn => "warn",
+});
+
 /// What the hook does when it cannot judge (unreadable or malformed XML, oversized input, a bug).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInternalError {
@@ -73,6 +97,11 @@ pub enum OnInternalError {
     /// Exit 1: the guest does not start.
     Deny,
 }
+
+spelled!(OnInternalError {
+    Allow => "allow",
+    Deny => "deny",
+});
 
 /// What `phbguard watch` does with a definition that breaks an error rule (`[watch] action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +112,10 @@ pub enum WatchAction {
     Fix,
 }
 
-impl WatchAction {
-    /// How the policy file spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WatchAction::Warn => "warn",
-            WatchAction::Fix => "fix",
-        }
-    }
-}
+spelled!(WatchAction {
+    Warn => "warn",
+    Fix => "fix",
+});
 
 /// The policy file's settings, defaults for what it does not say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,21 +288,19 @@ pub fn parse(text: &str) -> (Config, Vec<Issue>) {
             },
             "mode" => match value.as_str().and_then(Mode::parse) {
                 Some(m) => config.mode = m,
-                None => bad("\"enforce\", \"warn\" or \"off\""),
+                None => bad(&Mode::expected()),
             },
-            "incoming" => match value.as_str() {
-                Some("refuse") => config.incoming = Incoming::Refuse,
-                Some("warn") => config.incoming = Incoming::Warn,
-                _ => bad("\"refuse\" or \"warn\""),
+            "incoming" => match value.as_str().and_then(Incoming::parse) {
+                Some(i) => config.incoming = i,
+                None => bad(&Incoming::expected()),
             },
             "reject_iommu_group_unknown" => match value.as_bool() {
                 Some(b) => config.reject_iommu_group_unknown = b,
                 None => bad("true or false"),
             },
-            "on_internal_error" => match value.as_str() {
-                Some("allow") => config.on_internal_error = OnInternalError::Allow,
-                Some("deny") => config.on_internal_error = OnInternalError::Deny,
-                _ => bad("\"allow\" or \"deny\""),
+            "on_internal_error" => match value.as_str().and_then(OnInternalError::parse) {
+                Some(o) => config.on_internal_error = o,
+                None => bad(&OnInternalError::expected()),
             },
             "exempt" => {
                 let names: Option<Vec<String>> = value.as_array().and_then(|a| {
@@ -317,12 +339,15 @@ fn parse_watch(
         let line = line_of(key.span().start);
         let key = key.get_ref().as_ref();
         match key {
-            "action" => match value.as_str() {
-                Some("warn") => config.watch_action = WatchAction::Warn,
-                Some("fix") => config.watch_action = WatchAction::Fix,
-                _ => issues.push(Issue {
+            "action" => match value.as_str().and_then(WatchAction::parse) {
+                Some(a) => config.watch_action = a,
+                None => issues.push(Issue {
                     line,
-                    detail: format!("watch.action = {}: expected \"warn\" or \"fix\"", short(value)),
+                    detail: format!(
+                        "watch.action = {}: expected {}",
+                        short(value),
+                        WatchAction::expected()
+                    ),
                 }),
             },
             _ => issues.push(Issue {

@@ -16,14 +16,13 @@ pub mod escape;
 pub mod fix;
 pub mod host;
 pub mod input;
+pub mod log_line;
 pub mod model;
 pub(crate) mod number;
 pub mod parse;
 pub mod replace;
 pub mod report;
 pub mod rules;
-#[doc(hidden)]
-pub mod seams;
 pub mod start_tag;
 pub mod syslog;
 pub(crate) mod topology;

@@ -7,7 +7,7 @@ use phbguard_core::host::{Facts, HostFacts};
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Finding, Severity, judge_with, shared_hostdevs};
-use phbguard_core::verdict::{self, Occasion, Phase};
+use phbguard_core::verdict::{self, HookCall, Phase};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 use virt::sys;
@@ -178,9 +178,9 @@ fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, S
         let hook = verdict::decide_on(
             &definition,
             &policy.config,
-            Occasion {
+            HookCall {
                 warn_only: policy.in_doubt,
-                ..Occasion::new(Phase::Prepare)
+                ..HookCall::new(Phase::Prepare)
             },
             || findings.clone(),
         );
@@ -190,7 +190,7 @@ fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, S
             facts,
             findings,
             mode: hook.mode,
-            start_refused: hook.reject,
+            start_refused: hook.reject(),
             bad_metadata_mode: hook.bad_metadata_mode,
         });
         Ok(())

@@ -8,7 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use phbguard_core::escape;
-use phbguard_core::syslog::{Level, Syslog, field};
+use phbguard_core::log_line::{Level, field};
+use phbguard_core::syslog::Syslog;
 
 use crate::events::DomainId;
 
@@ -41,6 +42,8 @@ pub enum Op {
     Define,
     /// Judging every defined domain after (re)connecting: what happened while not watching.
     Audit,
+    /// A METADATA_CHANGE event for phbguard's opt-out (`virsh metadata ... --config`).
+    Metadata,
     /// A DEVICE_ADDED event: a hot-plug into a running guest.
     Hotplug,
 }
@@ -50,6 +53,7 @@ impl Op {
         match self {
             Op::Define => "define",
             Op::Audit => "audit",
+            Op::Metadata => "metadata",
             Op::Hotplug => "hotplug",
         }
     }

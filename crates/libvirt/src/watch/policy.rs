@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use phbguard_core::config::{self, Config, Problem};
 use phbguard_core::host::Sysfs;
-use phbguard_core::syslog::{Level, field};
+use phbguard_core::log_line::{Level, field};
 
 use super::handler::Handler;
 
