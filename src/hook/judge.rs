@@ -8,13 +8,13 @@ use std::path::PathBuf;
 
 use phbguard_core::config::{Config, Mode, OnInternalError};
 use phbguard_core::escape::controls;
-use phbguard_core::host::Sysfs;
-use phbguard_core::input::InputError;
 use phbguard_core::log_line::{Level, Line};
 use phbguard_core::model::Domain;
 use phbguard_core::parse::parse_domain;
-use phbguard_core::syslog::Syslog;
 use phbguard_core::verdict::{Arrival, Disposition, HookCall, Phase, Verdict, decide};
+use phbguard_io::input::InputError;
+use phbguard_io::sysfs::Sysfs;
+use phbguard_io::syslog::Syslog;
 
 use super::args::{Call, Mistake};
 use super::incoming::Marks;

@@ -37,9 +37,9 @@ use std::time::Duration;
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
 use phbguard_core::config::{self, Mode};
 use phbguard_core::escape::controls;
-use phbguard_core::host::Sysfs;
-use phbguard_core::input::read_within;
 use phbguard_core::verdict::Phase;
+use phbguard_io::input::read_within;
+use phbguard_io::sysfs::Sysfs;
 
 use args::{ArgsError, Mistake, Options, options_place, parse_options, split_call};
 pub use args::{Invocation, invocation};
@@ -85,7 +85,7 @@ fn call(args: &[OsString], shebang: bool, setup: Option<Mistake>) -> Result<u8, 
         Options::default()
     });
     let (path, explicit) = config::choose_path(options.config, std::env::var_os(config::ENV_VAR));
-    let (config, problems) = config::load(&path, explicit);
+    let (config, problems) = phbguard_io::policy_file::load(&path, explicit);
     mistakes.extend(problems.into_iter().map(|p| Mistake {
         place: match p.line {
             Some(line) => format!("{}:{line}", p.path.display()),

@@ -224,8 +224,9 @@ fn bad_input_and_usage_exit_2_with_one_line() {
 
 #[test]
 fn yes_and_connect_without_domain_are_usage_errors() {
-    // Once silently accepted with a FILE (clap-rs/clap#4520): the admin who typed -y meant
-    // something that was not done. Nothing is fixed or printed.
+    // clap skips `requires` when the required argument conflicts with one given
+    // (clap-rs/clap#4520), so these conflict with FILE explicitly: the admin who typed -y with a
+    // FILE meant something that would not be done. Nothing is fixed or printed.
     for args in [
         vec!["-y", BROKEN],
         vec!["--yes", "-i", BROKEN],

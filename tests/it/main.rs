@@ -25,3 +25,4 @@ mod hook_cli;
 mod hook_libvirt;
 mod libvirt_half;
 mod memlock;
+mod source_style;

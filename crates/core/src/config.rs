@@ -6,19 +6,16 @@
 //! same problems and exits 2.
 //!
 //! Kept here, in the engine, and public: the hook, `check-config`, and the libvirt half (audit,
-//! watch) all read the same policy.
+//! watch) all read the same policy. This is its meaning; reading the file is phbguard-io's
+//! `policy_file`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-
-use crate::input::{InputError, Links, read_regular};
 
 /// Where the policy file is read from when neither `--config` nor `PHBGUARD_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/phbguard/phbguard.toml";
 /// The environment variable that names another policy file (tests use it).
 pub const ENV_VAR: &str = "PHBGUARD_CONFIG";
-/// A policy file is a handful of lines; anything larger than this is not one.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// Where the hook keeps its marks for incoming guests (root-only, under /run so a reboot
 /// forgets them).
 pub const DEFAULT_STATE_DIR: &str = "/run/phbguard/incoming";
@@ -47,6 +44,7 @@ macro_rules! spelled {
                 }
             }
 
+
             /// The value the policy file (or a guest's `<metadata>`) names, if it is one.
             pub fn parse(name: &str) -> Option<$setting> {
                 match name {
@@ -54,6 +52,7 @@ macro_rules! spelled {
                     _ => None,
                 }
             }
+
 
             /// The names, as a bad value's message lists them: `"a", "b" or "c"`.
             pub fn expected() -> String {
@@ -204,41 +203,6 @@ pub fn choose_path(flag: Option<PathBuf>, env: Option<std::ffi::OsString>) -> (P
         (None, Some(e)) if !e.is_empty() => (PathBuf::from(e), true),
         _ => (PathBuf::from(DEFAULT_PATH), false),
     }
-}
-
-/// Reads and interprets the policy file; never fails. The file is opened non-blocking and must
-/// be a regular file of at most [`MAX_CONFIG_BYTES`]: a FIFO or `/dev/zero` named as the policy
-/// is a problem, not a hang.
-pub fn load(path: &Path, explicit: bool) -> (Config, Vec<Problem>) {
-    let problem = |issue: Issue| Problem {
-        path: path.to_path_buf(),
-        line: issue.line,
-        detail: issue.detail,
-    };
-    let text = match read_regular(path, MAX_CONFIG_BYTES, Links::Follow) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                let detail = format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to());
-                return (Config::default(), vec![problem(Issue { line: None, detail })]);
-            }
-        },
-        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            return (Config::default(), Vec::new());
-        }
-        Err(e) => {
-            let detail = match e {
-                InputError::Io(e) => format!("cannot read it: {e}"),
-                InputError::LargerThan(_) => {
-                    format!("larger than {} KiB, not a policy file", MAX_CONFIG_BYTES >> 10)
-                }
-                e => format!("cannot read it: {e}"),
-            };
-            return (Config::default(), vec![problem(Issue { line: None, detail })]);
-        }
-    };
-    let (config, issues) = parse(&text);
-    (config, issues.into_iter().map(problem).collect())
 }
 
 /// Interprets the text of a policy file: the configuration, and one issue per problem.
@@ -521,45 +485,6 @@ mod tests {
     fn control_characters_in_keys_are_escaped() {
         let (_, p) = parse("\"a\\u001b[31m\" = 1");
         assert_eq!(p[0].detail, "unknown key 'a\\x1b[31m'");
-    }
-
-    #[test]
-    fn missing_default_file_is_silent_missing_named_file_is_reported() {
-        let missing = Path::new("/nonexistent/phbguard.toml");
-        assert!(load(missing, false).1.is_empty());
-        let (c, p) = load(missing, true);
-        assert_eq!(c, Config::default());
-        assert_eq!(p.len(), 1);
-        assert!(
-            p[0].to_string()
-                .starts_with("/nonexistent/phbguard.toml: cannot read it: ")
-        );
-    }
-
-    #[test]
-    fn directory_fifo_device_and_oversized_files_are_problems_not_hangs() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(dir.path(), true).1.len(), 1);
-        let big = dir.path().join("big.toml");
-        std::fs::write(&big, "#".repeat(MAX_CONFIG_BYTES as usize + 1)).unwrap();
-        let (c, p) = load(&big, true);
-        assert_eq!(c, Config::default());
-        assert!(p[0].detail.contains("larger than"), "{p:?}");
-        let fifo = dir.path().join("fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let (_, p) = load(&fifo, false);
-        assert_eq!(p[0].detail, "cannot read it: is a FIFO, not a regular file");
-        let (_, p) = load(Path::new("/dev/zero"), false);
-        assert_eq!(
-            p[0].detail,
-            "cannot read it: is a character device, not a regular file"
-        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What a syslog line of phbguard's says, built one way for the hook, audit and the watcher: a
 //! verb naming what happened, `key=value` fields a script can grep
 //! (`grep 'rule=hostdev-on-default-phb'`), then `: ` and a sentence for a person. Sending it is
-//! [`crate::syslog`]'s job.
+//! phbguard-io's `syslog`.
 
 use std::fmt::{self, Write};
 

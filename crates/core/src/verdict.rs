@@ -1,6 +1,6 @@
 //! What phbguard decides about one guest at one moment of its life, as a pure function:
 //! (domain, host facts, policy, occasion) → [`Verdict`], whose [`Action`] says what happens.
-//! No output, no logging, no files: the hook (src/hook.rs) turns a verdict into an exit code,
+//! No output, no logging, no files: the hook (src/hook/) turns a verdict into an exit code,
 //! stderr text and syslog lines; audit (crates/libvirt) asks it what the hook would do; the
 //! watcher (crates/libvirt watch) asks it whether to leave, warn about, or fix a definition.
 

@@ -108,3 +108,27 @@ pub fn fix_examples(args: &[&str]) -> Output {
     all.extend(args);
     run(&all, b"")
 }
+
+/// Every file under the repository but build output and git's own.
+pub fn repo_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let name = entry.file_name();
+            if matches!(name.to_str(), Some("target" | ".git")) {
+                continue;
+            }
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                walk(&path, out);
+            } else if kind.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(repo(), &mut out);
+    out.sort();
+    out
+}

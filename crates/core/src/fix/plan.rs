@@ -99,8 +99,8 @@ pub struct Unfixable {
     /// The line of the input it starts on, where a report points an admin.
     pub line: Option<usize>,
 }
-/// What a rewrite changes, and what it has to leave broken.
 
+/// What a rewrite changes, and what it has to leave broken.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     /// The changes, controllers first, then the moves.

@@ -20,7 +20,6 @@ use crate::topology::Topology;
 pub use fleet::shared_hostdevs;
 pub(crate) use memlock::size as size_text;
 /// How much a finding matters.
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     /// Breaks the isolation rule or will not start: rejects.
@@ -225,6 +224,7 @@ impl fmt::Debug for Rule {
         f.write_str(self.id.as_str())
     }
 }
+
 /// One thing a rule found.
 #[derive(Debug, Clone)]
 pub struct Finding {

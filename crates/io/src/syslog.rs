@@ -1,6 +1,6 @@
 //! Syslog for the hook and the watcher: identity `phbguard`, facility `daemon`, RFC 3164 lines
 //! sent as Unix datagrams (default `/dev/log`), formatted by the `syslog` crate. What a line
-//! says is built by [`crate::log_line::Line`].
+//! says is built by `phbguard_core::log_line::Line`.
 //!
 //! Logging must never block or fail a guest start. The crate's own constructors open a
 //! *blocking* socket (and fall back to a stream socket), so phbguard builds the datagram socket
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use ::syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
-use crate::log_line::Level;
+use phbguard_core::log_line::Level;
 
 /// The syslog identity (`journalctl -t phbguard`).
 pub const IDENTITY: &str = "phbguard";
