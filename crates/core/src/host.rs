@@ -59,6 +59,11 @@ pub trait HostFacts {
     fn group_members(&self, _group: u32) -> Result<Vec<PciAddr>, String> {
         Err("this source of host facts does not list IOMMU groups".into())
     }
+    /// The members of several groups, one answer per group in their order: one question
+    /// each, unless the source answers many at less cost.
+    fn groups_members(&self, groups: &[u32]) -> Vec<Result<Vec<PciAddr>, String>> {
+        groups.iter().map(|&g| self.group_members(g)).collect()
+    }
     /// The driver bound to a PCI device now (`Ok(None)`: none).
     fn driver(&self, _addr: PciAddr) -> Result<Option<String>, String> {
         Err("this source of host facts does not tell drivers".into())
@@ -202,16 +207,6 @@ fn key(a: PciAddr) -> u64 {
     (u64::from(a.domain) << 24) | (u64::from(a.bus) << 16) | (u64::from(a.slot) << 8) | u64::from(a.function)
 }
 
-/// The address a [`key`] was made from.
-fn from_key(k: u64) -> PciAddr {
-    PciAddr {
-        domain: (k >> 24) as u32,
-        bus: (k >> 16) as u8,
-        slot: (k >> 8) as u8,
-        function: k as u8,
-    }
-}
-
 impl Facts {
     /// Reads the IOMMU group of every hostdev of `domain`, and its NUMA node when the domain
     /// ties guest cells to host nodes (`<numatune><memnode>`: nothing else uses the node).
@@ -254,20 +249,28 @@ impl Facts {
         groups.sort_unstable();
         groups.dedup();
         let mut addrs: Vec<PciAddr> = Vec::new();
-        for g in groups {
-            let members = host.group_members(g);
+        let listed = host.groups_members(&groups);
+        debug_assert_eq!(listed.len(), groups.len(), "one answer per group");
+        for (g, members) in groups.into_iter().zip(listed) {
             if let Ok(members) = &members {
                 addrs.extend(members);
             }
             self.members.push((g, members));
         }
-        for (i, &k) in self.keys.iter().enumerate() {
-            if self.groups[i].is_ok() {
-                addrs.push(from_key(k));
+        // A managed hostdev's driver does not matter (libvirt binds it to vfio-pci at start),
+        // so it is not read; an unmanaged one's is, listed by the host or not.
+        let (mut managed, mut unmanaged) = (Vec::new(), Vec::new());
+        for d in &domain.devices {
+            if let DeviceKind::Hostdev { host, managed: m, .. } = d.kind {
+                if m { &mut managed } else { &mut unmanaged }.push(host);
             }
         }
+        addrs.extend(unmanaged.iter().filter(|&&a| self.group(a).is_ok()));
         addrs.sort_unstable();
         addrs.dedup();
+        managed.sort_unstable();
+        unmanaged.sort_unstable();
+        addrs.retain(|a| managed.binary_search(a).is_err() || unmanaged.binary_search(a).is_ok());
         let bindings = host.bindings(&addrs);
         debug_assert_eq!(bindings.len(), addrs.len(), "one answer per address");
         self.bindings = addrs.iter().map(|&a| key(a)).zip(bindings).collect();

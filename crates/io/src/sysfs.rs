@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, ErrorKind};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
@@ -60,6 +60,42 @@ impl Sysfs {
     fn open_devices(&self) -> Option<OwnedFd> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         rustix::fs::openat(CWD, self.root.join("bus/pci/devices"), flags, Mode::empty()).ok()
+    }
+
+    /// `rel` under the root opened as a directory with `flags`, or `None` when it cannot be.
+    fn open_dir(&self, rel: &str, flags: OFlags) -> Option<OwnedFd> {
+        let flags = flags | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        rustix::fs::openat(CWD, self.root.join(rel), flags, Mode::empty()).ok()
+    }
+
+    /// The members of `group`, its `devices` directory listed under `groups`, the open
+    /// `kernel/iommu_groups`, or by the full path when that could not be opened (whose error
+    /// then says why).
+    fn members_at(&self, groups: Option<BorrowedFd<'_>>, group: u32) -> Result<Vec<PciAddr>, String> {
+        let rel = format!("kernel/iommu_groups/{group}/devices");
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let opened = match groups {
+            Some(groups) => rustix::fs::openat(groups, format!("{group}/devices"), flags, Mode::empty()),
+            None => rustix::fs::openat(CWD, self.root.join(&rel), flags, Mode::empty()),
+        };
+        let fd = opened.map_err(|e| format!("{rel}: {}", io::Error::from(e)))?;
+        let mut dir = rustix::fs::Dir::new(fd).map_err(|e| format!("{rel}: {}", io::Error::from(e)))?;
+        let mut members = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| format!("{rel}: {}", io::Error::from(e)))?;
+            let name = entry.file_name().to_string_lossy();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let addr =
+                PciAddr::parse_sysfs(&name).ok_or_else(|| format!("{rel}: '{name}' is not a PCI device"))?;
+            if members.len() == MAX_GROUP_MEMBERS {
+                return Err(format!("{rel}: more than {MAX_GROUP_MEMBERS} devices"));
+            }
+            members.push(addr);
+        }
+        members.sort_unstable();
+        Ok(members)
     }
 
     /// The driver of `addr`, its link read under the open `bus/pci/devices`.
@@ -162,22 +198,15 @@ impl HostFacts for Sysfs {
     /// The entries of `kernel/iommu_groups/N/devices`, the kernel's list of the group's
     /// devices (each a link named by its address), at most [`MAX_GROUP_MEMBERS`].
     fn group_members(&self, group: u32) -> Result<Vec<PciAddr>, String> {
-        let rel = format!("kernel/iommu_groups/{group}/devices");
-        let entries = std::fs::read_dir(self.root.join(&rel)).map_err(|e| format!("{rel}: {e}"))?;
-        let mut members = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("{rel}: {e}"))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let addr =
-                PciAddr::parse_sysfs(&name).ok_or_else(|| format!("{rel}: '{name}' is not a PCI device"))?;
-            if members.len() == MAX_GROUP_MEMBERS {
-                return Err(format!("{rel}: more than {MAX_GROUP_MEMBERS} devices"));
-            }
-            members.push(addr);
-        }
-        members.sort_unstable();
-        Ok(members)
+        let groups = self.open_dir("kernel/iommu_groups", OFlags::PATH);
+        self.members_at(groups.as_ref().map(|fd| fd.as_fd()), group)
+    }
+
+    /// Each group's directory opened under `kernel/iommu_groups` opened once.
+    fn groups_members(&self, groups: &[u32]) -> Vec<Result<Vec<PciAddr>, String>> {
+        let dir = self.open_dir("kernel/iommu_groups", OFlags::PATH);
+        let at = dir.as_ref().map(|fd| fd.as_fd());
+        groups.iter().map(|&g| self.members_at(at, g)).collect()
     }
 
     /// The device's `driver` link, whose last component is the driver's name (libvirt's
@@ -372,6 +401,11 @@ mod tests {
             host.group_members(8)
                 .unwrap_err()
                 .contains("kernel/iommu_groups/8/devices")
+        );
+        // The batch, under one open kernel/iommu_groups, answers as each question alone.
+        assert_eq!(
+            host.groups_members(&[8, 7]),
+            [host.group_members(8), host.group_members(7)]
         );
         // No driver link: no driver; a link: its last component.
         assert_eq!(host.driver(DEV), Ok(None));

@@ -78,6 +78,13 @@ impl HostFacts for Host<'_> {
         }
     }
 
+    fn groups_members(&self, groups: &[u32]) -> Vec<Result<Vec<PciAddr>, String>> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.groups_members(groups),
+            PciFacts::Sysfs(s) => s.groups_members(groups),
+        }
+    }
+
     fn driver(&self, addr: PciAddr) -> Result<Option<String>, String> {
         match &self.pci {
             PciFacts::NodeDevices(n) => n.driver(addr),
