@@ -115,7 +115,7 @@ with_libvirtd_lock() {
 # check for each; returns 1 if either failed.
 ppc64le_setup() {
     local t=$SECONDS status=0
-    if ! dpkg --print-foreign-architectures | grep -qx ppc64el; then
+    if ! grep -qx ppc64el <<< "$(dpkg --print-foreign-architectures)"; then
         dpkg --add-architecture ppc64el
         # The lists must now hold the ppc64el packages too.
         apt-get update -q 2>&1 | testlib_indent
@@ -139,7 +139,7 @@ ppc64le_setup() {
         printf '%s' ':qemu-ppc64le:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\x00:/usr/bin/qemu-ppc64le:F' \
             > "$binfmt/register" 2> /dev/null || :
     fi
-    if head -2 "$binfmt/qemu-ppc64le" 2> /dev/null | tr '\n' ' ' | grep -q '^enabled interpreter /usr/bin/qemu-ppc64le'; then
+    if [[ $(head -2 "$binfmt/qemu-ppc64le" 2> /dev/null | tr '\n' ' ') == "enabled interpreter /usr/bin/qemu-ppc64le "* ]]; then
         ok "binfmt_misc runs ppc64le ELF binaries with qemu-ppc64le"
     else
         bad "binfmt_misc runs ppc64le ELF binaries with qemu-ppc64le" "$(cat "$binfmt/qemu-ppc64le" 2>&1)"
