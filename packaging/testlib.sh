@@ -148,13 +148,14 @@ ppc64le_setup() {
 }
 
 # elf_libs BINARY...: the shared libraries BINARY... load, one path a line: through ldd for
-# this machine's binaries, through the target's own dynamic loader (run by binfmt_misc) for
+# this machine's binaries, through the target's own dynamic loader (run by binfmt_misc; the
+# variable passed through qemu's QEMU_SET_ENV, or the emulator's own loader would answer) for
 # foreign ones, plus, for those, the emulator's libraries.
 elf_libs() {
     local b
     for b in "$@"; do
         if readelf -h "$b" | grep -q 'Machine:.*PowerPC64'; then
-            LD_TRACE_LOADED_OBJECTS=1 "$b"
+            QEMU_SET_ENV=LD_TRACE_LOADED_OBJECTS=1 "$b"
             ldd /usr/bin/qemu-ppc64le
         else
             ldd "$b"
