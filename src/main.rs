@@ -2,63 +2,24 @@
 
 mod check;
 mod check_config;
-mod cli;
 mod fix;
 mod hook;
-mod incoming;
 mod libvirt_half;
-mod output;
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-
-use cli::{Cli, Command, Format};
+use phbguard_cli::command::{Cli, Command, Format};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
 use phbguard_core::rules::{self, RULES, RuleId};
 
-/// Exit codes, a stable interface (rules.md).
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FINDINGS: u8 = 1;
-pub const EXIT_BAD_INPUT: u8 = 2;
-
 fn main() -> ExitCode {
-    // The hook is handled before clap: its last four arguments are a domain name and libvirt's
-    // op words, which clap must never read as a subcommand or an option (a domain may be named
-    // 'check' or '--help'). It is also the hot path: no clap parser is built for it.
+    // The hook is handled before clap: its last four arguments are libvirt's, whatever they
+    // look like, and it is the hot path (no clap parser is built for it).
     let argv: Vec<_> = std::env::args_os().skip(1).collect();
-    if let Some(first) = argv.first() {
-        if first == "hook" {
-            return ExitCode::from(hook(&argv[1..], false, None));
-        }
-        // '#!/usr/bin/phbguard hook --config=FILE': Linux passes everything after the
-        // interpreter as one argument, so its words are split here (no quoting).
-        let words = first.to_str().map(|f| f.split_whitespace().collect::<Vec<_>>());
-        if let Some(["hook", options @ ..]) = words.as_deref() {
-            let mut all: Vec<_> = options.iter().map(Into::into).collect();
-            all.extend_from_slice(&argv[1..]);
-            return ExitCode::from(hook(&all, true, None));
-        }
-        // A '#!' line run by libvirt without 'hook' in its place ('hooks', nothing, 'check'):
-        // still a hook call, never a usage error that would stop a guest at 'reconnect begin'.
-        if libvirt_hook_call(&argv) {
-            let script = argv.len() - 5;
-            let detail = if script == 0 {
-                "the '#!' line runs phbguard without 'hook'".to_owned()
-            } else {
-                format!(
-                    "'{}' on the '#!' line is not 'hook'",
-                    phbguard_core::escape::controls(&first.to_string_lossy())
-                )
-            };
-            let mistake = hook::Mistake {
-                place: format!("{}:1", argv[script].to_string_lossy()),
-                detail,
-            };
-            return ExitCode::from(hook(&argv[script..], true, Some(mistake)));
-        }
+    if let Some(invocation) = hook::invocation(&argv) {
+        return ExitCode::from(hook::run(invocation));
     }
-    match run(Cli::parse()) {
+    match run(phbguard_cli::parse()) {
         Ok(code) => code,
         Err(err) => {
             output::error(&err);
@@ -73,71 +34,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&args)?,
         Command::Fix(args) if args.domain.is_some() => libvirt_half::exec(),
         Command::Fix(args) => fix::run(&args)?,
-        Command::Explain { rule: Some(rule) } => explain(&rule)?,
-        Command::Explain { rule: None } => explain_which(),
+        Command::Explain {
+            rule: Some(rule),
+            format,
+        } => explain(&rule, format)?,
+        Command::Explain { rule: None, .. } => explain_which(),
         Command::Rules { format } => list_rules(format)?,
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.
-        Command::Hook(args) => hook(&args.args, false, None),
+        Command::Hook(args) => hook::run(hook::Invocation {
+            args: args.args,
+            shebang: false,
+            mistake: None,
+        }),
         Command::CheckConfig(args) => check_config::run(&args)?,
         Command::Audit(_) | Command::Groups(_) | Command::Watch(_) => libvirt_half::exec(),
     };
     Ok(ExitCode::from(code))
 }
 
-fn hook(args: &[OsString], shebang: bool, mistake: Option<hook::Mistake>) -> u8 {
-    match hook::main(args, shebang, mistake) {
-        Ok(code) => code,
-        Err(hook::ArgsError::Help) => {
-            let mut cmd = Cli::command();
-            cmd.build();
-            let help = cmd
-                .find_subcommand_mut("hook")
-                .expect("declared in cli.rs")
-                .render_long_help();
-            match output::print(&format!("{help}"), EXIT_OK) {
-                Ok(code) => code,
-                Err(err) => {
-                    output::error(&err);
-                    EXIT_BAD_INPUT
-                }
-            }
-        }
-        Err(hook::ArgsError::Usage(msg)) => {
-            eprintln!(
-                "phbguard hook: {msg}\nUsage: phbguard hook [--config FILE] [SCRIPT] DOMAIN OP SUBOP EXTRA"
-            );
-            EXIT_BAD_INPUT
-        }
-    }
-}
-
-/// Whether argv ends as libvirt's qemu hook calls do: `SCRIPT DOMAIN OP SUBOP EXTRA`, the
-/// script in a libvirt hooks directory and OP one of libvirt's qemu hook ops (libvirt's
-/// src/util/virhook.c, virHookQemuOpType). No command line of a person looks like that.
-fn libvirt_hook_call(argv: &[OsString]) -> bool {
-    const OPS: &[&str] = &[
-        "prepare",
-        "start",
-        "started",
-        "stopped",
-        "release",
-        "migrate",
-        "restore",
-        "reconnect",
-        "attach",
-    ];
-    let n = argv.len();
-    n >= 5
-        && argv[n - 5].to_string_lossy().contains("/hooks/")
-        && OPS.iter().any(|op| argv[n - 3] == *op)
-        && ["begin", "end", "-"].iter().any(|s| argv[n - 2] == *s)
-}
-
-fn explain(asked: &str) -> anyhow::Result<u8> {
+fn explain(asked: &str, format: Format) -> anyhow::Result<u8> {
     let rule = rule_id(asked)
         .parse::<RuleId>()
         .map_err(|e| anyhow::anyhow!("{e}; 'phbguard rules' lists them"))?
         .rule();
+    if format == Format::Json {
+        let host: Vec<_> = rules::EXAMPLE_HOST
+            .iter()
+            .map(|(addr, group, node)| {
+                serde_json::json!({"address": addr, "iommu_group": group, "numa_node": node})
+            })
+            .collect();
+        let json = serde_json::json!({
+            "id": rule.id.as_str(),
+            "severity": rule.severity.as_str(),
+            "summary": rule.summary,
+            "needs_libvirt": rule.id.needs_libvirt(),
+            "explanation": rule.explanation,
+            "flagged": rule.bad,
+            "compliant": rule.good,
+            "example_host": host,
+        });
+        return output::print(&format!("{json}\n"), EXIT_OK);
+    }
     let host: Vec<String> = rules::EXAMPLE_HOST
         .iter()
         .map(|(addr, group, node)| format!("{addr} in IOMMU group {group} on NUMA node {node}"))

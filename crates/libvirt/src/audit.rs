@@ -3,11 +3,11 @@
 //! across guests (a host device in two definitions).
 
 use phbguard_core::config::{Config, Mode};
-use phbguard_core::host::HostFacts;
+use phbguard_core::host::{Facts, HostFacts};
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::parse_domain;
-use phbguard_core::rules::{Finding, Severity, judge, shared_hostdevs};
-use phbguard_core::verdict::{self, Occasion, Phase};
+use phbguard_core::rules::{Finding, Severity, judge_with, shared_hostdevs};
+use phbguard_core::verdict::{self, HookCall, Phase};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 use virt::sys;
@@ -35,6 +35,9 @@ impl Which {
 pub struct Judged {
     pub which: Which,
     pub definition: Definition,
+    /// The host facts it was judged on (its hostdevs' IOMMU groups), which the JSON report's
+    /// `topology` shows.
+    pub facts: Facts,
     /// Every finding, also for an opted-out guest (the hook would not look).
     pub findings: Vec<Finding>,
     /// The mode the hook applies to this guest: the policy default (enforce) unless the
@@ -169,23 +172,25 @@ fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, S
             .map_err(|e| format!("cannot read its {} definition: {e}", which.as_str()))?;
         let definition =
             parse_domain(xml.as_bytes()).map_err(|e| format!("its {} definition: {e}", which.as_str()))?;
-        let findings = judge(&definition, host);
+        let facts = Facts::gather(&definition, host);
+        let findings = judge_with(&definition, &facts);
         // What the hook decides at `prepare begin`, from the same pure function it uses.
         let hook = verdict::decide_on(
             &definition,
             &policy.config,
-            Occasion {
+            HookCall {
                 warn_only: policy.in_doubt,
-                ..Occasion::new(Phase::Prepare)
+                ..HookCall::new(Phase::Prepare)
             },
             || findings.clone(),
         );
         judged.push(Judged {
             which,
             definition,
+            facts,
             findings,
             mode: hook.mode,
-            start_refused: hook.reject,
+            start_refused: hook.reject(),
             bad_metadata_mode: hook.bad_metadata_mode,
         });
         Ok(())

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use phbguard_core::escape::controls;
-use phbguard_core::report::json::finding;
+use phbguard_core::report::json::{finding, topology};
 use phbguard_core::rules::Severity;
 use serde_json::{Value, json};
 
@@ -139,6 +139,7 @@ pub fn json(audit: &Audit) -> Value {
                 "start_refused": j.start_refused,
                 "metadata_error": j.metadata_error(),
                 "findings": j.findings.iter().map(finding).collect::<Vec<_>>(),
+                "topology": topology(&j.definition, &j.facts, &j.findings),
             }));
         }
     }

@@ -2,31 +2,20 @@
 //! The admin types `phbguard audit`; `phbguard` execs this binary for those commands (as `git
 //! foo` runs `git-foo`), so the `phbguard` binary libvirtd runs as a hook never loads libvirt.so.
 
-// The same clap definitions the `phbguard` binary parses with: one declaration of the CLI.
-#[allow(dead_code)]
-#[path = "../../../src/cli.rs"]
-mod cli;
 mod fix_domain;
-mod output;
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
+use phbguard_cli::command::{AuditArgs, AuditFormat, Command, Format, GroupsArgs};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::config;
 use phbguard_core::escape::controls;
-use phbguard_core::host::Sysfs;
+use phbguard_io::sysfs::Sysfs;
 use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
 
-use cli::{AuditFormat, Cli, Command, Format};
-
-/// Exit codes, as `phbguard`'s (docs/rules.md).
-const EXIT_OK: u8 = 0;
-const EXIT_FINDINGS: u8 = 1;
-const EXIT_BAD_INPUT: u8 = 2;
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = phbguard_cli::parse();
     let result = match cli.command {
         Command::Audit(args) => run_audit(&args),
         Command::Groups(args) => run_groups(&args),
@@ -45,29 +34,37 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            // A domain name or a value from a definition may be in it.
-            eprintln!("phbguard: {}", controls(&format!("{err:#}")));
+            output::error(&err);
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
 }
 
-/// A `--sysfs-root` that is not a directory is bad input (exit 2), as for `check` and `fix
-/// FILE`: judged from it, every host device would be "not on this host".
-pub(crate) fn check_sysfs_root(root: Option<&Path>) -> anyhow::Result<()> {
-    match root {
-        Some(root) => Sysfs::new(root)
-            .check_root()
-            .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}")),
-        None => Ok(()),
+/// Where host facts come from, checked: `--sysfs-root` (a tree that is not a directory is bad
+/// input, as for `check` and `fix FILE`), else the policy file's `sysfs_root` ([`sysfs_root`]),
+/// named as the policy's when it is not a directory.
+pub(crate) fn host_sysfs<'a>(
+    flag: Option<&'a Path>,
+    policy: &'a config::Config,
+) -> anyhow::Result<Option<&'a Path>> {
+    if let Some(flag) = flag {
+        phbguard_cli::sysfs_root(flag)?;
+        return Ok(Some(flag));
     }
+    let root = sysfs_root(None, policy);
+    if let Some(root) = root {
+        Sysfs::new(root)
+            .check_root()
+            .map_err(|e| anyhow::anyhow!("the policy file's sysfs_root: {e}"))?;
+    }
+    Ok(root)
 }
 
 /// The policy the hook on this host reads. A problem in it is reported here as a warning: the
 /// hook would judge in warn mode until it is fixed, and so does audit's "refused" column.
-fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
+pub(crate) fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
     let (path, explicit) = config::choose_path(flag, std::env::var_os(config::ENV_VAR));
-    let (config, problems) = config::load(&path, explicit);
+    let (config, problems) = phbguard_io::policy_file::load(&path, explicit);
     for p in &problems {
         eprintln!(
             "phbguard: warning: policy {}; the hook judges in warn mode until it is fixed",
@@ -80,11 +77,20 @@ fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
     }
 }
 
-fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
-    check_sysfs_root(args.sysfs_root.as_deref())?;
-    let conn = connect::open_read_only(args.connect.uri.as_deref())?;
-    let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
+/// Where host PCI facts come from: `--sysfs-root`, else the sysfs tree the hook's policy file
+/// names (`sysfs_root`, when not the default /sys: the hook and the watcher judge from it, and
+/// so must a report of what they would decide), else `None`: the connection's node devices.
+pub(crate) fn sysfs_root<'a>(flag: Option<&'a Path>, policy: &'a config::Config) -> Option<&'a Path> {
+    flag.or_else(|| {
+        (policy.sysfs_root != config::Config::default().sysfs_root).then_some(policy.sysfs_root.as_path())
+    })
+}
+
+fn run_audit(args: &AuditArgs) -> anyhow::Result<u8> {
     let policy = hook_policy(args.config.clone());
+    let sysfs = host_sysfs(args.sysfs_root.as_deref(), &policy.config)?;
+    let conn = connect::open_read_only(args.connect.uri.as_deref())?;
+    let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
     let result = audit::audit(&conn, &host, &policy).map_err(anyhow::Error::msg)?;
     for u in &result.unreadable {
         eprintln!(
@@ -112,7 +118,7 @@ fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn run_groups(args: &cli::GroupsArgs) -> anyhow::Result<u8> {
+fn run_groups(args: &GroupsArgs) -> anyhow::Result<u8> {
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     let pools = phbguard_libvirt::networks::hostdev_pools(&conn).map_err(anyhow::Error::msg)?;
     let groups = groups::groups(&conn, &pools).map_err(anyhow::Error::msg)?;

@@ -17,7 +17,6 @@ use crate::model::{Domain, Subject};
 use crate::topology::Topology;
 pub use fleet::shared_hostdevs;
 /// How much a finding matters.
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     /// Breaks the isolation rule or will not start: rejects.
@@ -197,8 +196,8 @@ impl fmt::Debug for Rule {
         f.write_str(self.id.as_str())
     }
 }
-/// One thing a rule found.
 
+/// One thing a rule found.
 #[derive(Debug, Clone)]
 pub struct Finding {
     /// The rule that found it.
@@ -272,8 +271,13 @@ pub fn find(id: &str) -> Option<&'static Rule> {
 
 /// Judges a domain against every rule, in catalogue order, reading the host facts it needs.
 pub fn judge(domain: &Domain, host: &dyn HostFacts) -> Vec<Finding> {
-    let facts = Facts::gather(domain, host);
-    judge_topology(&Topology::new(domain, &facts))
+    judge_with(domain, &Facts::gather(domain, host))
+}
+
+/// [`judge`] on host facts already gathered for `domain`, for callers that show them too (the
+/// `topology` of the JSON reports) and must not read the host twice.
+pub fn judge_with(domain: &Domain, facts: &Facts) -> Vec<Finding> {
+    judge_topology(&Topology::new(domain, facts))
 }
 
 /// Judges a topology already built against every rule, in catalogue order.
