@@ -637,6 +637,14 @@ fn a_device_repeating_the_address_of_one_that_moves_away_keeps_it() {
     );
 }
 
+/// `fix --raise-hard-limit`.
+fn raising() -> Options {
+    Options {
+        raise_hard_limit: true,
+        ..Options::default()
+    }
+}
+
 /// 4 GiB and the hard limit one PHB needs (4255744 KiB), with `devices`.
 fn limited(devices: &[String]) -> String {
     domain(
@@ -660,10 +668,7 @@ fn a_new_phb_past_the_hard_limit_is_refused_unless_raising_it_is_asked() {
         "{:?}",
         out.problems
     );
-    let raise = Options {
-        raise_hard_limit: true,
-        ..Options::default()
-    };
+    let raise = raising();
     let out = run_with(&xml, &h, raise);
     assert!(out.clean, "{:?}", out.problems);
     assert_eq!(
@@ -696,10 +701,7 @@ fn a_limit_below_the_memory_stays_an_error_until_raising_it_is_asked() {
         "{:?}",
         out.problems
     );
-    let raise = Options {
-        raise_hard_limit: true,
-        ..Options::default()
-    };
+    let raise = raising();
     let out = run_with(&xml, &h, raise);
     assert!(out.clean, "{:?}", out.problems);
     assert_eq!(out.changes.len(), 1);

@@ -27,7 +27,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 /// `domain/definition: severity rule device` for every finding of an audit JSON report.
-fn finding_lines(json: &Value) -> Vec<String> {
+pub(crate) fn finding_lines(json: &Value) -> Vec<String> {
     let mut lines = Vec::new();
     for r in json["results"].as_array().expect("results") {
         for f in r["findings"].as_array().expect("findings") {

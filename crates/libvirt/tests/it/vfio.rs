@@ -28,20 +28,7 @@ fn audit(extra: &[&str]) -> Vec<String> {
     let out = run(&args);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut lines = Vec::new();
-    for r in json["results"].as_array().unwrap() {
-        for f in r["findings"].as_array().unwrap() {
-            lines.push(format!(
-                "{}/{}: {} {} {}",
-                r["domain"].as_str().unwrap(),
-                r["definition"].as_str().unwrap(),
-                f["severity"].as_str().unwrap(),
-                f["rule"].as_str().unwrap(),
-                f["device"].as_str().unwrap()
-            ));
-        }
-    }
-    lines
+    crate::audit::finding_lines(&json)
 }
 
 #[test]
