@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use phbguard_cli::command::CheckConfigArgs;
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
 use phbguard_core::config::{self, Mode};
-use phbguard_core::host::Sysfs;
+use phbguard_io::sysfs::Sysfs;
 
 /// Exit 0 when the file is valid (or the default file is absent), 2 on any problem.
 pub fn run(args: &CheckConfigArgs) -> anyhow::Result<u8> {
     let (path, explicit) = config::choose_path(args.file.clone(), std::env::var_os(config::ENV_VAR));
-    let (config, problems) = config::load(&path, explicit);
+    let (config, problems) = phbguard_io::policy_file::load(&path, explicit);
     let mut lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
     // A sysfs_root the admin set must be a directory. The default /sys is the kernel's, not a
     // setting: an image being built in a chroot without /sys gets no false alarm.

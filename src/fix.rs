@@ -8,10 +8,10 @@ use anyhow::{Context, bail};
 use phbguard_cli::command::{FixArgs, Format};
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::fix::{Options, fix};
-use phbguard_core::host::Sysfs;
-use phbguard_core::input::load;
-use phbguard_core::replace::{self, replace_file};
 use phbguard_core::report::{diff, json};
+use phbguard_io::input::load;
+use phbguard_io::replace::{self, replace_file};
+use phbguard_io::sysfs::Sysfs;
 
 /// One line on stderr; text from the document (device names, values) or a file name may hold
 /// control characters, which are escaped.
@@ -82,6 +82,7 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
     let input = String::from_utf8_lossy(&bytes);
     let options = Options {
         assign_unaddressed: args.assign_addresses,
+        raise_hard_limit: args.raise_hard_limit,
     };
     let fixed = match fix(&input, &domain, host, options) {
         Ok(fixed) => fixed,
@@ -111,11 +112,21 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
         let at = problem.line.map(|l| format!(":{l}")).unwrap_or_default();
         say(&format!("phbguard: {file}{at}: cannot fix: {problem}"));
     }
+    let notes = fixed.host_notes();
+    for note in &notes {
+        let at = note.line.map(|l| format!(":{l}")).unwrap_or_default();
+        say(&format!("phbguard: {file}{at}: note: {note}"));
+    }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;
     // Silence on stderr would leave "did it do anything?" open.
     if text_report && fixed.is_clean() && !changed {
-        say(&format!("phbguard: {file}: already compliant, nothing to change"));
+        let what = if notes.is_empty() {
+            "already compliant, nothing to change"
+        } else {
+            "nothing to change in the definition"
+        };
+        say(&format!("phbguard: {file}: {what}"));
     }
     if args.in_place {
         if fixed.is_clean() && changed {

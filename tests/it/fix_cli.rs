@@ -225,8 +225,9 @@ fn bad_input_and_usage_exit_2_with_one_line() {
 
 #[test]
 fn yes_and_connect_without_domain_are_usage_errors() {
-    // Once silently accepted with a FILE (clap-rs/clap#4520): the admin who typed -y meant
-    // something that was not done. Nothing is fixed or printed.
+    // clap skips `requires` when the required argument conflicts with one given
+    // (clap-rs/clap#4520), so these conflict with FILE explicitly: the admin who typed -y with a
+    // FILE meant something that would not be done. Nothing is fixed or printed.
     for args in [
         vec!["-y", BROKEN],
         vec!["--yes", "-i", BROKEN],
@@ -369,4 +370,32 @@ fn a_full_disk_leaves_the_original_and_no_temporary_file() {
     );
     assert_eq!(fs::read(&path).unwrap(), before);
     assert_eq!(support::entries(dir.path()), ["guest.xml"]);
+}
+
+#[test]
+fn raise_hard_limit_raises_it_to_what_the_new_phbs_need_and_nothing_else() {
+    let host = support::case_host();
+    let file = "tests/cases/hostdev-on-default-phb/fail-new-phb-over-hard-limit.xml";
+    let refused = support::run(&["fix", "--sysfs-root", host.path_str(), file], b"");
+    assert_eq!(refused.status.code(), Some(1), "{}", support::stderr(&refused));
+    assert!(refused.stdout.is_empty());
+    let out = support::run(
+        &["fix", "--raise-hard-limit", "--sysfs-root", host.path_str(), file],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let fixed = support::stdout(&out);
+    assert!(
+        fixed.contains("<hard_limit unit='KiB'>4268032</hard_limit>"),
+        "{fixed}"
+    );
+    assert!(
+        support::stderr(&out).contains(
+            "memtune hard_limit: 4256000 KiB -> 4268032 KiB, what libvirt 9.0 computes QEMU must lock"
+        ),
+        "{}",
+        support::stderr(&out)
+    );
+    let recheck = support::run(&["check", "--sysfs-root", host.path_str(), "-"], fixed.as_bytes());
+    assert_eq!(recheck.status.code(), Some(0), "{}", support::stdout(&recheck));
 }

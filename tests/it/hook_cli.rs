@@ -537,7 +537,7 @@ fn internal_errors_allow_by_default_loudly_and_deny_by_policy() {
 }
 
 /// Nothing but the policy file steers the hook: the binary has no switch for tests (its panic
-/// path is proven by its own unit tests, src/hook.rs) and reads no environment variable its
+/// path is proven by its own unit tests, src/hook/panic.rs) and reads no environment variable its
 /// manual does not name. Every `PHBGUARD_` name compiled into it is one of those.
 #[test]
 fn the_binary_names_only_the_documented_environment_variables() {

@@ -6,19 +6,16 @@
 //! same problems and exits 2.
 //!
 //! Kept here, in the engine, and public: the hook, `check-config`, and the libvirt half (audit,
-//! watch) all read the same policy.
+//! watch) all read the same policy. This is its meaning; reading the file is phbguard-io's
+//! `policy_file`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-
-use crate::input::{InputError, Links, read_regular};
 
 /// Where the policy file is read from when neither `--config` nor `PHBGUARD_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/phbguard/phbguard.toml";
 /// The environment variable that names another policy file (tests use it).
 pub const ENV_VAR: &str = "PHBGUARD_CONFIG";
-/// A policy file is a handful of lines; anything larger than this is not one.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// Where the hook keeps its marks for incoming guests (root-only, under /run so a reboot
 /// forgets them).
 pub const DEFAULT_STATE_DIR: &str = "/run/phbguard/incoming";
@@ -34,26 +31,47 @@ pub enum Mode {
     Off,
 }
 
-impl Mode {
-    /// The mode a policy file or `<phbguard:policy mode>` names, if it is one.
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "enforce" => Some(Mode::Enforce),
-            "warn" => Some(Mode::Warn),
-            "off" => Some(Mode::Off),
-            _ => None,
-        }
-    }
+/// Gives a setting's values their names, written once: `as_str` (how the policy file, the
+/// `<metadata>` element and the log lines spell a value), `parse` (the value a name is) and
+/// `expected` (what a bad value is told to be).
+macro_rules! spelled {
+    ($setting:ident { $($value:ident => $name:literal),+ $(,)? }) => {
+        impl $setting {
+            /// The value as the policy file spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($setting::$value => $name,)+
+                }
+            }
 
-    /// The mode as the policy file spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Warn => "warn",
-            Mode::Off => "off",
+
+            /// The value the policy file (or a guest's `<metadata>`) names, if it is one.
+            pub fn parse(name: &str) -> Option<$setting> {
+                match name {
+                    $($name => Some($setting::$value),)+
+                    _ => None,
+                }
+            }
+
+
+            /// The names, as a bad value's message lists them: `"a", "b" or "c"`.
+            pub fn expected() -> String {
+                let names = [$(concat!("\"", $name, "\"")),+];
+                match names.split_last() {
+                    Some((last, [])) => (*last).to_owned(),
+                    Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                    None => String::new(),
+                }
+            }
         }
-    }
+    };
 }
+
+spelled!(Mode {
+    Enforce => "enforce",
+    Warn => "warn",
+    Off => "off",
+});
 
 /// What `migrate begin` (incoming migration) and `restore begin` do with error findings. The
 /// hook can't fix a guest there: libvirt refuses any rewritten XML that is not ABI-identical.
@@ -65,6 +83,11 @@ pub enum Incoming {
     Warn,
 }
 
+spelled!(Incoming {
+    Refuse => "refuse",
+    Warn => "warn",
+});
+
 /// What the hook does when it cannot judge (unreadable or malformed XML, oversized input, a bug).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInternalError {
@@ -73,6 +96,11 @@ pub enum OnInternalError {
     /// Exit 1: the guest does not start.
     Deny,
 }
+
+spelled!(OnInternalError {
+    Allow => "allow",
+    Deny => "deny",
+});
 
 /// What `phbguard watch` does with a definition that breaks an error rule (`[watch] action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +111,10 @@ pub enum WatchAction {
     Fix,
 }
 
-impl WatchAction {
-    /// How the policy file spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WatchAction::Warn => "warn",
-            WatchAction::Fix => "fix",
-        }
-    }
-}
+spelled!(WatchAction {
+    Warn => "warn",
+    Fix => "fix",
+});
 
 /// The policy file's settings, defaults for what it does not say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,41 +205,6 @@ pub fn choose_path(flag: Option<PathBuf>, env: Option<std::ffi::OsString>) -> (P
     }
 }
 
-/// Reads and interprets the policy file; never fails. The file is opened non-blocking and must
-/// be a regular file of at most [`MAX_CONFIG_BYTES`]: a FIFO or `/dev/zero` named as the policy
-/// is a problem, not a hang.
-pub fn load(path: &Path, explicit: bool) -> (Config, Vec<Problem>) {
-    let problem = |issue: Issue| Problem {
-        path: path.to_path_buf(),
-        line: issue.line,
-        detail: issue.detail,
-    };
-    let text = match read_regular(path, MAX_CONFIG_BYTES, Links::Follow) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                let detail = format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to());
-                return (Config::default(), vec![problem(Issue { line: None, detail })]);
-            }
-        },
-        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            return (Config::default(), Vec::new());
-        }
-        Err(e) => {
-            let detail = match e {
-                InputError::Io(e) => format!("cannot read it: {e}"),
-                InputError::LargerThan(_) => {
-                    format!("larger than {} KiB, not a policy file", MAX_CONFIG_BYTES >> 10)
-                }
-                e => format!("cannot read it: {e}"),
-            };
-            return (Config::default(), vec![problem(Issue { line: None, detail })]);
-        }
-    };
-    let (config, issues) = parse(&text);
-    (config, issues.into_iter().map(problem).collect())
-}
-
 /// Interprets the text of a policy file: the configuration, and one issue per problem.
 pub fn parse(text: &str) -> (Config, Vec<Issue>) {
     use toml::de::{DeTable, DeValue};
@@ -264,21 +252,19 @@ pub fn parse(text: &str) -> (Config, Vec<Issue>) {
             },
             "mode" => match value.as_str().and_then(Mode::parse) {
                 Some(m) => config.mode = m,
-                None => bad("\"enforce\", \"warn\" or \"off\""),
+                None => bad(&Mode::expected()),
             },
-            "incoming" => match value.as_str() {
-                Some("refuse") => config.incoming = Incoming::Refuse,
-                Some("warn") => config.incoming = Incoming::Warn,
-                _ => bad("\"refuse\" or \"warn\""),
+            "incoming" => match value.as_str().and_then(Incoming::parse) {
+                Some(i) => config.incoming = i,
+                None => bad(&Incoming::expected()),
             },
             "reject_iommu_group_unknown" => match value.as_bool() {
                 Some(b) => config.reject_iommu_group_unknown = b,
                 None => bad("true or false"),
             },
-            "on_internal_error" => match value.as_str() {
-                Some("allow") => config.on_internal_error = OnInternalError::Allow,
-                Some("deny") => config.on_internal_error = OnInternalError::Deny,
-                _ => bad("\"allow\" or \"deny\""),
+            "on_internal_error" => match value.as_str().and_then(OnInternalError::parse) {
+                Some(o) => config.on_internal_error = o,
+                None => bad(&OnInternalError::expected()),
             },
             "exempt" => {
                 let names: Option<Vec<String>> = value.as_array().and_then(|a| {
@@ -317,12 +303,15 @@ fn parse_watch(
         let line = line_of(key.span().start);
         let key = key.get_ref().as_ref();
         match key {
-            "action" => match value.as_str() {
-                Some("warn") => config.watch_action = WatchAction::Warn,
-                Some("fix") => config.watch_action = WatchAction::Fix,
-                _ => issues.push(Issue {
+            "action" => match value.as_str().and_then(WatchAction::parse) {
+                Some(a) => config.watch_action = a,
+                None => issues.push(Issue {
                     line,
-                    detail: format!("watch.action = {}: expected \"warn\" or \"fix\"", short(value)),
+                    detail: format!(
+                        "watch.action = {}: expected {}",
+                        short(value),
+                        WatchAction::expected()
+                    ),
                 }),
             },
             _ => issues.push(Issue {
@@ -496,45 +485,6 @@ mod tests {
     fn control_characters_in_keys_are_escaped() {
         let (_, p) = parse("\"a\\u001b[31m\" = 1");
         assert_eq!(p[0].detail, "unknown key 'a\\x1b[31m'");
-    }
-
-    #[test]
-    fn missing_default_file_is_silent_missing_named_file_is_reported() {
-        let missing = Path::new("/nonexistent/phbguard.toml");
-        assert!(load(missing, false).1.is_empty());
-        let (c, p) = load(missing, true);
-        assert_eq!(c, Config::default());
-        assert_eq!(p.len(), 1);
-        assert!(
-            p[0].to_string()
-                .starts_with("/nonexistent/phbguard.toml: cannot read it: ")
-        );
-    }
-
-    #[test]
-    fn directory_fifo_device_and_oversized_files_are_problems_not_hangs() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(dir.path(), true).1.len(), 1);
-        let big = dir.path().join("big.toml");
-        std::fs::write(&big, "#".repeat(MAX_CONFIG_BYTES as usize + 1)).unwrap();
-        let (c, p) = load(&big, true);
-        assert_eq!(c, Config::default());
-        assert!(p[0].detail.contains("larger than"), "{p:?}");
-        let fifo = dir.path().join("fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let (_, p) = load(&fifo, false);
-        assert_eq!(p[0].detail, "cannot read it: is a FIFO, not a regular file");
-        let (_, p) = load(Path::new("/dev/zero"), false);
-        assert_eq!(
-            p[0].detail,
-            "cannot read it: is a character device, not a regular file"
-        );
     }
 
     #[test]

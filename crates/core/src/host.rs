@@ -1,22 +1,13 @@
-//! Facts about the host's PCI devices. [`Sysfs`] reads them from a sysfs tree; [`StaticHost`]
-//! holds them in maps for tests and benchmarks. No other module touches the filesystem to judge:
-//! [`Facts::gather`] reads what a domain's hostdevs need once, and everything after works on that.
+//! Facts about the host's PCI devices, from a source of [`HostFacts`]: sysfs on a real host
+//! (phbguard-io's `Sysfs`), libvirt's node devices (phbguard-libvirt), or [`StaticHost`], maps for
+//! tests and benchmarks. [`Facts::gather`] asks what a domain's hostdevs need once, and
+//! everything after works on that.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::fmt;
-use std::io::{self, ErrorKind};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
-
-use crate::input::{Links, read_regular};
-use crate::model::{Domain, PciAddr};
-
-/// The most phbguard reads of one sysfs attribute (a number and a newline).
-const MAX_ATTRIBUTE_BYTES: u64 = 64;
+use crate::model::{DeviceKind, Domain, PciAddr};
+use crate::vfio::Binding;
 
 /// Why a host device's IOMMU group could not be learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +45,7 @@ pub trait HostFacts {
     fn iommu_groups(&self, addrs: &[PciAddr]) -> Vec<Result<u32, GroupUnknown>> {
         addrs.iter().map(|&a| self.iommu_group(a)).collect()
     }
+
     /// The host NUMA node of a PCI device; `None` when unknown or `-1`.
     fn numa_node(&self, addr: PciAddr) -> Option<u32>;
     /// Whether the libvirt network `name` is a hostdev pool (`<forward mode='hostdev'>`), whose
@@ -62,110 +54,41 @@ pub trait HostFacts {
     fn is_hostdev_network(&self, _name: &str) -> Option<bool> {
         None
     }
-}
-
-/// A sysfs tree: `/sys` on a real host, a fake tree in tests.
-#[derive(Debug, Clone)]
-pub struct Sysfs {
-    root: PathBuf,
-}
-
-impl Sysfs {
-    /// The sysfs tree at `root` (`/sys` on a real host).
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Sysfs { root: root.into() }
+    /// The PCI devices of IOMMU group `group` as the host lists them, in address order; `Err`
+    /// says why they cannot be told (they are then unknown, never guessed).
+    fn group_members(&self, _group: u32) -> Result<Vec<PciAddr>, String> {
+        Err("this source of host facts does not list IOMMU groups".into())
     }
-
-    /// Where the tree is.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The members of several groups, one answer per group in their order: one question
+    /// each, unless the source answers many at less cost.
+    fn groups_members(&self, groups: &[u32]) -> Vec<Result<Vec<PciAddr>, String>> {
+        groups.iter().map(|&g| self.group_members(g)).collect()
     }
-
-    /// Whether the root is a directory. A root that is not would silently make every host
-    /// device "not on this host", so callers refuse it (check, fix) or stop trusting their
-    /// verdict (the hook judges in warn mode).
-    pub fn check_root(&self) -> Result<(), String> {
-        match std::fs::metadata(&self.root) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(format!("sysfs root {} is not a directory", self.root.display())),
-            Err(e) => Err(format!("sysfs root {}: {e}", self.root.display())),
-        }
+    /// The driver bound to a PCI device now (`Ok(None)`: none).
+    fn driver(&self, _addr: PciAddr) -> Result<Option<String>, String> {
+        Err("this source of host facts does not tell drivers".into())
     }
-
-    /// The device's directory. `addr` is made of parsed numbers and formatted as hex
-    /// digits, so the path can only ever name an entry of `bus/pci/devices`.
-    fn device_dir(&self, addr: PciAddr) -> PathBuf {
-        self.root.join("bus/pci/devices").join(addr.to_string())
+    /// Whether a PCI device's configuration header is a bridge's (PCI-to-PCI or CardBus).
+    fn is_bridge(&self, _addr: PciAddr) -> Result<bool, String> {
+        Err("this source of host facts does not tell bridges".into())
     }
-
-    /// `bus/pci/devices` opened (O_PATH: only walked from, never listed), or `None` when it
-    /// cannot be: each question then goes by the full path, whose error says why.
-    fn open_devices(&self) -> Option<OwnedFd> {
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        rustix::fs::openat(CWD, self.root.join("bus/pci/devices"), flags, Mode::empty()).ok()
+    /// What holds each device of `addrs`, one answer per address in their order; whether it
+    /// is a bridge is asked only of a device whose driver claims DMA.
+    fn bindings(&self, addrs: &[PciAddr]) -> Vec<Binding> {
+        addrs
+            .iter()
+            .map(|&a| {
+                let driver = self.driver(a);
+                let bridge = Binding::needs_bridge(&driver).then(|| self.is_bridge(a));
+                Binding { driver, bridge }
+            })
+            .collect()
     }
-
-    /// The IOMMU group of `addr`, its link read under the open `bus/pci/devices`.
-    fn iommu_group_at(devices: impl AsFd, addr: PciAddr) -> Result<u32, GroupUnknown> {
-        let name = addr.to_string();
-        let link = rustix::fs::readlinkat(&devices, format!("{name}/iommu_group"), Vec::new())
-            .map(|target| PathBuf::from(OsString::from_vec(target.into_bytes())))
-            .map_err(io::Error::from);
-        group_of(link, || {
-            rustix::fs::statat(&devices, &name, AtFlags::empty())
-                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_dir())
-        })
-    }
-}
-
-/// What an `iommu_group` link says: `link` is the result of reading it, `device_is_dir` tells
-/// a missing device from a device without the link (asked only then).
-fn group_of(link: io::Result<PathBuf>, device_is_dir: impl FnOnce() -> bool) -> Result<u32, GroupUnknown> {
-    match link {
-        Ok(target) => {
-            let group = target
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse().ok());
-            group.ok_or_else(|| GroupUnknown::BadLink(target.display().to_string()))
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound && !device_is_dir() => Err(GroupUnknown::NoDevice),
-        Err(e) if e.kind() == ErrorKind::NotFound => Err(GroupUnknown::NoLink),
-        // EINVAL: an iommu_group that is not a symbolic link at all.
-        Err(e) if e.kind() == ErrorKind::InvalidInput => {
-            Err(GroupUnknown::BadLink("(not a symbolic link)".into()))
-        }
-        Err(e) => Err(GroupUnknown::Unreadable(e.to_string())),
-    }
-}
-
-impl HostFacts for Sysfs {
-    /// As libvirt reads it (src/util/virpci.c, virPCIDeviceAddressGetIOMMUGroupNum): the
-    /// device's own `iommu_group` link, symbolic links followed on the way as a path lookup
-    /// does.
-    fn iommu_group(&self, addr: PciAddr) -> Result<u32, GroupUnknown> {
-        let dir = self.device_dir(addr);
-        group_of(std::fs::read_link(dir.join("iommu_group")), || dir.is_dir())
-    }
-
-    /// Each link read relative to `bus/pci/devices` opened once: the kernel walks two path
-    /// components per device instead of the whole path (a 2,000-device guest asks about 1,000).
-    fn iommu_groups(&self, addrs: &[PciAddr]) -> Vec<Result<u32, GroupUnknown>> {
-        match self.open_devices() {
-            Some(devices) => addrs.iter().map(|&a| Self::iommu_group_at(&devices, a)).collect(),
-            None => addrs.iter().map(|&a| self.iommu_group(a)).collect(),
-        }
-    }
-
-    fn numa_node(&self, addr: PciAddr) -> Option<u32> {
-        // Non-blocking, regular files only, a few bytes: a FIFO or /dev/zero planted in a
-        // sysfs tree must not hang or eat a guest start (the kernel's attribute is "-1\n"
-        // up to a few digits).
-        let path = self.device_dir(addr).join("numa_node");
-        let bytes = read_regular(&path, MAX_ATTRIBUTE_BYTES, Links::Follow).ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        // The kernel writes -1 when the platform does not say; that parses as no node.
-        text.trim().parse::<u32>().ok()
+    /// Whether host PCI device `addr` is an NVLink2 bridge of a POWER9 GPU, as libvirt tells
+    /// (`ppc64VFIODeviceIsNV2Bridge`: its `of_node` has `ibm,gpu`, `ibm,nvlink`,
+    /// `ibm,nvlink-speed` and `memory-region`); `None` when this source cannot tell.
+    fn is_nvlink2_bridge(&self, _addr: PciAddr) -> Option<bool> {
+        None
     }
 }
 
@@ -175,6 +98,9 @@ pub struct StaticHost {
     groups: BTreeMap<PciAddr, u32>,
     nodes: BTreeMap<PciAddr, u32>,
     hostdev_networks: BTreeSet<String>,
+    drivers: BTreeMap<PciAddr, String>,
+    bridges: BTreeSet<PciAddr>,
+    nvlink2: BTreeSet<PciAddr>,
 }
 
 impl StaticHost {
@@ -189,6 +115,24 @@ impl StaticHost {
         if let Some(node) = node {
             self.nodes.insert(addr, node);
         }
+        self
+    }
+
+    /// Binds the device at `addr` to `driver` (a device without one is bound to none).
+    pub fn with_driver(mut self, addr: PciAddr, driver: &str) -> Self {
+        self.drivers.insert(addr, driver.to_string());
+        self
+    }
+
+    /// Makes the device at `addr` a bridge.
+    pub fn with_bridge(mut self, addr: PciAddr) -> Self {
+        self.bridges.insert(addr);
+        self
+    }
+
+    /// Makes the device at `addr` an NVLink2 bridge.
+    pub fn with_nvlink2(mut self, addr: PciAddr) -> Self {
+        self.nvlink2.insert(addr);
         self
     }
 
@@ -211,6 +155,27 @@ impl HostFacts for StaticHost {
     fn is_hostdev_network(&self, name: &str) -> Option<bool> {
         Some(self.hostdev_networks.contains(name))
     }
+
+    fn group_members(&self, group: u32) -> Result<Vec<PciAddr>, String> {
+        Ok(self
+            .groups
+            .iter()
+            .filter(|(_, g)| **g == group)
+            .map(|(a, _)| *a)
+            .collect())
+    }
+
+    fn driver(&self, addr: PciAddr) -> Result<Option<String>, String> {
+        Ok(self.drivers.get(&addr).cloned())
+    }
+
+    fn is_bridge(&self, addr: PciAddr) -> Result<bool, String> {
+        Ok(self.bridges.contains(&addr))
+    }
+
+    fn is_nvlink2_bridge(&self, addr: PciAddr) -> Option<bool> {
+        Some(self.nvlink2.contains(&addr))
+    }
 }
 
 /// The host facts about one domain's hostdevs, read once: the rules, the fix planner and the
@@ -227,6 +192,13 @@ pub struct Facts {
     nodes: Vec<(u64, u32)>,
     /// The networks of the domain's interfaces that the host says are hostdev pools.
     hostdev_networks: BTreeSet<String>,
+    /// The members of each IOMMU group of the domain's hostdevs, sorted by group.
+    members: Vec<(u32, Result<Vec<PciAddr>, String>)>,
+    /// What holds each of those members and each hostdev in those groups, sorted by [`key`].
+    bindings: Vec<(u64, Binding)>,
+    /// Whether a hostdev is an NVLink2 bridge (read only for a guest with a `<hard_limit>`,
+    /// the only thing it changes); `None` when the host cannot tell.
+    nvlink2: Option<bool>,
 }
 
 /// A PCI address as one number (32 + 8 + 8 + 8 bits), ordered as the address is: one compare
@@ -258,7 +230,92 @@ impl Facts {
                 facts.hostdev_networks.insert(network.to_string());
             }
         }
+        // Only pSeries guests are judged on VFIO's terms.
+        if domain.is_pseries() {
+            facts.gather_vfio(domain, host);
+        }
         facts
+    }
+
+    /// Reads what VFIO needs of the groups of the domain's hostdevs: their members and what
+    /// holds each (the hostdevs themselves included, listed or not), and for a guest with a
+    /// `<hard_limit>`, whether a hostdev is an NVLink2 bridge.
+    fn gather_vfio(&mut self, domain: &Domain, host: &dyn HostFacts) {
+        let mut groups: Vec<u32> = self
+            .groups
+            .iter()
+            .filter_map(|g| g.as_ref().ok().copied())
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let mut addrs: Vec<PciAddr> = Vec::new();
+        let listed = host.groups_members(&groups);
+        debug_assert_eq!(listed.len(), groups.len(), "one answer per group");
+        for (g, members) in groups.into_iter().zip(listed) {
+            if let Ok(members) = &members {
+                addrs.extend(members);
+            }
+            self.members.push((g, members));
+        }
+        // A managed hostdev's driver does not matter (libvirt binds it to vfio-pci at start),
+        // so it is not read; an unmanaged one's is, listed by the host or not.
+        let (mut managed, mut unmanaged) = (Vec::new(), Vec::new());
+        for d in &domain.devices {
+            if let DeviceKind::Hostdev { host, managed: m, .. } = d.kind {
+                if m { &mut managed } else { &mut unmanaged }.push(host);
+            }
+        }
+        addrs.extend(unmanaged.iter().filter(|&&a| self.group(a).is_ok()));
+        addrs.sort_unstable();
+        addrs.dedup();
+        managed.sort_unstable();
+        unmanaged.sort_unstable();
+        addrs.retain(|a| managed.binary_search(a).is_err() || unmanaged.binary_search(a).is_ok());
+        let bindings = host.bindings(&addrs);
+        debug_assert_eq!(bindings.len(), addrs.len(), "one answer per address");
+        self.bindings = addrs.iter().map(|&a| key(a)).zip(bindings).collect();
+        if domain.memory.hard_limit.is_some() {
+            let hostdevs = domain.devices.iter().filter_map(|d| match d.kind {
+                DeviceKind::Hostdev { host, .. } => Some(host),
+                _ => None,
+            });
+            let mut any = Some(false);
+            // libvirt stops at the first NVLink2 bridge; a source that cannot tell makes the
+            // answer unknown unless one is found.
+            for addr in hostdevs {
+                match host.is_nvlink2_bridge(addr) {
+                    Some(true) => {
+                        any = Some(true);
+                        break;
+                    }
+                    Some(false) => {}
+                    None => any = None,
+                }
+            }
+            self.nvlink2 = any;
+        }
+    }
+
+    /// The devices of IOMMU group `group` as the host listed them; `None` for a group that
+    /// was not read (no hostdev of the domain is in it).
+    pub fn group_members(&self, group: u32) -> Option<Result<&[PciAddr], &str>> {
+        let i = self.members.binary_search_by_key(&group, |(g, _)| *g).ok()?;
+        Some(match &self.members[i].1 {
+            Ok(m) => Ok(m.as_slice()),
+            Err(why) => Err(why.as_str()),
+        })
+    }
+
+    /// What holds host device `addr`, when it was read.
+    pub fn binding(&self, addr: PciAddr) -> Option<&Binding> {
+        let i = self.bindings.binary_search_by_key(&key(addr), |(k, _)| *k).ok()?;
+        Some(&self.bindings[i].1)
+    }
+
+    /// Whether a hostdev of the domain is an NVLink2 bridge; `None` when not known (or not
+    /// read: the domain sets no `<hard_limit>`).
+    pub fn nvlink2(&self) -> Option<bool> {
+        self.nvlink2
     }
 
     /// Whether the libvirt network `name` is a hostdev pool, as far as the host said.
@@ -291,118 +348,6 @@ mod tests {
         slot: 0,
         function: 0,
     };
-
-    fn tree() -> (tempfile::TempDir, PathBuf) {
-        let root = tempfile::tempdir().unwrap();
-        let dev = root.path().join("bus/pci/devices/0002:01:00.0");
-        std::fs::create_dir_all(&dev).unwrap();
-        (root, dev)
-    }
-
-    #[test]
-    fn a_root_that_is_not_a_directory_is_refused() {
-        assert!(
-            Sysfs::new("/nonexistent/sys")
-                .check_root()
-                .unwrap_err()
-                .contains("/nonexistent/sys")
-        );
-        let err = Sysfs::new("/dev/null").check_root().unwrap_err();
-        assert_eq!(err, "sysfs root /dev/null is not a directory");
-        assert_eq!(Sysfs::new("/").check_root(), Ok(()));
-    }
-
-    #[test]
-    fn a_fifo_or_device_as_numa_node_is_no_node_and_does_not_block() {
-        let (root, dev) = tree();
-        let status = std::process::Command::new("mkfifo")
-            .arg(dev.join("numa_node"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        assert_eq!(Sysfs::new(root.path()).numa_node(DEV), None);
-        std::fs::remove_file(dev.join("numa_node")).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", dev.join("numa_node")).unwrap();
-        assert_eq!(Sysfs::new(root.path()).numa_node(DEV), None);
-        std::fs::remove_file(dev.join("numa_node")).unwrap();
-        std::fs::write(dev.join("numa_node"), "1\n").unwrap();
-        assert_eq!(Sysfs::new(root.path()).numa_node(DEV), Some(1));
-    }
-
-    /// The group of `addr` asked alone (by the full path) and in a batch (under the open
-    /// `bus/pci/devices`): the two ways must agree on every answer.
-    fn group(host: &Sysfs, addr: PciAddr) -> Result<u32, GroupUnknown> {
-        let alone = host.iommu_group(addr);
-        let batch = host.iommu_groups(&[DEV, addr]).pop().unwrap();
-        assert_eq!(alone, batch, "{addr}");
-        alone
-    }
-
-    #[test]
-    fn iommu_group_errors_keep_their_reason() {
-        let (root, dev) = tree();
-        let host = Sysfs::new(root.path());
-        assert_eq!(group(&host, DEV), Err(GroupUnknown::NoLink));
-        let other = PciAddr { bus: 9, ..DEV };
-        assert_eq!(group(&host, other), Err(GroupUnknown::NoDevice));
-        // A loop in the path: ELOOP, not "no link".
-        let looped = root.path().join("bus/pci/devices/0002:02:00.0");
-        std::os::unix::fs::symlink(&looped, &looped).unwrap();
-        match group(&host, PciAddr { bus: 2, ..DEV }) {
-            Err(GroupUnknown::Unreadable(why)) => assert!(why.contains("symbolic links"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        // A device entry that is a file: its link cannot be read (ENOTDIR), and says why.
-        std::fs::write(root.path().join("bus/pci/devices/0002:03:00.0"), "").unwrap();
-        match group(&host, PciAddr { bus: 3, ..DEV }) {
-            Err(GroupUnknown::Unreadable(why)) => assert!(why.contains("Not a directory"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        // A regular file where the link should be.
-        std::fs::write(dev.join("iommu_group"), "7").unwrap();
-        assert!(matches!(group(&host, DEV), Err(GroupUnknown::BadLink(_))));
-        std::fs::remove_file(dev.join("iommu_group")).unwrap();
-        std::fs::create_dir_all(root.path().join("kernel/iommu_groups/7")).unwrap();
-        std::os::unix::fs::symlink("../../../../kernel/iommu_groups/7", dev.join("iommu_group")).unwrap();
-        assert_eq!(group(&host, DEV), Ok(7));
-        // A link to something not a group.
-        let odd = PciAddr { bus: 4, ..DEV };
-        let odd_dir = root.path().join("bus/pci/devices/0002:04:00.0");
-        std::fs::create_dir_all(&odd_dir).unwrap();
-        std::os::unix::fs::symlink(
-            "../../../../kernel/iommu_groups/seven",
-            odd_dir.join("iommu_group"),
-        )
-        .unwrap();
-        assert_eq!(
-            group(&host, odd),
-            Err(GroupUnknown::BadLink(
-                "../../../../kernel/iommu_groups/seven".into()
-            ))
-        );
-        // The batch answers in the order asked.
-        assert_eq!(
-            host.iommu_groups(&[other, DEV, odd, DEV]),
-            [host.iommu_group(other), Ok(7), host.iommu_group(odd), Ok(7)]
-        );
-    }
-
-    #[test]
-    fn without_a_devices_directory_every_device_is_missing_or_unreadable() {
-        // No bus/pci/devices at all: every device is not on this host.
-        let root = tempfile::tempdir().unwrap();
-        let host = Sysfs::new(root.path());
-        assert_eq!(host.iommu_groups(&[DEV]), [Err(GroupUnknown::NoDevice)]);
-        assert_eq!(host.iommu_group(DEV), Err(GroupUnknown::NoDevice));
-        // bus/pci/devices is a file: the batch cannot open it and says what the path says.
-        std::fs::create_dir_all(root.path().join("bus/pci")).unwrap();
-        std::fs::write(root.path().join("bus/pci/devices"), "").unwrap();
-        match &host.iommu_groups(&[DEV])[..] {
-            [Err(GroupUnknown::Unreadable(why))] => assert!(why.contains("Not a directory"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(host.iommu_groups(&[DEV]), [host.iommu_group(DEV)]);
-    }
 
     #[test]
     fn keys_order_addresses_as_they_are_ordered() {
@@ -457,6 +402,25 @@ mod tests {
             for b in addrs {
                 assert_eq!(key(a).cmp(&key(b)), a.cmp(&b), "{a} {b}");
             }
+        }
+    }
+
+    #[test]
+    fn sysfs_names_parse_as_pci_addresses() {
+        assert_eq!(PciAddr::parse_sysfs("0002:01:00.0"), Some(DEV));
+        assert_eq!(
+            PciAddr::parse_sysfs("10000:01:00.0").map(|a| a.domain),
+            Some(0x10000)
+        );
+        for bad in [
+            "0002:01:00",
+            "0002:01:20.0",
+            "0002:01:00.8",
+            "02:01:00.0",
+            "x002:01:00.0",
+            "",
+        ] {
+            assert_eq!(PciAddr::parse_sysfs(bad), None, "{bad}");
         }
     }
 }

@@ -11,7 +11,7 @@ use phbguard_cli::command::{AuditArgs, AuditFormat, Command, Format, GroupsArgs}
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::config;
 use phbguard_core::escape::controls;
-use phbguard_core::host::Sysfs;
+use phbguard_io::sysfs::Sysfs;
 use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
 
 fn main() -> ExitCode {
@@ -64,7 +64,7 @@ pub(crate) fn host_sysfs<'a>(
 /// hook would judge in warn mode until it is fixed, and so does audit's "refused" column.
 pub(crate) fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
     let (path, explicit) = config::choose_path(flag, std::env::var_os(config::ENV_VAR));
-    let (config, problems) = config::load(&path, explicit);
+    let (config, problems) = phbguard_io::policy_file::load(&path, explicit);
     for p in &problems {
         eprintln!(
             "phbguard: warning: policy {}; the hook judges in warn mode until it is fixed",

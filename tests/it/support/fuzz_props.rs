@@ -98,7 +98,7 @@ pub fn fix_recheck(data: &[u8]) {
     );
 }
 
-/// The hook's judgement (phbguard_core::verdict, which src/hook.rs turns into an exit code):
+/// The hook's judgement (phbguard_core::verdict, which src/hook/ turns into an exit code):
 /// the input is the domain XML libvirt would pipe in, then `\0\0`, one byte that picks the
 /// call, and a policy file (so every XML file is a seed as it is). The policy file never panics
 /// its parser; a verdict never panics; an operator's doubtful setup (`warn_only`),

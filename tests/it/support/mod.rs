@@ -41,7 +41,12 @@ pub fn case_host() -> FakeSysfs {
             let cols: Vec<&str> = line.split_whitespace().collect();
             let group = cols[1].parse().ok();
             let node = cols[2].parse().ok();
-            sysfs.device(cols[0], group, node)
+            let driver = Some(cols[3]).filter(|d| *d != "-");
+            let class = u32::from_str_radix(cols[4].trim_start_matches("0x"), 16).unwrap();
+            sysfs
+                .device(cols[0], group, node)
+                .driver(cols[0], driver)
+                .class(cols[0], class)
         })
 }
 
@@ -102,4 +107,28 @@ pub fn fix_examples(args: &[&str]) -> Output {
     let mut all = vec!["fix", "--sysfs-root", sysfs.as_str()];
     all.extend(args);
     run(&all, b"")
+}
+
+/// Every file under the repository but build output and git's own.
+pub fn repo_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let name = entry.file_name();
+            if matches!(name.to_str(), Some("target" | ".git")) {
+                continue;
+            }
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                walk(&path, out);
+            } else if kind.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(repo(), &mut out);
+    out.sort();
+    out
 }

@@ -21,9 +21,9 @@ use std::time::Instant;
 
 use phbguard_core::config::{Config, Mode, WatchAction};
 use phbguard_core::fix::Options;
+use phbguard_core::log_line::{Level, field};
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Severity, judge};
-use phbguard_core::syslog::{Level, field};
 use phbguard_core::verdict::{Action, Disposition, Judged, Verdict, Watched, decide};
 use virt::connect::Connect;
 use virt::domain::Domain;

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use phbguard_core::syslog::{Level, field};
+use phbguard_core::log_line::{Level, field};
 use sd_notify::NotifyState;
 use signal_hook::consts::SIGHUP;
 use virt::connect::Connect;

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use phbguard_core::config::{self, Config, Problem};
-use phbguard_core::host::Sysfs;
-use phbguard_core::syslog::{Level, field};
+use phbguard_core::log_line::{Level, field};
+use phbguard_io::sysfs::Sysfs;
 
 use super::handler::Handler;
 
@@ -27,7 +27,7 @@ pub struct PolicyFile {
 pub struct Reading {
     /// The settings, with the default for every key that had a mistake.
     pub config: Config,
-    /// What `config::load` found wrong (unknown keys, bad values, bad TOML, unreadable file).
+    /// What `policy_file::load` found wrong (unknown keys, bad values, bad TOML, unreadable file).
     pub problems: Vec<Problem>,
     /// Why `sysfs_root` cannot be used, if it cannot.
     pub sysfs_root: Option<String>,
@@ -44,7 +44,7 @@ impl PolicyFile {
     }
 
     pub fn read(&self) -> Reading {
-        let (config, problems) = config::load(&self.path, self.explicit);
+        let (config, problems) = phbguard_io::policy_file::load(&self.path, self.explicit);
         // The default /sys is not a setting (node devices are used then), so it is not checked.
         let sysfs_root = (config.sysfs_root != Config::default().sysfs_root)
             .then(|| Sysfs::new(&config.sysfs_root).check_root().err())

@@ -10,6 +10,7 @@ mod prometheus_file;
 mod read_only_libvirtd;
 mod redefine;
 mod rule_cases;
+mod vfio;
 mod watch_libvirt;
 
 use std::path::PathBuf;

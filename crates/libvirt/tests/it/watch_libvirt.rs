@@ -16,8 +16,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use phbguard_core::host::Sysfs;
 use phbguard_core::rules::{Severity, judge};
+use phbguard_io::sysfs::Sysfs;
 use phbguard_testkit::libvirtd::{URI, virsh, virsh_ok};
 use phbguard_testkit::xml::{guest, hostdev, with_vnc};
 use phbguard_testkit::{Datagrams, FakeSysfs, eventually, kill, output_text as text, repo};
