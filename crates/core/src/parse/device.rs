@@ -16,6 +16,7 @@ pub(super) struct DeviceBuilder {
     type_attr: Option<String>,
     model_attr: Option<String>,
     mode_attr: Option<String>,
+    managed: bool,
     index_attr: Option<u32>,
     start: usize,
     address: Option<PciAddr>,
@@ -119,10 +120,24 @@ impl DeviceBuilder {
             }
             None => None,
         };
+        // virXMLPropTristateBool: yes or no, anything else is refused; absent is no.
+        let managed = match attrs.get("managed").as_deref() {
+            None | Some("no") => false,
+            Some("yes") => true,
+            Some(other) => {
+                return Err(ParseError::BadValue {
+                    element: element.clone(),
+                    attribute: "managed".into(),
+                    value: other.to_string(),
+                    expected: "yes or no",
+                });
+            }
+        };
         Ok(DeviceBuilder {
             type_attr: attrs.owned("type"),
             model_attr: attrs.owned("model"),
             mode_attr: attrs.owned("mode"),
+            managed,
             index_attr,
             element,
             start,
@@ -159,7 +174,11 @@ impl DeviceBuilder {
             } else {
                 HostdevForm::Interface
             };
-            DeviceKind::Hostdev { host, form }
+            DeviceKind::Hostdev {
+                host,
+                form,
+                managed: self.managed,
+            }
         } else if self.element == "controller" && ty == Some("pci") {
             if let Some(index) = self.index_attr
                 && u64::from(index) > MAX_CONTROLLER_INDEX

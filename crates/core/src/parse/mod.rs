@@ -11,8 +11,8 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::QName;
 
 use crate::error::ParseError;
-use crate::model::{Domain, MemNode, Span};
-use crate::number::{Base, parse_nodeset};
+use crate::model::{Domain, HardLimit, MemNode, Span};
+use crate::number::{Base, SizeBound, parse_nodeset, parse_size_kib};
 
 use device::{DeviceBuilder, assign_controller_indexes};
 use values::{At, Attrs, number};
@@ -64,7 +64,19 @@ enum Tag {
     DeviceSource,
     DeviceTarget,
     TargetNode,
+    /// `<memory>`, `<maxMemory>`, `<memtune><hard_limit>`: a size, read at its end tag.
+    Size(SizeOf),
+    Memtune,
+    MemoryBacking,
     Skip,
+}
+
+/// Which memory size is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SizeOf {
+    Memory,
+    MaxMemory,
+    HardLimit,
 }
 
 struct Parser<'a> {
@@ -79,6 +91,10 @@ struct Parser<'a> {
     seen_root: bool,
     /// Bytes of `source` before `reader`'s text (a byte order mark), added to its positions.
     base: usize,
+    /// The `unit` of the size being read, and where its element starts.
+    size: Option<(Option<String>, usize)>,
+    /// A `<memtune><hard_limit>` was read (libvirt reads the first one).
+    hard_limit_read: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -93,6 +109,8 @@ impl<'a> Parser<'a> {
             device: None,
             text: String::new(),
             seen_root: false,
+            size: None,
+            hard_limit_read: false,
         }
     }
 
@@ -187,7 +205,10 @@ impl<'a> Parser<'a> {
     }
 
     fn capturing(&self) -> bool {
-        matches!(self.stack.last(), Some(Tag::Name | Tag::Uuid | Tag::TargetNode))
+        matches!(
+            self.stack.last(),
+            Some(Tag::Name | Tag::Uuid | Tag::TargetNode | Tag::Size(_))
+        )
     }
 
     /// Handles a start (or empty) tag and says what it is.
@@ -212,6 +233,7 @@ impl<'a> Parser<'a> {
                         root: e.name().as_ref().to_string(),
                     });
                 }
+                self.domain.virt_type = Attrs::of(self.source, span.start)?.owned("type");
                 Tag::Domain
             }
             (1, _) => match name {
@@ -221,8 +243,22 @@ impl<'a> Parser<'a> {
                 "numatune" => Tag::Numatune,
                 "metadata" => Tag::Metadata,
                 "devices" => Tag::Devices,
+                // libvirt reads the first of each (`./memory[1]`, `./maxMemory[1]`).
+                "memory" if self.domain.memory.total_kib.is_none() => self.size(SizeOf::Memory, span)?,
+                "maxMemory" if self.domain.memory.max_kib.is_none() => self.size(SizeOf::MaxMemory, span)?,
+                "memtune" => Tag::Memtune,
+                "memoryBacking" => Tag::MemoryBacking,
                 _ => Tag::Skip,
             },
+            (2, Some(Tag::Memtune)) if name == "hard_limit" && !self.hard_limit_read => {
+                self.size(SizeOf::HardLimit, span)?
+            }
+            (2, Some(Tag::MemoryBacking)) => {
+                if name == "locked" {
+                    self.domain.memory.locked = true;
+                }
+                Tag::Skip
+            }
             (2, Some(Tag::Os)) => {
                 if name == "type" {
                     let attrs = Attrs::of(self.source, span.start)?;
@@ -256,10 +292,17 @@ impl<'a> Parser<'a> {
             (4, Some(Tag::DeviceTarget)) if name == "node" => Tag::TargetNode,
             _ => Tag::Skip,
         };
-        if matches!(tag, Tag::Name | Tag::Uuid | Tag::TargetNode) {
+        if matches!(tag, Tag::Name | Tag::Uuid | Tag::TargetNode | Tag::Size(_)) {
             self.text.clear();
         }
         Ok(tag)
+    }
+
+    /// Starts reading a memory size: its `unit` now, its text at the end tag.
+    fn size(&mut self, which: SizeOf, span: Span) -> Result<Tag, ParseError> {
+        let unit = Attrs::of(self.source, span.start)?.owned("unit");
+        self.size = Some((unit, span.start));
+        Ok(Tag::Size(which))
     }
 
     /// Handles the end of an element opened as `tag`; `end_tag` is its closing tag, or the
@@ -274,12 +317,53 @@ impl<'a> Parser<'a> {
                 let at = At::new(&dev.element, "><target><node");
                 dev.numa_node = Some(number(at, "text", value, Base::Decimal, u64::from(u32::MAX))? as u32);
             }
+            Tag::Size(which) => self.close_size(which, end_tag)?,
             Tag::Devices => self.domain.devices_close = Some(end_tag.start),
             Tag::Device => {
                 let builder = self.device.take().expect("a device was opened");
                 self.domain.devices.push(builder.build(end_tag.end)?);
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A memory size's end: read as libvirt reads it. An empty one is no size
+    /// (`virXPathString` gives NULL for an empty string).
+    fn close_size(&mut self, which: SizeOf, end_tag: Span) -> Result<(), ParseError> {
+        let (unit, start) = self.size.take().expect("a size was opened");
+        let (element, bound) = match which {
+            SizeOf::Memory => ("memory", SizeBound::Memory),
+            SizeOf::MaxMemory => ("maxMemory", SizeBound::Memory),
+            SizeOf::HardLimit => ("memtune><hard_limit", SizeBound::Limit),
+        };
+        if which == SizeOf::HardLimit {
+            self.hard_limit_read = true;
+        }
+        if self.text.is_empty() {
+            return Ok(());
+        }
+        let kib = parse_size_kib(&self.text, unit.as_deref(), bound).map_err(|why| ParseError::BadSize {
+            element: element.into(),
+            value: self.text.clone(),
+            unit: unit.clone(),
+            why,
+        })?;
+        let memory = &mut self.domain.memory;
+        match which {
+            SizeOf::Memory => memory.total_kib = kib,
+            SizeOf::MaxMemory => memory.max_kib = kib,
+            SizeOf::HardLimit => {
+                let line = self.line_of(start);
+                self.domain.memory.hard_limit = kib.map(|kib| HardLimit {
+                    kib,
+                    span: Span {
+                        start,
+                        end: end_tag.end,
+                    },
+                    line,
+                });
+            }
         }
         Ok(())
     }
