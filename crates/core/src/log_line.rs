@@ -38,7 +38,8 @@ impl Line {
         Line(verb.to_owned())
     }
 
-    /// Adds ` key=value`, quoted as [`field`] quotes it.
+    /// Adds ` key=value`, the value quoted when it holds spaces, quotes, `=` or nothing at all,
+    /// so a line splits back into its fields (`grep 'rule=hostdev-on-default-phb'`).
     pub fn field(mut self, key: &str, value: impl fmt::Display) -> Line {
         self.0.push(' ');
         push_field(&mut self.0, key, &value.to_string());
@@ -67,14 +68,6 @@ impl Line {
     }
 }
 
-/// `key=value`, the value quoted when it holds spaces, quotes, `=` or nothing at all, so a line
-/// splits back into its fields (`grep 'rule=hostdev-on-default-phb'`).
-pub fn field(key: &str, value: &str) -> String {
-    let mut out = String::new();
-    push_field(&mut out, key, value);
-    out
-}
-
 fn push_field(out: &mut String, key: &str, value: &str) {
     let plain = !value.is_empty()
         && value
@@ -100,6 +93,11 @@ fn push_field(out: &mut String, key: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn field(key: &str, value: &str) -> String {
+        let line = Line::new("verb").field(key, value).done();
+        line["verb ".len()..].to_owned()
+    }
 
     #[test]
     fn field_quotes_only_when_needed() {

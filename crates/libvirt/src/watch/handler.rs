@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use phbguard_core::config::{Config, Mode, WatchAction};
 use phbguard_core::fix::Options;
-use phbguard_core::log_line::{Level, field};
+use phbguard_core::log_line::{Level, Line};
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Severity, judge};
 use phbguard_core::verdict::{Action, Disposition, Judged, Verdict, Watched, decide};
@@ -116,13 +116,12 @@ impl Handler {
     /// The watcher stops with its own calls still followed: says so for each.
     pub fn abandon(&mut self, why: &str) {
         for f in self.tracker.take_followed() {
-            let line = format!(
-                "unverified {}: {why} before phbguard could tell what happened to the guest around \
+            let line = about("unverified", &f.id, f.op).says(format_args!(
+                "{why} before phbguard could tell what happened to the guest around \
                  its own {}; check it ('virsh dumpxml {}')",
-                about(&f.id, f.op),
                 own_call(&f.own),
                 f.id.name
-            );
+            ));
             self.journal.log(Level::Err, &line);
         }
     }
@@ -132,11 +131,9 @@ impl Handler {
         let domains = match conn.list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_PERSISTENT) {
             Ok(domains) => domains,
             Err(e) => {
-                let line = format!(
-                    "internal-error {}: cannot list domains: {}",
-                    field("op", "audit"),
-                    e.message()
-                );
+                let line = Line::new("internal-error")
+                    .field("op", "audit")
+                    .says(format_args!("cannot list domains: {}", e.message()));
                 self.journal.log(Level::Err, &line);
                 return;
             }
@@ -152,11 +149,9 @@ impl Handler {
             }
             self.judge(conn, inbox, &DomainId { name, uuid }, Op::Audit);
         }
-        let line = format!(
-            "audited {}: {count} defined domain{}",
-            field("op", "audit"),
-            plural(count)
-        );
+        let line = Line::new("audited")
+            .field("op", "audit")
+            .says(format_args!("{count} defined domain{}", plural(count)));
         self.journal.log(Level::Info, &line);
     }
 
@@ -236,7 +231,7 @@ impl Handler {
             let warned: Vec<Judged> = verdict.findings.into_iter().map(warned).collect();
             self.log_findings(id, op, &warned, Some(action), None);
             for problem in proposal.fixed.problems() {
-                let line = format!("unfixable {}: {problem}", about(id, op));
+                let line = about("unfixable", id, op).says(problem);
                 self.journal.log(Level::Err, &line);
             }
             return Judgement::Done;
@@ -253,10 +248,9 @@ impl Handler {
         match redefine::read_again(&dom) {
             Ok(now) if now == proposal.before => {}
             Ok(_) => {
-                let line = format!(
-                    "changed {}: the definition changed while phbguard judged it; not overwritten, \
+                let line = about("changed", id, op).says(
+                    "the definition changed while phbguard judged it; not overwritten, \
                      judging it again once it has settled",
-                    about(id, op)
                 );
                 self.journal.log(Level::Info, &line);
                 return Judgement::Again;
@@ -282,7 +276,7 @@ impl Handler {
             }
             Meanwhile::Undefined => "it was undefined while phbguard judged it; nothing to fix",
         };
-        let line = format!("changed {}: {what}", about(id, op));
+        let line = about("changed", id, op).says(what);
         self.journal.log(Level::Info, &line);
         Some(Judgement::Done)
     }
@@ -338,18 +332,18 @@ impl Handler {
     }
 
     fn redefined(&mut self, id: &DomainId, op: Op, changes: &[String], running: bool, note: &str) {
-        let line = format!(
-            "redefined {} {}: {}{}{note}",
-            about(id, op),
-            field("changes", &changes.len().to_string()),
-            changes.join("; "),
-            if running {
-                "; the guest is running and keeps its current devices: the new definition \
+        let line = about("redefined", id, op)
+            .field("changes", changes.len())
+            .says(format_args!(
+                "{}{}{note}",
+                changes.join("; "),
+                if running {
+                    "; the guest is running and keeps its current devices: the new definition \
                  applies at its next cold boot (shut it down, then start it)"
-            } else {
-                ""
-            }
-        );
+                } else {
+                    ""
+                }
+            ));
         self.journal.log(Level::Notice, &line);
     }
 
@@ -486,18 +480,17 @@ impl Handler {
                 return;
             }
             AfterDefine::MayHaveReplaced { superseded } => {
-                let line = format!(
-                    "conflict {}: a change made to it between phbguard's last read and its redefine \
+                let line = about("conflict", &id, op).says(format_args!(
+                    "a change made to it between phbguard's last read and its redefine \
                      may have been replaced by the fix (events since that read: {events}){}; compare \
                      'virsh dumpxml {}' with what was meant and define it again",
-                    about(&id, op),
                     if superseded {
                         "; it has been changed again since"
                     } else {
                         ""
                     },
                     id.name
-                );
+                ));
                 if superseded {
                     self.tracker.settle(id.clone(), op, Instant::now());
                 }
@@ -511,39 +504,36 @@ impl Handler {
             }
             AfterDefine::RecreatedRunning => (
                 Level::Err,
-                format!(
-                    "recreated {}: phbguard's redefine re-created it after it was undefined \
+                about("recreated", &id, op).says(format_args!(
+                    "phbguard's redefine re-created it after it was undefined \
                      (events: {events}), and it has been started since: left as it is; if it \
                      should be gone, shut it down and 'virsh undefine {}'",
-                    about(&id, op),
                     id.name
-                ),
+                )),
             ),
             AfterDefine::RecreatedThenChanged => {
                 self.tracker.settle(id.clone(), op, Instant::now());
                 (
                     Level::Err,
-                    format!(
-                        "recreated {}: phbguard's redefine may have re-created it after it was \
+                    about("recreated", &id, op).says(format_args!(
+                        "phbguard's redefine may have re-created it after it was \
                          undefined (events: {events}), and someone has defined or changed it \
                          since: left as it is; if it should be gone, 'virsh undefine {}'",
-                        about(&id, op),
                         id.name
-                    ),
+                    )),
                 )
             }
             AfterDefine::Gone { recreated: true } => (
                 Level::Notice,
-                format!(
-                    "vanished {}: phbguard's redefine may have re-created it after an undefine \
+                about("vanished", &id, op).says(format_args!(
+                    "phbguard's redefine may have re-created it after an undefine \
                      (events: {events}), and it has been undefined again since: nothing of it is \
-                     left",
-                    about(&id, op)
-                ),
+                     left"
+                )),
             ),
             AfterDefine::Gone { recreated: false } => (
                 Level::Info,
-                format!("vanished {}: undefined after phbguard's redefine", about(&id, op)),
+                about("vanished", &id, op).says("undefined after phbguard's redefine"),
             ),
             AfterDefine::Unexplained => {
                 if now != Now::Gone {
@@ -551,19 +541,18 @@ impl Handler {
                 }
                 (
                     Level::Err,
-                    format!(
-                        "unverified {}: phbguard cannot tell what happened to it around its redefine \
+                    about("unverified", &id, op).says(format_args!(
+                        "phbguard cannot tell what happened to it around its redefine \
                          (events since its last read: {events}; what is defined now: {}): it may \
                          have replaced someone's change or re-created it after an undefine; check \
                          it ('virsh dumpxml {}')",
-                        about(&id, op),
                         match now {
                             Now::Gone => "nothing",
                             Now::Ours { .. } => "phbguard's",
                             Now::Other => "someone else's",
                         },
                         id.name
-                    ),
+                    )),
                 )
             }
         };
@@ -578,22 +567,20 @@ impl Handler {
         // the undefine's own round trip, and the undefine is followed as the define was.
         match dom.undefine() {
             Ok(()) => {
-                let line = format!(
-                    "recreated {}: phbguard's redefine re-created it after it was undefined \
-                     (events: {events}); phbguard has undefined it again",
-                    about(&id, op)
-                );
+                let line = about("recreated", &id, op).says(format_args!(
+                    "phbguard's redefine re-created it after it was undefined \
+                     (events: {events}); phbguard has undefined it again"
+                ));
                 self.journal.log(Level::Err, &line);
                 let own = Own::Undefined { removed };
                 self.tracker.follow(Follow::new(id, op, own, Instant::now()));
             }
             Err(e) if e.code().is(ErrorNumber::NoDomain) => {
-                let line = format!(
-                    "vanished {}: phbguard's redefine re-created it after it was undefined \
+                let line = about("vanished", &id, op).says(format_args!(
+                    "phbguard's redefine re-created it after it was undefined \
                      (events: {events}), and it has been undefined again since: nothing of it is \
-                     left",
-                    about(&id, op)
-                );
+                     left"
+                ));
                 self.journal.log(Level::Notice, &line);
             }
             // The connection went: worked out again (and undone) once connected.
@@ -603,14 +590,13 @@ impl Handler {
                 self.tracker.follow(f);
             }
             Err(e) => {
-                let line = format!(
-                    "recreated {}: phbguard's redefine re-created it after it was undefined \
+                let line = about("recreated", &id, op).says(format_args!(
+                    "phbguard's redefine re-created it after it was undefined \
                      (events: {events}), and phbguard cannot undefine it again: {}; if it should \
                      be gone, 'virsh undefine {}'",
-                    about(&id, op),
                     e.message(),
                     id.name
-                );
+                ));
                 self.journal.log(Level::Err, &line);
             }
         }
@@ -629,19 +615,15 @@ impl Handler {
         let after = aftermath::after_undefine(&f.seen, exists_now);
         let (id, op) = (f.id, f.op);
         if after.removed_a_change {
-            let line = format!(
-                "removed {}: a definition made just before phbguard undefined the guest it had \
+            let line = about("removed", &id, op).says(format_args!(
+                "a definition made just before phbguard undefined the guest it had \
                  re-created may have been removed with it (events: {}); if it should exist, \
                  define it again",
-                about(&id, op),
                 describe(&f.seen)
-            );
+            ));
             self.journal.log(Level::Err, &line);
         } else {
-            let line = format!(
-                "removed {}: the guest phbguard had re-created is undefined again",
-                about(&id, op)
-            );
+            let line = about("removed", &id, op).says("the guest phbguard had re-created is undefined again");
             self.journal.log(Level::Notice, &line);
         }
         if after.defined_again {
@@ -663,12 +645,11 @@ impl Handler {
             .filter(|f| f.severity() == Severity::Error)
             .count();
         if errors > 0 {
-            let line = format!(
-                "unfixable {}: libvirt changed the definition phbguard wrote and it still breaks \
+            let line = about("unfixable", id, op).says(format_args!(
+                "libvirt changed the definition phbguard wrote and it still breaks \
                  {errors} rule{}; not redefined again",
-                about(id, op),
                 plural(errors)
-            );
+            ));
             self.journal.log(Level::Err, &line);
         }
     }
@@ -745,26 +726,19 @@ impl Handler {
                 (_, Severity::Error) => Level::Warning,
                 (_, Severity::Warning) => Level::Notice,
             };
-            let mut line = format!("{} {}", j.disposition.as_str(), about(id, op));
-            if let Some(alias) = added {
-                line = format!("{line} {}", field("added", alias));
-            }
-            line = format!(
-                "{line} {} {} {}",
-                field("rule", f.rule.id.as_str()),
-                field("device", &f.device),
-                field("severity", f.severity().as_str()),
-            );
-            if let Some(action) = action {
-                line = format!("{line} {}", field("action", action));
-            }
-            line = format!("{line}: {}", f.message);
-            if added.is_some() {
-                line.push_str(
-                    "; libvirt cannot refuse a hot-plug: detach what breaks the rule ('virsh \
-                     detach-device --live') or fix the definition for the next boot",
-                );
-            }
+            let hotplug = if added.is_some() {
+                "; libvirt cannot refuse a hot-plug: detach what breaks the rule ('virsh \
+                 detach-device --live') or fix the definition for the next boot"
+            } else {
+                ""
+            };
+            let line = about(j.disposition.as_str(), id, op)
+                .field_if("added", added)
+                .field("rule", f.rule.id.as_str())
+                .field("device", &f.device)
+                .field("severity", f.severity().as_str())
+                .field_if("action", action)
+                .says(format_args!("{}{hotplug}", f.message));
             self.journal.log(level, &line);
         }
     }
@@ -772,11 +746,10 @@ impl Handler {
     /// The domain's `<phbguard:policy mode>` names no mode: it is not redefined.
     fn bad_metadata(&mut self, id: &DomainId, op: Op, verdict: &Verdict) {
         if let Some(m) = &verdict.bad_metadata_mode {
-            let line = format!(
-                "metadata-error {}: <metadata><phbguard:policy mode='{m}'> is not enforce, warn or \
-                 off; not redefining it",
-                about(id, op)
-            );
+            let line = about("metadata-error", id, op).says(format_args!(
+                "<metadata><phbguard:policy mode='{m}'> is not enforce, warn or \
+                 off; not redefining it"
+            ));
             self.journal.log(Level::Warning, &line);
         }
     }
@@ -800,10 +773,7 @@ impl Handler {
 
     /// A guest undefined before (or while) the watcher got to it: routine.
     fn vanished(&mut self, id: &DomainId, op: Op) -> Judgement {
-        let line = format!(
-            "vanished {}: undefined before phbguard could judge it; nothing to do",
-            about(id, op)
-        );
+        let line = about("vanished", id, op).says("undefined before phbguard could judge it; nothing to do");
         self.journal.log(Level::Info, &line);
         Judgement::Done
     }
@@ -819,7 +789,7 @@ impl Handler {
     }
 
     fn internal(&mut self, id: &DomainId, op: Op, what: &str) -> Judgement {
-        let line = format!("internal-error {}: {what}", about(id, op));
+        let line = about("internal-error", id, op).says(what);
         self.journal.log(Level::Err, &line);
         Judgement::Done
     }

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use phbguard_core::escape;
-use phbguard_core::log_line::{Level, field};
+use phbguard_core::log_line::{Level, Line};
 use phbguard_io::syslog::Syslog;
 
 use crate::events::DomainId;
@@ -59,14 +59,13 @@ impl Op {
     }
 }
 
-/// `domain=NAME uuid=UUID op=OP`, the fields every line about a domain starts with (the hook's).
-pub fn about(id: &DomainId, op: Op) -> String {
-    format!(
-        "{} {} {}",
-        field("domain", &id.name),
-        field("uuid", &id.uuid),
-        field("op", op.as_str())
-    )
+/// A line about a domain: `verb domain=NAME uuid=UUID op=OP`, the fields every such line
+/// starts with (the hook's).
+pub fn about(verb: &str, id: &DomainId, op: Op) -> Line {
+    Line::new(verb)
+        .field("domain", &id.name)
+        .field("uuid", &id.uuid)
+        .field("op", op.as_str())
 }
 
 /// Whether stderr is the journal's stream (systemd.exec(5), `JOURNAL_STREAM=DEV:INODE`).

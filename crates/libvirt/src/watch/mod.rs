@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use phbguard_core::log_line::{Level, field};
+use phbguard_core::log_line::{Level, Line};
 use sd_notify::NotifyState;
 use signal_hook::consts::SIGHUP;
 use virt::connect::Connect;
@@ -161,18 +161,20 @@ pub fn run(options: &Options) -> u8 {
     let reading = policy.read();
     let mut journal = Journal::open(&reading.config.syslog_socket);
     for p in &reading.problems {
-        journal.log(Level::Err, &format!("config-error {}: {p}", field("op", "watch")));
+        journal.log(
+            Level::Err,
+            &Line::new("config-error").field("op", "watch").says(p),
+        );
     }
     // A sysfs_root that is not a directory would make every host device "not on this host":
     // every warning or fix from then on would be wrong. The watcher is in no guest's start
     // path, so it refuses to start (exit 2; the unit does not restart it for that) rather
     // than run on made-up facts.
     if let Some(e) = reading.sysfs_root {
-        let line = format!(
-            "config-error {}: {} (sysfs_root): {e}; not starting",
-            field("op", "watch"),
+        let line = Line::new("config-error").field("op", "watch").says(format_args!(
+            "{} (sysfs_root): {e}; not starting",
             policy.path().display()
-        );
+        ));
         journal.log(Level::Err, &line);
         return EXIT_SETUP;
     }
@@ -183,30 +185,31 @@ pub fn run(options: &Options) -> u8 {
             .ok()
             .filter(|u| !u.is_empty())
     });
-    let mut uri_field = field("uri", asked.as_deref().unwrap_or("default"));
+    let mut shown_uri = asked.unwrap_or_else(|| "default".to_owned());
 
     let (tx, rx) = mpsc::channel();
     if let Err(e) = forward_signals(tx.clone()) {
         journal.log(
             Level::Err,
-            &format!("internal-error {uri_field}: cannot handle signals: {e}"),
+            &Line::new("internal-error")
+                .field("uri", &shown_uri)
+                .says(format_args!("cannot handle signals: {e}")),
         );
         return 1;
     }
     if let Err(e) = events::start_event_loop() {
-        let line = format!(
-            "internal-error {uri_field}: cannot start libvirt's event loop: {}",
-            e.message()
-        );
+        let line = Line::new("internal-error")
+            .field("uri", &shown_uri)
+            .says(format_args!("cannot start libvirt's event loop: {}", e.message()));
         journal.log(Level::Err, &line);
         return 1;
     }
     let mut handler = Handler::new(reading.config, journal);
-    let line = format!(
-        "started {uri_field} {} {}: watching domain definitions",
-        field("action", handler.action().as_str()),
-        field("version", env!("CARGO_PKG_VERSION"))
-    );
+    let line = Line::new("started")
+        .field("uri", &shown_uri)
+        .field("action", handler.action().as_str())
+        .field("version", env!("CARGO_PKG_VERSION"))
+        .says("watching domain definitions");
     handler.journal.log(Level::Notice, &line);
 
     let mut mailbox = Mailbox {
@@ -224,16 +227,15 @@ pub fn run(options: &Options) -> u8 {
             Ok(session) => session,
             Err(e) => {
                 let pause = backoff.next_pause();
-                let line = format!(
-                    "disconnected {uri_field}: {e:#}; trying again in {} s",
-                    pause.as_secs()
-                );
+                let line = Line::new("disconnected")
+                    .field("uri", &shown_uri)
+                    .says(format_args!("{e:#}; trying again in {} s", pause.as_secs()));
                 handler.journal.log(Level::Warning, &line);
                 notify(&[NotifyState::Status(&format!(
                     "cannot connect, trying again in {} s",
                     pause.as_secs()
                 ))]);
-                match wait(&mut handler, &policy, &mut mailbox, pause, &uri_field, ready) {
+                match wait(&mut handler, &policy, &mut mailbox, pause, &shown_uri, ready) {
                     Some(signal) => break 'service signal,
                     None => continue,
                 }
@@ -245,11 +247,12 @@ pub fn run(options: &Options) -> u8 {
         // The URI libvirt chose (`$LIBVIRT_DEFAULT_URI`, libvirt.conf's uri_default, or its
         // own default for this user), for this line and every one after.
         if let Ok(real) = session.conn.uri() {
-            uri_field = field("uri", &real);
+            shown_uri = real;
         }
-        handler
-            .journal
-            .log(Level::Notice, &format!("connected {uri_field}"));
+        handler.journal.log(
+            Level::Notice,
+            &Line::new("connected").field("uri", &shown_uri).done(),
+        );
         // What followed the watcher's own defines when the last connection went first, then
         // every guest.
         handler.run_due(&session.conn, &mut mailbox, false);
@@ -261,7 +264,7 @@ pub fn run(options: &Options) -> u8 {
             notify(&[NotifyState::Ready, status]);
             ready = true;
         }
-        if let Some(signal) = serve(&mut handler, &policy, &session, &mut mailbox, &uri_field) {
+        if let Some(signal) = serve(&mut handler, &policy, &session, &mut mailbox, &shown_uri) {
             break 'service signal;
         }
         handler.connection_lost();
@@ -269,7 +272,10 @@ pub fn run(options: &Options) -> u8 {
     };
     notify(&[NotifyState::Stopping]);
     handler.abandon("the watcher stopped");
-    let line = format!("stopped {uri_field} {}", field("signal", signal_name(signal)));
+    let line = Line::new("stopped")
+        .field("uri", &shown_uri)
+        .field("signal", signal_name(signal))
+        .done();
     handler.journal.log(Level::Notice, &line);
     0
 }
@@ -282,7 +288,7 @@ fn serve(
     policy: &PolicyFile,
     session: &Session,
     mailbox: &mut Mailbox,
-    uri_field: &str,
+    shown_uri: &str,
 ) -> Option<i32> {
     let mut stopping: Option<(i32, Instant)> = None;
     let mut alive_check = Instant::now() + ALIVE_CHECK;
@@ -300,23 +306,25 @@ fn serve(
         while let Some(signal) = mailbox.signals.pop_front() {
             match signal {
                 // Connected and audited: READY=1 has been sent.
-                SIGHUP => policy::reload(handler, policy, uri_field, true, WATCHING),
+                SIGHUP => policy::reload(handler, policy, shown_uri, true, WATCHING),
                 _ if stopping.is_some() => return Some(signal),
                 _ => stopping = Some((signal, Instant::now())),
             }
         }
         if let Some(reason) = mailbox.closed.take() {
-            let line = format!(
-                "disconnected {uri_field} {}: libvirt closed the connection; reconnecting",
-                field("reason", reason.as_str())
-            );
+            let line = Line::new("disconnected")
+                .field("uri", shown_uri)
+                .field("reason", reason.as_str())
+                .says("libvirt closed the connection; reconnecting");
             handler.journal.log(Level::Warning, &line);
             return stopping.map(|(signal, _)| signal);
         }
         if Instant::now() >= alive_check {
             alive_check = Instant::now() + ALIVE_CHECK;
             if !session.conn.is_alive().unwrap_or(false) {
-                let line = format!("disconnected {uri_field}: the connection is dead; reconnecting");
+                let line = Line::new("disconnected")
+                    .field("uri", shown_uri)
+                    .says("the connection is dead; reconnecting");
                 handler.journal.log(Level::Warning, &line);
                 return stopping.map(|(signal, _)| signal);
             }
@@ -332,7 +340,7 @@ fn wait(
     policy: &PolicyFile,
     mailbox: &mut Mailbox,
     pause: Duration,
-    uri_field: &str,
+    shown_uri: &str,
     ready: bool,
 ) -> Option<i32> {
     mailbox.session = 0;
@@ -345,7 +353,7 @@ fn wait(
         mailbox.wait(left, handler.tracker());
         while let Some(signal) = mailbox.signals.pop_front() {
             match signal {
-                SIGHUP => policy::reload(handler, policy, uri_field, ready, RECONNECTING),
+                SIGHUP => policy::reload(handler, policy, shown_uri, ready, RECONNECTING),
                 _ => return Some(signal),
             }
         }

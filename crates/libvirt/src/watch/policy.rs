@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use phbguard_core::config::{self, Config, Problem};
-use phbguard_core::log_line::{Level, field};
+use phbguard_core::log_line::{Level, Line};
 use phbguard_io::sysfs::Sysfs;
 
 use super::handler::Handler;
@@ -85,7 +85,7 @@ impl Reading {
 /// has said READY=1 at all (a SIGHUP before the first connection must not announce the
 /// start-up finished). `activity` is what the watcher is doing meanwhile (watching, or
 /// reconnecting), the start of the status it reports after.
-pub fn reload(handler: &mut Handler, file: &PolicyFile, uri_field: &str, ready: bool, activity: &str) {
+pub fn reload(handler: &mut Handler, file: &PolicyFile, shown_uri: &str, ready: bool, activity: &str) {
     if ready {
         // systemd 253's Type=notify-reload wants MONOTONIC_USEC in the same message as
         // RELOADING=1 (to tell this reload from an earlier one); older systemd ignores it.
@@ -99,17 +99,19 @@ pub fn reload(handler: &mut Handler, file: &PolicyFile, uri_field: &str, ready: 
         Decision::Apply(config) => {
             let changed = changes(handler.config(), &config);
             handler.reconfigure(config);
-            let line = format!(
-                "reloaded {uri_field} {} {}: {} read again; {}",
-                field("action", handler.action().as_str()),
-                field("changed", &changed.len().to_string()),
-                file.path.display(),
-                if changed.is_empty() {
-                    "nothing changed".to_owned()
-                } else {
-                    changed.join("; ")
-                }
-            );
+            let line = Line::new("reloaded")
+                .field("uri", shown_uri)
+                .field("action", handler.action().as_str())
+                .field("changed", changed.len())
+                .says(format_args!(
+                    "{} read again; {}",
+                    file.path.display(),
+                    if changed.is_empty() {
+                        "nothing changed".to_owned()
+                    } else {
+                        changed.join("; ")
+                    }
+                ));
             handler.journal.log(Level::Notice, &line);
             format!(
                 "{activity} (policy reloaded, action={})",
@@ -118,18 +120,20 @@ pub fn reload(handler: &mut Handler, file: &PolicyFile, uri_field: &str, ready: 
         }
         Decision::Keep(mistakes) => {
             for m in &mistakes {
-                let line = format!("config-error {}: {m}", field("op", "reload"));
+                let line = Line::new("config-error").field("op", "reload").says(m);
                 handler.journal.log(Level::Err, &line);
             }
-            let line = format!(
-                "not-reloaded {uri_field} {} {}: {} has {} mistake{}; the previous policy stays in \
+            let line = Line::new("not-reloaded")
+                .field("uri", shown_uri)
+                .field("action", handler.action().as_str())
+                .field("mistakes", mistakes.len())
+                .says(format_args!(
+                    "{} has {} mistake{}; the previous policy stays in \
                  force",
-                field("action", handler.action().as_str()),
-                field("mistakes", &mistakes.len().to_string()),
-                file.path.display(),
-                mistakes.len(),
-                if mistakes.len() == 1 { "" } else { "s" }
-            );
+                    file.path.display(),
+                    mistakes.len(),
+                    if mistakes.len() == 1 { "" } else { "s" }
+                ));
             handler.journal.log(Level::Err, &line);
             format!(
                 "{activity} (reload refused: {} has mistakes, see journalctl -t phbguard; previous \
