@@ -82,6 +82,7 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
     let input = String::from_utf8_lossy(&bytes);
     let options = Options {
         assign_unaddressed: args.assign_addresses,
+        spare_phbs: args.spare_phbs.unwrap_or(0),
     };
     let fixed = match fix(&input, &domain, host, options) {
         Ok(fixed) => fixed,
@@ -110,6 +111,12 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
         // FILE:LINE, as findings are reported.
         let at = problem.line.map(|l| format!(":{l}")).unwrap_or_default();
         say(&format!("phbguard: {file}{at}: cannot fix: {problem}"));
+    }
+    // Fewer spares than asked for still keeps every rule: said (JSON has it), not an error.
+    if args.format == Format::Text
+        && let Some(short) = fixed.plan.spares.shortfall()
+    {
+        say(&format!("phbguard: {file}: warning: {short}"));
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;

@@ -138,6 +138,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// `[watch] action`: what `phbguard watch` does with a non-compliant definition.
     pub watch_action: WatchAction,
+    /// `[fix] spare_phbs`: the spare PHBs (empty, for hot-plugs) every definition phbguard
+    /// rewrites keeps (`fix --domain`, `watch` with `action = "fix"`).
+    pub fix_spare_phbs: u8,
 }
 
 impl Default for Config {
@@ -153,6 +156,7 @@ impl Default for Config {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             // Changing a guest's definition is the admin's call: only when asked for.
             watch_action: WatchAction::Warn,
+            fix_spare_phbs: 0,
         }
     }
 }
@@ -281,6 +285,16 @@ pub fn parse(text: &str) -> (Config, Vec<Issue>) {
                 DeValue::Table(watch) => parse_watch(watch, &mut config, &mut issues, &line_of),
                 _ => bad("a table ([watch])"),
             },
+            "fix" => match value {
+                DeValue::Table(fix) => parse_fix(fix, &mut config, &mut issues, &line_of),
+                _ => bad("a table ([fix])"),
+            },
+            _ if FIX_KEYS.contains(&key) => issues.push(Issue {
+                line,
+                detail: format!(
+                    "'{key}' is a key of [fix]: write it in a [fix] table, after every top-level key"
+                ),
+            }),
             _ => issues.push(Issue {
                 line,
                 detail: format!("unknown key '{}'", crate::escape::controls(key)),
@@ -314,9 +328,55 @@ fn parse_watch(
                     ),
                 }),
             },
+            _ if FIX_KEYS.contains(&key) => issues.push(Issue {
+                line,
+                detail: format!("'watch.{key}' is not a setting: '{key}' is a key of [fix]"),
+            }),
             _ => issues.push(Issue {
                 line,
                 detail: format!("unknown key 'watch.{}'", crate::escape::controls(key)),
+            }),
+        }
+    }
+}
+
+/// The keys of the `[fix]` table.
+const FIX_KEYS: &[&str] = &["spare_phbs"];
+
+/// `[fix] spare_phbs` at most: a pSeries guest has at most 31 PHBs, the default one included.
+pub const MAX_SPARE_PHBS: u8 = crate::topology::MAX_TARGET as u8;
+
+/// The `[fix]` table: what the definitions phbguard rewrites keep (`fix --domain`, `watch`
+/// with `action = "fix"`).
+fn parse_fix(
+    table: &toml::de::DeTable<'_>,
+    config: &mut Config,
+    issues: &mut Vec<Issue>,
+    line_of: &dyn Fn(usize) -> Option<usize>,
+) {
+    for (key, spanned) in table {
+        let value = spanned.get_ref();
+        let line = line_of(key.span().start);
+        let key = key.get_ref().as_ref();
+        match key {
+            "spare_phbs" => match value
+                .as_integer()
+                .and_then(|i| u8::from_str_radix(i.as_str(), i.radix()).ok())
+                .filter(|&n| n <= MAX_SPARE_PHBS)
+            {
+                Some(n) => config.fix_spare_phbs = n,
+                None => issues.push(Issue {
+                    line,
+                    detail: format!(
+                        "fix.spare_phbs = {}: expected a whole number from 0 to {MAX_SPARE_PHBS} (a \
+                         pSeries guest has at most 31 PHBs, the default one included)",
+                        short(value)
+                    ),
+                }),
+            },
+            _ => issues.push(Issue {
+                line,
+                detail: format!("unknown key 'fix.{}'", crate::escape::controls(key)),
             }),
         }
     }
@@ -419,6 +479,52 @@ mod tests {
         assert_eq!(
             details(&p),
             [(Some(1), "watch = \"fix\": expected a table ([watch])")]
+        );
+    }
+
+    #[test]
+    fn fix_spare_phbs_is_read_and_defaults_to_0() {
+        assert_eq!(parse("").0.fix_spare_phbs, 0);
+        let (c, p) = parse("mode = 'warn'\n[watch]\naction = 'fix'\n[fix]\nspare_phbs = 2\n");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((c.watch_action, c.fix_spare_phbs), (WatchAction::Fix, 2));
+        assert_eq!(parse("fix.spare_phbs = 30").0.fix_spare_phbs, 30);
+    }
+
+    #[test]
+    fn fix_mistakes_are_reported_with_their_line_and_fall_back_to_0() {
+        let (c, p) = parse("[fix]\nspare_phbs = 31\nspare_phb = 1\n[watch]\nspare_phbs = 2\n");
+        assert_eq!(c.fix_spare_phbs, 0);
+        assert_eq!(
+            details(&p),
+            [
+                (
+                    Some(2),
+                    "fix.spare_phbs = 31: expected a whole number from 0 to 30 (a pSeries guest has \
+                     at most 31 PHBs, the default one included)"
+                ),
+                (Some(3), "unknown key 'fix.spare_phb'"),
+                (
+                    Some(5),
+                    "'watch.spare_phbs' is not a setting: 'spare_phbs' is a key of [fix]"
+                ),
+            ]
+        );
+        for bad in ["-1", "2.0", "'2'", "true"] {
+            let (c, p) = parse(&format!("[fix]\nspare_phbs = {bad}\n"));
+            assert_eq!((c.fix_spare_phbs, p.len()), (0, 1), "{bad}: {p:?}");
+        }
+        let (_, p) = parse("spare_phbs = 2\n");
+        assert_eq!(
+            details(&p),
+            [(
+                Some(1),
+                "'spare_phbs' is a key of [fix]: write it in a [fix] table, after every top-level key"
+            )]
+        );
+        assert_eq!(
+            details(&parse("fix = 2").1),
+            [(Some(1), "fix = 2: expected a table ([fix])")]
         );
     }
 

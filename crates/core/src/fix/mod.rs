@@ -19,7 +19,7 @@ use crate::parse_domain;
 use crate::rules::{Finding, Severity, judge_topology};
 use crate::topology::Topology;
 
-pub use plan::{Change, Options, Plan, Unfixable};
+pub use plan::{Change, Options, Plan, Spares, Unfixable};
 pub use render::RenderError;
 
 /// The outcome of fixing one document.
@@ -154,7 +154,7 @@ fn positions_before(after: &Domain, plan: &Plan) -> Vec<Option<usize>> {
     let mut removed = Vec::new();
     for change in &plan.changes {
         match *change {
-            Change::AddPhb { index, .. } => added.push(index),
+            Change::AddPhb { index, .. } | Change::AddSparePhb { index, .. } => added.push(index),
             Change::RemoveController { device, .. } => removed.push(device),
             Change::Move { .. } | Change::Retarget { .. } | Change::SetPhbModel { .. } => {}
         }
@@ -189,6 +189,10 @@ impl Change {
             Change::AddPhb { index, target, node } => match node {
                 Some(node) => format!("added PHB index {index} target {target} node {node}"),
                 None => format!("added PHB index {index} target {target}"),
+            },
+            Change::AddSparePhb { index, target, node } => match node {
+                Some(node) => format!("added spare PHB index {index} target {target} node {node}"),
+                None => format!("added spare PHB index {index} target {target}"),
             },
             Change::Retarget { index, from, to, .. } => {
                 format!("controller pci index {index}: target index {from} -> {to}")

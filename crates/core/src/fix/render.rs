@@ -106,7 +106,7 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
             Change::RemoveController { device, .. } => {
                 edits.push(Edit::delete(line_removal(input, domain.devices[device].span)));
             }
-            Change::AddPhb { index, target, node } => {
+            Change::AddPhb { index, target, node } | Change::AddSparePhb { index, target, node } => {
                 edits.push(new_phb(input, domain, index, target, node)?)
             }
         }

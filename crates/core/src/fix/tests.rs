@@ -342,6 +342,7 @@ fn assigning_addresses_follows_libvirts_device_order() {
         &h,
         Options {
             assign_unaddressed: true,
+            ..Options::default()
         },
     );
     assert!(out.clean, "{:?}", out.problems);
@@ -483,6 +484,7 @@ fn an_empty_address_is_filled_in_not_joined_by_a_second_one() {
         &h,
         Options {
             assign_unaddressed: true,
+            ..Options::default()
         },
     );
     assert!(out.clean, "{:?}", out.problems);
@@ -632,5 +634,150 @@ fn a_device_repeating_the_address_of_one_that_moves_away_keeps_it() {
             "added PHB index 2 target 2",
             "interface 52:54:00:00:00:01: 0000:01:01.0 -> 0000:02:01.0",
         ]
+    );
+}
+
+fn spares(n: u8) -> Options {
+    Options {
+        spare_phbs: n,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn spares_are_added_after_the_fix_with_the_lowest_free_indexes_and_targets() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let xml = domain("", &[phb(2, 7), hostdev("0001:01:00.0", Some((0, 5, 0)))]);
+    let out = run_with(&xml, &h, spares(2));
+    assert!(out.clean, "{:?}", out.problems);
+    // The empty PHB 2 takes the hostdev; two new ones are left empty.
+    assert_eq!(
+        out.changes,
+        [
+            "added spare PHB index 1 target 1",
+            "added spare PHB index 3 target 2",
+            "hostdev 0001:01:00.0: 0000:00:05.0 -> 0000:02:01.0"
+        ]
+    );
+    let again = run_with(&out.output, &h, spares(2));
+    assert!(again.clean && again.changes.is_empty(), "{:?}", again.changes);
+    assert_eq!(again.output, out.output);
+}
+
+#[test]
+fn spares_already_there_count_and_a_compliant_guest_with_enough_is_unchanged() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let xml = domain(
+        "",
+        &[
+            phb(1, 1),
+            phb(2, 2),
+            phb(3, 3),
+            hostdev("0001:01:00.0", Some((1, 1, 0))),
+        ],
+    );
+    for n in [0, 1, 2] {
+        let out = run_with(&xml, &h, spares(n));
+        assert!(out.clean && out.changes.is_empty(), "{n}: {:?}", out.changes);
+        assert_eq!(out.output, xml);
+    }
+    assert_eq!(
+        run_with(&xml, &h, spares(4)).changes,
+        [
+            "added spare PHB index 4 target 4",
+            "added spare PHB index 5 target 5"
+        ]
+    );
+}
+
+#[test]
+fn spares_are_spread_over_the_guest_numa_cells_fewest_first() {
+    let cpu = "  <cpu>\n    <numa>\n      <cell id='0' cpus='0' memory='1048576'/>\n      \
+               <cell id='1' cpus='1' memory='1048576'/>\n      <cell id='2' cpus='2' memory='1048576'/>\n    \
+               </numa>\n  </cpu>\n";
+    let on_cell_0 = "<controller type='pci' index='1' model='pci-root'><target index='1'><node>0</node></target></controller>";
+    let out = run_with(&domain(cpu, &[on_cell_0.to_string()]), &host(&[]), spares(4));
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        [
+            "added spare PHB index 2 target 2 node 1",
+            "added spare PHB index 3 target 3 node 2",
+            "added spare PHB index 4 target 4 node 0"
+        ]
+    );
+    assert!(
+        out.output
+            .contains("<target index='3'>\n        <node>2</node>\n      </target>"),
+        "{}",
+        out.output
+    );
+}
+
+#[test]
+fn a_hostdev_without_an_address_will_take_a_spare_at_define_so_one_more_is_kept() {
+    let h = host(&[("0001:01:00.0", 5, None), ("0002:01:00.0", 6, None)]);
+    let xml = domain(
+        "",
+        &[
+            phb(1, 1),
+            hostdev("0001:01:00.0", Some((1, 1, 0))),
+            hostdev("0002:01:00.0", None),
+        ],
+    );
+    // libvirt gives the unaddressed hostdev the first empty PHB when it defines the guest.
+    assert_eq!(
+        run_with(&xml, &h, spares(1)).changes,
+        [
+            "added spare PHB index 2 target 2",
+            "added spare PHB index 3 target 3"
+        ]
+    );
+    // Pinned by --assign-addresses, it takes a new PHB and one spare is left.
+    let assigned = Options {
+        assign_unaddressed: true,
+        ..spares(1)
+    };
+    assert_eq!(
+        run_with(&xml, &h, assigned).changes,
+        [
+            "added PHB index 2 target 2",
+            "added spare PHB index 3 target 3",
+            "hostdev 0002:01:00.0: placed at 0000:02:01.0"
+        ]
+    );
+}
+
+#[test]
+fn spares_stop_at_qemus_31_phbs_and_say_how_many_were_kept() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let mut devices: Vec<String> = (1..=28).map(|i| phb(i, i)).collect();
+    devices.push(hostdev("0001:01:00.0", Some((1, 1, 0))));
+    let xml = domain("", &devices);
+    let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+    let fixed = fix(&xml, &parsed, &h, spares(30)).unwrap();
+    // Rules kept: the fix is clean, with fewer spares than asked for, and says so.
+    assert!(fixed.is_clean());
+    let added: Vec<String> = fixed.plan.changes.iter().map(|c| c.describe(&parsed)).collect();
+    assert_eq!(
+        added,
+        [
+            "added spare PHB index 29 target 29",
+            "added spare PHB index 30 target 30"
+        ]
+    );
+    assert_eq!(
+        fixed.plan.spares.shortfall().as_deref(),
+        Some(
+            "29 spare PHBs kept, not the 30 asked for: the guest already has 31, the most QEMU allows is 31"
+        )
+    );
+    assert_eq!(
+        fix(&xml, &parsed, &h, spares(29))
+            .unwrap()
+            .plan
+            .spares
+            .shortfall(),
+        None
     );
 }

@@ -20,11 +20,10 @@
 use std::time::Instant;
 
 use phbguard_core::config::{Config, Mode, WatchAction};
-use phbguard_core::fix::Options;
 use phbguard_core::log_line::{Level, field};
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Severity, judge};
-use phbguard_core::verdict::{Action, Disposition, Judged, Verdict, Watched, decide};
+use phbguard_core::verdict::{Action, Disposition, Judged, Verdict, Watched, decide, rewrite_options};
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::error::ErrorNumber;
@@ -227,7 +226,8 @@ impl Handler {
             }
             Action::Fix => {}
         }
-        let proposal = match redefine::propose_from(id.name.clone(), xml, &host, Options::default()) {
+        let options = rewrite_options(&self.config);
+        let proposal = match redefine::propose_from(id.name.clone(), xml, &host, options) {
             Ok(p) => p,
             Err(e) => return self.failed(conn, id, op, &e.to_string()),
         };
