@@ -7,6 +7,7 @@ use phbguard_core::host::{Facts, HostFacts};
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Finding, Severity, judge_with, shared_hostdevs};
+use phbguard_core::spare;
 use phbguard_core::verdict::{self, HookCall, Phase};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
@@ -49,6 +50,10 @@ pub struct Judged {
     /// `metadata-error` and applies the policy file's mode, so the opt-out written is not the
     /// one that applies.
     pub bad_metadata_mode: Option<String>,
+    /// Its spare PHBs (empty, other than the default one); `None` for a guest that is not
+    /// pSeries. On a live definition these are the PHBs QEMU has: what a hostdev of a new IOMMU
+    /// group can be hot-plugged onto without a restart.
+    pub spare_phbs: Option<usize>,
 }
 
 impl Judged {
@@ -184,8 +189,10 @@ fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, S
             },
             || findings.clone(),
         );
+        let spare_phbs = spare::spare_phbs(&definition, &facts).map(|s| s.len());
         judged.push(Judged {
             which,
+            spare_phbs,
             definition,
             facts,
             findings,

@@ -23,6 +23,7 @@ pub fn text(audit: &Audit) -> String {
         "ERRORS".into(),
         "WARNINGS".into(),
         "WORST RULE".into(),
+        "SPARE PHBS".into(),
         "OPTED OUT".into(),
     ]];
     for g in &audit.guests {
@@ -35,6 +36,7 @@ pub fn text(audit: &Audit) -> String {
                 j.count(Severity::Error).to_string(),
                 j.count(Severity::Warning).to_string(),
                 j.worst_rule().unwrap_or("-").into(),
+                j.spare_phbs.map_or("-".into(), |n| n.to_string()),
                 match (j.opted_out(), &j.bad_metadata_mode) {
                     (true, _) => "yes (off)".into(),
                     (false, Some(m)) => format!("no (bad mode '{}')", controls(m)),
@@ -43,7 +45,7 @@ pub fn text(audit: &Audit) -> String {
             ]);
         }
     }
-    let mut widths = [0usize; 8];
+    let mut widths = [0usize; 9];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -138,6 +140,7 @@ pub fn json(audit: &Audit) -> Value {
                 "opted_out": j.opted_out(),
                 "start_refused": j.start_refused,
                 "metadata_error": j.metadata_error(),
+                "spare_phbs": j.spare_phbs,
                 "findings": j.findings.iter().map(finding).collect::<Vec<_>>(),
                 "topology": topology(&j.definition, &j.facts, &j.findings),
             }));
@@ -166,6 +169,7 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
     let mut opted_out = Vec::new();
     let mut refused = Vec::new();
     let mut bad_metadata = Vec::new();
+    let mut spares = Vec::new();
     for g in &audit.guests {
         for j in &g.judged {
             let base = [
@@ -173,6 +177,11 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
                 ("uuid", g.uuid.as_str()),
                 ("definition", j.which.as_str()),
             ];
+            // Whether the rules apply or not (opted out), a running guest's spares say what
+            // it can take by hot-plug.
+            if let Some(n) = j.spare_phbs {
+                spares.push((labels(&base), n.to_string()));
+            }
             refused.push((labels(&base), u8::from(j.start_refused).to_string()));
             if j.bad_metadata_mode.is_some() {
                 bad_metadata.push((labels(&base), "1".to_string()));
@@ -216,6 +225,12 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
         "1 for a guest definition whose <phbguard:policy mode> is none of enforce, warn, off (the \
          hook ignores it and applies the policy file's mode).",
         &bad_metadata,
+    );
+    metric(
+        "phbguard_domain_spare_phbs",
+        "Spare PHBs (other than the default one, nothing on them) per pSeries guest definition: on \
+         the live one, how many hostdevs of new IOMMU groups the running guest can take by hot-plug.",
+        &spares,
     );
     metric(
         "phbguard_audit_domains",

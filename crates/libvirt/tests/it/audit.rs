@@ -181,6 +181,7 @@ fn text_table_shows_state_counts_worst_rule_and_opt_out() {
             "1",
             "0",
             "hostdev-on-default-phb",
+            "0",
             "yes (off)"
         ]
     );
@@ -194,16 +195,102 @@ fn text_table_shows_state_counts_worst_rule_and_opt_out() {
             "1",
             "0",
             "hostdev-network-not-isolated",
+            "0",
             "no"
         ]
     );
     assert_eq!(
         row("x86", "persistent"),
-        ["x86", "shut off", "persistent", "no", "0", "0", "-", "no"]
+        ["x86", "shut off", "persistent", "no", "0", "0", "-", "-", "no"]
     );
     assert!(
         text.contains("6 guests, 8 definitions judged: 1 with errors"),
         "{text}"
+    );
+}
+
+/// Spare PHBs, the PHBs a running guest can take hostdevs of new IOMMU groups on without a
+/// restart: a column, a JSON field and a metric for every pSeries definition, none for others.
+#[test]
+fn spare_phbs_are_counted_per_definition_in_text_json_and_prometheus() {
+    let node = data("spares.xml");
+    let out = run(&["audit", "-c", &uri(&node)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let table: Vec<Vec<&str>> = text
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect())
+        .collect();
+    let column = table[0]
+        .iter()
+        .position(|&h| h == "SPARE PHBS")
+        .expect("a SPARE PHBS column");
+    let spares: Vec<String> = table[1..]
+        .iter()
+        .map(|r| format!("{} {} {}", r[0], r[2], r[column]))
+        .collect();
+    assert_eq!(
+        spares,
+        [
+            "full persistent 0",
+            "full live 0",
+            "ready persistent 2",
+            "ready live 2",
+            "x86 persistent -"
+        ],
+        "{text}"
+    );
+
+    let (_, json) = audit_json(&node, &[]);
+    let fields: Vec<String> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["domain"].as_str().unwrap(),
+                r["definition"].as_str().unwrap(),
+                r["spare_phbs"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "full persistent 0",
+            "full live 0",
+            "ready persistent 2",
+            "ready live 2",
+            "x86 persistent null"
+        ]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("phbguard.prom");
+    let out = run(&[
+        "audit",
+        "-c",
+        &uri(&node),
+        "--format",
+        "prometheus",
+        "--output",
+        prom.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let samples: Vec<String> = parse_prometheus(&prom)
+        .into_iter()
+        .filter(|s| s.contains(" phbguard_domain_spare_phbs{"))
+        .collect();
+    assert_eq!(
+        samples,
+        [
+            "gauge phbguard_domain_spare_phbs{definition=persistent,domain=full,uuid=7e57f1ee-0000-4000-8000-000000000102} 0.0",
+            "gauge phbguard_domain_spare_phbs{definition=live,domain=full,uuid=7e57f1ee-0000-4000-8000-000000000102} 0.0",
+            "gauge phbguard_domain_spare_phbs{definition=persistent,domain=ready,uuid=7e57f1ee-0000-4000-8000-000000000101} 2.0",
+            "gauge phbguard_domain_spare_phbs{definition=live,domain=ready,uuid=7e57f1ee-0000-4000-8000-000000000101} 2.0",
+        ]
     );
 }
 
