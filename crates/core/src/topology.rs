@@ -204,7 +204,8 @@ impl<'d> Topology<'d> {
 
     /// The spare PHBs, ascending: PHBs other than the default one with no device directly on
     /// them. A hostdev of an IOMMU group the guest does not use yet can be hot-plugged only onto
-    /// one of these, and a running guest gets no new PHB (docs/libvirt.md, "Hot-plug").
+    /// one of these, and a running guest gets no new PHB (docs/libvirt.md, "Hot-plug and spare
+    /// PHBs").
     pub fn spare_phbs(&self) -> impl Iterator<Item = u8> + '_ {
         (1..BUSES)
             .filter(|&b| {
