@@ -268,18 +268,9 @@ fn spare_phbs_are_counted_per_definition_in_text_json_and_prometheus() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let prom = dir.path().join("phbguard.prom");
-    let out = run(&[
-        "audit",
-        "-c",
-        &uri(&node),
-        "--format",
-        "prometheus",
-        "--output",
-        prom.to_str().unwrap(),
-    ]);
+    let (out, samples) = audit_prometheus(&node, &dir.path().join("phbguard.prom"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let samples: Vec<String> = parse_prometheus(&prom)
+    let samples: Vec<String> = samples
         .into_iter()
         .filter(|s| s.contains(" phbguard_domain_spare_phbs{"))
         .collect();
@@ -421,18 +412,8 @@ fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
         )),
         "{text}"
     );
-    let prom = dir.path().join("bad.prom");
-    let out = run(&[
-        "audit",
-        "-c",
-        &uri(&node),
-        "--format",
-        "prometheus",
-        "--output",
-        prom.to_str().unwrap(),
-    ]);
+    let (out, samples) = audit_prometheus(&node, &dir.path().join("bad.prom"));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let samples = parse_prometheus(&prom);
     assert!(
         samples.iter().any(|l| l
             .starts_with("gauge phbguard_domain_bad_metadata{definition=persistent,domain=legacy,")
@@ -573,6 +554,22 @@ fn parse_prometheus(path: &Path) -> Vec<String> {
         stderr(&out)
     );
     stdout(&out).lines().map(String::from).collect()
+}
+
+/// `audit --format prometheus --output FILE` on `node`: the run and FILE's samples.
+fn audit_prometheus(node: &Path, file: &Path) -> (Output, Vec<String>) {
+    let u = uri(node);
+    let out = run(&[
+        "audit",
+        "-c",
+        &u,
+        "--format",
+        "prometheus",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    let samples = parse_prometheus(file);
+    (out, samples)
 }
 
 #[test]
