@@ -56,7 +56,8 @@ pub struct Domain {
     pub numa_cells: Vec<u32>,
     /// `<metadata><phbguard:policy mode='...'/>`, the per-domain opt-out.
     pub policy_mode: Option<String>,
-    /// Where `</devices>` starts, so new controllers can be inserted before it.
+    /// Where `</devices>` starts, so new controllers can be inserted before it (`None` for no
+    /// `<devices>`, or an empty `<devices/>`).
     pub devices_close: Option<usize>,
 }
 

@@ -380,7 +380,10 @@ impl<'a> Parser<'a> {
                 let at = At::new(&dev.element, "><target><node");
                 dev.numa_node = Some(number(at, "text", value, Base::Decimal, u64::from(u32::MAX))? as u32);
             }
-            Tag::Devices => self.domain.devices_close = Some(end_tag.start),
+            // An end tag, not an empty `<devices/>`: where children can be added.
+            Tag::Devices if self.source[end_tag.start..].starts_with("</") => {
+                self.domain.devices_close = Some(end_tag.start)
+            }
             Tag::Device => {
                 let builder = self.device.take().expect("a device was opened");
                 self.domain.devices.push(builder.build(end_tag.end)?);

@@ -712,8 +712,8 @@ impl<'t, 'd> Planner<'t, 'd> {
 
     /// Adds PHBs until the rewritten guest keeps `wanted` spare ones: PHBs other than the
     /// default one with nothing on them once libvirt has placed the devices that have no
-    /// address yet. Each new one goes to the guest NUMA cell with the fewest spares (the lowest
-    /// cell first), so a hot-plugged device can be given a PHB near its host node.
+    /// address yet. With guest NUMA cells, each new one goes to the cell with the fewest spares
+    /// (the lowest cell first), so a hot-plugged device can be given a PHB near its host node.
     fn keep_spares(&mut self, wanted: usize) {
         if wanted == 0 {
             return;
@@ -728,8 +728,13 @@ impl<'t, 'd> Planner<'t, 'd> {
         // what it takes stay spare.
         let claimed = self.claimed_at_define();
         let mut empties = empty.len();
-        let mut cells: BTreeMap<u32, usize> =
-            self.topology.domain.numa_cells.iter().map(|&c| (c, 0)).collect();
+        // With one cell (or none) a node would say nothing: every PHB is near all the memory.
+        let cells = &self.topology.domain.numa_cells;
+        let mut cells: BTreeMap<u32, usize> = if cells.len() > 1 {
+            cells.iter().map(|&c| (c, 0)).collect()
+        } else {
+            BTreeMap::new()
+        };
         for &bus in &empty {
             let node = self.topology.controller(bus).and_then(|c| c.numa_node);
             if let Some(n) = node.and_then(|node| cells.get_mut(&node)) {
@@ -737,11 +742,18 @@ impl<'t, 'd> Planner<'t, 'd> {
             }
         }
         let mut short = None;
+        let domain = self.topology.domain;
+        // A PHB is written beside the devices, else inside `<devices>...</devices>`.
+        let writable = !domain.devices.is_empty() || domain.devices_close.is_some();
         while empties < wanted + claimed {
             let node = cells
                 .iter()
                 .min_by_key(|&(&cell, &n)| (n, cell))
                 .map(|(&cell, _)| cell);
+            if !writable {
+                short = Some("the definition has no <devices> element to add them to".to_string());
+                break;
+            }
             match self.next_phb() {
                 Ok((index, target)) => {
                     self.plan.changes.push(Change::AddSparePhb {

@@ -712,6 +712,12 @@ fn spares_are_spread_over_the_guest_numa_cells_fewest_first() {
         "{}",
         out.output
     );
+    // One cell: a node would say nothing.
+    let one = "  <cpu>\n    <numa>\n      <cell id='0' cpus='0' memory='1048576'/>\n    </numa>\n  </cpu>\n";
+    assert_eq!(
+        run_with(&domain(one, &[]), &host(&[]), spares(1)).changes,
+        ["added spare PHB index 1 target 1"]
+    );
 }
 
 #[test]
@@ -780,4 +786,47 @@ fn spares_stop_at_qemus_31_phbs_and_say_how_many_were_kept() {
             .shortfall(),
         None
     );
+}
+
+#[test]
+fn spares_go_into_a_devices_element_with_nothing_in_it() {
+    let empty = "<domain type='kvm'>\n  <name>t</name>\n  <os>\n    <type arch='ppc64le' machine='pseries'>hvm</type>\n  </os>\n  <devices>\n  </devices>\n</domain>\n";
+    let out = run_with(empty, &host(&[]), spares(2));
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.output,
+        empty.replace(
+            "  <devices>\n",
+            "  <devices>\n    <controller type='pci' index='1' model='pci-root'>\n      \
+             <model name='spapr-pci-host-bridge'/>\n      <target index='1'/>\n    </controller>\n    \
+             <controller type='pci' index='2' model='pci-root'>\n      <model name='spapr-pci-host-bridge'/>\n      \
+             <target index='2'/>\n    </controller>\n"
+        )
+    );
+    let one_line = empty.replace("<devices>\n  </devices>", "<devices></devices>");
+    let out = run_with(&one_line, &host(&[]), spares(1));
+    assert!(
+        out.output.contains("<devices><controller type='pci' index='1'"),
+        "{}",
+        out.output
+    );
+    assert_eq!(
+        run_with(&out.output, &host(&[]), spares(1)).changes,
+        Vec::<String>::new()
+    );
+    // Nowhere to write them: said, and nothing else changes.
+    for xml in [
+        empty.replace("<devices>\n  </devices>", "<devices/>"),
+        empty.replace("  <devices>\n  </devices>\n", ""),
+    ] {
+        let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+        let fixed = fix(&xml, &parsed, &host(&[]), spares(1)).unwrap();
+        assert_eq!(fixed.output, xml);
+        assert_eq!(
+            fixed.plan.spares.shortfall().as_deref(),
+            Some(
+                "0 spare PHBs kept, not the 1 asked for: the definition has no <devices> element to add them to"
+            )
+        );
+    }
 }
