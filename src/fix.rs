@@ -82,6 +82,7 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
     let input = String::from_utf8_lossy(&bytes);
     let options = Options {
         assign_unaddressed: args.assign_addresses,
+        raise_hard_limit: args.raise_hard_limit,
         spare_phbs: args.spare_phbs.unwrap_or(0),
     };
     let fixed = match fix(&input, &domain, host, options) {
@@ -112,6 +113,11 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
         let at = problem.line.map(|l| format!(":{l}")).unwrap_or_default();
         say(&format!("phbguard: {file}{at}: cannot fix: {problem}"));
     }
+    let notes = fixed.host_notes();
+    for note in &notes {
+        let at = note.line.map(|l| format!(":{l}")).unwrap_or_default();
+        say(&format!("phbguard: {file}{at}: note: {note}"));
+    }
     // Fewer spares than asked for still keeps every rule: said (JSON has it), not an error.
     if args.format == Format::Text
         && let Some(short) = fixed.plan.spares.shortfall()
@@ -122,7 +128,12 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
     let changed = fixed.output != input;
     // Silence on stderr would leave "did it do anything?" open.
     if text_report && fixed.is_clean() && !changed {
-        say(&format!("phbguard: {file}: already compliant, nothing to change"));
+        let what = if notes.is_empty() {
+            "already compliant, nothing to change"
+        } else {
+            "nothing to change in the definition"
+        };
+        say(&format!("phbguard: {file}: {what}"));
     }
     if args.in_place {
         if fixed.is_clean() && changed {

@@ -372,6 +372,34 @@ fn a_full_disk_leaves_the_original_and_no_temporary_file() {
 }
 
 #[test]
+fn raise_hard_limit_raises_it_to_what_the_new_phbs_need_and_nothing_else() {
+    let host = support::case_host();
+    let file = "tests/cases/hostdev-on-default-phb/fail-new-phb-over-hard-limit.xml";
+    let refused = support::run(&["fix", "--sysfs-root", host.path_str(), file], b"");
+    assert_eq!(refused.status.code(), Some(1), "{}", support::stderr(&refused));
+    assert!(refused.stdout.is_empty());
+    let out = support::run(
+        &["fix", "--raise-hard-limit", "--sysfs-root", host.path_str(), file],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let fixed = support::stdout(&out);
+    assert!(
+        fixed.contains("<hard_limit unit='KiB'>4268032</hard_limit>"),
+        "{fixed}"
+    );
+    assert!(
+        support::stderr(&out).contains(
+            "memtune hard_limit: 4256000 KiB -> 4268032 KiB, what libvirt 9.0 computes QEMU must lock"
+        ),
+        "{}",
+        support::stderr(&out)
+    );
+    let recheck = support::run(&["check", "--sysfs-root", host.path_str(), "-"], fixed.as_bytes());
+    assert_eq!(recheck.status.code(), Some(0), "{}", support::stdout(&recheck));
+}
+
+#[test]
 fn spare_phbs_are_listed_reported_in_json_and_bounded() {
     let out = support::fix_examples(&["--spare-phbs", "2", BROKEN]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));

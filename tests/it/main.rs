@@ -24,4 +24,5 @@ mod fuzz_regressions;
 mod hook_cli;
 mod hook_libvirt;
 mod libvirt_half;
+mod memlock;
 mod source_style;

@@ -253,6 +253,11 @@ pub struct FixArgs {
     /// Also give hostdevs without a guest PCI address the one libvirt would choose
     #[arg(long)]
     pub assign_addresses: bool,
+    /// Raise a <memtune><hard_limit> below the memory libvirt computes QEMU must lock (which
+    /// every PHB raises) to that figure; without it, a fix whose new PHBs need more than the
+    /// limit is refused (exit 1)
+    #[arg(long)]
+    pub raise_hard_limit: bool,
     /// Leave at least N spare PHBs (PHBs other than the default one with nothing on them), so
     /// that the running guest can take N hostdevs of new IOMMU groups by hot-plug: QEMU creates
     /// PHBs only at start. Empty PHBs already there count; new ones take the lowest free index

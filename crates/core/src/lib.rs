@@ -22,6 +22,7 @@ pub mod escape;
 pub mod fix;
 pub mod host;
 pub mod log_line;
+pub mod memlock;
 pub mod model;
 pub(crate) mod number;
 pub mod parse;
@@ -31,6 +32,7 @@ pub mod spare;
 pub mod start_tag;
 pub(crate) mod topology;
 pub mod verdict;
+pub mod vfio;
 
 pub use error::ParseError;
 pub use parse::parse_domain;

@@ -178,7 +178,12 @@ fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, S
         let definition =
             parse_domain(xml.as_bytes()).map_err(|e| format!("its {} definition: {e}", which.as_str()))?;
         let facts = Facts::gather(&definition, host);
-        let findings = judge_with(&definition, &facts);
+        let mut findings = judge_with(&definition, &facts);
+        // A running guest's devices are VFIO's already: what held them before its start is
+        // past (and each of its definitions is judged again before its next start).
+        if running {
+            findings.retain(|f| !f.rule.id.judges_host_state());
+        }
         // What the hook decides at `prepare begin`, from the same pure function it uses.
         let hook = verdict::decide_on(
             &definition,

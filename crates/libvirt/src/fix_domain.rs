@@ -34,6 +34,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     // line says otherwise.
     let mut options = rewrite_options(&policy.config);
     options.assign_unaddressed = args.assign_addresses;
+    options.raise_hard_limit = args.raise_hard_limit;
     if let Some(n) = args.spare_phbs {
         options.spare_phbs = n;
     }
@@ -53,6 +54,9 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let problems = proposal.fixed.problems();
     for problem in &problems {
         say(&format!("{name}: cannot fix: {problem}"));
+    }
+    for note in proposal.fixed.host_notes() {
+        say(&format!("{name}: note: {note}"));
     }
     if args.format == Format::Text
         && let Some(short) = proposal.fixed.plan.spares.shortfall()

@@ -24,6 +24,9 @@ const FUNCTIONS: u8 = 8;
 pub struct Options {
     /// Also give hostdevs without a guest address the one libvirt would pick, pinning it.
     pub assign_unaddressed: bool,
+    /// Raise a `<memtune><hard_limit>` below what libvirt computes QEMU must lock to that
+    /// figure (an admin's limit is a decision: it is raised only when asked).
+    pub raise_hard_limit: bool,
     /// Leave at least this many spare PHBs (PHBs other than the default one with nothing on
     /// them) for hostdevs hot-plugged later, counting the ones the guest has; PHBs are added
     /// with the lowest free index and target index, as far as QEMU's 31 allow. 0: none added.
@@ -78,6 +81,13 @@ pub enum Change {
         device: usize,
         /// Its controller index.
         index: u32,
+    },
+    /// `<memtune><hard_limit>` is raised to what libvirt computes QEMU must lock.
+    RaiseHardLimit {
+        /// The limit before, in KiB.
+        from_kib: u64,
+        /// The limit after, in KiB.
+        to_kib: u64,
     },
     /// A PHB's `<model name>` becomes `spapr-pci-host-bridge`, the only one pSeries has.
     SetPhbModel {
@@ -167,7 +177,7 @@ pub fn plan(topology: &Topology<'_>, options: Options) -> Plan {
     // Reports read best as: what the controllers become (a removed bridge before the PHB that
     // may take its index), then what moves onto them.
     plan.changes.sort_by_key(|c| match c {
-        Change::SetPhbModel { .. } | Change::Retarget { .. } => 0,
+        Change::SetPhbModel { .. } | Change::Retarget { .. } | Change::RaiseHardLimit { .. } => 0,
         Change::RemoveController { .. } => 1,
         Change::AddPhb { .. } | Change::AddSparePhb { .. } => 2,
         Change::Move { .. } => 3,
@@ -187,6 +197,15 @@ enum Dest {
     /// Another slot of the bus it is on: it only has to leave an address an earlier device
     /// holds.
     SameBus(u8),
+}
+
+/// Why no PHB can be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoPhb {
+    /// The guest has QEMU's 31 (or no bus number is left).
+    Budget { phbs: usize },
+    /// Every target index in 1..30 is taken.
+    NoTarget,
 }
 
 /// The PHB an IOMMU group ends up on.
@@ -671,25 +690,58 @@ impl<'t, 'd> Planner<'t, 'd> {
 
     /// Adds a PHB with the lowest free controller index and target index.
     fn add_phb(&mut self, node: Option<u32>, first: usize) -> Option<u8> {
-        match self.next_phb() {
+        let reason = match self.next_phb() {
             Ok((index, target)) => {
                 self.plan.changes.push(Change::AddPhb {
                     index: u32::from(index),
                     target,
                     node,
                 });
-                Some(index)
+                return Some(index);
             }
-            Err(why) => {
-                self.unfixable(first, format!("needs a new PHB but {why}"));
-                None
+            Err(NoPhb::Budget { phbs }) => {
+                let needed = self.phbs_needed();
+                if needed > MAX_PHBS {
+                    format!(
+                        "needs a PHB of its own, but the guest needs {needed} PHBs (the default one and \
+                         one per IOMMU group of its hostdevs{}) and QEMU allows at most {MAX_PHBS} \
+                         (SPAPR_MAX_PHBS, index 0 included); give the guest fewer IOMMU groups",
+                        if self.topology.pool_interfaces().is_empty() {
+                            ""
+                        } else {
+                            " and per interface on a hostdev pool"
+                        }
+                    )
+                } else {
+                    format!(
+                        "needs a new PHB but the guest already has {phbs}, the most QEMU allows is \
+                         {MAX_PHBS} (SPAPR_MAX_PHBS); remove the PHBs it does not use"
+                    )
+                }
             }
-        }
+            Err(NoPhb::NoTarget) => {
+                format!("needs a new PHB but no target index in 1..{MAX_TARGET} is free")
+            }
+        };
+        self.unfixable(first, reason);
+        None
+    }
+
+    /// The PHBs the rewritten guest needs at the least: the default one, one per IOMMU group
+    /// of the hostdevs it places, one per interface on a hostdev pool.
+    fn phbs_needed(&self) -> usize {
+        let mut groups: Vec<u32> = (0..self.topology.domain.devices.len())
+            .filter(|&i| self.device(i).address.is_some() || self.dest[i].is_some())
+            .filter_map(|i| self.known_group(i))
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        1 + groups.len() + self.topology.pool_interfaces().len()
     }
 
     /// Takes the lowest free controller index and target index for a new PHB, or says why
     /// there is none.
-    fn next_phb(&mut self) -> Result<(u8, u32), String> {
+    fn next_phb(&mut self) -> Result<(u8, u32), NoPhb> {
         let phbs = self.buses.iter().filter(|b| matches!(b, Bus::Phb(_))).count();
         // A removed bridge's index is free again: leaving it unused would make libvirt fill
         // the gap with an empty PHB of its own.
@@ -699,12 +751,10 @@ impl<'t, 'd> Planner<'t, 'd> {
             Bus::Phb(_) => false,
         });
         let (Some(index), true) = (index, phbs < MAX_PHBS) else {
-            return Err(format!(
-                "the guest already has {phbs}, the most QEMU allows is {MAX_PHBS}"
-            ));
+            return Err(NoPhb::Budget { phbs });
         };
         let Some(target) = self.free_target() else {
-            return Err(format!("no target index in 1..{MAX_TARGET} is free"));
+            return Err(NoPhb::NoTarget);
         };
         self.buses[index] = Bus::Phb(None);
         Ok((index as u8, target))
@@ -766,8 +816,13 @@ impl<'t, 'd> Planner<'t, 'd> {
                     }
                     empties += 1;
                 }
-                Err(why) => {
-                    short = Some(why);
+                Err(no) => {
+                    short = Some(match no {
+                        NoPhb::Budget { phbs } => {
+                            format!("the guest already has {phbs}, the most QEMU allows is {MAX_PHBS}")
+                        }
+                        NoPhb::NoTarget => format!("no target index in 1..{MAX_TARGET} is free"),
+                    });
                     break;
                 }
             }

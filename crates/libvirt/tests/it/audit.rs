@@ -27,7 +27,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 /// `domain/definition: severity rule device` for every finding of an audit JSON report.
-fn finding_lines(json: &Value) -> Vec<String> {
+pub(crate) fn finding_lines(json: &Value) -> Vec<String> {
     let mut lines = Vec::new();
     for r in json["results"].as_array().expect("results") {
         for f in r["findings"].as_array().expect("findings") {
@@ -756,7 +756,8 @@ fn a_pool_that_names_its_pf_uses_the_pfs_vfs() {
          MT27800 Family [ConnectX-5 Virtual Function]\n      used by network 'sriov' (hostdev pool)\n",
         // The PF itself is not in the pool.
         "IOMMU group 30 (NUMA node 1)\n  0002:04:00.0  15b3:1017  -           Mellanox Technologies \
-         MT27800 Family [ConnectX-5]\nIOMMU group 31",
+         MT27800 Family [ConnectX-5]\n  VFIO: every device is free for a guest (on vfio-pci, no \
+         driver, or one that shares)\nIOMMU group 31",
     ] {
         assert!(text.contains(needle), "no '{needle}' in\n{text}");
     }

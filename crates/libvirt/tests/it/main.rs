@@ -8,6 +8,7 @@ mod fix_domain_libvirtd;
 mod read_only_libvirtd;
 mod redefine;
 mod rule_cases;
+mod vfio;
 mod watch_libvirt;
 
 use std::path::PathBuf;
