@@ -25,4 +25,5 @@ mod hook_cli;
 mod hook_libvirt;
 mod libvirt_half;
 mod memlock;
+mod readme;
 mod source_style;

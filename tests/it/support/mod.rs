@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 pub use phbguard_testkit::libvirtd::{assert_libvirtd_answers, libvirtd, virsh};
-pub use phbguard_testkit::{FakeSysfs, Run, output_text, repo, stderr, stdout};
+pub use phbguard_testkit::{FakeSysfs, Run, golden, output_text, repo, stderr, stdout};
 
 pub mod fuzz_props;
 

@@ -109,7 +109,7 @@ fn fleet_findings_shared_device_pool_network_and_opt_out() {
 
 /// Each definition's `topology` (its PHBs, bridges and devices with host device, IOMMU group
 /// and the findings about each), pinned in `tests/data/fleet.topology` as `check`'s are beside
-/// each rule case; `PHBGUARD_BLESS=1` rewrites it for review.
+/// each rule case; `PHBGUARD_BLESS=1` rewrites it for review (and fails: phbguard-testkit's golden).
 #[test]
 fn json_topology_shows_each_guest_as_the_rules_saw_it() {
     let (_, json) = audit_json(&fleet(), &[]);
@@ -124,11 +124,7 @@ fn json_topology_shows_each_guest_as_the_rules_saw_it() {
     }
     let got = format!("{}\n", serde_json::to_string_pretty(&Value::Object(got)).unwrap());
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fleet.topology");
-    if std::env::var_os("PHBGUARD_BLESS").is_some() {
-        std::fs::write(&file, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    assert_eq!(got, want, "{} differs", file.display());
+    phbguard_testkit::golden::assert_golden(&file, &got);
 
     // What the drawing relies on, said once more in words: the shared device of 'web' on PHB 1
     // in IOMMU group 8, the finding about it marked on it; the x86 guest has no PHBs to draw.

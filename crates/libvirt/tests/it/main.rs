@@ -5,6 +5,8 @@
 
 mod audit;
 mod fix_domain_libvirtd;
+mod fix_domain_terminal;
+mod prometheus_file;
 mod read_only_libvirtd;
 mod redefine;
 mod rule_cases;
