@@ -1296,6 +1296,8 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
         "state_dir",
         // [watch]
         "action",
+        // [fix]
+        "spare_phbs",
     ];
     for k in keys {
         assert!(
@@ -1303,7 +1305,7 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
             "{k} documented"
         );
     }
-    let tables = ["[watch]"];
+    let tables = ["[watch]", "[fix]"];
     assert_eq!(
         uncommented.lines().count(),
         keys.len() + tables.len(),
