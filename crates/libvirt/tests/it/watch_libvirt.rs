@@ -292,12 +292,7 @@ impl Drop for World {
 /// Once the watcher has done all it will ([`World::quiesce`], which stops it): `bad` (name,
 /// definition after the fix) has virsh's define and the watcher's one redefine and nothing
 /// after; `good` (name, definition) was defined once, never redefined or logged about.
-fn fixed_once_and_left_alone(
-    w: &mut World,
-    events: &LifecycleEvents,
-    bad: (&str, &str),
-    good: (&str, &str),
-) {
+fn fixed_once_and_left_alone(w: &mut World, events: &LifecycleEvents, bad: (&str, &str), good: (&str, &str)) {
     w.quiesce(events);
     assert_eq!(events.defined(bad.0), ["Added", "Updated"]);
     assert_eq!(events.defined(good.0), ["Added"]);
