@@ -28,7 +28,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use phbguard_core::config::{self, Config, Incoming, Mode, OnInternalError};
+use phbguard_core::config::{Config, Incoming, Mode, OnInternalError, Policy};
 use phbguard_core::escape::controls;
 use phbguard_core::host::Sysfs;
 use phbguard_core::input::{InputError, read_within};
@@ -152,9 +152,8 @@ pub fn main(args: &[OsString], shebang: bool, setup: Option<Mistake>) -> Result<
         });
         Options::default()
     });
-    let (path, explicit) = config::choose_path(options.config, std::env::var_os(config::ENV_VAR));
-    let (config, problems) = config::load(&path, explicit);
-    mistakes.extend(problems.into_iter().map(|p| Mistake {
+    let policy = Policy::read(options.config);
+    mistakes.extend(policy.problems.into_iter().map(|p| Mistake {
         place: match p.line {
             Some(line) => format!("{}:{line}", p.path.display()),
             None => p.path.display().to_string(),
@@ -164,18 +163,21 @@ pub fn main(args: &[OsString], shebang: bool, setup: Option<Mistake>) -> Result<
     let mut edge = Edge {
         call,
         phase,
-        log: Syslog::on_first_line(&config.syslog_socket),
+        log: Syslog::on_first_line(&policy.config.syslog_socket),
         stderr: io::stderr().lock(),
-        policy_path: path,
+        policy_path: policy.path,
         warn_only: false,
-        config,
+        config: policy.config,
     };
     if edge.config.mode == Mode::Off {
         edge.report_mistakes(&mistakes);
         return Ok(0);
     }
     let host = Sysfs::new(&edge.config.sysfs_root);
-    if let Err(e) = host.check_root() {
+    // The policy checked a sysfs_root it names; the kernel's /sys is the host's own.
+    if edge.config.sysfs_override().is_none()
+        && let Err(e) = host.check_root()
+    {
         mistakes.push(Mistake {
             place: format!("{} (sysfs_root)", edge.policy_path.display()),
             detail: e,

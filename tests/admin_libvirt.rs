@@ -34,17 +34,18 @@ fn page_block(section: &str) -> Vec<String> {
     lines
 }
 
-/// What the package installs as /etc/phbguard/phbguard.toml: the example, then the lines the
-/// spec appends in %install (read from the spec, so the test follows it).
+/// What the package installs as /etc/phbguard/phbguard.toml: the file as it is in the tree
+/// (the spec installs it unchanged).
 fn packaged_policy() -> String {
     let spec = std::fs::read_to_string(support::repo().join("packaging/phbguard.spec")).unwrap();
-    let start = spec
-        .find("phbguard.toml <<'EOF'\n")
-        .expect("the spec appends to the policy with a here-document");
-    let appended = &spec[start..].split_once('\n').unwrap().1;
-    let appended = &appended[..appended.find("\nEOF\n").unwrap() + 1];
-    let example = std::fs::read_to_string(support::repo().join("packaging/phbguard.toml")).unwrap();
-    format!("{example}{appended}")
+    assert!(
+        spec.contains(
+            "install -D -p -m 0644 packaging/phbguard.toml %{buildroot}%{_sysconfdir}/phbguard/phbguard.toml\n"
+        ),
+        "the spec installs the policy file as it is"
+    );
+    assert!(!spec.contains("phbguard.toml <<"), "the spec appends nothing to the policy file");
+    std::fs::read_to_string(support::repo().join("packaging/phbguard.toml")).unwrap()
 }
 
 /// Runs one line of the page with `sh`, in `dir`, after the substitutions.

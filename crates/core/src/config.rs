@@ -11,6 +11,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::host::Sysfs;
 use crate::input::{InputError, Links, read_regular};
 
 /// Where the policy file is read from when neither `--config` nor `PHBGUARD_CONFIG` says.
@@ -135,6 +136,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The sysfs tree the policy names instead of the kernel's `/sys`, if it does. `audit` and
+    /// `watch` read host facts from libvirt's node devices unless the policy names one (a test
+    /// host, an offline one); the hook reads sysfs either way.
+    pub fn sysfs_override(&self) -> Option<&Path> {
+        (self.sysfs_root != Config::default().sysfs_root).then_some(self.sysfs_root.as_path())
+    }
+
     /// Whether a domain is exempt, by its name or its UUID.
     pub fn is_exempt(&self, name: &str, uuid: Option<&str>) -> bool {
         self.exempt
@@ -182,61 +190,185 @@ pub fn choose_path(flag: Option<PathBuf>, env: Option<std::ffi::OsString>) -> (P
     }
 }
 
-/// Reads and interprets the policy file; never fails. The file is opened non-blocking and must
-/// be a regular file of at most [`MAX_CONFIG_BYTES`]: a FIFO or `/dev/zero` named as the policy
-/// is a problem, not a hang.
-pub fn load(path: &Path, explicit: bool) -> (Config, Vec<Problem>) {
-    let problem = |issue: Issue| Problem {
-        path: path.to_path_buf(),
-        line: issue.line,
-        detail: issue.detail,
-    };
-    let text = match read_regular(path, MAX_CONFIG_BYTES, Links::Follow) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                let detail = format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to());
-                return (Config::default(), vec![problem(Issue { line: None, detail })]);
-            }
-        },
-        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            return (Config::default(), Vec::new());
-        }
-        Err(e) => {
-            let detail = match e {
-                InputError::Io(e) => format!("cannot read it: {e}"),
-                InputError::LargerThan(_) => {
-                    format!("larger than {} KiB, not a policy file", MAX_CONFIG_BYTES >> 10)
+/// The policy file as the hook reads it, and with it `check-config`, `audit` and `watch`: where
+/// it is, what it says and everything wrong with it. Reading never fails: a problem is listed
+/// and the key (or the whole file) keeps its default.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The file read.
+    pub path: PathBuf,
+    /// Named by `--config` or [`ENV_VAR`]: then a missing file is a problem, not the defaults.
+    pub explicit: bool,
+    /// The file exists; `false`: the built-in defaults apply.
+    pub found: bool,
+    /// The settings, with the default for every key that has a problem.
+    pub config: Config,
+    /// Every problem, in line order: the file's syntax, keys and values, and a `sysfs_root` it
+    /// names that is not a directory.
+    pub problems: Vec<Problem>,
+    /// The problem that `sysfs_root` is not a directory, also in `problems`: read from it, every
+    /// host device would be "not on this host" (the watcher will not start on that).
+    pub sysfs_root_problem: Option<Problem>,
+}
+
+impl Policy {
+    /// The file `--config` names, else [`ENV_VAR`], else [`DEFAULT_PATH`].
+    pub fn read(flag: Option<PathBuf>) -> Policy {
+        let (path, explicit) = choose_path(flag, std::env::var_os(ENV_VAR));
+        Policy::read_at(path, explicit)
+    }
+
+    /// Reads `path`. It is opened non-blocking and must be a regular file of at most
+    /// [`MAX_CONFIG_BYTES`]: a FIFO or `/dev/zero` named as the policy is a problem, not a hang.
+    pub fn read_at(path: PathBuf, explicit: bool) -> Policy {
+        let mut policy = Policy {
+            path,
+            explicit,
+            found: false,
+            config: Config::default(),
+            problems: Vec::new(),
+            sysfs_root_problem: None,
+        };
+        let text = match read_regular(&policy.path, MAX_CONFIG_BYTES, Links::Follow) {
+            Ok(bytes) => {
+                policy.found = true;
+                match String::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        let at = e.utf8_error().valid_up_to();
+                        policy.problem(None, format!("not UTF-8 text (at byte {at})"));
+                        return policy;
+                    }
                 }
-                e => format!("cannot read it: {e}"),
-            };
-            return (Config::default(), vec![problem(Issue { line: None, detail })]);
+            }
+            Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return policy;
+            }
+            Err(e) => {
+                // Found but unusable (a directory, a FIFO, unreadable) unless it is not there.
+                policy.found = !matches!(&e, InputError::Io(e) if e.kind() == std::io::ErrorKind::NotFound);
+                let detail = match e {
+                    InputError::Io(e) => format!("cannot read it: {e}"),
+                    InputError::IsDirectory => "cannot read it: is a directory, not a policy file".into(),
+                    InputError::LargerThan(_) => {
+                        format!("larger than {} KiB, not a policy file", MAX_CONFIG_BYTES >> 10)
+                    }
+                    e => format!("cannot read it: {e}"),
+                };
+                policy.problem(None, detail);
+                return policy;
+            }
+        };
+        let parsed = parse_text(&text);
+        policy.config = parsed.config;
+        for issue in parsed.issues {
+            policy.problem(issue.line, issue.detail);
         }
-    };
-    let (config, issues) = parse(&text);
-    (config, issues.into_iter().map(problem).collect())
+        if let Some(root) = policy.config.sysfs_override()
+            && let Some(why) = Sysfs::new(root).unusable()
+        {
+            let detail = format!("sysfs_root = {:?}: {why}", root.display().to_string());
+            policy.problem(parsed.sysfs_root_line, detail);
+            policy.sysfs_root_problem = policy.problems.last().cloned();
+        }
+        policy.problems.sort_by_key(|p| p.line);
+        policy
+    }
+
+    fn problem(&mut self, line: Option<usize>, detail: String) {
+        self.problems.push(Problem {
+            path: self.path.clone(),
+            line,
+            detail,
+        });
+    }
+
+    /// The hook cannot trust a policy file with problems: it judges every guest in warn mode
+    /// (never refuses one) until the file is fixed.
+    pub fn in_doubt(&self) -> bool {
+        !self.problems.is_empty()
+    }
+
+    /// The mode the hook applies to a guest whose definition names none: the file's, but warn
+    /// (the fail-safe) while the file has problems.
+    pub fn applied_mode(&self) -> Mode {
+        match self.config.mode {
+            Mode::Enforce if self.in_doubt() => Mode::Warn,
+            mode => mode,
+        }
+    }
+
+    /// What the hook does to guests under [`Policy::applied_mode`], in a few words.
+    pub fn applied(&self) -> String {
+        let mode = self.applied_mode();
+        let what = match mode {
+            Mode::Enforce => "guests with error findings are refused",
+            Mode::Warn => "findings are logged, no guest is refused",
+            Mode::Off => "nothing is judged",
+        };
+        if self.in_doubt() && mode == Mode::Warn {
+            format!("until it is fixed the hook judges every guest in warn mode, its fail-safe ({what})")
+        } else {
+            format!("the hook applies mode = \"{}\" ({what})", mode.as_str())
+        }
+    }
+}
+
+/// Every key a policy file may have at its top level, before any `[table]`.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "sysfs_root",
+    "mode",
+    "incoming",
+    "reject_iommu_group_unknown",
+    "on_internal_error",
+    "exempt",
+    "syslog_socket",
+    "state_dir",
+];
+/// The tables a policy file may have, after every top-level key.
+pub const TABLES: &[&str] = &["watch"];
+/// The keys of the `[watch]` table.
+pub const WATCH_KEYS: &[&str] = &["action"];
+
+/// What the text of a policy file says.
+struct Parsed {
+    config: Config,
+    issues: Vec<Issue>,
+    /// The line `sysfs_root` is set on, for a problem found with its value later.
+    sysfs_root_line: Option<usize>,
 }
 
 /// Interprets the text of a policy file: the configuration, and one issue per problem.
 pub fn parse(text: &str) -> (Config, Vec<Issue>) {
+    let parsed = parse_text(text);
+    (parsed.config, parsed.issues)
+}
+
+fn parse_text(text: &str) -> Parsed {
     use toml::de::{DeTable, DeValue};
-    let mut config = Config::default();
-    let mut issues = Vec::new();
+    let mut parsed = Parsed {
+        config: Config::default(),
+        issues: Vec::new(),
+        sysfs_root_line: None,
+    };
     let line_of = |offset: usize| Some(text[..offset.min(text.len())].matches('\n').count() + 1);
     let table = match DeTable::parse(text) {
         Ok(t) => t.into_inner(),
         Err(e) => {
             let message = e.message().replace('\n', " ");
-            issues.push(Issue {
+            parsed.issues.push(Issue {
                 line: e.span().and_then(|s| line_of(s.start)),
                 detail: format!("not valid TOML ({}); the whole file is ignored", message.trim()),
             });
-            return (config, issues);
+            return parsed;
         }
     };
+    let config = &mut parsed.config;
+    let issues = &mut parsed.issues;
     for (key, spanned) in &table {
         let value: &DeValue = spanned.get_ref();
-        let line = line_of(key.span().start);
+        let key_start = key.span().start;
+        let line = line_of(key_start);
         let key = key.get_ref().as_ref();
         let mut bad = |expected: &str| {
             issues.push(Issue {
@@ -251,7 +383,10 @@ pub fn parse(text: &str) -> (Config, Vec<Issue>) {
         };
         match key {
             "sysfs_root" => match path(value) {
-                Some(p) => config.sysfs_root = p,
+                Some(p) => {
+                    config.sysfs_root = p;
+                    parsed.sysfs_root_line = line;
+                }
                 None => bad("an absolute path"),
             },
             "syslog_socket" => match path(value) {
@@ -292,22 +427,34 @@ pub fn parse(text: &str) -> (Config, Vec<Issue>) {
                 }
             }
             "watch" => match value {
-                DeValue::Table(watch) => parse_watch(watch, &mut config, &mut issues, &line_of),
+                DeValue::Table(watch) => {
+                    // `[watch]` and its keys below it, or `watch.action = ...` (a dotted key).
+                    let header = header_line(text, key_start, line);
+                    parse_watch(watch, header, config, issues, &line_of);
+                }
                 _ => bad("a table ([watch])"),
             },
-            _ => issues.push(Issue {
-                line,
-                detail: format!("unknown key '{}'", crate::escape::controls(key)),
-            }),
+            _ => {
+                let detail = match value {
+                    DeValue::Table(keys) => {
+                        let header = header_line(text, key_start, line);
+                        misplaced_in(key, header, keys, issues, &line_of);
+                        unknown_table(key)
+                    }
+                    _ => unknown_top_level_key(key),
+                };
+                issues.push(Issue { line, detail });
+            }
         }
     }
-    issues.sort_by_key(|i| i.line);
-    (config, issues)
+    parsed.issues.sort_by_key(|i| i.line);
+    parsed
 }
 
 /// The `[watch]` table: settings of `phbguard watch` only.
 fn parse_watch(
     table: &toml::de::DeTable<'_>,
+    header: Header,
     config: &mut Config,
     issues: &mut Vec<Issue>,
     line_of: &dyn Fn(usize) -> Option<usize>,
@@ -325,12 +472,151 @@ fn parse_watch(
                     detail: format!("watch.action = {}: expected \"warn\" or \"fix\"", short(value)),
                 }),
             },
-            _ => issues.push(Issue {
+            _ if TOP_LEVEL_KEYS.contains(&key) => issues.push(Issue {
                 line,
-                detail: format!("unknown key 'watch.{}'", crate::escape::controls(key)),
+                detail: misplaced("watch", key, header),
             }),
+            _ => {
+                let key = crate::escape::controls(key);
+                let detail = match near(&key, WATCH_KEYS).or_else(|| near(&key, TOP_LEVEL_KEYS)) {
+                    Some(k) if WATCH_KEYS.contains(&k) => {
+                        format!("unknown key 'watch.{key}' (did you mean '{k}'?)")
+                    }
+                    Some(k) => match header {
+                        Header::Line(_) => {
+                            format!("{} (did you mean '{k}'?)", misplaced("watch", &key, header))
+                        }
+                        Header::Dotted => {
+                            format!("unknown key 'watch.{key}' (did you mean '{k}', a top-level key?)")
+                        }
+                    },
+                    None => format!(
+                        "unknown key 'watch.{key}' ([watch] has only {})",
+                        quoted(WATCH_KEYS)
+                    ),
+                };
+                issues.push(Issue { line, detail });
+            }
         }
     }
+}
+
+/// Where a table was opened: a `[table]` line (its line number), or the first of its dotted
+/// keys (`watch.action = ...`).
+#[derive(Debug, Clone, Copy)]
+enum Header {
+    Line(Option<usize>),
+    Dotted,
+}
+
+/// How `table` (its name at `start`, on `line`) was opened.
+fn header_line(text: &str, start: usize, line: Option<usize>) -> Header {
+    let before = text[..start.min(text.len())].trim_end_matches([' ', '\t']);
+    if before.ends_with('[') {
+        Header::Line(line)
+    } else {
+        Header::Dotted
+    }
+}
+
+/// A top-level key found inside a table: TOML reads every key below a `[table]` line as that
+/// table's, so a key added at the end of the file is lost to the table before it.
+fn misplaced(table: &str, key: &str, header: Header) -> String {
+    let table = crate::escape::controls(table);
+    match header {
+        Header::Line(at) => {
+            let at = at.map(|l| format!(" (line {l})")).unwrap_or_default();
+            format!("'{key}' is inside [{table}]{at}; top-level keys go before the first [table]")
+        }
+        Header::Dotted => {
+            format!("unknown key '{table}.{key}' ('{key}' is a top-level key: write it without '{table}.')")
+        }
+    }
+}
+
+/// The top-level keys inside an unknown table: each is reported as misplaced, since the admin
+/// meant it at the top level (the table's name has its own problem).
+fn misplaced_in(
+    table: &str,
+    header: Header,
+    keys: &toml::de::DeTable<'_>,
+    issues: &mut Vec<Issue>,
+    line_of: &dyn Fn(usize) -> Option<usize>,
+) {
+    for (key, _) in keys {
+        if TOP_LEVEL_KEYS.contains(&key.get_ref().as_ref()) {
+            issues.push(Issue {
+                line: line_of(key.span().start),
+                detail: misplaced(table, key.get_ref(), header),
+            });
+        }
+    }
+}
+
+fn unknown_table(name: &str) -> String {
+    let name = crate::escape::controls(name);
+    match near(&name, TABLES).or_else(|| near(&name, TOP_LEVEL_KEYS)) {
+        Some(t) if TABLES.contains(&t) => format!("unknown table [{name}] (did you mean [{t}]?)"),
+        Some(k) => format!("unknown table [{name}] (did you mean the key '{k}'?)"),
+        None => format!("unknown table [{name}] (the only table is [watch])"),
+    }
+}
+
+fn unknown_top_level_key(key: &str) -> String {
+    let key = crate::escape::controls(key);
+    if WATCH_KEYS.contains(&&*key) {
+        return format!("'{key}' is a key of [watch]: write it as watch.{key}");
+    }
+    match near(&key, TOP_LEVEL_KEYS) {
+        Some(k) => format!("unknown key '{key}' (did you mean '{k}'?)"),
+        None => match near(&key, WATCH_KEYS) {
+            Some(k) => format!("unknown key '{key}' (did you mean '{k}', in [watch]?)"),
+            None => format!("unknown key '{key}'"),
+        },
+    }
+}
+
+/// `'a', 'b' or 'c'`.
+fn quoted(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The known word `typed` is a slip of: a letter wrong, missing, added or two swapped (two such
+/// slips in a longer word), `-` for `_` or another case.
+fn near(typed: &str, known: &[&'static str]) -> Option<&'static str> {
+    let typed = typed.to_ascii_lowercase().replace('-', "_");
+    known
+        .iter()
+        .map(|k| (slips(&typed, k), *k))
+        .filter(|&(d, k)| d <= if k.len() <= 4 { 1 } else { 2 })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
+}
+
+/// The optimal string alignment distance: insertions, deletions, substitutions and swaps of
+/// two neighbours, each counted once.
+fn slips(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Three rows: two back (for swaps), the previous one and this one.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (previous[j] + 1).min(row[j - 1] + 1).min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut previous, row);
+    }
+    previous[b.len()]
 }
 
 /// A value as the admin wrote it, cut short enough for one log line.
@@ -359,6 +645,11 @@ mod tests {
 
     fn details(issues: &[Issue]) -> Vec<(Option<usize>, &str)> {
         issues.iter().map(|i| (i.line, i.detail.as_str())).collect()
+    }
+
+    fn load(path: &Path, explicit: bool) -> (Config, Vec<Problem>) {
+        let policy = Policy::read_at(path.to_path_buf(), explicit);
+        (policy.config, policy.problems)
     }
 
     #[test]
@@ -405,6 +696,9 @@ mod tests {
     #[test]
     fn watch_action_is_read_and_defaults_to_warn() {
         assert_eq!(parse("").0.watch_action, WatchAction::Warn);
+        let (c, p) = parse("mode = 'warn'\nwatch.action = 'fix'\nexempt = []\n");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((c.mode, c.watch_action), (Mode::Warn, WatchAction::Fix));
         let (c, p) = parse("mode = 'warn'\n[watch]\naction = 'fix'\n");
         assert!(p.is_empty(), "{p:?}");
         assert_eq!((c.mode, c.watch_action), (Mode::Warn, WatchAction::Fix));
@@ -422,7 +716,7 @@ mod tests {
             details(&p),
             [
                 (Some(3), "watch.action = \"repair\": expected \"warn\" or \"fix\""),
-                (Some(4), "unknown key 'watch.actoin'")
+                (Some(4), "unknown key 'watch.actoin' (did you mean 'action'?)")
             ]
         );
         let (c, p) = parse("watch = 'fix'");
@@ -445,8 +739,8 @@ mod tests {
         assert_eq!(
             details(&p),
             [
-                (Some(2), "unknown key 'exmept'"),
-                (Some(3), "unknown key 'section'")
+                (Some(2), "unknown key 'exmept' (did you mean 'exempt'?)"),
+                (Some(3), "unknown table [section] (the only table is [watch])")
             ]
         );
     }
@@ -490,6 +784,180 @@ mod tests {
             assert_eq!(p[0].line, Some(line), "{p:?}");
             assert!(!p[0].detail.contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_top_level_key_below_a_table_is_named_with_the_table_and_its_line() {
+        // The packaged file's [watch] uncommented, then mode added at the end (echo >>).
+        let text = "exempt = ['db01']\n\n[watch]\naction = 'fix'\nmode = 'enforce'\nsysfs_root = '/sys'\n";
+        let (c, p) = parse(text);
+        assert_eq!((c.mode, c.watch_action), (Mode::Enforce, WatchAction::Fix));
+        assert_eq!(
+            details(&p),
+            [
+                (
+                    Some(5),
+                    "'mode' is inside [watch] (line 3); top-level keys go before the first [table]"
+                ),
+                (
+                    Some(6),
+                    "'sysfs_root' is inside [watch] (line 3); top-level keys go before the first [table]"
+                ),
+            ]
+        );
+        // In a table phbguard does not know, too: the key is what the admin meant.
+        let (_, p) = parse("[wacth]\naction = 'fix'\nmode = 'warn'\n");
+        assert_eq!(
+            details(&p),
+            [
+                (Some(1), "unknown table [wacth] (did you mean [watch]?)"),
+                (
+                    Some(3),
+                    "'mode' is inside [wacth] (line 1); top-level keys go before the first [table]"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_table_key_at_the_top_level_says_where_it_belongs() {
+        let (c, p) = parse("action = 'fix'\n");
+        assert_eq!(c.watch_action, WatchAction::Warn);
+        assert_eq!(
+            details(&p),
+            [(Some(1), "'action' is a key of [watch]: write it as watch.action")]
+        );
+    }
+
+    #[test]
+    fn near_misses_get_a_did_you_mean() {
+        for (text, detail) in [
+            ("exmept = []", "unknown key 'exmept' (did you mean 'exempt'?)"),
+            ("mdoe = 'warn'", "unknown key 'mdoe' (did you mean 'mode'?)"),
+            ("Mode = 'warn'", "unknown key 'Mode' (did you mean 'mode'?)"),
+            (
+                "sysfs-root = '/sys'",
+                "unknown key 'sysfs-root' (did you mean 'sysfs_root'?)",
+            ),
+            (
+                "reject_iommu_group_unknwon = true",
+                "unknown key 'reject_iommu_group_unknwon' (did you mean 'reject_iommu_group_unknown'?)",
+            ),
+            (
+                "actoin = 'fix'",
+                "unknown key 'actoin' (did you mean 'action', in [watch]?)",
+            ),
+            ("colour = 1", "unknown key 'colour'"),
+            (
+                "[watch]\nactoin = 'fix'",
+                "unknown key 'watch.actoin' (did you mean 'action'?)",
+            ),
+            (
+                "[watch]\nexmept = []",
+                "'exmept' is inside [watch] (line 1); top-level keys go before the first [table] (did you mean 'exempt'?)",
+            ),
+            (
+                "[watch]\ncolour = 1",
+                "unknown key 'watch.colour' ([watch] has only 'action')",
+            ),
+            ("[wacth]", "unknown table [wacth] (did you mean [watch]?)"),
+            // The dotted form the packaged file uses.
+            (
+                "watch.actoin = 'fix'",
+                "unknown key 'watch.actoin' (did you mean 'action'?)",
+            ),
+            (
+                "watch.mode = 'warn'",
+                "unknown key 'watch.mode' ('mode' is a top-level key: write it without 'watch.')",
+            ),
+            (
+                "watch.exmept = []",
+                "unknown key 'watch.exmept' (did you mean 'exempt', a top-level key?)",
+            ),
+            (
+                "wacth.action = 'fix'",
+                "unknown table [wacth] (did you mean [watch]?)",
+            ),
+            (
+                "[exempt]",
+                "exempt = {...}: expected a list of domain names or UUIDs",
+            ),
+        ] {
+            let (_, p) = parse(text);
+            let got: Vec<&str> = p.iter().map(|i| i.detail.as_str()).collect();
+            assert_eq!(got, [detail], "{text}");
+        }
+        assert_eq!(slips("exmept", "exempt"), 1);
+        assert_eq!(slips("abc", "abc"), 0);
+        assert_eq!(slips("", "mode"), 4);
+    }
+
+    #[test]
+    fn the_key_lists_are_the_keys_parse_reads() {
+        for key in TOP_LEVEL_KEYS {
+            let (_, p) = parse(&format!("{key} = 0"));
+            assert!(p[0].detail.starts_with(&format!("{key} = 0: expected ")), "{p:?}");
+        }
+        for key in WATCH_KEYS {
+            let (_, p) = parse(&format!("[watch]\n{key} = 0"));
+            assert!(
+                p[0].detail.starts_with(&format!("watch.{key} = 0: expected ")),
+                "{p:?}"
+            );
+        }
+        for table in TABLES {
+            let (_, p) = parse(&format!("[{table}]"));
+            assert!(p.is_empty(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_sysfs_root_that_is_not_a_directory_is_a_problem_on_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, "mode = 'enforce'\n\nsysfs_root = '/nonexistent/sys'\n").unwrap();
+        let policy = Policy::read_at(file.clone(), true);
+        assert!(policy.sysfs_root_problem.is_some() && policy.in_doubt());
+        let lines: Vec<String> = policy.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [format!(
+                "{}:3: sysfs_root = \"/nonexistent/sys\": No such file or directory (os error 2)",
+                file.display()
+            )]
+        );
+        assert_eq!(policy.config.mode, Mode::Enforce);
+        assert_eq!(policy.applied_mode(), Mode::Warn);
+        // Every other problem is listed too, in line order.
+        std::fs::write(&file, "sysfs_root = '/etc/hostname'\nmdoe = 'warn'\n").unwrap();
+        let policy = Policy::read_at(file.clone(), true);
+        let details: Vec<&str> = policy.problems.iter().map(|p| p.detail.as_str()).collect();
+        assert_eq!(
+            details,
+            [
+                "sysfs_root = \"/etc/hostname\": not a directory",
+                "unknown key 'mdoe' (did you mean 'mode'?)"
+            ]
+        );
+        // The kernel's /sys is not a setting: not checked here (an image built in a chroot).
+        std::fs::write(&file, "mode = 'off'\n").unwrap();
+        let policy = Policy::read_at(file, true);
+        assert!(!policy.in_doubt() && policy.found);
+        assert_eq!(policy.applied_mode(), Mode::Off);
+    }
+
+    #[test]
+    fn a_policy_file_is_called_a_policy_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Policy::read_at(dir.path().to_path_buf(), true);
+        assert_eq!(
+            policy.problems[0].detail,
+            "cannot read it: is a directory, not a policy file"
+        );
+        assert!(policy.found);
+        let policy = Policy::read_at(dir.path().join("absent.toml"), false);
+        assert!(!policy.found && policy.problems.is_empty());
+        assert_eq!(policy.applied_mode(), Mode::Enforce);
     }
 
     #[test]

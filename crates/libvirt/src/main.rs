@@ -66,17 +66,16 @@ pub(crate) fn check_sysfs_root(root: Option<&Path>) -> anyhow::Result<()> {
 /// The policy the hook on this host reads. A problem in it is reported here as a warning: the
 /// hook would judge in warn mode until it is fixed, and so does audit's "refused" column.
 fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
-    let (path, explicit) = config::choose_path(flag, std::env::var_os(config::ENV_VAR));
-    let (config, problems) = config::load(&path, explicit);
-    for p in &problems {
+    let policy = config::Policy::read(flag);
+    for p in &policy.problems {
         eprintln!(
             "phbguard: warning: policy {}; the hook judges in warn mode until it is fixed",
             controls(&p.to_string())
         );
     }
     audit::Policy {
-        config,
-        in_doubt: !problems.is_empty(),
+        in_doubt: policy.in_doubt(),
+        config: policy.config,
     }
 }
 

@@ -714,7 +714,7 @@ fn sighup_reloads_on_the_test_driver_and_a_bad_sysfs_root_is_refused() {
     let error = log.wait_for(&[": config-error "]);
     assert!(
         error.contains(&format!(
-            "config-error op=reload: {} (sysfs_root): sysfs root /nonexistent/phbguard-sys: ",
+            "config-error op=reload: {}:2: sysfs_root = \"/nonexistent/phbguard-sys\": ",
             policy.display()
         )),
         "{error}"
@@ -787,7 +787,7 @@ fn a_sysfs_root_that_is_not_a_directory_stops_the_watcher_from_starting() {
     assert!(line.starts_with("<27>"), "{line}");
     assert!(
         line.contains(&format!(
-            "config-error op=watch: {} (sysfs_root): sysfs root /nonexistent/phbguard-sys: ",
+            "config-error op=watch: {}:2: sysfs_root = \"/nonexistent/phbguard-sys\": ",
             policy.display()
         )),
         "{line}"

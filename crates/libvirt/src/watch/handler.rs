@@ -340,9 +340,7 @@ impl Handler {
     /// node devices (right for a remote URI too), unless the policy file names a sysfs tree
     /// of its own (tests, offline hosts).
     fn host<'c>(&mut self, conn: &'c Connect, id: &DomainId, op: Op) -> Option<Host<'c>> {
-        let sysfs = (self.config.sysfs_root != Config::default().sysfs_root)
-            .then_some(self.config.sysfs_root.as_path());
-        match Host::new(conn, sysfs) {
+        match Host::new(conn, self.config.sysfs_override()) {
             Ok(host) => Some(host),
             Err(e) => {
                 self.internal(id, op, &format!("cannot learn the host's devices: {e}"));
