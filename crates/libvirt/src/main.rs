@@ -63,28 +63,30 @@ pub(crate) fn check_sysfs_root(root: Option<&Path>) -> anyhow::Result<()> {
     }
 }
 
-/// The policy the hook on this host reads. A problem in it is reported here as a warning: the
-/// hook would judge in warn mode until it is fixed, and so does audit's "refused" column.
-fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
-    let policy = config::Policy::read(flag);
-    for p in &policy.problems {
-        eprintln!(
-            "phbguard: warning: policy {}; the hook judges in warn mode until it is fixed",
-            controls(&p.to_string())
-        );
-    }
-    audit::Policy {
-        in_doubt: policy.in_doubt(),
-        config: policy.config,
-    }
-}
-
 fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
     check_sysfs_root(args.sysfs_root.as_deref())?;
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
-    let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
-    let policy = hook_policy(args.config.clone());
-    let result = audit::audit(&conn, &host, &policy).map_err(anyhow::Error::msg)?;
+    // The hook's policy on this host: audit says what the hook would do with each guest.
+    let policy = config::Policy::read(args.config.clone());
+    let remote = conn.uri().is_ok_and(|uri| audit::is_remote(&uri));
+    let source = audit::host_source(args.sysfs_root.as_deref(), &policy, remote);
+    let host = Host::new(&conn, source.sysfs_root()).map_err(anyhow::Error::msg)?;
+    let text_on_stdout = args.format == AuditFormat::Text && args.output.is_none();
+    if !text_on_stdout {
+        // The text report says it itself; a timer's JSON or metrics file is read by a machine,
+        // its stderr by the journal.
+        for p in &policy.problems {
+            eprintln!("phbguard: warning: policy file {}", controls(&p.to_string()));
+        }
+        if policy.in_doubt() {
+            eprintln!(
+                "phbguard: warning: policy file {}: {}",
+                controls(&policy.path.to_string_lossy()),
+                policy.applied()
+            );
+        }
+    }
+    let result = audit::audit(&conn, &host, policy, source, remote).map_err(anyhow::Error::msg)?;
     for u in &result.unreadable {
         eprintln!(
             "phbguard: {}",

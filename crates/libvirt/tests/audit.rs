@@ -122,21 +122,20 @@ fn fleet_findings_shared_device_pool_network_and_opt_out() {
 }
 
 #[test]
-fn text_table_shows_state_counts_worst_rule_and_opt_out() {
+fn text_table_shows_state_counts_worst_rule_opt_out_and_refusal() {
     let out = run(&["audit", "-c", &uri(&fleet())]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    let row = |name: &str, def: &str| -> Vec<String> {
-        text.lines()
-            .find(|l| l.starts_with(&format!("{name} ")) && l.contains(def))
-            .unwrap_or_else(|| panic!("no row {name} {def} in\n{text}"))
-            .split("  ")
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(String::from)
-            .collect()
-    };
-    assert!(text.starts_with("NAME "), "{text}");
+    let row = |name: &str, def: &str| cells(&text, name, def);
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy-defaults.toml");
+    assert!(
+        text.starts_with(&format!(
+            "policy {}: valid; the hook applies mode = \"enforce\" (guests with error findings are \
+             refused)\n\nNAME ",
+            policy.display()
+        )),
+        "{text}"
+    );
     assert_eq!(
         row("legacy", "persistent"),
         [
@@ -147,7 +146,8 @@ fn text_table_shows_state_counts_worst_rule_and_opt_out() {
             "1",
             "0",
             "hostdev-on-default-phb",
-            "yes (off)"
+            "yes (off)",
+            "no"
         ]
     );
     assert_eq!(
@@ -160,15 +160,18 @@ fn text_table_shows_state_counts_worst_rule_and_opt_out() {
             "1",
             "0",
             "hostdev-network-not-isolated",
-            "no"
+            "no",
+            "yes"
         ]
     );
     assert_eq!(
         row("x86", "persistent"),
-        ["x86", "shut off", "persistent", "no", "0", "0", "-", "no"]
+        ["x86", "shut off", "persistent", "no", "0", "0", "-", "no", "no"]
     );
     assert!(
-        text.contains("6 guests, 8 definitions judged: 1 with errors"),
+        text.contains(
+            "6 guests, 8 definitions judged: 3 with errors, 1 the hook would refuse to start, 2 opted out\n"
+        ),
         "{text}"
     );
 }
@@ -219,7 +222,7 @@ fn control_characters_in_a_domain_name_are_escaped_in_text_reports() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(!text.contains(['\t', '\r']), "{text:?}");
-    let row = text.lines().nth(1).unwrap();
+    let row = text.lines().find(|l| l.starts_with("evil")).unwrap();
     let cells: Vec<&str> = row.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
     assert_eq!(
         cells[..4],
@@ -250,22 +253,37 @@ fn control_characters_in_a_domain_name_are_escaped_in_text_reports() {
 }
 
 #[test]
-fn an_opted_out_guest_does_not_fail_the_audit_but_warn_mode_does() {
+fn every_opt_out_shows_and_keeps_the_audit_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, json) = audit_json(&opted_out_only(dir.path(), "off"), &[]);
+    for mode in ["off", "warn"] {
+        let node = opted_out_only(dir.path(), mode);
+        let (out, json) = audit_json(&node, &[]);
+        // The hook lets it start: nothing for enforce to refuse.
+        assert_eq!(out.status.code(), Some(0), "{mode}: {json}");
+        let r = &json["results"][0];
+        assert_eq!(r["findings"][0]["rule"], "hostdev-on-default-phb", "{mode}");
+        assert_eq!(
+            (&r["opted_out"], &r["opt_out"]),
+            (&Value::Bool(true), &Value::from(mode))
+        );
+        assert_eq!(r["mode"], mode);
+        assert_eq!(r["start_refused"], false);
+        assert_eq!(r["refused_under_enforce"], false);
+        let text = stdout(&run(&["audit", "-c", &uri(&node)]));
+        let row = cells(&text, "legacy", "persistent");
+        assert_eq!(row[7..], [format!("yes ({mode})"), "no".into()], "{text}");
+    }
+    // Listed in the policy's exempt: the third opt-out.
+    let node = opted_out_only(dir.path(), "enforce");
+    let policy = dir.path().join("exempt.toml");
+    std::fs::write(&policy, "exempt = [\"legacy\"]\n").unwrap();
+    let (out, json) = audit_json(&node, &["--config", policy.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{json}");
-    assert_eq!(
-        json["results"][0]["findings"][0]["rule"],
-        "hostdev-on-default-phb"
-    );
-    // warn: the hook lets it start, but it still breaks the rule.
-    let (out, json) = audit_json(&opted_out_only(dir.path(), "warn"), &[]);
+    assert_eq!(json["results"][0]["opt_out"], "exempt");
+    // Its own mode='enforce' and no exempt: refused.
+    let (out, json) = audit_json(&node, &[]);
     assert_eq!(out.status.code(), Some(1), "{json}");
-    assert_eq!(json["results"][0]["opted_out"], false);
-    assert_eq!(json["results"][0]["mode"], "warn");
-    // ... and the hook would let it start (the verdict the hook itself uses).
-    assert_eq!(json["results"][0]["start_refused"], false);
-    let (_, json) = audit_json(&opted_out_only(dir.path(), "enforce"), &[]);
+    assert_eq!(json["results"][0]["opt_out"], Value::Null);
     assert_eq!(json["results"][0]["start_refused"], true);
 }
 
@@ -292,8 +310,11 @@ fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
 
     let out = run(&["audit", "-c", &uri(&node)]);
     let text = stdout(&out);
-    let row = text.lines().nth(1).unwrap();
-    assert!(row.ends_with("  no (bad mode 'bogus')"), "{text}");
+    assert_eq!(
+        cells(&text, "legacy", "persistent")[7..],
+        ["no (bad mode 'bogus')", "yes"],
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "\nlegacy (persistent):\n  warning metadata-error: {problem}\n"
@@ -320,7 +341,9 @@ fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
         samples.join("\n")
     );
     assert!(
-        text.contains("2 definitions judged: 2 with errors, 2 with a bad policy mode"),
+        text.contains(
+            "2 definitions judged: 2 with errors, 2 the hook would refuse to start, 2 with a bad policy mode"
+        ),
         "{text}"
     );
 }
@@ -453,7 +476,7 @@ fn prometheus_textfile_parses_and_is_replaced_whole() {
         "gauge phbguard_domain_findings{definition=persistent,domain=pool-good,severity=error,uuid=7e57f1ee-0000-4000-8000-000000000005} 0.0",
     );
     has(
-        "gauge phbguard_domain_opted_out{definition=persistent,domain=legacy,uuid=7e57f1ee-0000-4000-8000-000000000003} 1.0",
+        "gauge phbguard_domain_opted_out{definition=persistent,domain=legacy,opt_out=off,uuid=7e57f1ee-0000-4000-8000-000000000003} 1.0",
     );
     // What to alert on: a guest the hook would refuse to start.
     has(
@@ -724,41 +747,281 @@ fn a_pf_that_leads_to_no_vfs_is_a_warning_naming_the_network_and_the_pf() {
 
 #[test]
 fn the_hooks_policy_file_decides_which_starts_audit_says_are_refused() {
-    let refused = |json: &Value, name: &str| {
+    let result = |json: &Value, name: &str| {
         json["results"]
             .as_array()
             .unwrap()
             .iter()
             .find(|r| r["domain"] == name && r["definition"] == "persistent")
-            .unwrap_or_else(|| panic!("{name} in {json}"))["start_refused"]
+            .unwrap_or_else(|| panic!("{name} in {json}"))
             .clone()
     };
     let (_, json) = audit_json(&fleet(), &[]);
-    assert_eq!(refused(&json, "pool-bad"), true, "{json}");
+    assert_eq!(result(&json, "pool-bad")["start_refused"], true, "{json}");
 
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("phbguard.toml");
     let policy_arg = policy.to_str().unwrap();
-    for text in ["exempt = [\"pool-bad\"]\n", "mode = \"warn\"\n"] {
-        std::fs::write(&policy, text).unwrap();
-        let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
-        assert_eq!(refused(&json, "pool-bad"), false, "{text}: {json}");
-        assert_eq!(stderr(&out), "", "{text}");
-        // The findings are the same: the policy says what the hook does, not what is wrong.
-        assert_eq!(out.status.code(), Some(1), "{text}");
-    }
+    // Exempt: an opt-out, as the hook honours it: not refused, not a failure.
+    std::fs::write(&policy, "exempt = [\"pool-bad\"]\n").unwrap();
+    let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    let pool_bad = result(&json, "pool-bad");
+    assert_eq!(
+        (&pool_bad["start_refused"], &pool_bad["refused_under_enforce"]),
+        (&Value::Bool(false), &Value::Bool(false)),
+        "{json}"
+    );
+    assert_eq!(pool_bad["opt_out"], "exempt");
+    assert_eq!(pool_bad["opted_out"], true);
+    assert_eq!(stderr(&out), "");
+    // legacy is opted out by its metadata (off): nothing left that enforce would refuse.
+    assert_eq!(out.status.code(), Some(0), "{json}");
+
+    // Warn mode: the hook refuses nothing now, but enforce would: exit 1 (what to fix first).
+    std::fs::write(&policy, "mode = \"warn\"\n").unwrap();
+    let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    let pool_bad = result(&json, "pool-bad");
+    assert_eq!(pool_bad["start_refused"], false, "{json}");
+    assert_eq!(pool_bad["refused_under_enforce"], true, "{json}");
+    assert_eq!(pool_bad["opt_out"], Value::Null);
+    assert_eq!(json["policy_file"]["mode"], "warn");
+    assert_eq!(json["policy_file"]["applied_mode"], "warn");
+    assert_eq!(json["policy_file"]["valid"], true);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["audit", "-c", &uri(&fleet()), "--config", policy_arg]);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!(
+            "policy {policy_arg}: valid; the hook applies mode = \"warn\" (findings are logged, no guest \
+             is refused)\n\nNAME "
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        cells(&text, "pool-bad", "persistent")[8],
+        "no (mode warn)",
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "3 with errors, 0 the hook would refuse to start (1 under mode = \"enforce\"), 2 opted out"
+        ),
+        "{text}"
+    );
 
     // A mistake in the policy: the hook judges in warn mode, audit says so and why.
     std::fs::write(&policy, "\nmode = \"warning\"\n").unwrap();
     let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
-    assert_eq!(refused(&json, "pool-bad"), false, "{json}");
+    assert_eq!(result(&json, "pool-bad")["start_refused"], false, "{json}");
+    assert_eq!(result(&json, "pool-bad")["mode"], "warn", "{json}");
     let err = stderr(&out);
     assert!(
-        err.starts_with(&format!("phbguard: warning: policy {policy_arg}:2: ")),
+        err.starts_with(&format!("phbguard: warning: policy file {policy_arg}:2: ")),
         "{err}"
     );
     assert!(
-        err.contains("the hook judges in warn mode until it is fixed"),
+        err.contains("until it is fixed the hook judges every guest in warn mode"),
         "{err}"
+    );
+    assert_eq!(json["policy_file"]["valid"], false);
+    assert_eq!(json["policy_file"]["applied_mode"], "warn");
+    assert_eq!(json["policy_file"]["mode"], "enforce");
+    assert_eq!(json["policy_file"]["problems"][0]["line"], 2);
+}
+
+/// The row of `name`'s `definition` in audit's text table, split into its cells.
+fn cells(text: &str, name: &str, definition: &str) -> Vec<String> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name} ")) && l.contains(&format!(" {definition} ")))
+        .unwrap_or_else(|| panic!("no row {name} {definition} in\n{text}"))
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The shipped policy file with `[watch]` uncommented and `mode` added below it, as issue
+/// reports found on hosts: every report says the file is broken and the hook only warns.
+#[test]
+fn a_broken_policy_is_in_every_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("phbguard.toml");
+    std::fs::write(
+        &policy,
+        "exempt = []\n[watch]\naction = \"fix\"\nmode = \"enforce\"\n",
+    )
+    .unwrap();
+    let policy_arg = policy.to_str().unwrap();
+    let problem = format!(
+        "{policy_arg}:4: 'mode' is inside [watch] (line 2); top-level keys go before the first [table]"
+    );
+
+    let out = run(&["audit", "-c", &uri(&fleet()), "--config", policy_arg]);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!(
+            "policy {policy_arg}: 1 problem; until it is fixed the hook judges every guest in warn \
+             mode, its fail-safe (findings are logged, no guest is refused):\n  {problem}\n\nNAME "
+        )),
+        "{text}"
+    );
+    // The text report says it: not again on stderr.
+    assert_eq!(stderr(&out), "");
+    assert_eq!(
+        cells(&text, "pool-bad", "persistent")[8],
+        "no (policy has problems)"
+    );
+
+    let (_, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    assert_eq!(
+        json["policy_file"]["problems"][0]["message"],
+        "'mode' is inside [watch] (line 2); top-level keys go before the first [table]"
+    );
+
+    let prom = dir.path().join("phbguard.prom");
+    let out = run(&[
+        "audit",
+        "-c",
+        &uri(&fleet()),
+        "--config",
+        policy_arg,
+        "--format",
+        "prometheus",
+        "-o",
+        prom.to_str().unwrap(),
+    ]);
+    assert!(stderr(&out).contains(&problem), "{}", stderr(&out));
+    let samples = parse_prometheus(&prom);
+    for sample in [
+        "gauge phbguard_policy_ok{} 0.0",
+        "gauge phbguard_policy_problems{} 1.0",
+        "gauge phbguard_hook_mode{mode=warn} 1.0",
+        "gauge phbguard_hook_mode{mode=enforce} 0.0",
+        "gauge phbguard_domain_refused_under_enforce{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
+        "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 0.0",
+    ] {
+        assert!(
+            samples.iter().any(|l| l == sample),
+            "no '{sample}' in\n{}",
+            samples.join("\n")
+        );
+    }
+
+    // Fixed: the same metrics say so.
+    std::fs::write(
+        &policy,
+        "mode = \"enforce\"\nexempt = []\n[watch]\naction = \"fix\"\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "audit",
+        "-c",
+        &uri(&fleet()),
+        "--config",
+        policy_arg,
+        "--format",
+        "prometheus",
+        "-o",
+        prom.to_str().unwrap(),
+    ]);
+    assert_eq!(stderr(&out), "");
+    let samples = parse_prometheus(&prom);
+    for sample in [
+        "gauge phbguard_policy_ok{} 1.0",
+        "gauge phbguard_policy_problems{} 0.0",
+        "gauge phbguard_hook_mode{mode=enforce} 1.0",
+        "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
+    ] {
+        assert!(
+            samples.iter().any(|l| l == sample),
+            "no '{sample}' in\n{}",
+            samples.join("\n")
+        );
+    }
+}
+
+/// The policy's sysfs_root is where the hook reads host facts: audit reads them there too,
+/// unless --sysfs-root says otherwise.
+#[test]
+fn the_policys_sysfs_root_is_read_as_the_hook_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // web's device, 0002:02:00.0, in IOMMU group 8 here; not in node devices' groups.
+    let sys = dir.path().join("sys");
+    let dev = sys.join("bus/pci/devices/0002:02:00.0");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::os::unix::fs::symlink("../../../kernel/iommu_groups/8", dev.join("iommu_group")).unwrap();
+    let policy = dir.path().join("phbguard.toml");
+    std::fs::write(&policy, format!("sysfs_root = \"{}\"\n", sys.display())).unwrap();
+    let policy_arg = policy.to_str().unwrap();
+    let rules = |json: &Value, name: &str| -> Vec<String> {
+        finding_lines(json)
+            .into_iter()
+            .filter(|l| l.starts_with(&format!("{name}/persistent: ")))
+            .collect()
+    };
+    let (_, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    assert_eq!(
+        json["host_facts"]["sysfs_root"].as_str(),
+        Some(sys.to_str().unwrap()),
+        "{json}"
+    );
+    // legacy's device is in node devices (group 9) but not in this tree: unknown, as the hook
+    // reading this tree says; web's is in both.
+    assert!(
+        rules(&json, "legacy")
+            .iter()
+            .any(|l| l.contains("iommu-group-unknown hostdev 0003:03:00.0")),
+        "{json}"
+    );
+    assert!(
+        !rules(&json, "web")
+            .iter()
+            .any(|l| l.contains("iommu-group-unknown")),
+        "{json}"
+    );
+    let (_, node_devices) = audit_json(&fleet(), &[]);
+    assert!(
+        !rules(&node_devices, "legacy")
+            .iter()
+            .any(|l| l.contains("iommu-group-unknown"))
+    );
+    let out = run(&["audit", "-c", &uri(&fleet()), "--config", policy_arg]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "\nhost facts from the policy's sysfs_root {}, as the hook reads them\n",
+            sys.display()
+        )),
+        "{text}"
+    );
+    // --sysfs-root wins.
+    let empty = tempfile::tempdir().unwrap();
+    let (_, json) = audit_json(
+        &fleet(),
+        &[
+            "--config",
+            policy_arg,
+            "--sysfs-root",
+            empty.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(json["host_facts"]["sysfs_root"].as_str(), empty.path().to_str());
+    // A sysfs_root that is not a directory: a policy problem; facts from node devices instead.
+    std::fs::write(&policy, "sysfs_root = \"/nonexistent/phbguard-sys\"\n").unwrap();
+    let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    assert_eq!(json["host_facts"]["sysfs_root"], Value::Null);
+    assert_eq!(
+        json["host_facts"]["note"],
+        "host facts from libvirt's node devices, not the policy's sysfs_root \
+         /nonexistent/phbguard-sys: it is not a directory"
+    );
+    assert_eq!(json["policy_file"]["valid"], false);
+    assert!(
+        stderr(&out).contains(&format!(
+            "{policy_arg}:1: sysfs_root = \"/nonexistent/phbguard-sys\": No such file or directory"
+        )),
+        "{}",
+        stderr(&out)
     );
 }
