@@ -2,20 +2,16 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use phbguard_core::host::Sysfs;
+use phbguard_cli::command::{CheckArgs, Format};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
+use phbguard_core::host::Facts;
 use phbguard_core::input::load;
 use phbguard_core::report::{Judged, json, text};
-use phbguard_core::rules::{has_errors, judge};
-
-use crate::cli::{CheckArgs, Format};
-use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
+use phbguard_core::rules::has_errors;
 
 /// Judges every file; one that cannot be read is reported and the others still are (exit 2).
 pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
-    let host = Sysfs::new(&args.sysfs_root);
-    // A sysfs root that is not a directory would make every hostdev "not on this host".
-    host.check_root()
-        .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;
+    let host = phbguard_cli::sysfs_root(&args.sysfs_root)?;
     let mut judged = Vec::with_capacity(args.files.len());
     // Per file in command-line order: the index into `judged`, or why it could not be read.
     let mut outcomes = Vec::with_capacity(args.files.len());
@@ -23,9 +19,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     for file in &args.files {
         match load(file) {
             Ok((_, domain)) => {
-                let findings = judge(&domain, &host);
                 outcomes.push(Ok(judged.len()));
-                judged.push(Judged::new(file, &domain, findings));
+                judged.push(Judged::new(file, &domain, &Facts::gather(&domain, &host)));
             }
             Err(e) => {
                 let err = anyhow::Error::new(e);

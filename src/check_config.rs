@@ -2,10 +2,9 @@
 //! each, exit 2 if there is any. The RPM's %post runs it on the installed file, so a mistake
 //! is seen at install time rather than in the first guest start's log.
 
+use phbguard_cli::command::CheckConfigArgs;
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
 use phbguard_core::config::Policy;
-
-use crate::cli::CheckConfigArgs;
-use crate::{EXIT_BAD_INPUT, EXIT_OK, output};
 
 /// Exit 0 when the file is valid (or the default file is absent), 2 on any problem.
 pub fn run(args: &CheckConfigArgs) -> anyhow::Result<u8> {

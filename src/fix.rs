@@ -5,14 +5,13 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use phbguard_cli::command::{FixArgs, Format};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::fix::{Options, fix};
 use phbguard_core::host::Sysfs;
 use phbguard_core::input::load;
 use phbguard_core::replace::{self, replace_file};
 use phbguard_core::report::{diff, json};
-
-use crate::cli::{FixArgs, Format};
-use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 
 /// One line on stderr; text from the document (device names, values) or a file name may hold
 /// control characters, which are escaped.
@@ -44,10 +43,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     {
         bail!("--backup={suffix:?}: the suffix must be non-empty and without '/'");
     }
-    let host = Sysfs::new(args.sysfs_root.as_deref().unwrap_or(Path::new("/sys")));
-    // A sysfs root that is not a directory would make every hostdev "not on this host".
-    host.check_root()
-        .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}"))?;
+    let host = phbguard_cli::sysfs_root(args.sysfs_root.as_deref().unwrap_or(Path::new("/sys")))?;
     let mut out = io::stdout().lock();
     let mut code = EXIT_OK;
     for file in &args.files {

@@ -17,7 +17,7 @@
 //!   `restore`.
 //!
 //! **stdin is not drained** for ops that don't judge, nor after an oversized input. Seen with
-//! libvirt 9.0.0 (tests/hook_libvirt.rs): with a 300 KiB domain XML and a hook that exits at
+//! libvirt 9.0.0 (tests/it/hook_libvirt.rs): with a 300 KiB domain XML and a hook that exits at
 //! once, `virsh start`, `destroy`, `save` and `restore` all succeed; libvirtd's debug log only
 //! says `child closed stdin early, ignoring EPIPE` (virCommandProcessIO).
 

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::EXIT_BAD_INPUT;
+use phbguard_cli::EXIT_BAD_INPUT;
 
 const BINARY: &str = "phbguard-libvirt";
 /// Where the RPM installs it: a helper, not a command on PATH.

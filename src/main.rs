@@ -2,25 +2,17 @@
 
 mod check;
 mod check_config;
-mod cli;
 mod fix;
 mod hook;
 mod incoming;
 mod libvirt_half;
-mod output;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-
-use cli::{Cli, Command, Format};
+use phbguard_cli::command::{Cli, Command, Format};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
 use phbguard_core::rules::{self, RULES, RuleId};
-
-/// Exit codes, a stable interface (rules.md).
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FINDINGS: u8 = 1;
-pub const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
     // The hook is handled before clap: its last four arguments are a domain name and libvirt's
@@ -58,7 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::from(hook(&argv[script..], true, Some(mistake)));
         }
     }
-    match run(Cli::parse()) {
+    match run(phbguard_cli::parse()) {
         Ok(code) => code,
         Err(err) => {
             output::error(&err);
@@ -73,8 +65,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&args)?,
         Command::Fix(args) if args.domain.is_some() => libvirt_half::exec(),
         Command::Fix(args) => fix::run(&args)?,
-        Command::Explain { rule: Some(rule) } => explain(&rule)?,
-        Command::Explain { rule: None } => explain_which(),
+        Command::Explain {
+            rule: Some(rule),
+            format,
+        } => explain(&rule, format)?,
+        Command::Explain { rule: None, .. } => explain_which(),
         Command::Rules { format } => list_rules(format)?,
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.
         Command::Hook(args) => hook(&args.args, false, None),
@@ -87,21 +82,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn hook(args: &[OsString], shebang: bool, mistake: Option<hook::Mistake>) -> u8 {
     match hook::main(args, shebang, mistake) {
         Ok(code) => code,
-        Err(hook::ArgsError::Help) => {
-            let mut cmd = Cli::command();
-            cmd.build();
-            let help = cmd
-                .find_subcommand_mut("hook")
-                .expect("declared in cli.rs")
-                .render_long_help();
-            match output::print(&format!("{help}"), EXIT_OK) {
-                Ok(code) => code,
-                Err(err) => {
-                    output::error(&err);
-                    EXIT_BAD_INPUT
-                }
+        Err(hook::ArgsError::Help) => match output::print(&phbguard_cli::long_help("hook"), EXIT_OK) {
+            Ok(code) => code,
+            Err(err) => {
+                output::error(&err);
+                EXIT_BAD_INPUT
             }
-        }
+        },
         Err(hook::ArgsError::Usage(msg)) => {
             eprintln!(
                 "phbguard hook: {msg}\nUsage: phbguard hook [--config FILE] [SCRIPT] DOMAIN OP SUBOP EXTRA"
@@ -133,11 +120,30 @@ fn libvirt_hook_call(argv: &[OsString]) -> bool {
         && ["begin", "end", "-"].iter().any(|s| argv[n - 2] == *s)
 }
 
-fn explain(asked: &str) -> anyhow::Result<u8> {
+fn explain(asked: &str, format: Format) -> anyhow::Result<u8> {
     let rule = rule_id(asked)
         .parse::<RuleId>()
         .map_err(|e| anyhow::anyhow!("{e}; 'phbguard rules' lists them"))?
         .rule();
+    if format == Format::Json {
+        let host: Vec<_> = rules::EXAMPLE_HOST
+            .iter()
+            .map(|(addr, group, node)| {
+                serde_json::json!({"address": addr, "iommu_group": group, "numa_node": node})
+            })
+            .collect();
+        let json = serde_json::json!({
+            "id": rule.id.as_str(),
+            "severity": rule.severity.as_str(),
+            "summary": rule.summary,
+            "needs_libvirt": rule.id.needs_libvirt(),
+            "explanation": rule.explanation,
+            "flagged": rule.bad,
+            "compliant": rule.good,
+            "example_host": host,
+        });
+        return output::print(&format!("{json}\n"), EXIT_OK);
+    }
     let host: Vec<String> = rules::EXAMPLE_HOST
         .iter()
         .map(|(addr, group, node)| format!("{addr} in IOMMU group {group} on NUMA node {node}"))

@@ -1,7 +1,7 @@
 #![no_main]
-//! The property is tests/support/fuzz_props.rs::hook_verdict (shared with tests/fuzz_regressions.rs).
+//! The property is tests/it/support/fuzz_props.rs::hook_verdict (shared with tests/it/fuzz_regressions.rs).
 
-#[path = "../../tests/support/fuzz_props.rs"]
+#[path = "../../tests/it/support/fuzz_props.rs"]
 mod fuzz_props;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_props::hook_verdict(data));

@@ -208,6 +208,35 @@ impl<'d> Topology<'d> {
         self.used_buses().filter(|&b| b != 0 && self.is_phb(b))
     }
 
+    /// Every bus that is a PHB or a bridge, ascending, with what it is.
+    pub fn buses(&self) -> impl Iterator<Item = (u8, Bus)> + '_ {
+        self.buses
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b != Bus::Unused)
+            .map(|(i, &b)| (i as u8, b))
+    }
+
+    /// The PHB that `bus` hangs under: `bus` itself when it is a PHB, else the PHB its bridge
+    /// sits on, through any number of bridges. `None` for a bridge with no PCI address (libvirt
+    /// places it) or a loop of bridges, which libvirt refuses.
+    pub fn root_phb(&self, bus: u8) -> Option<u8> {
+        let mut bus = bus;
+        for _ in 0..BUSES {
+            match self.bus(bus) {
+                Bus::Phb(_) => return Some(bus),
+                Bus::Bridge(i) => bus = self.device(i).address?.bus,
+                Bus::Unused => return None,
+            }
+        }
+        None
+    }
+
+    /// Whether the device at position `i` is an interface on a hostdev-pool network.
+    pub fn is_pool_interface(&self, i: usize) -> bool {
+        self.pool_interfaces.contains(&i)
+    }
+
     /// The line a finding about `subject` points at: the device's, a written controller's, or
     /// for a PHB libvirt implies, the first device directly on it.
     pub fn line_of(&self, subject: Subject) -> Option<usize> {

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use phbguard_core::config::{Config, Mode, Policy};
-use phbguard_core::host::HostFacts;
+use phbguard_core::host::{Facts, HostFacts};
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::parse_domain;
-use phbguard_core::rules::{Finding, Severity, judge, shared_hostdevs};
+use phbguard_core::rules::{Finding, Severity, judge_with, shared_hostdevs};
 use phbguard_core::verdict::{self, Occasion, OptOut, Phase};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
@@ -37,6 +37,9 @@ impl Which {
 pub struct Judged {
     pub which: Which,
     pub definition: Definition,
+    /// The host facts it was judged on (its hostdevs' IOMMU groups), which the JSON report's
+    /// `topology` shows.
+    pub facts: Facts,
     /// Every finding, also for an opted-out guest (the hook would not look).
     pub findings: Vec<Finding>,
     /// The mode the hook applies to this guest at its start: the policy file's, the
@@ -244,11 +247,11 @@ pub fn audit(
     // or the live one of a transient guest.
     let next_start: Vec<&Definition> = guests
         .iter()
-        .filter_map(|(_, defs)| defs.first().map(|(_, d, _)| d))
+        .filter_map(|(_, defs)| defs.first().map(|r| &r.definition))
         .collect();
     let shared = shared_hostdevs(&next_start);
     for ((_, defs), findings) in guests.iter_mut().filter(|(_, d)| !d.is_empty()).zip(shared) {
-        defs[0].2.extend(findings);
+        defs[0].findings.extend(findings);
     }
     let verdicts = Verdicts::new(&audit.policy);
     audit.guests = guests
@@ -256,7 +259,7 @@ pub fn audit(
         .map(|(mut guest, defs)| {
             guest.judged = defs
                 .into_iter()
-                .map(|(which, definition, findings)| verdicts.judged(which, definition, findings))
+                .map(|read| verdicts.judged(read))
                 .collect();
             guest
         })
@@ -284,7 +287,13 @@ impl Verdicts {
         }
     }
 
-    fn judged(&self, which: Which, definition: Definition, findings: Vec<Finding>) -> Judged {
+    fn judged(&self, read: Read) -> Judged {
+        let Read {
+            which,
+            definition,
+            facts,
+            findings,
+        } = read;
         let start = Occasion::new(Phase::Prepare);
         let now = verdict::decide_on(
             &definition,
@@ -299,6 +308,7 @@ impl Verdicts {
         Judged {
             which,
             definition,
+            facts,
             findings,
             mode: now.mode,
             start_refused: now.reject,
@@ -309,10 +319,15 @@ impl Verdicts {
     }
 }
 
-/// A guest and its definitions with their findings, before the verdicts.
-type Read = (Guest, Vec<(Which, Definition, Vec<Finding>)>);
+/// One definition of a guest as read and judged, before the verdicts.
+struct Read {
+    which: Which,
+    definition: Definition,
+    facts: Facts,
+    findings: Vec<Finding>,
+}
 
-fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<Read, String> {
+fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<(Guest, Vec<Read>), String> {
     let name = dom.name().map_err(|e| e.to_string())?;
     let uuid = dom.uuid_string().map_err(|e| e.to_string())?;
     let (state, _) = dom.state().map_err(|e| format!("cannot read its state: {e}"))?;
@@ -325,8 +340,14 @@ fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<Read, String> {
             .map_err(|e| format!("cannot read its {} definition: {e}", which.as_str()))?;
         let definition =
             parse_domain(xml.as_bytes()).map_err(|e| format!("its {} definition: {e}", which.as_str()))?;
-        let findings = judge(&definition, host);
-        defs.push((which, definition, findings));
+        let facts = Facts::gather(&definition, host);
+        let findings = judge_with(&definition, &facts);
+        defs.push(Read {
+            which,
+            definition,
+            facts,
+            findings,
+        });
         Ok(())
     };
     if persistent {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use phbguard_core::escape::controls;
-use phbguard_core::report::json::finding;
+use phbguard_core::report::json::{finding, topology};
 use phbguard_core::rules::Severity;
 use serde_json::{Value, json};
 
@@ -186,6 +186,7 @@ pub fn json(audit: &Audit) -> Value {
                 "refused_under_enforce": j.refused_under_enforce,
                 "metadata_error": j.metadata_error(),
                 "findings": j.findings.iter().map(finding).collect::<Vec<_>>(),
+                "topology": topology(&j.definition, &j.facts, &j.findings),
             }));
         }
     }

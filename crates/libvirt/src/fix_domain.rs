@@ -5,6 +5,8 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use anyhow::Context;
+use phbguard_cli::command::{FixArgs, Format};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::fix::Options;
 use phbguard_core::report::json;
 use phbguard_libvirt::connect;
@@ -14,9 +16,6 @@ use serde_json::json;
 use virt::connect::Connect;
 use virt::domain::Domain;
 
-use crate::cli::{FixArgs, Format};
-use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
-
 /// One line on stderr. The guest's name, device names and values come from libvirt's XML: their
 /// control characters are escaped, as `fix FILE` does.
 fn say(line: &str) {
@@ -25,10 +24,13 @@ fn say(line: &str) {
 
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let name = args.domain.as_deref().expect("dispatched on --domain");
-    crate::check_sysfs_root(args.sysfs_root.as_deref())?;
+    // The host facts the hook will judge the fixed guest on at its next start.
+    let policy = phbguard_core::config::Policy::read(None);
+    crate::warn_policy_problems(&policy);
+    let sysfs = crate::host_sysfs(args.sysfs_root.as_deref(), &policy)?;
     let conn = connect::open(args.uri.as_deref())?;
     let dom = lookup(&conn, name)?;
-    let host = Host::new(&conn, args.sysfs_root.as_deref()).map_err(anyhow::Error::msg)?;
+    let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
     let options = Options {
         assign_unaddressed: args.assign_addresses,
     };
@@ -62,6 +64,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
             );
             report.insert("domain".into(), json!(proposal.name));
             report.insert("diff".into(), json!(proposal.diff()));
+            report.insert("digest".into(), json!(proposal.digest()));
             report.insert("redefined".into(), json!(redefined));
             format!("{}\n", serde_json::Value::Object(report))
         }
@@ -92,6 +95,16 @@ fn decide(conn: &Connect, dom: &Domain, proposal: &Proposal, args: &FixArgs) -> 
     }
     if args.format == Format::Text {
         output::write(None, &proposal.diff())?;
+    }
+    if let Some(confirmed) = &args.if_digest
+        && *confirmed != proposal.digest()
+    {
+        say(&format!(
+            "{name}: not redefined: this is not the change with digest {confirmed} (the \
+             definition or the host changed since it was shown); review this diff (digest {})",
+            proposal.digest()
+        ));
+        return Ok((EXIT_FINDINGS, false));
     }
     if !args.yes && !confirm(name)? {
         say(&format!(

@@ -2,31 +2,19 @@
 //! The admin types `phbguard audit`; `phbguard` execs this binary for those commands (as `git
 //! foo` runs `git-foo`), so the `phbguard` binary libvirtd runs as a hook never loads libvirt.so.
 
-// The same clap definitions the `phbguard` binary parses with: one declaration of the CLI.
-#[allow(dead_code)]
-#[path = "../../../src/cli.rs"]
-mod cli;
 mod fix_domain;
-mod output;
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
+use phbguard_cli::command::{AuditArgs, AuditFormat, Command, Format, GroupsArgs};
+use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::config;
 use phbguard_core::escape::controls;
-use phbguard_core::host::Sysfs;
 use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
 
-use cli::{AuditFormat, Cli, Command, Format};
-
-/// Exit codes, as `phbguard`'s (docs/rules.md).
-const EXIT_OK: u8 = 0;
-const EXIT_FINDINGS: u8 = 1;
-const EXIT_BAD_INPUT: u8 = 2;
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = phbguard_cli::parse();
     let result = match cli.command {
         Command::Audit(args) => run_audit(&args),
         Command::Groups(args) => run_groups(&args),
@@ -45,26 +33,46 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            // A domain name or a value from a definition may be in it.
-            eprintln!("phbguard: {}", controls(&format!("{err:#}")));
+            output::error(&err);
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
 }
 
-/// A `--sysfs-root` that is not a directory is bad input (exit 2), as for `check` and `fix
-/// FILE`: judged from it, every host device would be "not on this host".
-pub(crate) fn check_sysfs_root(root: Option<&Path>) -> anyhow::Result<()> {
-    match root {
-        Some(root) => Sysfs::new(root)
-            .check_root()
-            .map_err(|e| anyhow::anyhow!("--sysfs-root: {e}")),
-        None => Ok(()),
+/// Where `fix --domain` reads host facts, checked: `--sysfs-root` (a tree that is not a
+/// directory is bad input, as for `check` and `fix FILE`), else the policy file's `sysfs_root`
+/// (the tree the hook judges the fixed guest on), named as the policy's when it is not a
+/// directory, else `None`: the connection's node devices. Audit says so instead
+/// ([`audit::host_source`]): a report must still be written.
+pub(crate) fn host_sysfs<'a>(flag: Option<&'a Path>, policy: &'a config::Policy) -> anyhow::Result<Option<&'a Path>> {
+    if let Some(flag) = flag {
+        phbguard_cli::sysfs_root(flag)?;
+        return Ok(Some(flag));
+    }
+    if let Some(problem) = &policy.sysfs_root_problem {
+        anyhow::bail!("the policy file's sysfs_root: {problem}");
+    }
+    Ok(policy.config.sysfs_override())
+}
+
+/// The problems of the hook's policy file, on stderr, and what the hook applies meanwhile.
+pub(crate) fn warn_policy_problems(policy: &config::Policy) {
+    for p in &policy.problems {
+        eprintln!("phbguard: warning: policy file {}", controls(&p.to_string()));
+    }
+    if policy.in_doubt() {
+        eprintln!(
+            "phbguard: warning: policy file {}: {}",
+            controls(&policy.path.to_string_lossy()),
+            policy.applied()
+        );
     }
 }
 
-fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
-    check_sysfs_root(args.sysfs_root.as_deref())?;
+fn run_audit(args: &AuditArgs) -> anyhow::Result<u8> {
+    if let Some(flag) = args.sysfs_root.as_deref() {
+        phbguard_cli::sysfs_root(flag)?;
+    }
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     // The hook's policy on this host: audit says what the hook would do with each guest.
     let policy = config::Policy::read(args.config.clone());
@@ -75,16 +83,7 @@ fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
     if !text_on_stdout {
         // The text report says it itself; a timer's JSON or metrics file is read by a machine,
         // its stderr by the journal.
-        for p in &policy.problems {
-            eprintln!("phbguard: warning: policy file {}", controls(&p.to_string()));
-        }
-        if policy.in_doubt() {
-            eprintln!(
-                "phbguard: warning: policy file {}: {}",
-                controls(&policy.path.to_string_lossy()),
-                policy.applied()
-            );
-        }
+        warn_policy_problems(&policy);
     }
     let result = audit::audit(&conn, &host, policy, source, remote).map_err(anyhow::Error::msg)?;
     for u in &result.unreadable {
@@ -113,7 +112,7 @@ fn run_audit(args: &cli::AuditArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn run_groups(args: &cli::GroupsArgs) -> anyhow::Result<u8> {
+fn run_groups(args: &GroupsArgs) -> anyhow::Result<u8> {
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     let pools = phbguard_libvirt::networks::hostdev_pools(&conn).map_err(anyhow::Error::msg)?;
     let groups = groups::groups(&conn, &pools).map_err(anyhow::Error::msg)?;

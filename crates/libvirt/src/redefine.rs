@@ -15,6 +15,7 @@ use phbguard_core::fix::{Fixed, InternalError, Options, fix};
 use phbguard_core::host::HostFacts;
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::{ParseError, parse_domain};
+use sha2::{Digest, Sha256};
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::sys;
@@ -94,6 +95,21 @@ impl Proposal {
     /// Whether redefining would change anything.
     pub fn changes_definition(&self) -> bool {
         self.fixed.output != self.before
+    }
+
+    /// `sha256:HEX` of the change this proposal makes: the definition as read and the one that
+    /// would be defined. The same digest means the same diff applied to the same definition, so
+    /// a confirmation given for one shown diff (`fix --domain --if-digest`) cannot define
+    /// anything else, whether the guest or the host facts the fix placed devices by changed.
+    pub fn digest(&self) -> String {
+        let mut sha = Sha256::new();
+        // Lengths first: no split of the two texts gives another pair the same bytes.
+        for text in [&self.before, &self.fixed.output] {
+            sha.update((text.len() as u64).to_le_bytes());
+            sha.update(text.as_bytes());
+        }
+        let hex: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
     }
 
     /// A unified diff from the current definition to the fixed one (empty when equal).

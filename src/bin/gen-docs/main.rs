@@ -12,13 +12,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
-// The same file the phbguard binary compiles: it holds only the clap types, on purpose.
-#[allow(dead_code)]
-#[path = "../../cli.rs"]
-mod cli;
 mod pages;
 mod roff;
 
@@ -46,21 +41,21 @@ fn generate(out: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(&man)?;
     // phbguard.1 plus phbguard-SUBCOMMAND.1 for every subcommand that --help lists; then
     // phbguard.1 again, with the sections clap knows nothing of.
-    clap_mangen::generate_to(cli::Cli::command(), &man)?;
+    clap_mangen::generate_to(phbguard_cli::definition(), &man)?;
     std::fs::write(man.join("phbguard.1"), phbguard_1()?)?;
     std::fs::write(man.join("phbguard.toml.5"), phbguard_toml_5())?;
 
     let completions = out.join("completions");
     std::fs::create_dir_all(&completions)?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut cli::Cli::command(), BIN, &completions)?;
+        clap_complete::generate_to(shell, &mut phbguard_cli::definition(), BIN, &completions)?;
     }
     Ok(())
 }
 
 /// phbguard(1): clap's sections, then EXIT STATUS, ENVIRONMENT, FILES, EXAMPLES, SEE ALSO.
 fn phbguard_1() -> std::io::Result<Vec<u8>> {
-    let man = clap_mangen::Man::new(cli::Cli::command().disable_help_subcommand(true));
+    let man = clap_mangen::Man::new(phbguard_cli::definition().disable_help_subcommand(true));
     let mut out = Vec::new();
     man.render_title(&mut out)?;
     man.render_name_section(&mut out)?;
@@ -79,7 +74,10 @@ fn phbguard_1() -> std::io::Result<Vec<u8>> {
 
 /// phbguard.toml(5), all of it from pages.rs.
 fn phbguard_toml_5() -> String {
-    let version = cli::Cli::command().get_version().unwrap_or_default().to_string();
+    let version = phbguard_cli::definition()
+        .get_version()
+        .unwrap_or_default()
+        .to_string();
     let mut roff = Roff::new();
     roff.control(
         "TH",
@@ -105,7 +103,7 @@ mod tests {
 
     /// What `phbguard --help` lists: every subcommand a user can type.
     fn visible_subcommands() -> Vec<String> {
-        cli::Cli::command()
+        phbguard_cli::definition()
             .get_subcommands()
             .filter(|s| !s.is_hide_set())
             .map(|s| s.get_name().to_string())

@@ -5,8 +5,10 @@ use serde_json::{Map, Value, json};
 
 use super::Judged;
 use crate::fix::{Change, Fixed};
-use crate::model::Domain;
+use crate::host::Facts;
+use crate::model::{DeviceKind, Domain, Subject};
 use crate::rules::Finding;
+use crate::topology::{Bus, Topology};
 
 /// One file named on the command line: judged, or the reason it could not be. A file that
 /// could not be read still gets an entry, so a script sees every file it asked about.
@@ -58,7 +60,94 @@ fn result(j: &Judged) -> Value {
         "uuid": j.uuid,
         "pseries": j.pseries,
         "findings": findings,
+        "topology": j.topology,
     })
+}
+
+/// `topology`: the guest's PCI buses as the rules saw them, from the one model they judge
+/// ([`Topology`]) on the same host facts: every PHB (written or implied by libvirt), every
+/// bridge, and every device with a guest PCI address, with the PHB it hangs under and, for a
+/// hostdev, its host device and IOMMU group. Each entry lists the positions in `findings` of the
+/// findings about it, so a drawing can mark them. `null` for a guest that is not pSeries (only
+/// `multiple-pci-roots` applies; it has no PHBs to show).
+pub fn topology(domain: &Domain, facts: &Facts, findings: &[Finding]) -> Value {
+    if !domain.is_pseries() {
+        return Value::Null;
+    }
+    let t = Topology::new(domain, facts);
+    let about = |wanted: &dyn Fn(Subject) -> bool| -> Vec<usize> {
+        (0..findings.len())
+            .filter(|&k| wanted(findings[k].subject))
+            .collect()
+    };
+    let mut phbs = Vec::new();
+    let mut bridges = Vec::new();
+    for (bus, kind) in t.buses() {
+        let index = u32::from(bus);
+        let controller = t.controller(bus);
+        let position = match kind {
+            Bus::Phb(p) => p,
+            Bus::Bridge(p) => Some(p),
+            Bus::Unused => continue,
+        };
+        let on_it =
+            about(&|s| s == Subject::Controller(index) || position.is_some_and(|p| s == Subject::Device(p)));
+        let line = position.map(|p| t.device(p).line);
+        match kind {
+            Bus::Phb(_) => phbs.push(json!({
+                "index": index,
+                // libvirt gives the default PHB target 0 when it adds it.
+                "target": controller.map_or((bus == 0).then_some(0), |c| c.target_index),
+                "default": bus == 0,
+                "written": controller.is_some(),
+                "model_name": controller.and_then(|c| c.model_name.as_deref()),
+                "numa_node": controller.and_then(|c| c.numa_node),
+                "line": line,
+                "findings": on_it,
+            })),
+            _ => bridges.push(json!({
+                "index": index,
+                "model": controller.and_then(|c| c.model.as_deref()),
+                "address": position.and_then(|p| t.device(p).address).map(|a| a.to_string()),
+                "phb": t.root_phb(bus),
+                "line": line,
+                "findings": on_it,
+            })),
+        }
+    }
+    let devices: Vec<Value> = t
+        .addressed()
+        .map(|(i, address)| {
+            let device = t.device(i);
+            let kind = if matches!(device.kind, DeviceKind::Hostdev { .. }) {
+                "hostdev"
+            } else if t.is_pool_interface(i) {
+                "pool-interface"
+            } else {
+                "emulated"
+            };
+            let group = t.group(i);
+            json!({
+                "device": device.name(),
+                "element": device.element,
+                "kind": kind,
+                "address": address.to_string(),
+                "bus": address.bus,
+                "phb": t.root_phb(address.bus),
+                "host": device.host_addr().map(|a| a.to_string()),
+                "iommu_group": group.and_then(Result::ok),
+                "iommu_group_unknown": group.and_then(|g| g.err()).map(ToString::to_string),
+                "network": device.network,
+                "line": device.line,
+                // A bridge is a device on its bus too: findings about the controller are its.
+                "findings": about(&|s| {
+                    s == Subject::Device(i)
+                        || matches!(&device.kind, DeviceKind::PciController(c) if s == Subject::Controller(c.index))
+                }),
+            })
+        })
+        .collect();
+    json!({ "phbs": phbs, "bridges": bridges, "devices": devices })
 }
 
 /// `fix --format json`: what the rewrite of `file` (parsed into `domain`) changes, and what it

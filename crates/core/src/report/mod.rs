@@ -5,8 +5,9 @@ pub mod diff;
 pub mod json;
 pub mod text;
 
+use crate::host::Facts;
 use crate::model::Domain;
-use crate::rules::Finding;
+use crate::rules::{Finding, judge_with};
 
 /// One judged document.
 #[derive(Debug)]
@@ -21,16 +22,20 @@ pub struct Judged {
     pub pseries: bool,
     /// What the rules found, in catalogue order.
     pub findings: Vec<Finding>,
+    /// The guest's PCI buses and devices as the rules saw them ([`json::topology`]).
+    pub topology: serde_json::Value,
 }
 
 impl Judged {
-    /// The report of `file`, parsed into `domain`.
-    pub fn new(file: &str, domain: &Domain, findings: Vec<Finding>) -> Self {
+    /// The report of `file`, parsed into `domain` and judged on `facts`.
+    pub fn new(file: &str, domain: &Domain, facts: &Facts) -> Self {
+        let findings = judge_with(domain, facts);
         Judged {
             file: file.to_string(),
             domain: domain.name.clone(),
             uuid: domain.uuid.clone(),
             pseries: domain.is_pseries(),
+            topology: json::topology(domain, facts, &findings),
             findings,
         }
     }

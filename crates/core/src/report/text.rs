@@ -86,9 +86,9 @@ fn plural(n: usize, word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::Facts;
     use crate::host::StaticHost;
     use crate::parse_domain;
-    use crate::rules::judge;
 
     fn judged() -> Judged {
         let xml = "<domain><name>db02</name><os><type arch='ppc64le' machine='pseries'>hvm</type></os>\
@@ -96,8 +96,7 @@ mod tests {
                    slot='0x00' function='0x0'/></source><address type='pci' bus='0x00' slot='0x05'/></hostdev>\
                    </devices></domain>";
         let domain = parse_domain(xml.as_bytes()).unwrap();
-        let findings = judge(&domain, &StaticHost::new());
-        Judged::new("db02.xml", &domain, findings)
+        Judged::new("db02.xml", &domain, &Facts::gather(&domain, &StaticHost::new()))
     }
 
     #[test]

@@ -272,8 +272,13 @@ pub fn find(id: &str) -> Option<&'static Rule> {
 
 /// Judges a domain against every rule, in catalogue order, reading the host facts it needs.
 pub fn judge(domain: &Domain, host: &dyn HostFacts) -> Vec<Finding> {
-    let facts = Facts::gather(domain, host);
-    judge_topology(&Topology::new(domain, &facts))
+    judge_with(domain, &Facts::gather(domain, host))
+}
+
+/// [`judge`] on host facts already gathered for `domain`, for callers that show them too (the
+/// `topology` of the JSON reports) and must not read the host twice.
+pub fn judge_with(domain: &Domain, facts: &Facts) -> Vec<Finding> {
+    judge_topology(&Topology::new(domain, facts))
 }
 
 /// Judges a topology already built against every rule, in catalogue order.

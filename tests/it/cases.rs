@@ -1,0 +1,187 @@
+//! The rule cases: `tests/cases/<rule>/<name>.xml` beside `<name>.findings`, the findings
+//! `phbguard check` must report (`SEVERITY RULE DEVICE` per line), and `<name>.report`, its whole
+//! text report (as clippy keeps a `.stderr`: a reworded message or a moved line shows in review),
+//! and `<name>.topology`, the `topology` of its JSON report (PHBs, bridges, devices),
+//! judged by the real binary on a fake sysfs built from `tests/cases/host.txt`. The example
+//! domains under `examples/` are held to the same standard with their own sysfs tree.
+//!
+//! `PHBGUARD_BLESS=1 cargo test --test it cases::` rewrites the `.findings`, `.report` and `.topology` files from
+//! what the binary reports now; review the diff before committing it.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn expected(findings_file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(findings_file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
+            findings_file.display()
+        )
+    });
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+fn xml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The text report of `phbguard check` on `xml`, run from its directory so that the report
+/// names it as an admin would have typed it.
+fn text_report(sysfs: &str, xml: &Path) -> String {
+    let out = Command::new(support::bin())
+        .args(["check", "--sysfs-root", sysfs])
+        .arg(xml.file_name().unwrap())
+        .current_dir(xml.parent().unwrap())
+        .output()
+        .expect("phbguard runs");
+    support::stdout(&out)
+}
+
+/// Checks every XML file under `dirs` against its `.findings`; returns what each reported.
+fn check_cases(dirs: &[PathBuf], sysfs: &str) -> Vec<(PathBuf, Vec<String>)> {
+    let bless = std::env::var_os("PHBGUARD_BLESS").is_some();
+    let mut failures = Vec::new();
+    let mut seen = Vec::new();
+    for xml in dirs.iter().flat_map(|d| xml_files(d)) {
+        let (out, json) = support::check_json(sysfs, xml.to_str().unwrap());
+        let got = support::finding_lines(&json);
+        let findings_file = xml.with_extension("findings");
+        if bless {
+            let mut text = got.join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            std::fs::write(&findings_file, text).unwrap();
+        }
+        let report = text_report(sysfs, &xml);
+        let report_file = xml.with_extension("report");
+        if bless {
+            std::fs::write(&report_file, &report).unwrap();
+        }
+        match std::fs::read_to_string(&report_file) {
+            Ok(want) if want == report => {}
+            Ok(want) => failures.push(format!(
+                "{}:\n  expected report {want:?}\n  reported {report:?}",
+                xml.display()
+            )),
+            Err(e) => failures.push(format!(
+                "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
+                report_file.display()
+            )),
+        }
+        // The `topology` of the JSON report, as the rules saw it: what a drawing of the guest
+        // (the Cockpit page) and scripts read.
+        let topology = format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json["results"][0]["topology"]).unwrap()
+        );
+        let topology_file = xml.with_extension("topology");
+        if bless {
+            std::fs::write(&topology_file, &topology).unwrap();
+        }
+        match std::fs::read_to_string(&topology_file) {
+            Ok(want) if want == topology => {}
+            Ok(want) => failures.push(format!(
+                "{}:\n  expected topology {want}\n  reported {topology}",
+                xml.display()
+            )),
+            Err(e) => failures.push(format!(
+                "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
+                topology_file.display()
+            )),
+        }
+        let want = expected(&findings_file);
+        let want_code = if want.iter().any(|l| l.starts_with("error ")) {
+            1
+        } else {
+            0
+        };
+        if got != want {
+            failures.push(format!(
+                "{}:\n  expected {want:#?}\n  reported {got:#?}",
+                xml.display()
+            ));
+        }
+        if out.status.code() != Some(want_code) {
+            failures.push(format!(
+                "{}: exit {:?}, expected {want_code}",
+                xml.display(),
+                out.status.code()
+            ));
+        }
+        seen.push((xml, got));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    seen
+}
+
+#[test]
+fn every_rule_case_reports_exactly_its_findings() {
+    let root = support::repo().join("tests/cases");
+    let host = support::case_host();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let results = check_cases(&dirs, host.path_str());
+
+    // Every rule of the catalogue has a folder with a case that fires it and one that does not.
+    let rules = support::run(&["rules", "--format", "json"], b"");
+    let rules: Value = serde_json::from_slice(&rules.stdout).unwrap();
+    for rule in rules["rules"].as_array().unwrap() {
+        let id = rule["id"].as_str().unwrap();
+        let severity = rule["severity"].as_str().unwrap();
+        // Judged through a libvirt connection only: crates/libvirt/tests/it/audit.rs has their cases.
+        if rule["needs_libvirt"] == Value::Bool(true) {
+            continue;
+        }
+        let dir = root.join(id);
+        let cases: Vec<&(PathBuf, Vec<String>)> =
+            results.iter().filter(|(p, _)| p.starts_with(&dir)).collect();
+        let fires = |(_, got): &&(PathBuf, Vec<String>)| {
+            got.iter().any(|l| l.starts_with(&format!("{severity} {id} ")))
+        };
+        assert!(
+            cases.iter().any(fires),
+            "no case in {} reports {id}",
+            dir.display()
+        );
+        assert!(
+            !cases.iter().all(fires),
+            "no case in {} passes {id}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn example_domains_report_what_their_findings_files_say() {
+    let examples = support::repo().join("examples");
+    let domains = examples.join("domains");
+    if !domains.is_dir() {
+        panic!("examples/domains is missing");
+    }
+    let results = check_cases(&[domains], examples.join("sysfs").to_str().unwrap());
+    assert!(results.len() >= 8, "only {} examples", results.len());
+}
