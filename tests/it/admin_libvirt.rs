@@ -44,7 +44,10 @@ fn packaged_policy() -> String {
         ),
         "the spec installs the policy file as it is"
     );
-    assert!(!spec.contains("phbguard.toml <<"), "the spec appends nothing to the policy file");
+    assert!(
+        !spec.contains("phbguard.toml <<"),
+        "the spec appends nothing to the policy file"
+    );
     std::fs::read_to_string(support::repo().join("packaging/phbguard.toml")).unwrap()
 }
 

@@ -257,10 +257,7 @@ pub fn audit(
     audit.guests = guests
         .into_iter()
         .map(|(mut guest, defs)| {
-            guest.judged = defs
-                .into_iter()
-                .map(|read| verdicts.judged(read))
-                .collect();
+            guest.judged = defs.into_iter().map(|read| verdicts.judged(read)).collect();
             guest
         })
         .collect();

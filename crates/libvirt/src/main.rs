@@ -44,7 +44,10 @@ fn main() -> ExitCode {
 /// (the tree the hook judges the fixed guest on), named as the policy's when it is not a
 /// directory, else `None`: the connection's node devices. Audit says so instead
 /// ([`audit::host_source`]): a report must still be written.
-pub(crate) fn host_sysfs<'a>(flag: Option<&'a Path>, policy: &'a config::Policy) -> anyhow::Result<Option<&'a Path>> {
+pub(crate) fn host_sysfs<'a>(
+    flag: Option<&'a Path>,
+    policy: &'a config::Policy,
+) -> anyhow::Result<Option<&'a Path>> {
     if let Some(flag) = flag {
         phbguard_cli::sysfs_root(flag)?;
         return Ok(Some(flag));
