@@ -43,8 +43,9 @@ pub enum Command {
     Fix(FixArgs),
     /// Explain a rule: what it catches, why it matters, how to fix it by hand
     Explain {
-        /// A rule id as 'phbguard rules' lists it, or as a finding names it
-        /// ('error[hostdev-on-default-phb]'); without one, the rules are listed
+        /// A rule id as 'phbguard rules' lists it, or a whole finding line as phbguard printed
+        /// it ('x.xml:41: error[hostdev-on-default-phb]: ...', a syslog line with rule=...);
+        /// without one, the rules are listed
         rule: Option<String>,
         /// json: the rule's id, severity, summary, explanation and examples as one object
         #[arg(long, value_enum, default_value_t = Format::Text)]
