@@ -151,6 +151,10 @@ pub enum AuditFormat {
 pub struct GroupsArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Read the host's PCI devices from this sysfs tree instead of libvirt's node devices (no
+    /// vendor or product names there; PF pools still resolve through node devices)
+    #[arg(long, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

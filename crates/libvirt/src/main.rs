@@ -116,9 +116,14 @@ fn run_audit(args: &AuditArgs) -> anyhow::Result<u8> {
 }
 
 fn run_groups(args: &GroupsArgs) -> anyhow::Result<u8> {
+    let sysfs = args
+        .sysfs_root
+        .as_deref()
+        .map(phbguard_cli::sysfs_root)
+        .transpose()?;
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     let pools = phbguard_libvirt::networks::hostdev_pools(&conn).map_err(anyhow::Error::msg)?;
-    let groups = groups::groups(&conn, &pools).map_err(anyhow::Error::msg)?;
+    let groups = groups::groups(&conn, &pools, sysfs.as_ref()).map_err(anyhow::Error::msg)?;
     for pool in &groups.unresolved {
         eprintln!("phbguard: warning: {}", controls(&pool.to_string()));
     }

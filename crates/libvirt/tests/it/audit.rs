@@ -1128,3 +1128,40 @@ fn the_policys_sysfs_root_is_read_as_the_hook_reads_it() {
         stderr(&out)
     );
 }
+
+/// groups reads the devices from a sysfs tree as audit does with --sysfs-root; who uses them
+/// still comes from libvirt.
+#[test]
+fn groups_reads_a_sysfs_tree_with_sysfs_root() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = root.path().join("bus/pci/devices/0002:02:00.0");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("vendor"), "0x15b3\n").unwrap();
+    std::fs::write(dev.join("device"), "0x1017\n").unwrap();
+    std::fs::write(dev.join("numa_node"), "0\n").unwrap();
+    std::os::unix::fs::symlink("../../../kernel/iommu_groups/40", dev.join("iommu_group")).unwrap();
+    std::os::unix::fs::symlink("../../../bus/pci/drivers/vfio-pci", dev.join("driver")).unwrap();
+    let root_arg = root.path().to_str().unwrap();
+    let out = run(&["groups", "-c", &uri(&fleet()), "--sysfs-root", root_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "IOMMU group 40 (NUMA node 0)\n  0002:02:00.0  15b3:1017  vfio-pci\n      \
+         used by guest 'standby' at 0000:01:01.0 on PHB index 1 target 1\n      \
+         used by guest 'web' at 0000:01:01.0 on PHB index 1 target 1\n\
+         1 IOMMU group, 1 PCI device in them; a guest needs one PHB per group it uses\n"
+    );
+    let out = run(&[
+        "groups",
+        "-c",
+        &uri(&fleet()),
+        "--sysfs-root",
+        "/nonexistent/phbguard-sys",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("phbguard: --sysfs-root: sysfs root /nonexistent/phbguard-sys: "),
+        "{}",
+        stderr(&out)
+    );
+}
