@@ -1165,3 +1165,52 @@ fn groups_reads_a_sysfs_tree_with_sysfs_root() {
         stderr(&out)
     );
 }
+
+/// The `$ phbguard audit` samples of README.md are this build's output: the policy line, the
+/// table and the summary of the fleet (elided lines aside), and the report of a policy file
+/// with a key below its table.
+#[test]
+fn readmes_audit_samples_are_real_runs() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let block = |start: &str| -> Vec<String> {
+        let from = readme
+            .find(start)
+            .unwrap_or_else(|| panic!("README has no '{start}'"));
+        readme[from..]
+            .lines()
+            .take_while(|l| *l != "```")
+            .map(String::from)
+            .collect()
+    };
+    let sample = block("$ phbguard audit -c test:///…/fleet.xml\n");
+    let defaults = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy-defaults.toml");
+    let out = run(&["audit", "-c", &uri(&fleet())]);
+    let real = stdout(&out).replace(&defaults.display().to_string(), "/etc/phbguard/phbguard.toml");
+    let real: Vec<&str> = real.lines().collect();
+    // Up to the first elision, line for line; then the summary.
+    let shown: Vec<&String> = sample[1..].iter().take_while(|l| *l != "…").collect();
+    assert!(shown.len() > 10, "{sample:#?}");
+    for (i, line) in shown.iter().enumerate() {
+        assert_eq!(real[i], line.as_str(), "README line {i} of the audit sample");
+    }
+    assert_eq!(real.last().copied(), sample.last().map(String::as_str));
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("phbguard.toml");
+    std::fs::write(
+        &policy,
+        "exempt = []\n[watch]\naction = \"fix\"\nmode = \"enforce\"\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "audit",
+        "-c",
+        &uri(&fleet()),
+        "--config",
+        policy.to_str().unwrap(),
+    ]);
+    let real = stdout(&out).replace(&policy.display().to_string(), "/etc/phbguard/phbguard.toml");
+    let sample = block("policy /etc/phbguard/phbguard.toml: 1 problem;");
+    assert_eq!(real.lines().take(2).collect::<Vec<_>>(), sample);
+}
