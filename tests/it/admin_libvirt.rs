@@ -505,7 +505,7 @@ fn the_manual_install_installs_what_the_next_steps_use() {
         .collect();
     assert!(lines.len() >= 6, "{lines:?}");
     for line in &lines {
-        let out = run_sh(line, &support::repo(), &subs, &[]);
+        let out = run_sh(line, support::repo(), &subs, &[]);
         assert!(out.status.success(), "{line}: {}", support::output_text(&out));
     }
     let at = |p: &str| root.path().join(p.trim_start_matches('/'));
