@@ -11,7 +11,7 @@
 #   - /bin/true, the floor of starting any process, and an empty Rust program (`fn main() {}`,
 #     built here with rustc -O, linked as distributions link Rust: dynamically, against libc
 #     and libgcc_s), the floor of starting any Rust program that way.
-# Prints per-call times, the ratios of issue 13's table with their goals, peak RSS and ldd.
+# Prints per-call times, the ratios the README's speed table states with their goals, peak RSS and ldd.
 #
 # Usage: benches/compare.sh [--quick]       (--quick: fewer runs, for trying the script)
 #        PHBGUARD_BIN=/path/to/phbguard benches/compare.sh   (skip the cargo build; e.g. a

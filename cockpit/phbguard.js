@@ -7,6 +7,10 @@
 import { drawTopology, groupColour } from "./topology.js";
 
 const cockpit = window.cockpit;
+// The system's libvirt, as cockpit-machines uses it: a user without administrative access
+// reaches it through libvirt's read-only socket (libvirt's default for such a user would be
+// their own qemu:///session, which has none of the host's guests).
+const URI = "qemu:///system";
 const _ = cockpit.gettext;
 const fmt = cockpit.format;
 
@@ -117,8 +121,8 @@ async function load() {
     // Read-only: audit and groups connect to libvirt's read-only socket, which any user may use;
     // as root when the user has administrative access (the policy file, every guest).
     const [audit, groups] = await Promise.allSettled([
-        phbguard(["audit", "--format", "json"], "try"),
-        phbguard(["groups", "--format", "json"], "try"),
+        phbguard(["audit", "--connect", URI, "--format", "json"], "try"),
+        phbguard(["groups", "--connect", URI, "--format", "json"], "try"),
     ]);
     state.loading = false;
     if (audit.status === "fulfilled") {
@@ -155,7 +159,7 @@ function renderAlerts() {
         const down = /cannot (connect|open)|Failed to connect|libvirt-sock|no connection/i.test(state.error);
         alerts.push(alert("danger",
                           down ? _("Cannot reach libvirt: is libvirtd (or virtqemud) running?") : _("phbguard audit failed"),
-                          h("pre", { class: "phbguard-error" }, state.error)));
+                          h("pre", { class: "phbguard-error-text" }, state.error)));
     }
     if (state.notice) alerts.push(alert(state.notice.kind, state.notice.title, state.notice.body));
     clear(document.getElementById("alerts"), alerts);
@@ -235,7 +239,7 @@ function guestsCard(audit) {
 
 function groupsCard() {
     if (state.groupsError)
-        return card(_("Host IOMMU groups"), alert("danger", _("phbguard groups failed"), h("pre", { class: "phbguard-error" }, state.groupsError)));
+        return card(_("Host IOMMU groups"), alert("danger", _("phbguard groups failed"), h("pre", { class: "phbguard-error-text" }, state.groupsError)));
     if (!state.groups) return card(_("Host IOMMU groups"), spinner());
     const device = (d, group) => h("tr", { "data-address": d.address, "data-group": group === null ? "" : String(group) },
                                    h("td", { "data-label": _("Group") }, group === null ? _("none") : groupSwatch(group)),
@@ -311,7 +315,7 @@ function definitionCard(r) {
               label(f.severity === "error" ? _("error") : _("warning"), f.severity === "error" ? "red" : "orange"), " ",
               link(f.rule, ["rule", f.rule], { class: "phbguard-rule-link" }), ": ", f.message)))
         : h("p", { class: "phbguard-clean" }, _("No finding: this definition keeps the rules."));
-    return h("article", { class: "pf-c-card", "data-definition": r.definition },
+    return h("article", { class: "pf-c-card", "data-definition": r.definition, "data-errors": c.errors, "data-warnings": c.warnings },
              h("div", { class: "pf-c-card__title" }, h("h2", { class: "pf-c-title pf-m-lg" }, title)),
              h("div", { class: "pf-c-card__body" }, summary, h("div", { class: "phbguard-drawing" }, drawing),
                h("h3", { class: "pf-c-title pf-m-md" }, _("Findings")), findings));
@@ -341,7 +345,7 @@ function fixCard(r) {
     } else if (fix.busy) {
         body.push(spinner());
     } else if (fix.error) {
-        body.push(alert("danger", _("phbguard fix failed"), h("pre", { class: "phbguard-error" }, fix.error)),
+        body.push(alert("danger", _("phbguard fix failed"), h("pre", { class: "phbguard-error-text" }, fix.error)),
                   button(_("Try again"), "secondary", () => proposeFix(name)));
     } else {
         body.push(proposalView(fix.proposal));
@@ -380,7 +384,7 @@ async function proposeFix(name) {
     state.notice = null;
     render();
     try {
-        const out = await phbguard(["fix", "--domain", name, "--format", "json"], "require");
+        const out = await phbguard(["fix", "--domain", name, "--connect", URI, "--format", "json"], "require");
         state.fix = { name, proposal: out.json };
     } catch (ex) {
         state.fix = { name, error: failure(ex) };
@@ -407,7 +411,7 @@ async function applyFix(p) {
     state.fix = { name, busy: true };
     render();
     try {
-        const out = await phbguard(["fix", "--domain", name, "--yes", "--if-digest", p.digest, "--format", "json"], "require");
+        const out = await phbguard(["fix", "--domain", name, "--connect", URI, "--yes", "--if-digest", p.digest, "--format", "json"], "require");
         if (out.json.redefined) {
             state.fix = null;
             state.notice = { kind: "success", title: fmt(_("$0 was redefined"), name), body: p.changes.map(c => c.summary).join("; ") };

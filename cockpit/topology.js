@@ -12,8 +12,9 @@ const ROW = 38;
 const LABEL_CHARS = 34;
 
 // PatternFly's chart palette (light shades, so black text stays readable), one per IOMMU group.
-const PALETTE = ["#8bc1f7", "#bde2b9", "#b2b0ea", "#a2d9d9", "#f9e0a2", "#f4b678", "#c9e7b9",
-    "#d2d2d2", "#73c5c5", "#f6d173", "#a18fff", "#7cc674"];
+// No grey: emulated devices are grey.
+const PALETTE = ["#8bc1f7", "#bde2b9", "#b2b0ea", "#a2d9d9", "#f9e0a2", "#f4b678", "#73c5c5",
+    "#f6d173", "#a18fff", "#7cc674", "#f0ab00"];
 
 export function groupColour(group) {
     return PALETTE[((group % PALETTE.length) + PALETTE.length) % PALETTE.length];

@@ -5,9 +5,9 @@ use std::io::{self, IsTerminal, Write};
 use phbguard_cli::command::{CheckArgs, Format};
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::host::Facts;
-use phbguard_core::input::load;
 use phbguard_core::report::{Judged, json, text};
 use phbguard_core::rules::has_errors;
+use phbguard_io::input::load;
 
 /// Judges every file; one that cannot be read is reported and the others still are (exit 2).
 pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {

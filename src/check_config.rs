@@ -4,11 +4,10 @@
 
 use phbguard_cli::command::CheckConfigArgs;
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
-use phbguard_core::config::Policy;
 
 /// Exit 0 when the file is valid (or the default file is absent), 2 on any problem.
 pub fn run(args: &CheckConfigArgs) -> anyhow::Result<u8> {
-    let policy = Policy::read(args.file.clone());
+    let policy = phbguard_io::policy_file::read(args.file.clone());
     let path = policy.path.display();
     if policy.in_doubt() {
         for problem in &policy.problems {

@@ -8,10 +8,10 @@ use anyhow::{Context, bail};
 use phbguard_cli::command::{FixArgs, Format};
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::fix::{Options, fix};
-use phbguard_core::host::Sysfs;
-use phbguard_core::input::load;
-use phbguard_core::replace::{self, replace_file};
 use phbguard_core::report::{diff, json};
+use phbguard_io::input::load;
+use phbguard_io::replace::{self, replace_file};
+use phbguard_io::sysfs::Sysfs;
 
 /// One line on stderr; text from the document (device names, values) or a file name may hold
 /// control characters, which are escaped.

@@ -4,10 +4,8 @@ mod check;
 mod check_config;
 mod fix;
 mod hook;
-mod incoming;
 mod libvirt_half;
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 
 use phbguard_cli::command::{Cli, Command, Format};
@@ -15,40 +13,11 @@ use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
 use phbguard_core::rules::{self, RULES, RuleId};
 
 fn main() -> ExitCode {
-    // The hook is handled before clap: its last four arguments are a domain name and libvirt's
-    // op words, which clap must never read as a subcommand or an option (a domain may be named
-    // 'check' or '--help'). It is also the hot path: no clap parser is built for it.
+    // The hook is handled before clap: its last four arguments are libvirt's, whatever they
+    // look like, and it is the hot path (no clap parser is built for it).
     let argv: Vec<_> = std::env::args_os().skip(1).collect();
-    if let Some(first) = argv.first() {
-        if first == "hook" {
-            return ExitCode::from(hook(&argv[1..], false, None));
-        }
-        // '#!/usr/bin/phbguard hook --config=FILE': Linux passes everything after the
-        // interpreter as one argument, so its words are split here (no quoting).
-        let words = first.to_str().map(|f| f.split_whitespace().collect::<Vec<_>>());
-        if let Some(["hook", options @ ..]) = words.as_deref() {
-            let mut all: Vec<_> = options.iter().map(Into::into).collect();
-            all.extend_from_slice(&argv[1..]);
-            return ExitCode::from(hook(&all, true, None));
-        }
-        // A '#!' line run by libvirt without 'hook' in its place ('hooks', nothing, 'check'):
-        // still a hook call, never a usage error that would stop a guest at 'reconnect begin'.
-        if libvirt_hook_call(&argv) {
-            let script = argv.len() - 5;
-            let detail = if script == 0 {
-                "the '#!' line runs phbguard without 'hook'".to_owned()
-            } else {
-                format!(
-                    "'{}' on the '#!' line is not 'hook'",
-                    phbguard_core::escape::controls(&first.to_string_lossy())
-                )
-            };
-            let mistake = hook::Mistake {
-                place: format!("{}:1", argv[script].to_string_lossy()),
-                detail,
-            };
-            return ExitCode::from(hook(&argv[script..], true, Some(mistake)));
-        }
+    if let Some(invocation) = hook::invocation(&argv) {
+        return ExitCode::from(hook::run(invocation));
     }
     match run(phbguard_cli::parse()) {
         Ok(code) => code,
@@ -72,52 +41,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain { rule: None, .. } => explain_which(),
         Command::Rules { format } => list_rules(format)?,
         // Not reached ('hook' is taken above); clap declares it for --help and the man page.
-        Command::Hook(args) => hook(&args.args, false, None),
+        Command::Hook(args) => hook::run(hook::Invocation {
+            args: args.args,
+            shebang: false,
+            mistake: None,
+        }),
         Command::CheckConfig(args) => check_config::run(&args)?,
         Command::Audit(_) | Command::Groups(_) | Command::Watch(_) => libvirt_half::exec(),
     };
     Ok(ExitCode::from(code))
-}
-
-fn hook(args: &[OsString], shebang: bool, mistake: Option<hook::Mistake>) -> u8 {
-    match hook::main(args, shebang, mistake) {
-        Ok(code) => code,
-        Err(hook::ArgsError::Help) => match output::print(&phbguard_cli::long_help("hook"), EXIT_OK) {
-            Ok(code) => code,
-            Err(err) => {
-                output::error(&err);
-                EXIT_BAD_INPUT
-            }
-        },
-        Err(hook::ArgsError::Usage(msg)) => {
-            eprintln!(
-                "phbguard hook: {msg}\nUsage: phbguard hook [--config FILE] [SCRIPT] DOMAIN OP SUBOP EXTRA"
-            );
-            EXIT_BAD_INPUT
-        }
-    }
-}
-
-/// Whether argv ends as libvirt's qemu hook calls do: `SCRIPT DOMAIN OP SUBOP EXTRA`, the
-/// script in a libvirt hooks directory and OP one of libvirt's qemu hook ops (libvirt's
-/// src/util/virhook.c, virHookQemuOpType). No command line of a person looks like that.
-fn libvirt_hook_call(argv: &[OsString]) -> bool {
-    const OPS: &[&str] = &[
-        "prepare",
-        "start",
-        "started",
-        "stopped",
-        "release",
-        "migrate",
-        "restore",
-        "reconnect",
-        "attach",
-    ];
-    let n = argv.len();
-    n >= 5
-        && argv[n - 5].to_string_lossy().contains("/hooks/")
-        && OPS.iter().any(|op| argv[n - 3] == *op)
-        && ["begin", "end", "-"].iter().any(|s| argv[n - 2] == *s)
 }
 
 fn explain(asked: &str, format: Format) -> anyhow::Result<u8> {

@@ -200,17 +200,9 @@ fn the_admin_page_from_warn_to_enforce_and_back() {
     // 1. Install: the packaged policy (edited for this host), the hook pointing at it, a reload.
     let policy = dir.path().join("phbguard.toml");
     std::fs::write(&policy, host_policy(dir.path(), &sysfs)).unwrap();
-    let hook = Path::new(HOOK_DIR).join("phbguard-e2e-admin-page");
-    let shipped = std::fs::read_to_string(support::repo().join("hooks/qemu.d/phbguard")).unwrap();
-    let rest = shipped.split_once('\n').unwrap().1;
-    let first = format!(
-        "#!{} hook --config={}",
-        support::bin().display(),
-        policy.display()
-    );
     std::fs::create_dir_all(HOOK_DIR).unwrap();
-    std::fs::write(&hook, format!("{first}\n{rest}")).unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hook =
+        crate::hook_support::install_hook_with(Path::new(HOOK_DIR), "phbguard-e2e-admin-page", Some(&policy));
     let _cleanup = Cleanup(hook.clone());
     reload_daemon();
 

@@ -5,13 +5,11 @@
 
 use crate::support;
 
-use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::FakeSysfs;
+use support::{FakeSysfs, Run};
 
 /// Compliant (exit 0) and breaking hostdev-on-default-phb (exit 1) on tests/cases/host.txt.
 const COMPLIANT: &str = "tests/cases/hostdev-on-default-phb/pass-own-phb.xml";
@@ -31,38 +29,15 @@ struct Verdict {
 /// after five minutes is killed and reported as a hang: this guards against hangs, it does not
 /// measure speed.
 fn run_as(uid: Option<u32>, args: &[&str], stdin: Vec<u8>) -> Verdict {
-    let mut command = match uid {
-        Some(uid) => {
-            let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={uid}"))
-                .arg(format!("--regid={uid}"))
-                .arg("--clear-groups")
-                .arg(support::bin());
-            c
-        }
-        None => Command::new(support::bin()),
+    let run = match uid {
+        Some(uid) => Run::as_user(uid, support::bin()),
+        None => Run::new(support::bin()),
     };
-    let mut child = command
+    let out = run
         .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("phbguard starts");
-    let mut pipe = child.stdin.take().unwrap();
-    // A child that stops reading early closes the pipe; that is its business.
-    let writer = std::thread::spawn(move || drop(pipe.write_all(&stdin)));
-    let pid = child.id();
-    let (done, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn(move || done.send(child.wait_with_output()));
-    let out = match outcome.recv_timeout(Duration::from_secs(300)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("phbguard {args:?} hung");
-        }
-    };
-    writer.join().unwrap();
+        .stdin(stdin)
+        .hang_after(Duration::from_secs(300))
+        .output();
     Verdict {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -11,7 +11,6 @@
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -42,13 +41,32 @@ fn xml_files(dir: &Path) -> Vec<PathBuf> {
 /// The text report of `phbguard check` on `xml`, run from its directory so that the report
 /// names it as an admin would have typed it.
 fn text_report(sysfs: &str, xml: &Path) -> String {
-    let out = Command::new(support::bin())
+    let out = support::Run::new(support::bin())
         .args(["check", "--sysfs-root", sysfs])
         .arg(xml.file_name().unwrap())
         .current_dir(xml.parent().unwrap())
-        .output()
-        .expect("phbguard runs");
+        .output();
     support::stdout(&out)
+}
+
+/// Compares `got` with the file beside `xml` with extension `what` (writes it when blessing);
+/// a difference or a missing file is one more entry of `failures`.
+fn golden(xml: &Path, what: &str, got: &str, bless: bool, failures: &mut Vec<String>) {
+    let file = xml.with_extension(what);
+    if bless {
+        std::fs::write(&file, got).unwrap();
+    }
+    match std::fs::read_to_string(&file) {
+        Ok(want) if want == got => {}
+        Ok(want) => failures.push(format!(
+            "{}:\n  expected {what} {want:?}\n  reported {got:?}",
+            xml.display()
+        )),
+        Err(e) => failures.push(format!(
+            "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
+            file.display()
+        )),
+    }
 }
 
 /// Checks every XML file under `dirs` against its `.findings`; returns what each reported.
@@ -68,42 +86,14 @@ fn check_cases(dirs: &[PathBuf], sysfs: &str) -> Vec<(PathBuf, Vec<String>)> {
             std::fs::write(&findings_file, text).unwrap();
         }
         let report = text_report(sysfs, &xml);
-        let report_file = xml.with_extension("report");
-        if bless {
-            std::fs::write(&report_file, &report).unwrap();
-        }
-        match std::fs::read_to_string(&report_file) {
-            Ok(want) if want == report => {}
-            Ok(want) => failures.push(format!(
-                "{}:\n  expected report {want:?}\n  reported {report:?}",
-                xml.display()
-            )),
-            Err(e) => failures.push(format!(
-                "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
-                report_file.display()
-            )),
-        }
+        golden(&xml, "report", &report, bless, &mut failures);
         // The `topology` of the JSON report, as the rules saw it: what a drawing of the guest
         // (the Cockpit page) and scripts read.
         let topology = format!(
             "{}\n",
             serde_json::to_string_pretty(&json["results"][0]["topology"]).unwrap()
         );
-        let topology_file = xml.with_extension("topology");
-        if bless {
-            std::fs::write(&topology_file, &topology).unwrap();
-        }
-        match std::fs::read_to_string(&topology_file) {
-            Ok(want) if want == topology => {}
-            Ok(want) => failures.push(format!(
-                "{}:\n  expected topology {want}\n  reported {topology}",
-                xml.display()
-            )),
-            Err(e) => failures.push(format!(
-                "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
-                topology_file.display()
-            )),
-        }
+        golden(&xml, "topology", &topology, bless, &mut failures);
         let want = expected(&findings_file);
         let want_code = if want.iter().any(|l| l.starts_with("error ")) {
             1

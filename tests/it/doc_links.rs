@@ -5,34 +5,10 @@
 use crate::support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-
-/// Every file under the repository but build output and git's own.
-fn repo_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let name = entry.file_name();
-            if matches!(name.to_str(), Some("target" | ".git")) {
-                continue;
-            }
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                walk(&path, out);
-            } else if kind.is_file() {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(support::repo(), &mut out);
-    out.sort();
-    out
-}
+use std::path::PathBuf;
 
 fn markdown_files() -> Vec<PathBuf> {
-    repo_files()
+    support::repo_files()
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "md"))
         .collect()
@@ -164,7 +140,7 @@ fn nothing_points_outside_the_project() {
     ];
     let this_file = support::repo().join("tests/it/doc_links.rs");
     let mut found = Vec::new();
-    for file in repo_files() {
+    for file in support::repo_files() {
         if file == this_file {
             continue;
         }

@@ -224,8 +224,9 @@ fn bad_input_and_usage_exit_2_with_one_line() {
 
 #[test]
 fn yes_and_connect_without_domain_are_usage_errors() {
-    // Once silently accepted with a FILE (clap-rs/clap#4520): the admin who typed -y meant
-    // something that was not done. Nothing is fixed or printed.
+    // clap skips `requires` when the required argument conflicts with one given
+    // (clap-rs/clap#4520), so these conflict with FILE explicitly: the admin who typed -y with a
+    // FILE meant something that would not be done. Nothing is fixed or printed.
     for args in [
         vec!["-y", BROKEN],
         vec!["--yes", "-i", BROKEN],
@@ -261,15 +262,12 @@ fn fix_in_place_unprivileged(workdir: &Path, file: &Path) -> Output {
         file.to_str().unwrap(),
     ];
     let root = fs::metadata("/proc/self").unwrap().uid() == 0;
-    let mut command = if root {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&bin);
-        c
+    let run = if root {
+        support::Run::as_user(65534, &bin)
     } else {
-        Command::new(&bin)
+        support::Run::new(&bin)
     };
-    command.args(args).output().expect("phbguard runs")
+    run.args(args).output()
 }
 
 /// Copies a tree, symlinks as symlinks (the fake sysfs is made of them).

@@ -9,14 +9,14 @@ use crate::support;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 const BROKEN: &str = "examples/domains/hostdev-on-default-phb.xml";
 const COMPLIANT: &str = "examples/domains/compliant-db01.xml";
 
 fn spawn_fix_in_place(path: &Path) -> Child {
-    Command::new(support::bin())
+    support::Run::new(support::bin())
         .args([
             "fix",
             "--in-place",
@@ -25,10 +25,7 @@ fn spawn_fix_in_place(path: &Path) -> Child {
             &support::examples_sysfs(),
             path.to_str().unwrap(),
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
 }
 
 /// `text` in a fresh directory as `guest.xml`.

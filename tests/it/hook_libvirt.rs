@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use hook_support::{bridge, guest, hostdev, install_hook_line, install_hook_with, pci_root, phb, scsi};
+use hook_support::{install_hook_line, install_hook_with};
+use phbguard_testkit::xml::{bridge, guest, hostdev, pci_root, phb, scsi};
 use support::{output_text as text, virsh};
 
 const HOOK_DIR: &str = "/etc/libvirt/hooks/qemu.d";
@@ -35,7 +36,6 @@ struct E2e {
 
 impl E2e {
     fn setup() -> E2e {
-        support::assert_libvirtd_answers();
         let world = hook_support::World::new("");
         let work = tempfile::tempdir().unwrap();
         std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

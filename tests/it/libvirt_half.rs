@@ -5,7 +5,7 @@ use crate::support;
 
 use std::process::Command;
 
-use support::{bin, stderr, stdout};
+use support::{Run, bin, stderr, stdout};
 
 /// The shared libraries an ELF file names in its dynamic section (`readelf -d`, binutils).
 fn needed(path: &std::path::Path) -> Vec<String> {
@@ -50,11 +50,10 @@ fn libvirt_half() -> std::path::PathBuf {
 fn phbguard_audit_reaches_the_real_phbguard_libvirt() {
     let _ = libvirt_half();
     let fleet = support::repo().join("crates/libvirt/tests/data/fleet.xml");
-    let out = Command::new(bin())
+    let out = Run::new(bin())
         .args(["audit", "-c", &format!("test://{}", fleet.display())])
         .env_remove("PHBGUARD_LIBVIRT")
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("policy "), "{text}");
@@ -64,11 +63,10 @@ fn phbguard_audit_reaches_the_real_phbguard_libvirt() {
 
 fn via_echo(args: &[&str]) -> std::process::Output {
     // /bin/echo stands in for phbguard-libvirt: it prints the arguments it was given.
-    Command::new(bin())
+    Run::new(bin())
         .args(args)
         .env("PHBGUARD_LIBVIRT", "/bin/echo")
         .output()
-        .unwrap()
 }
 
 #[test]
@@ -112,11 +110,10 @@ fn fix_of_a_file_stays_in_this_binary() {
 
 #[test]
 fn a_missing_phbguard_libvirt_is_a_clear_error() {
-    let out = Command::new(bin())
+    let out = Run::new(bin())
         .args(["audit"])
         .env("PHBGUARD_LIBVIRT", "/nonexistent/phbguard-libvirt")
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("cannot run /nonexistent/phbguard-libvirt"),

@@ -24,3 +24,4 @@ mod fuzz_regressions;
 mod hook_cli;
 mod hook_libvirt;
 mod libvirt_half;
+mod source_style;

@@ -12,7 +12,7 @@ pub mod output;
 use std::path::Path;
 
 use clap::{CommandFactory, Parser};
-use phbguard_core::host::Sysfs;
+use phbguard_io::sysfs::Sysfs;
 
 pub use command::{Cli, Command};
 

@@ -6,20 +6,16 @@
 //! same problems and exits 2.
 //!
 //! Kept here, in the engine, and public: the hook, `check-config`, and the libvirt half (audit,
-//! watch) all read the same policy.
+//! watch) all read the same policy. This is its meaning; reading the file is phbguard-io's
+//! `policy_file`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-
-use crate::host::Sysfs;
-use crate::input::{InputError, Links, read_regular};
 
 /// Where the policy file is read from when neither `--config` nor `PHBGUARD_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/phbguard/phbguard.toml";
 /// The environment variable that names another policy file (tests use it).
 pub const ENV_VAR: &str = "PHBGUARD_CONFIG";
-/// A policy file is a handful of lines; anything larger than this is not one.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// Where the hook keeps its marks for incoming guests (root-only, under /run so a reboot
 /// forgets them).
 pub const DEFAULT_STATE_DIR: &str = "/run/phbguard/incoming";
@@ -35,26 +31,47 @@ pub enum Mode {
     Off,
 }
 
-impl Mode {
-    /// The mode a policy file or `<phbguard:policy mode>` names, if it is one.
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "enforce" => Some(Mode::Enforce),
-            "warn" => Some(Mode::Warn),
-            "off" => Some(Mode::Off),
-            _ => None,
-        }
-    }
+/// Gives a setting's values their names, written once: `as_str` (how the policy file, the
+/// `<metadata>` element and the log lines spell a value), `parse` (the value a name is) and
+/// `expected` (what a bad value is told to be).
+macro_rules! spelled {
+    ($setting:ident { $($value:ident => $name:literal),+ $(,)? }) => {
+        impl $setting {
+            /// The value as the policy file spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($setting::$value => $name,)+
+                }
+            }
 
-    /// The mode as the policy file spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Warn => "warn",
-            Mode::Off => "off",
+
+            /// The value the policy file (or a guest's `<metadata>`) names, if it is one.
+            pub fn parse(name: &str) -> Option<$setting> {
+                match name {
+                    $($name => Some($setting::$value),)+
+                    _ => None,
+                }
+            }
+
+
+            /// The names, as a bad value's message lists them: `"a", "b" or "c"`.
+            pub fn expected() -> String {
+                let names = [$(concat!("\"", $name, "\"")),+];
+                match names.split_last() {
+                    Some((last, [])) => (*last).to_owned(),
+                    Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                    None => String::new(),
+                }
+            }
         }
-    }
+    };
 }
+
+spelled!(Mode {
+    Enforce => "enforce",
+    Warn => "warn",
+    Off => "off",
+});
 
 /// What `migrate begin` (incoming migration) and `restore begin` do with error findings. The
 /// hook can't fix a guest there: libvirt refuses any rewritten XML that is not ABI-identical.
@@ -66,6 +83,11 @@ pub enum Incoming {
     Warn,
 }
 
+spelled!(Incoming {
+    Refuse => "refuse",
+    Warn => "warn",
+});
+
 /// What the hook does when it cannot judge (unreadable or malformed XML, oversized input, a bug).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInternalError {
@@ -74,6 +96,11 @@ pub enum OnInternalError {
     /// Exit 1: the guest does not start.
     Deny,
 }
+
+spelled!(OnInternalError {
+    Allow => "allow",
+    Deny => "deny",
+});
 
 /// What `phbguard watch` does with a definition that breaks an error rule (`[watch] action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,15 +111,10 @@ pub enum WatchAction {
     Fix,
 }
 
-impl WatchAction {
-    /// How the policy file spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WatchAction::Warn => "warn",
-            WatchAction::Fix => "fix",
-        }
-    }
-}
+spelled!(WatchAction {
+    Warn => "warn",
+    Fix => "fix",
+});
 
 /// The policy file's settings, defaults for what it does not say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,8 +213,9 @@ pub fn choose_path(flag: Option<PathBuf>, env: Option<std::ffi::OsString>) -> (P
 }
 
 /// The policy file as the hook reads it, and with it `check-config`, `audit` and `watch`: where
-/// it is, what it says and everything wrong with it. Reading never fails: a problem is listed
-/// and the key (or the whole file) keeps its default.
+/// it is, what it says and everything wrong with it (phbguard-io's `policy_file::read` reads
+/// it). Reading never fails: a problem is listed and the key (or the whole file) keeps its
+/// default.
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// The file read.
@@ -212,70 +235,20 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The file `--config` names, else [`ENV_VAR`], else [`DEFAULT_PATH`].
-    pub fn read(flag: Option<PathBuf>) -> Policy {
-        let (path, explicit) = choose_path(flag, std::env::var_os(ENV_VAR));
-        Policy::read_at(path, explicit)
-    }
-
-    /// Reads `path`. It is opened non-blocking and must be a regular file of at most
-    /// [`MAX_CONFIG_BYTES`]: a FIFO or `/dev/zero` named as the policy is a problem, not a hang.
-    pub fn read_at(path: PathBuf, explicit: bool) -> Policy {
-        let mut policy = Policy {
+    /// No file read yet: the defaults, no problem.
+    pub fn new(path: PathBuf, explicit: bool) -> Policy {
+        Policy {
             path,
             explicit,
             found: false,
             config: Config::default(),
             problems: Vec::new(),
             sysfs_root_problem: None,
-        };
-        let text = match read_regular(&policy.path, MAX_CONFIG_BYTES, Links::Follow) {
-            Ok(bytes) => {
-                policy.found = true;
-                match String::from_utf8(bytes) {
-                    Ok(text) => text,
-                    Err(e) => {
-                        let at = e.utf8_error().valid_up_to();
-                        policy.problem(None, format!("not UTF-8 text (at byte {at})"));
-                        return policy;
-                    }
-                }
-            }
-            Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-                return policy;
-            }
-            Err(e) => {
-                // Found but unusable (a directory, a FIFO, unreadable) unless it is not there.
-                policy.found = !matches!(&e, InputError::Io(e) if e.kind() == std::io::ErrorKind::NotFound);
-                let detail = match e {
-                    InputError::Io(e) => format!("cannot read it: {e}"),
-                    InputError::IsDirectory => "cannot read it: is a directory, not a policy file".into(),
-                    InputError::LargerThan(_) => {
-                        format!("larger than {} KiB, not a policy file", MAX_CONFIG_BYTES >> 10)
-                    }
-                    e => format!("cannot read it: {e}"),
-                };
-                policy.problem(None, detail);
-                return policy;
-            }
-        };
-        let parsed = parse_text(&text);
-        policy.config = parsed.config;
-        for issue in parsed.issues {
-            policy.problem(issue.line, issue.detail);
         }
-        if let Some(root) = policy.config.sysfs_override()
-            && let Some(why) = Sysfs::new(root).unusable()
-        {
-            let detail = format!("sysfs_root = {:?}: {why}", root.display().to_string());
-            policy.problem(parsed.sysfs_root_line, detail);
-            policy.sysfs_root_problem = policy.problems.last().cloned();
-        }
-        policy.problems.sort_by_key(|p| p.line);
-        policy
     }
 
-    fn problem(&mut self, line: Option<usize>, detail: String) {
+    /// Adds a problem of this file.
+    pub fn problem(&mut self, line: Option<usize>, detail: String) {
         self.problems.push(Problem {
             path: self.path.clone(),
             line,
@@ -331,11 +304,15 @@ pub const TABLES: &[&str] = &["watch"];
 pub const WATCH_KEYS: &[&str] = &["action"];
 
 /// What the text of a policy file says.
-struct Parsed {
-    config: Config,
-    issues: Vec<Issue>,
-    /// The line `sysfs_root` is set on, for a problem found with its value later.
-    sysfs_root_line: Option<usize>,
+#[derive(Debug)]
+pub struct Parsed {
+    /// The settings, with the default for every key that has an issue.
+    pub config: Config,
+    /// What is wrong in the text, in line order.
+    pub issues: Vec<Issue>,
+    /// The line `sysfs_root` is set on, for a problem found with its value later (whether the
+    /// tree is a directory is a question for the system, not the text).
+    pub sysfs_root_line: Option<usize>,
 }
 
 /// Interprets the text of a policy file: the configuration, and one issue per problem.
@@ -344,7 +321,8 @@ pub fn parse(text: &str) -> (Config, Vec<Issue>) {
     (parsed.config, parsed.issues)
 }
 
-fn parse_text(text: &str) -> Parsed {
+/// Interprets the text of a policy file, with the line of `sysfs_root`.
+pub fn parse_text(text: &str) -> Parsed {
     use toml::de::{DeTable, DeValue};
     let mut parsed = Parsed {
         config: Config::default(),
@@ -399,21 +377,19 @@ fn parse_text(text: &str) -> Parsed {
             },
             "mode" => match value.as_str().and_then(Mode::parse) {
                 Some(m) => config.mode = m,
-                None => bad("\"enforce\", \"warn\" or \"off\""),
+                None => bad(&Mode::expected()),
             },
-            "incoming" => match value.as_str() {
-                Some("refuse") => config.incoming = Incoming::Refuse,
-                Some("warn") => config.incoming = Incoming::Warn,
-                _ => bad("\"refuse\" or \"warn\""),
+            "incoming" => match value.as_str().and_then(Incoming::parse) {
+                Some(i) => config.incoming = i,
+                None => bad(&Incoming::expected()),
             },
             "reject_iommu_group_unknown" => match value.as_bool() {
                 Some(b) => config.reject_iommu_group_unknown = b,
                 None => bad("true or false"),
             },
-            "on_internal_error" => match value.as_str() {
-                Some("allow") => config.on_internal_error = OnInternalError::Allow,
-                Some("deny") => config.on_internal_error = OnInternalError::Deny,
-                _ => bad("\"allow\" or \"deny\""),
+            "on_internal_error" => match value.as_str().and_then(OnInternalError::parse) {
+                Some(o) => config.on_internal_error = o,
+                None => bad(&OnInternalError::expected()),
             },
             "exempt" => {
                 let names: Option<Vec<String>> = value.as_array().and_then(|a| {
@@ -464,12 +440,15 @@ fn parse_watch(
         let line = line_of(key.span().start);
         let key = key.get_ref().as_ref();
         match key {
-            "action" => match value.as_str() {
-                Some("warn") => config.watch_action = WatchAction::Warn,
-                Some("fix") => config.watch_action = WatchAction::Fix,
-                _ => issues.push(Issue {
+            "action" => match value.as_str().and_then(WatchAction::parse) {
+                Some(a) => config.watch_action = a,
+                None => issues.push(Issue {
                     line,
-                    detail: format!("watch.action = {}: expected \"warn\" or \"fix\"", short(value)),
+                    detail: format!(
+                        "watch.action = {}: expected {}",
+                        short(value),
+                        WatchAction::expected()
+                    ),
                 }),
             },
             _ if TOP_LEVEL_KEYS.contains(&key) => issues.push(Issue {
@@ -645,11 +624,6 @@ mod tests {
 
     fn details(issues: &[Issue]) -> Vec<(Option<usize>, &str)> {
         issues.iter().map(|i| (i.line, i.detail.as_str())).collect()
-    }
-
-    fn load(path: &Path, explicit: bool) -> (Config, Vec<Problem>) {
-        let policy = Policy::read_at(path.to_path_buf(), explicit);
-        (policy.config, policy.problems)
     }
 
     #[test]
@@ -912,97 +886,9 @@ mod tests {
     }
 
     #[test]
-    fn a_sysfs_root_that_is_not_a_directory_is_a_problem_on_its_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("p.toml");
-        std::fs::write(&file, "mode = 'enforce'\n\nsysfs_root = '/nonexistent/sys'\n").unwrap();
-        let policy = Policy::read_at(file.clone(), true);
-        assert!(policy.sysfs_root_problem.is_some() && policy.in_doubt());
-        let lines: Vec<String> = policy.problems.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            lines,
-            [format!(
-                "{}:3: sysfs_root = \"/nonexistent/sys\": No such file or directory (os error 2)",
-                file.display()
-            )]
-        );
-        assert_eq!(policy.config.mode, Mode::Enforce);
-        assert_eq!(policy.applied_mode(), Mode::Warn);
-        // Every other problem is listed too, in line order.
-        std::fs::write(&file, "sysfs_root = '/etc/hostname'\nmdoe = 'warn'\n").unwrap();
-        let policy = Policy::read_at(file.clone(), true);
-        let details: Vec<&str> = policy.problems.iter().map(|p| p.detail.as_str()).collect();
-        assert_eq!(
-            details,
-            [
-                "sysfs_root = \"/etc/hostname\": not a directory",
-                "unknown key 'mdoe' (did you mean 'mode'?)"
-            ]
-        );
-        // The kernel's /sys is not a setting: not checked here (an image built in a chroot).
-        std::fs::write(&file, "mode = 'off'\n").unwrap();
-        let policy = Policy::read_at(file, true);
-        assert!(!policy.in_doubt() && policy.found);
-        assert_eq!(policy.applied_mode(), Mode::Off);
-    }
-
-    #[test]
-    fn a_policy_file_is_called_a_policy_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let policy = Policy::read_at(dir.path().to_path_buf(), true);
-        assert_eq!(
-            policy.problems[0].detail,
-            "cannot read it: is a directory, not a policy file"
-        );
-        assert!(policy.found);
-        let policy = Policy::read_at(dir.path().join("absent.toml"), false);
-        assert!(!policy.found && policy.problems.is_empty());
-        assert_eq!(policy.applied_mode(), Mode::Enforce);
-    }
-
-    #[test]
     fn control_characters_in_keys_are_escaped() {
         let (_, p) = parse("\"a\\u001b[31m\" = 1");
         assert_eq!(p[0].detail, "unknown key 'a\\x1b[31m'");
-    }
-
-    #[test]
-    fn missing_default_file_is_silent_missing_named_file_is_reported() {
-        let missing = Path::new("/nonexistent/phbguard.toml");
-        assert!(load(missing, false).1.is_empty());
-        let (c, p) = load(missing, true);
-        assert_eq!(c, Config::default());
-        assert_eq!(p.len(), 1);
-        assert!(
-            p[0].to_string()
-                .starts_with("/nonexistent/phbguard.toml: cannot read it: ")
-        );
-    }
-
-    #[test]
-    fn directory_fifo_device_and_oversized_files_are_problems_not_hangs() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(dir.path(), true).1.len(), 1);
-        let big = dir.path().join("big.toml");
-        std::fs::write(&big, "#".repeat(MAX_CONFIG_BYTES as usize + 1)).unwrap();
-        let (c, p) = load(&big, true);
-        assert_eq!(c, Config::default());
-        assert!(p[0].detail.contains("larger than"), "{p:?}");
-        let fifo = dir.path().join("fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let (_, p) = load(&fifo, false);
-        assert_eq!(p[0].detail, "cannot read it: is a FIFO, not a regular file");
-        let (_, p) = load(Path::new("/dev/zero"), false);
-        assert_eq!(
-            p[0].detail,
-            "cannot read it: is a character device, not a regular file"
-        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use std::fmt;
 /// Why a document is not a domain phbguard can judge; each prints as one line.
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
     /// The input is not UTF-8.

@@ -1,22 +1,12 @@
-//! Facts about the host's PCI devices. [`Sysfs`] reads them from a sysfs tree; [`StaticHost`]
-//! holds them in maps for tests and benchmarks. No other module touches the filesystem to judge:
-//! [`Facts::gather`] reads what a domain's hostdevs need once, and everything after works on that.
+//! Facts about the host's PCI devices, from a source of [`HostFacts`]: sysfs on a real host
+//! (phbguard-io's `Sysfs`), libvirt's node devices (phbguard-libvirt), or [`StaticHost`], maps for
+//! tests and benchmarks. [`Facts::gather`] asks what a domain's hostdevs need once, and
+//! everything after works on that.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::fmt;
-use std::io::{self, ErrorKind};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
-
-use crate::input::{Links, read_regular};
 use crate::model::{Domain, PciAddr};
-
-/// The most phbguard reads of one sysfs attribute (a number and a newline).
-const MAX_ATTRIBUTE_BYTES: u64 = 64;
 
 /// Why a host device's IOMMU group could not be learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +44,7 @@ pub trait HostFacts {
     fn iommu_groups(&self, addrs: &[PciAddr]) -> Vec<Result<u32, GroupUnknown>> {
         addrs.iter().map(|&a| self.iommu_group(a)).collect()
     }
+
     /// The host NUMA node of a PCI device; `None` when unknown or `-1`.
     fn numa_node(&self, addr: PciAddr) -> Option<u32>;
     /// Whether the libvirt network `name` is a hostdev pool (`<forward mode='hostdev'>`), whose
@@ -61,120 +52,6 @@ pub trait HostFacts {
     /// knows no libvirt networks; only a libvirt connection does).
     fn is_hostdev_network(&self, _name: &str) -> Option<bool> {
         None
-    }
-}
-
-/// A sysfs tree: `/sys` on a real host, a fake tree in tests.
-#[derive(Debug, Clone)]
-pub struct Sysfs {
-    root: PathBuf,
-}
-
-impl Sysfs {
-    /// The sysfs tree at `root` (`/sys` on a real host).
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Sysfs { root: root.into() }
-    }
-
-    /// Where the tree is.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// Whether the root is a directory. A root that is not would silently make every host
-    /// device "not on this host", so callers refuse it (check, fix) or stop trusting their
-    /// verdict (the hook judges in warn mode).
-    pub fn check_root(&self) -> Result<(), String> {
-        match self.unusable() {
-            None => Ok(()),
-            Some(why) => Err(format!("sysfs root {}: {why}", self.root.display())),
-        }
-    }
-
-    /// Why the root cannot be read from (`not a directory`, or the error), if it cannot: for a
-    /// message that names the root its own way (the policy file's `sysfs_root = "..."`).
-    pub fn unusable(&self) -> Option<String> {
-        match std::fs::metadata(&self.root) {
-            Ok(m) if m.is_dir() => None,
-            Ok(_) => Some("not a directory".into()),
-            Err(e) => Some(e.to_string()),
-        }
-    }
-
-    /// The device's directory. `addr` is made of parsed numbers and formatted as hex
-    /// digits, so the path can only ever name an entry of `bus/pci/devices`.
-    fn device_dir(&self, addr: PciAddr) -> PathBuf {
-        self.root.join("bus/pci/devices").join(addr.to_string())
-    }
-
-    /// `bus/pci/devices` opened (O_PATH: only walked from, never listed), or `None` when it
-    /// cannot be: each question then goes by the full path, whose error says why.
-    fn open_devices(&self) -> Option<OwnedFd> {
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        rustix::fs::openat(CWD, self.root.join("bus/pci/devices"), flags, Mode::empty()).ok()
-    }
-
-    /// The IOMMU group of `addr`, its link read under the open `bus/pci/devices`.
-    fn iommu_group_at(devices: impl AsFd, addr: PciAddr) -> Result<u32, GroupUnknown> {
-        let name = addr.to_string();
-        let link = rustix::fs::readlinkat(&devices, format!("{name}/iommu_group"), Vec::new())
-            .map(|target| PathBuf::from(OsString::from_vec(target.into_bytes())))
-            .map_err(io::Error::from);
-        group_of(link, || {
-            rustix::fs::statat(&devices, &name, AtFlags::empty())
-                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_dir())
-        })
-    }
-}
-
-/// What an `iommu_group` link says: `link` is the result of reading it, `device_is_dir` tells
-/// a missing device from a device without the link (asked only then).
-fn group_of(link: io::Result<PathBuf>, device_is_dir: impl FnOnce() -> bool) -> Result<u32, GroupUnknown> {
-    match link {
-        Ok(target) => {
-            let group = target
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse().ok());
-            group.ok_or_else(|| GroupUnknown::BadLink(target.display().to_string()))
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound && !device_is_dir() => Err(GroupUnknown::NoDevice),
-        Err(e) if e.kind() == ErrorKind::NotFound => Err(GroupUnknown::NoLink),
-        // EINVAL: an iommu_group that is not a symbolic link at all.
-        Err(e) if e.kind() == ErrorKind::InvalidInput => {
-            Err(GroupUnknown::BadLink("(not a symbolic link)".into()))
-        }
-        Err(e) => Err(GroupUnknown::Unreadable(e.to_string())),
-    }
-}
-
-impl HostFacts for Sysfs {
-    /// As libvirt reads it (src/util/virpci.c, virPCIDeviceAddressGetIOMMUGroupNum): the
-    /// device's own `iommu_group` link, symbolic links followed on the way as a path lookup
-    /// does.
-    fn iommu_group(&self, addr: PciAddr) -> Result<u32, GroupUnknown> {
-        let dir = self.device_dir(addr);
-        group_of(std::fs::read_link(dir.join("iommu_group")), || dir.is_dir())
-    }
-
-    /// Each link read relative to `bus/pci/devices` opened once: the kernel walks two path
-    /// components per device instead of the whole path (a 2,000-device guest asks about 1,000).
-    fn iommu_groups(&self, addrs: &[PciAddr]) -> Vec<Result<u32, GroupUnknown>> {
-        match self.open_devices() {
-            Some(devices) => addrs.iter().map(|&a| Self::iommu_group_at(&devices, a)).collect(),
-            None => addrs.iter().map(|&a| self.iommu_group(a)).collect(),
-        }
-    }
-
-    fn numa_node(&self, addr: PciAddr) -> Option<u32> {
-        // Non-blocking, regular files only, a few bytes: a FIFO or /dev/zero planted in a
-        // sysfs tree must not hang or eat a guest start (the kernel's attribute is "-1\n"
-        // up to a few digits).
-        let path = self.device_dir(addr).join("numa_node");
-        let bytes = read_regular(&path, MAX_ATTRIBUTE_BYTES, Links::Follow).ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        // The kernel writes -1 when the platform does not say; that parses as no node.
-        text.trim().parse::<u32>().ok()
     }
 }
 
@@ -300,118 +177,6 @@ mod tests {
         slot: 0,
         function: 0,
     };
-
-    fn tree() -> (tempfile::TempDir, PathBuf) {
-        let root = tempfile::tempdir().unwrap();
-        let dev = root.path().join("bus/pci/devices/0002:01:00.0");
-        std::fs::create_dir_all(&dev).unwrap();
-        (root, dev)
-    }
-
-    #[test]
-    fn a_root_that_is_not_a_directory_is_refused() {
-        assert!(
-            Sysfs::new("/nonexistent/sys")
-                .check_root()
-                .unwrap_err()
-                .contains("/nonexistent/sys")
-        );
-        let err = Sysfs::new("/dev/null").check_root().unwrap_err();
-        assert_eq!(err, "sysfs root /dev/null: not a directory");
-        assert_eq!(Sysfs::new("/").check_root(), Ok(()));
-    }
-
-    #[test]
-    fn a_fifo_or_device_as_numa_node_is_no_node_and_does_not_block() {
-        let (root, dev) = tree();
-        let status = std::process::Command::new("mkfifo")
-            .arg(dev.join("numa_node"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        assert_eq!(Sysfs::new(root.path()).numa_node(DEV), None);
-        std::fs::remove_file(dev.join("numa_node")).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", dev.join("numa_node")).unwrap();
-        assert_eq!(Sysfs::new(root.path()).numa_node(DEV), None);
-        std::fs::remove_file(dev.join("numa_node")).unwrap();
-        std::fs::write(dev.join("numa_node"), "1\n").unwrap();
-        assert_eq!(Sysfs::new(root.path()).numa_node(DEV), Some(1));
-    }
-
-    /// The group of `addr` asked alone (by the full path) and in a batch (under the open
-    /// `bus/pci/devices`): the two ways must agree on every answer.
-    fn group(host: &Sysfs, addr: PciAddr) -> Result<u32, GroupUnknown> {
-        let alone = host.iommu_group(addr);
-        let batch = host.iommu_groups(&[DEV, addr]).pop().unwrap();
-        assert_eq!(alone, batch, "{addr}");
-        alone
-    }
-
-    #[test]
-    fn iommu_group_errors_keep_their_reason() {
-        let (root, dev) = tree();
-        let host = Sysfs::new(root.path());
-        assert_eq!(group(&host, DEV), Err(GroupUnknown::NoLink));
-        let other = PciAddr { bus: 9, ..DEV };
-        assert_eq!(group(&host, other), Err(GroupUnknown::NoDevice));
-        // A loop in the path: ELOOP, not "no link".
-        let looped = root.path().join("bus/pci/devices/0002:02:00.0");
-        std::os::unix::fs::symlink(&looped, &looped).unwrap();
-        match group(&host, PciAddr { bus: 2, ..DEV }) {
-            Err(GroupUnknown::Unreadable(why)) => assert!(why.contains("symbolic links"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        // A device entry that is a file: its link cannot be read (ENOTDIR), and says why.
-        std::fs::write(root.path().join("bus/pci/devices/0002:03:00.0"), "").unwrap();
-        match group(&host, PciAddr { bus: 3, ..DEV }) {
-            Err(GroupUnknown::Unreadable(why)) => assert!(why.contains("Not a directory"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        // A regular file where the link should be.
-        std::fs::write(dev.join("iommu_group"), "7").unwrap();
-        assert!(matches!(group(&host, DEV), Err(GroupUnknown::BadLink(_))));
-        std::fs::remove_file(dev.join("iommu_group")).unwrap();
-        std::fs::create_dir_all(root.path().join("kernel/iommu_groups/7")).unwrap();
-        std::os::unix::fs::symlink("../../../../kernel/iommu_groups/7", dev.join("iommu_group")).unwrap();
-        assert_eq!(group(&host, DEV), Ok(7));
-        // A link to something not a group.
-        let odd = PciAddr { bus: 4, ..DEV };
-        let odd_dir = root.path().join("bus/pci/devices/0002:04:00.0");
-        std::fs::create_dir_all(&odd_dir).unwrap();
-        std::os::unix::fs::symlink(
-            "../../../../kernel/iommu_groups/seven",
-            odd_dir.join("iommu_group"),
-        )
-        .unwrap();
-        assert_eq!(
-            group(&host, odd),
-            Err(GroupUnknown::BadLink(
-                "../../../../kernel/iommu_groups/seven".into()
-            ))
-        );
-        // The batch answers in the order asked.
-        assert_eq!(
-            host.iommu_groups(&[other, DEV, odd, DEV]),
-            [host.iommu_group(other), Ok(7), host.iommu_group(odd), Ok(7)]
-        );
-    }
-
-    #[test]
-    fn without_a_devices_directory_every_device_is_missing_or_unreadable() {
-        // No bus/pci/devices at all: every device is not on this host.
-        let root = tempfile::tempdir().unwrap();
-        let host = Sysfs::new(root.path());
-        assert_eq!(host.iommu_groups(&[DEV]), [Err(GroupUnknown::NoDevice)]);
-        assert_eq!(host.iommu_group(DEV), Err(GroupUnknown::NoDevice));
-        // bus/pci/devices is a file: the batch cannot open it and says what the path says.
-        std::fs::create_dir_all(root.path().join("bus/pci")).unwrap();
-        std::fs::write(root.path().join("bus/pci/devices"), "").unwrap();
-        match &host.iommu_groups(&[DEV])[..] {
-            [Err(GroupUnknown::Unreadable(why))] => assert!(why.contains("Not a directory"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(host.iommu_groups(&[DEV]), [host.iommu_group(DEV)]);
-    }
 
     #[test]
     fn keys_order_addresses_as_they_are_ordered() {

@@ -111,8 +111,8 @@ pub struct Device {
     /// The line its start tag is on, from 1: where reports point an admin.
     pub line: usize,
 }
-/// What the rules tell devices apart by.
 
+/// What the rules tell devices apart by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceKind {
     /// A PCI device passed through from the host.
@@ -132,8 +132,8 @@ pub enum DeviceKind {
     /// Everything else: disks, NICs, video, balloon, rng, ...
     Other,
 }
-/// How a hostdev is written.
 
+/// How a hostdev is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostdevForm {
     /// `<hostdev mode='subsystem' type='pci'>`
@@ -141,8 +141,8 @@ pub enum HostdevForm {
     /// `<interface type='hostdev'>` (an SR-IOV VF, typically)
     Interface,
 }
-/// A `<controller type='pci'>`.
 
+/// A `<controller type='pci'>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PciController {
     /// The bus number device addresses use for this controller.

@@ -32,7 +32,7 @@ pub struct BadTag {
 ///
 /// XML's attribute rules are checked here because quick-xml does not check them all, and
 /// libxml2 (so libvirt) refuses a document that breaks any: white space before each attribute
-/// (`bus='1'slot='2'` and `bus='1'=slot='2'` are no pairs; found by fuzz/, tests/fuzz/fix/),
+/// (`bus='1'slot='2'` and `bus='1'=slot='2'` are no pairs; tests/fuzz/fix/ keeps such inputs),
 /// a name, `=`, a quoted value without `<`, and no name twice. They are checked on the tags
 /// that are read (the elements the rules look at, the tags `fix` edits); a tag no rule reads
 /// is only checked by quick-xml, as libvirt would refuse the document anyway.

@@ -1,9 +1,10 @@
 //! What phbguard decides about one guest at one moment of its life, as a pure function:
-//! (domain, host facts, policy, occasion) → [`Verdict`]. No output, no logging, no files: the
-//! hook (src/hook.rs) turns a verdict into an exit code, stderr text and syslog lines; audit
-//! and watch (crates/libvirt) reuse it to say what the hook would do.
+//! (domain, host facts, policy, occasion) → [`Verdict`], whose [`Action`] says what happens.
+//! No output, no logging, no files: the hook (src/hook/) turns a verdict into an exit code,
+//! stderr text and syslog lines; audit (crates/libvirt) asks it what the hook would do; the
+//! watcher (crates/libvirt watch) asks it whether to leave, warn about, or fix a definition.
 
-use crate::config::{Config, Incoming, Mode};
+use crate::config::{Config, Incoming, Mode, WatchAction};
 use crate::host::HostFacts;
 use crate::model::Domain;
 use crate::rules::{Finding, RuleId, Severity, judge};
@@ -51,9 +52,9 @@ pub enum Arrival {
     Incoming(Phase),
 }
 
-/// The moment a guest is judged.
+/// One libvirt hook call phbguard judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Occasion {
+pub struct HookCall {
     /// The call being judged.
     pub phase: Phase,
     /// Whether the guest starts afresh or comes in.
@@ -63,14 +64,14 @@ pub struct Occasion {
     pub warn_only: bool,
 }
 
-impl Occasion {
+impl HookCall {
     /// `phase` as libvirt calls it: `migrate`/`restore` are incoming by themselves.
-    pub fn new(phase: Phase) -> Occasion {
+    pub fn new(phase: Phase) -> HookCall {
         let arrival = match phase {
             Phase::Prepare => Arrival::Start,
             p => Arrival::Incoming(p),
         };
-        Occasion {
+        HookCall {
             phase,
             arrival,
             warn_only: false,
@@ -78,13 +79,59 @@ impl Occasion {
     }
 }
 
+/// What `phbguard watch` is looking at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// A persistent definition: just defined or changed, or found when (re)connecting.
+    Definition,
+    /// The live definition of a running guest, after a device was hot-plugged into it.
+    Hotplug,
+}
+
+/// The moment a guest is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occasion {
+    /// A hook call: the guest is about to run.
+    Hook(HookCall),
+    /// The watcher sees a definition.
+    Watch(Watched),
+}
+
+impl From<HookCall> for Occasion {
+    fn from(call: HookCall) -> Occasion {
+        Occasion::Hook(call)
+    }
+}
+
+impl From<Watched> for Occasion {
+    fn from(watched: Watched) -> Occasion {
+        Occasion::Watch(watched)
+    }
+}
+
 /// Where the mode that applied came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModeSource {
-    /// The policy file's `mode`.
+    /// The policy file's `mode` (the hook's), or for the watcher, the absence of an opt-out.
     Policy,
     /// The domain's `<metadata><phbguard:policy mode=.../>`.
     Metadata,
+}
+
+/// What happens to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to say: no findings, or mode `off`.
+    Leave,
+    /// The findings are logged; the guest starts, the definition stays as it is.
+    Warn,
+    /// The guest is in the policy's `exempt` list: its findings are logged as exempt.
+    Exempt,
+    /// The hook refuses the guest.
+    Refuse,
+    /// The watcher redefines the guest with `phbguard fix`'s output (when that keeps every
+    /// rule; the fixer decides that, not the verdict).
+    Fix,
 }
 
 /// What happens to one finding.
@@ -96,15 +143,18 @@ pub enum Disposition {
     Warned,
     /// The domain is exempt by policy.
     Exempt,
+    /// The watcher's redefine removes it.
+    Fix,
 }
 
 impl Disposition {
-    /// The word syslog lines start with.
+    /// The word syslog lines start with (for [`Disposition::Fix`], once the fix is made).
     pub fn as_str(self) -> &'static str {
         match self {
             Disposition::Rejected => "rejected",
             Disposition::Warned => "warned",
             Disposition::Exempt => "exempt",
+            Disposition::Fix => "fixed",
         }
     }
 }
@@ -152,12 +202,14 @@ pub struct Verdict {
     pub mode_source: ModeSource,
     /// The mode the domain's metadata names, when it names a valid one.
     pub metadata_mode: Option<Mode>,
-    /// The metadata named a mode that is none of enforce, warn, off (then the policy's applied).
+    /// The metadata named a mode that is none of enforce, warn, off (then the policy's mode
+    /// applied at the hook, and `warn` at the watcher: an opt-out it cannot read is never
+    /// overridden by a rewrite).
     pub bad_metadata_mode: Option<String>,
-    /// The guest is in the policy's `exempt` list: nothing refuses it.
+    /// The guest is in the policy's `exempt` list: nothing refuses or rewrites it.
     pub exempt: bool,
-    /// The guest is refused.
-    pub reject: bool,
+    /// What happens to the guest.
+    pub action: Action,
     /// Every finding, the blocking ones first, each in the rules' order.
     pub findings: Vec<Judged>,
 }
@@ -174,6 +226,11 @@ impl Verdict {
         }
     }
 
+    /// Whether the hook refuses the guest.
+    pub fn reject(&self) -> bool {
+        self.action == Action::Refuse
+    }
+
     /// How many findings would refuse the guest.
     pub fn blocking(&self) -> usize {
         self.findings.iter().filter(|j| j.blocking).count()
@@ -182,7 +239,12 @@ impl Verdict {
 
 /// Judges `domain` on `host` under `policy` at `occasion`. With `mode = "off"` (policy or
 /// metadata) nothing is judged and the verdict has no findings.
-pub fn decide(domain: &Domain, host: &dyn HostFacts, policy: &Config, occasion: Occasion) -> Verdict {
+pub fn decide(
+    domain: &Domain,
+    host: &dyn HostFacts,
+    policy: &Config,
+    occasion: impl Into<Occasion>,
+) -> Verdict {
     decide_on(domain, policy, occasion, || judge(domain, host))
 }
 
@@ -192,10 +254,16 @@ pub fn decide(domain: &Domain, host: &dyn HostFacts, policy: &Config, occasion: 
 pub fn decide_on(
     domain: &Domain,
     policy: &Config,
-    occasion: Occasion,
+    occasion: impl Into<Occasion>,
     judged: impl FnOnce() -> Vec<Finding>,
 ) -> Verdict {
-    let mut mode = policy.mode;
+    let occasion = occasion.into();
+    // The hook's `mode` is the hook's: the watcher's own setting is `[watch] action`, and a
+    // definition without an opt-out is judged as under enforce.
+    let mut mode = match occasion {
+        Occasion::Hook(_) => policy.mode,
+        Occasion::Watch(_) => Mode::Enforce,
+    };
     let mut mode_source = ModeSource::Policy;
     let mut bad_metadata_mode = None;
     let mut metadata_mode = None;
@@ -206,10 +274,18 @@ pub fn decide_on(
                 mode_source = ModeSource::Metadata;
                 metadata_mode = Some(m);
             }
-            None => bad_metadata_mode = Some(m.to_owned()),
+            None => {
+                bad_metadata_mode = Some(m.to_owned());
+                if let Occasion::Watch(_) = occasion {
+                    mode = Mode::Warn;
+                }
+            }
         }
     }
-    if occasion.warn_only && mode == Mode::Enforce {
+    if let Occasion::Hook(call) = occasion
+        && call.warn_only
+        && mode == Mode::Enforce
+    {
         mode = Mode::Warn;
     }
     let name = domain.name.as_deref().unwrap_or("");
@@ -220,7 +296,7 @@ pub fn decide_on(
         metadata_mode,
         bad_metadata_mode,
         exempt,
-        reject: false,
+        action: Action::Leave,
         findings: Vec::new(),
     };
     if mode == Mode::Off {
@@ -230,24 +306,45 @@ pub fn decide_on(
         f.severity() == Severity::Error
             || (policy.reject_iommu_group_unknown && f.rule.id == RuleId::IommuGroupUnknown)
     };
-    let refusing = match occasion.arrival {
-        Arrival::Start => true,
-        Arrival::Incoming(_) => policy.incoming == Incoming::Refuse,
-    };
     let findings = judged();
-    verdict.reject = refusing && mode == Mode::Enforce && !exempt && findings.iter().any(blocking);
+    let errors = findings.iter().any(|f| f.severity() == Severity::Error);
+    verdict.action = if findings.is_empty() {
+        Action::Leave
+    } else if exempt {
+        Action::Exempt
+    } else {
+        match occasion {
+            Occasion::Hook(call) => {
+                let refusing = match call.arrival {
+                    Arrival::Start => true,
+                    Arrival::Incoming(_) => policy.incoming == Incoming::Refuse,
+                };
+                if refusing && mode == Mode::Enforce && findings.iter().any(blocking) {
+                    Action::Refuse
+                } else {
+                    Action::Warn
+                }
+            }
+            // What the fixer can remove is an error: warnings are never rewritten away.
+            Occasion::Watch(Watched::Definition)
+                if errors && mode == Mode::Enforce && policy.watch_action == WatchAction::Fix =>
+            {
+                Action::Fix
+            }
+            Occasion::Watch(_) => Action::Warn,
+        }
+    };
     let (first, then): (Vec<Finding>, Vec<Finding>) = findings.into_iter().partition(blocking);
     for (finding, is_blocking) in first
         .into_iter()
         .map(|f| (f, true))
         .chain(then.into_iter().map(|f| (f, false)))
     {
-        let disposition = if exempt {
-            Disposition::Exempt
-        } else if verdict.reject && is_blocking {
-            Disposition::Rejected
-        } else {
-            Disposition::Warned
+        let disposition = match verdict.action {
+            Action::Exempt => Disposition::Exempt,
+            Action::Refuse if is_blocking => Disposition::Rejected,
+            Action::Fix if finding.severity() == Severity::Error => Disposition::Fix,
+            _ => Disposition::Warned,
         };
         verdict.findings.push(Judged {
             finding,
@@ -282,7 +379,7 @@ mod tests {
         StaticHost::new().with_device(a, 7, None)
     }
 
-    fn verdict(xml: &str, policy: &Config, occasion: Occasion) -> Verdict {
+    fn verdict(xml: &str, policy: &Config, occasion: impl Into<Occasion>) -> Verdict {
         decide(&parse_domain(xml.as_bytes()).unwrap(), &host(), policy, occasion)
     }
 
@@ -295,8 +392,8 @@ mod tests {
 
     #[test]
     fn a_start_under_enforce_rejects_on_errors_blocking_first() {
-        let v = verdict(BAD, &Config::default(), Occasion::new(Phase::Prepare));
-        assert!(v.reject);
+        let v = verdict(BAD, &Config::default(), HookCall::new(Phase::Prepare));
+        assert!(v.reject());
         assert_eq!(
             (v.mode, v.mode_source, v.blocking()),
             (Mode::Enforce, ModeSource::Policy, 1)
@@ -318,8 +415,8 @@ mod tests {
         };
         for phase in [Phase::Migrate, Phase::Restore] {
             let arrivals = [
-                Occasion::new(phase),
-                Occasion {
+                HookCall::new(phase),
+                HookCall {
                     phase: Phase::Prepare,
                     arrival: Arrival::Incoming(phase),
                     warn_only: false,
@@ -327,9 +424,9 @@ mod tests {
             ];
             for occasion in arrivals {
                 let v = verdict(BAD, &Config::default(), occasion);
-                assert!(!v.reject, "{occasion:?}");
+                assert!(!v.reject(), "{occasion:?}");
                 assert_eq!(summary(&v)[0], ("hostdev-on-default-phb", "warned"));
-                assert!(verdict(BAD, &refuse, occasion).reject, "{occasion:?}");
+                assert!(verdict(BAD, &refuse, occasion).reject(), "{occasion:?}");
             }
         }
     }
@@ -343,13 +440,13 @@ mod tests {
                 crate::parse::METADATA_NS
             ),
         );
-        let occasion = Occasion {
+        let occasion = HookCall {
             warn_only: true,
-            ..Occasion::new(Phase::Prepare)
+            ..HookCall::new(Phase::Prepare)
         };
         for xml in [BAD, enforce.as_str()] {
             let v = verdict(xml, &Config::default(), occasion);
-            assert!(!v.reject);
+            assert!(!v.reject());
             assert_eq!(v.mode, Mode::Warn);
             assert_eq!(v.findings.len(), 2);
         }
@@ -366,38 +463,38 @@ mod tests {
                 ),
             )
         };
-        let start = Occasion::new(Phase::Prepare);
+        let start = HookCall::new(Phase::Prepare);
         let v = verdict(&with("warn"), &Config::default(), start);
         assert_eq!(
-            (v.reject, v.mode, v.mode_source),
+            (v.reject(), v.mode, v.mode_source),
             (false, Mode::Warn, ModeSource::Metadata)
         );
         assert_eq!(v.opt_out(), Some(OptOut::Warn));
         // Lowered to warn because the setup is in doubt: no opt-out of the guest's.
-        let doubt = Occasion {
+        let doubt = HookCall {
             warn_only: true,
             ..start
         };
         let v = verdict(&with("enforce"), &Config::default(), doubt);
         assert_eq!((v.mode, v.opt_out()), (Mode::Warn, None));
         let v = verdict(&with("off"), &Config::default(), start);
-        assert!(!v.reject && v.findings.is_empty());
+        assert!(!v.reject() && v.findings.is_empty());
         assert_eq!(v.opt_out(), Some(OptOut::Off));
         let v = verdict(&with("sometimes"), &Config::default(), start);
         assert_eq!(v.bad_metadata_mode.as_deref(), Some("sometimes"));
         assert_eq!(v.opt_out(), None);
-        assert!(v.reject);
+        assert!(v.reject());
         let warn = Config {
             mode: Mode::Warn,
             ..Config::default()
         };
-        assert!(verdict(&with("enforce"), &warn, start).reject);
+        assert!(verdict(&with("enforce"), &warn, start).reject());
         let exempt = Config {
             exempt: vec!["6A1F0C2E-0000-4000-8000-000000000001".into()],
             ..Config::default()
         };
         let v = verdict(BAD, &exempt, start);
-        assert!(v.exempt && !v.reject);
+        assert!(v.exempt && !v.reject());
         assert_eq!(v.opt_out(), Some(OptOut::Exempt));
         assert!(v.findings.iter().all(|j| j.disposition == Disposition::Exempt));
     }
@@ -405,7 +502,7 @@ mod tests {
     #[test]
     fn iommu_group_unknown_blocks_only_by_policy() {
         let unknown = BAD.replace("bus='0x02'", "bus='0x09'");
-        let start = Occasion::new(Phase::Prepare);
+        let start = HookCall::new(Phase::Prepare);
         let v = verdict(&unknown, &Config::default(), start);
         let blocking: Vec<_> = v
             .findings
@@ -423,5 +520,109 @@ mod tests {
         assert!(v.findings.iter().any(
             |j| j.finding.rule.id == RuleId::IommuGroupUnknown && j.disposition == Disposition::Rejected
         ));
+    }
+
+    fn with_metadata(mode: &str) -> String {
+        BAD.replace(
+            "<os>",
+            &format!(
+                "<metadata><phbguard:policy xmlns:phbguard='{}' mode='{mode}'/></metadata><os>",
+                crate::parse::METADATA_NS
+            ),
+        )
+    }
+
+    const GOOD: &str = "<domain type='qemu'><name>ok</name><os><type arch='ppc64' machine='pseries'>hvm</type>\
+        </os><devices></devices></domain>";
+
+    #[test]
+    fn the_hook_action_says_refuse_warn_exempt_or_leave() {
+        let start = HookCall::new(Phase::Prepare);
+        assert_eq!(verdict(BAD, &Config::default(), start).action, Action::Refuse);
+        let warn = Config {
+            mode: Mode::Warn,
+            ..Config::default()
+        };
+        assert_eq!(verdict(BAD, &warn, start).action, Action::Warn);
+        let exempt = Config {
+            exempt: vec!["db".into()],
+            ..Config::default()
+        };
+        assert_eq!(verdict(BAD, &exempt, start).action, Action::Exempt);
+        assert_eq!(verdict(GOOD, &Config::default(), start).action, Action::Leave);
+        // The watcher's setting does not reach the hook.
+        let fix = Config {
+            watch_action: WatchAction::Fix,
+            ..Config::default()
+        };
+        assert_eq!(verdict(BAD, &fix, start).action, Action::Refuse);
+    }
+
+    #[test]
+    fn the_watcher_fixes_errors_only_under_action_fix_and_without_opt_out() {
+        let definition = Watched::Definition;
+        let fix = Config {
+            watch_action: WatchAction::Fix,
+            ..Config::default()
+        };
+        let v = verdict(BAD, &fix, definition);
+        assert_eq!((v.action, v.mode), (Action::Fix, Mode::Enforce));
+        assert_eq!(
+            summary(&v),
+            [
+                ("hostdev-on-default-phb", "fixed"),
+                ("pci-bridge-on-pseries", "warned")
+            ]
+        );
+        assert_eq!(verdict(BAD, &Config::default(), definition).action, Action::Warn);
+        // The hook's mode is not the watcher's: mode = "warn" or "off" in the policy file
+        // changes nothing here.
+        for mode in [Mode::Warn, Mode::Off] {
+            let hook_mode = Config { mode, ..fix.clone() };
+            assert_eq!(verdict(BAD, &hook_mode, definition).action, Action::Fix);
+        }
+        // Opted out, exempt, or an opt-out that cannot be read: never rewritten.
+        assert_eq!(
+            verdict(&with_metadata("warn"), &fix, definition).action,
+            Action::Warn
+        );
+        let off = verdict(&with_metadata("off"), &fix, definition);
+        assert!(off.action == Action::Leave && off.findings.is_empty());
+        let bad = verdict(&with_metadata("sometimes"), &fix, definition);
+        assert_eq!((bad.action, bad.mode), (Action::Warn, Mode::Warn));
+        assert_eq!(bad.bad_metadata_mode.as_deref(), Some("sometimes"));
+        let exempt = Config {
+            exempt: vec!["db".into()],
+            ..fix.clone()
+        };
+        let v = verdict(BAD, &exempt, definition);
+        assert_eq!(v.action, Action::Exempt);
+        assert!(v.findings.iter().all(|j| j.disposition == Disposition::Exempt));
+        // Warnings alone are never fixed.
+        let bridge_only = GOOD.replace(
+            "<devices>",
+            "<devices><controller type='pci' index='1' model='pci-bridge'/>",
+        );
+        let v = verdict(&bridge_only, &fix, definition);
+        assert!(
+            v.findings
+                .iter()
+                .all(|j| j.finding.severity() == Severity::Warning)
+        );
+        assert_eq!(v.action, Action::Warn);
+        assert_eq!(verdict(GOOD, &fix, definition).action, Action::Leave);
+    }
+
+    #[test]
+    fn a_hotplug_is_only_ever_warned_about() {
+        let fix = Config {
+            watch_action: WatchAction::Fix,
+            ..Config::default()
+        };
+        let v = verdict(BAD, &fix, Watched::Hotplug);
+        assert_eq!(v.action, Action::Warn);
+        assert!(v.findings.iter().all(|j| j.disposition == Disposition::Warned));
+        let off = verdict(&with_metadata("off"), &fix, Watched::Hotplug);
+        assert_eq!(off.action, Action::Leave);
     }
 }

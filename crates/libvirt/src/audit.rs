@@ -9,7 +9,7 @@ use phbguard_core::host::{Facts, HostFacts};
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Finding, Severity, judge_with, shared_hostdevs};
-use phbguard_core::verdict::{self, Occasion, OptOut, Phase};
+use phbguard_core::verdict::{self, HookCall, OptOut, Phase};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 use virt::sys;
@@ -291,11 +291,11 @@ impl Verdicts {
             facts,
             findings,
         } = read;
-        let start = Occasion::new(Phase::Prepare);
+        let start = HookCall::new(Phase::Prepare);
         let now = verdict::decide_on(
             &definition,
             &self.now,
-            Occasion {
+            HookCall {
                 warn_only: self.in_doubt,
                 ..start
             },
@@ -308,8 +308,8 @@ impl Verdicts {
             facts,
             findings,
             mode: now.mode,
-            start_refused: now.reject,
-            refused_under_enforce: enforced.reject,
+            start_refused: now.reject(),
+            refused_under_enforce: enforced.reject(),
             opt_out: now.opt_out(),
             bad_metadata_mode: now.bad_metadata_mode,
         }
@@ -405,7 +405,7 @@ mod tests {
         let file = dir.path().join("p.toml");
         let at = |text: &str| {
             std::fs::write(&file, text).unwrap();
-            Policy::read_at(file.clone(), true)
+            phbguard_io::policy_file::read_at(file.clone(), true)
         };
         let root = dir.path().display().to_string();
         let set = at(&format!("sysfs_root = {root:?}\n"));

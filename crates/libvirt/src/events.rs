@@ -80,6 +80,13 @@ pub enum Event {
     Defined { domain: DomainId, detail: Defined },
     /// A persistent definition was removed.
     Undefined { domain: DomainId },
+    /// `virsh metadata` or `virsh desc` changed the persistent or the live definition
+    /// (METADATA_CHANGE; libvirt sends no DEFINED for these). `namespace` is the changed
+    /// element's namespace URI (`<metadata>` children), None for a title or description.
+    MetadataChanged {
+        domain: DomainId,
+        namespace: Option<String>,
+    },
     /// A device was hot-plugged into a running guest; `alias` is its `<alias name>`.
     DeviceAdded { domain: DomainId, alias: String },
     /// The connection is gone; nothing more comes from it.
@@ -129,7 +136,8 @@ pub struct Subscription {
 unsafe impl Send for Subscription {}
 
 impl Subscription {
-    /// Registers for lifecycle (defined, undefined) and device-added events of every domain,
+    /// Registers for lifecycle (defined, undefined), metadata-change and device-added events of
+    /// every domain,
     /// and for the connection closing, all delivered to `sink`. Drivers without a daemon
     /// (`test:///`) never report closing: poll `Connect::is_alive` as well.
     pub fn new(conn: &Connect, sink: impl Fn(Event) + Send + Sync + 'static) -> Result<Subscription, Error> {
@@ -146,8 +154,12 @@ impl Subscription {
         // SAFETY: as above, for VIR_DOMAIN_EVENT_ID_DEVICE_ADDED.
         let device_added =
             unsafe { std::mem::transmute::<DeviceAddedFn, GenericFn>(on_device_added as DeviceAddedFn) };
+        // SAFETY: as above, for VIR_DOMAIN_EVENT_ID_METADATA_CHANGE.
+        let metadata =
+            unsafe { std::mem::transmute::<MetadataFn, GenericFn>(on_metadata_change as MetadataFn) };
         for (id, callback) in [
             (sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle),
+            (sys::VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, metadata),
             (sys::VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, device_added),
         ] {
             let opaque = into_opaque(&sink);
@@ -221,6 +233,8 @@ type GenericFn = unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mu
 type LifecycleFn =
     unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, c_int, c_int, *mut c_void) -> c_int;
 type DeviceAddedFn = unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *const c_char, *mut c_void);
+type MetadataFn =
+    unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, c_int, *const c_char, *mut c_void);
 
 fn into_opaque(sink: &Arc<Sink>) -> *mut c_void {
     Box::into_raw(Box::new(Arc::clone(sink))).cast()
@@ -293,6 +307,25 @@ unsafe extern "C" fn on_lifecycle(
     0
 }
 
+unsafe extern "C" fn on_metadata_change(
+    _conn: sys::virConnectPtr,
+    dom: sys::virDomainPtr,
+    _kind: c_int,
+    namespace: *const c_char,
+    opaque: *mut c_void,
+) {
+    deliver(opaque, || {
+        let domain = domain_id(dom)?;
+        let namespace = (!namespace.is_null()).then(|| {
+            // SAFETY: libvirt passes a NUL-terminated string valid for the callback's duration.
+            unsafe { CStr::from_ptr(namespace) }
+                .to_string_lossy()
+                .into_owned()
+        });
+        Some(Event::MetadataChanged { domain, namespace })
+    });
+}
+
 unsafe extern "C" fn on_device_added(
     _conn: sys::virConnectPtr,
     dom: sys::virDomainPtr,
@@ -347,6 +380,7 @@ mod tests {
             let ours = match &event {
                 Event::Defined { domain, .. }
                 | Event::Undefined { domain }
+                | Event::MetadataChanged { domain, .. }
                 | Event::DeviceAdded { domain, .. } => domain.name == "phbguard-events-unit",
                 Event::Closed { .. } => true,
             };
@@ -396,6 +430,23 @@ mod tests {
             Event::Defined {
                 domain: id.clone(),
                 detail: Defined::Updated
+            }
+        );
+        // What `virsh metadata --config` does: no DEFINED, a METADATA_CHANGE naming the
+        // namespace.
+        dom.set_metadata(
+            sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+            Some("<policy mode='warn'/>"),
+            Some("phbguard"),
+            Some("urn:phbguard:policy:1"),
+            sys::VIR_DOMAIN_AFFECT_CONFIG,
+        )
+        .unwrap();
+        assert_eq!(
+            next(&rx),
+            Event::MetadataChanged {
+                domain: id.clone(),
+                namespace: Some("urn:phbguard:policy:1".into())
             }
         );
         dom.undefine().unwrap();

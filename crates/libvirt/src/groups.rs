@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use phbguard_core::escape::controls;
-use phbguard_core::host::Sysfs;
 use phbguard_core::model::{DeviceKind, Domain as Definition, PciAddr};
 use phbguard_core::parse_domain;
+use phbguard_io::sysfs::Sysfs;
 use serde_json::{Value, json};
 use virt::connect::Connect;
 use virt::sys;

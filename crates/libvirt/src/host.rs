@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use phbguard_core::host::{GroupUnknown, HostFacts, Sysfs};
+use phbguard_core::host::{GroupUnknown, HostFacts};
 use phbguard_core::model::PciAddr;
+use phbguard_io::sysfs::Sysfs;
 use virt::connect::Connect;
 
 use crate::networks::{HostdevPool, hostdev_pools};

@@ -78,7 +78,7 @@ fn run_audit(args: &AuditArgs) -> anyhow::Result<u8> {
     }
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     // The hook's policy on this host: audit says what the hook would do with each guest.
-    let policy = config::Policy::read(args.config.clone());
+    let policy = phbguard_io::policy_file::read(args.config.clone());
     let remote = conn.uri().is_ok_and(|uri| audit::is_remote(&uri));
     let source = audit::host_source(args.sysfs_root.as_deref(), &policy, remote);
     let host = Host::new(&conn, source.sysfs_root()).map_err(anyhow::Error::msg)?;

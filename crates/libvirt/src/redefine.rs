@@ -18,6 +18,7 @@ use phbguard_core::{ParseError, parse_domain};
 use sha2::{Digest, Sha256};
 use virt::connect::Connect;
 use virt::domain::Domain;
+use virt::error::ErrorNumber;
 use virt::sys;
 
 /// How the persistent definition is read: inactive (not the live one), with secrets.
@@ -31,6 +32,8 @@ pub enum Error {
     /// The guest has no persistent definition (a transient guest): defining one would make it
     /// persistent, which is not a fix.
     Transient(String),
+    /// The guest is gone: undefined (or undefined and stopped) since it was looked up.
+    Gone(String),
     /// libvirt's XML did not parse as a domain.
     BadXml(String, ParseError),
     /// The fixer failed on this input (a bug in phbguard).
@@ -45,6 +48,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Libvirt(what) => f.write_str(what),
+            Error::Gone(name) => write!(f, "domain '{name}' is gone: it was undefined meanwhile"),
             Error::Transient(name) => write!(
                 f,
                 "domain '{name}' is transient (not defined): there is no persistent definition to fix"
@@ -134,13 +138,33 @@ pub enum Outcome {
 /// The persistent definition of `dom`, with secrets.
 pub fn read_definition(dom: &Domain) -> Result<String, Error> {
     let name = dom.name().unwrap_or_default();
+    let gone_or = |e: virt::error::Error, what: String| {
+        if e.code().is(ErrorNumber::NoDomain) {
+            Error::Gone(name.clone())
+        } else {
+            Error::Libvirt(format!("{what}: {e}"))
+        }
+    };
     match dom.is_persistent() {
         Ok(true) => {}
         Ok(false) => return Err(Error::Transient(name)),
-        Err(e) => return Err(Error::Libvirt(format!("domain '{name}': {e}"))),
+        Err(e) => return Err(gone_or(e, format!("domain '{name}'"))),
     }
     dom.xml_desc(READ_FLAGS)
-        .map_err(|e| Error::Libvirt(format!("cannot read the definition of domain '{name}': {e}")))
+        .map_err(|e| gone_or(e, format!("cannot read the definition of domain '{name}'")))
+}
+
+/// [`read_definition`] of a guest already known to be persistent: the definition only, one
+/// call to libvirt.
+pub fn read_again(dom: &Domain) -> Result<String, Error> {
+    dom.xml_desc(READ_FLAGS).map_err(|e| {
+        let name = dom.name().unwrap_or_default();
+        if e.code().is(ErrorNumber::NoDomain) {
+            Error::Gone(name)
+        } else {
+            Error::Libvirt(format!("cannot read the definition of domain '{name}': {e}"))
+        }
+    })
 }
 
 /// Reads `dom`'s persistent definition and fixes it, judging with `host`. Defines nothing.

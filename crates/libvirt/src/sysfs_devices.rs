@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use phbguard_core::host::{HostFacts, Sysfs};
-use phbguard_core::input::{Links, read_regular};
+use phbguard_core::host::HostFacts;
 use phbguard_core::model::PciAddr;
+use phbguard_io::input::{Links, read_regular};
+use phbguard_io::sysfs::Sysfs;
 
 use crate::nodedev::{PciDevice, device_name};
 

@@ -1,14 +1,13 @@
 //! Shared by the hook tests (tests/it/hook_cli.rs, tests/it/hook_libvirt.rs): the one test world
 //! (fake host, syslog socket, policy file, incoming-mark directory), the installed hook file,
-//! the one set of guest XML builders, and the one table of per-rule guest scenarios.
-#![allow(dead_code)] // each test crate uses its own part of this module
+//! and the one table of per-rule guest scenarios.
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Output;
+
+use phbguard_testkit::xml::{bridge, guest_with, hostdev, phb, scsi};
+use phbguard_testkit::{Datagrams, Run};
 
 use crate::support;
 
@@ -57,93 +56,12 @@ pub fn install_hook_line(dir: &Path, name: &str, rest: &str) -> PathBuf {
 /// Runs an executable with `args`, an environment holding only what libvirt passes plus
 /// `env`, and `stdin`.
 pub fn run_exe(exe: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
-    use std::io::Write;
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .env_clear()
-        .env("LC_ALL", "C")
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("hook starts");
-    let mut pipe = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    // Written from a thread: a hook that exits without reading must not block the test.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&stdin);
-    });
-    let out = child.wait_with_output().expect("hook runs");
-    writer.join().unwrap();
-    out
-}
-
-/// A datagram socket standing in for /dev/log; a thread collects every line it receives.
-pub struct LogSink {
-    _dir: tempfile::TempDir,
-    pub path: PathBuf,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl LogSink {
-    pub fn new() -> LogSink {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        // The hook runs as another user's child only as root here; let anyone write.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            // Ends with an error when the socket file goes; the thread then just stops.
-            while let Ok(n) = sock.recv(&mut buf) {
-                sink.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        });
-        LogSink {
-            _dir: dir,
-            path,
-            lines,
-        }
-    }
-
-    pub fn path_str(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-
-    /// Every line sent so far, and forgets them. The senders have exited, so their lines are
-    /// queued in the socket, but the reader thread may not have read them yet (on a loaded
-    /// machine, for longer than any fixed wait). A marker sent now is queued after them, and a
-    /// datagram socket delivers in order: once the reader has the marker, it has them all.
-    pub fn take(&self) -> Vec<String> {
-        let marker = format!("phbguard-test-marker {:?}", Instant::now());
-        UnixDatagram::unbound()
-            .unwrap()
-            .send_to(marker.as_bytes(), &self.path)
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            {
-                let mut lines = self.lines.lock().unwrap();
-                if let Some(at) = lines.iter().position(|l| *l == marker) {
-                    // Whatever came after the marker is the next take's.
-                    let later = lines.split_off(at + 1);
-                    let mut taken = std::mem::replace(&mut *lines, later);
-                    taken.pop();
-                    return taken;
-                }
-            }
-            assert!(Instant::now() < deadline, "the log reader never got the marker");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
+    Run::new(exe)
+        .environment_of_a_hook()
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(stdin)
+        .output()
 }
 
 /// A policy file in a temporary directory.
@@ -179,7 +97,7 @@ pub const UUID: &str = "6a1f0c2e-5b7d-4c3e-9f10-2b8e4d6a7c01";
 /// mark directory of its own), all in temporary directories, gone on drop.
 pub struct World {
     pub host: support::FakeSysfs,
-    pub log: LogSink,
+    pub log: Datagrams,
     pub policy: Policy,
     /// Holds the incoming-mark directory (`state`).
     pub state: tempfile::TempDir,
@@ -190,7 +108,7 @@ impl World {
         let state = tempfile::tempdir().unwrap();
         let w = World {
             host: fake_host(),
-            log: LogSink::new(),
+            log: Datagrams::new(),
             policy: Policy::new(""),
             state,
         };
@@ -217,68 +135,6 @@ impl World {
     pub fn set_policy(&self, extra: &str) {
         self.policy.write(&format!("{}{extra}", self.base_policy()));
     }
-}
-
-/// `<hostdev>` for host device `host` (`"0002:02:00.0"`) at guest `bus`/`slot`.
-pub fn hostdev(host: &str, bus: u32, slot: u32) -> String {
-    let (dom, rest) = host.split_once(':').unwrap();
-    let (b, rest) = rest.split_once(':').unwrap();
-    let (s, f) = rest.split_once('.').unwrap();
-    format!(
-        "<hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x{dom}' \
-         bus='0x{b}' slot='0x{s}' function='0x{f}'/></source><address type='pci' domain='0x0000' \
-         bus='{bus:#04x}' slot='{slot:#04x}' function='0x0'/></hostdev>"
-    )
-}
-
-/// A PHB: `<controller type='pci' model='pci-root' index=N>` with `<target index=T>`.
-pub fn phb(index: u32, target: u32) -> String {
-    format!(
-        "<controller type='pci' index='{index}' model='pci-root'><model name='spapr-pci-host-bridge'/>\
-         <target index='{target}'/></controller>"
-    )
-}
-
-/// A `pci-root` controller with any `<model name>` and target index.
-pub fn pci_root(index: u32, model: &str, target: u32) -> String {
-    format!(
-        "<controller type='pci' index='{index}' model='pci-root'><model name='{model}'/>\
-         <target index='{target}'/></controller>"
-    )
-}
-
-/// A pci-bridge at bus 0 slot `slot`.
-pub fn bridge(index: u32, slot: u32) -> String {
-    format!(
-        "<controller type='pci' index='{index}' model='pci-bridge'><address type='pci' domain='0x0000' \
-         bus='0x00' slot='{slot:#04x}' function='0x0'/></controller>"
-    )
-}
-
-/// An emulated virtio-scsi controller at `bus`/`slot`.
-pub fn scsi(index: u32, bus: u32, slot: u32) -> String {
-    format!(
-        "<controller type='scsi' index='{index}' model='virtio-scsi'><address type='pci' domain='0x0000' \
-         bus='{bus:#04x}' slot='{slot:#04x}' function='0x0'/></controller>"
-    )
-}
-
-/// The e2e guest template (tests/e2e/guest.xml.in) with a name and devices.
-pub fn guest(name: &str, devices: &str) -> String {
-    let template = std::fs::read_to_string(support::repo().join("tests/e2e/guest.xml.in")).unwrap();
-    template.replace("@NAME@", name).replace("@DEVICES@", devices)
-}
-
-/// `guest` with a UUID and a `<metadata>` opt-out, for tests that need them without libvirt.
-pub fn guest_with(name: &str, uuid: &str, metadata_mode: Option<&str>, devices: &str) -> String {
-    let mut extra = format!("<uuid>{uuid}</uuid>");
-    if let Some(mode) = metadata_mode {
-        extra.push_str(&format!(
-            "<metadata><phbguard:policy xmlns:phbguard='{}' mode='{mode}'/></metadata>",
-            phbguard_core::parse::METADATA_NS
-        ));
-    }
-    guest(name, devices).replacen("<memory", &format!("{extra}\n  <memory"), 1)
 }
 
 /// A guest with a hostdev on the default PHB (an error) and a pci-bridge (a warning).

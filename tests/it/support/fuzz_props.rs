@@ -9,7 +9,7 @@ use phbguard_core::fix::{Options, fix};
 use phbguard_core::host::{GroupUnknown, HostFacts};
 use phbguard_core::model::PciAddr;
 use phbguard_core::rules::{Severity, judge};
-use phbguard_core::verdict::{Arrival, Occasion, Phase, decide};
+use phbguard_core::verdict::{Arrival, HookCall, Phase, decide};
 use phbguard_core::{ParseError, parse_domain};
 
 /// A host that knows every PCI address, derived from the address itself, so that generated
@@ -98,7 +98,7 @@ pub fn fix_recheck(data: &[u8]) {
     );
 }
 
-/// The hook's judgement (phbguard_core::verdict, which src/hook.rs turns into an exit code):
+/// The hook's judgement (phbguard_core::verdict, which src/hook/ turns into an exit code):
 /// the input is the domain XML libvirt would pipe in, then `\0\0`, one byte that picks the
 /// call, and a policy file (so every XML file is a seed as it is). The policy file never panics
 /// its parser; a verdict never panics; an operator's doubtful setup (`warn_only`),
@@ -118,14 +118,14 @@ pub fn hook_verdict(data: &[u8]) {
         return;
     };
     let phase = [Phase::Prepare, Phase::Migrate, Phase::Restore][usize::from(pick % 3)];
-    let mut occasion = Occasion::new(phase);
+    let mut occasion = HookCall::new(phase);
     if pick & 0x04 != 0 {
         occasion.arrival = Arrival::Incoming(Phase::Migrate);
     }
     occasion.warn_only = pick & 0x08 != 0;
     let verdict = decide(&domain, &FuzzHost, &config, occasion);
     let blocking = verdict.blocking();
-    if verdict.reject {
+    if verdict.reject() {
         assert!(blocking > 0, "refused with no blocking finding");
         assert!(!occasion.warn_only, "refused although the setup is in doubt");
         assert!(!verdict.exempt, "refused an exempt guest");
@@ -140,7 +140,7 @@ pub fn hook_verdict(data: &[u8]) {
     }
     if verdict.mode == Mode::Off {
         assert!(
-            verdict.findings.is_empty() && !verdict.reject,
+            verdict.findings.is_empty() && !verdict.reject(),
             "judged in mode off"
         );
     }

@@ -1,12 +1,11 @@
-//! Shared by the integration tests: the built binary, fake sysfs trees, virsh on the sandbox
-//! daemon. Tests that need libvirtd are `#[ignore = "needs libvirtd"]`: `cargo test` reports
-//! them as ignored; scripts/test-all runs them with `--include-ignored`, and then a daemon
-//! that does not answer fails them ([`libvirtd`]).
-#![allow(dead_code)] // each test crate uses its own part of this module
+//! What this crate's tests share: the built binary and the hosts the rule cases are judged
+//! on, over the kit both integration-test crates share (phbguard-testkit), re-exported here.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::process::Output;
+
+pub use phbguard_testkit::libvirtd::{assert_libvirtd_answers, libvirtd, virsh};
+pub use phbguard_testkit::{FakeSysfs, Run, output_text, repo, stderr, stdout};
 
 pub mod fuzz_props;
 
@@ -17,17 +16,7 @@ pub fn bin() -> PathBuf {
 
 /// Runs phbguard with `args`, feeding `stdin`.
 pub fn run(args: &[&str], stdin: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("phbguard starts");
-    // A child that exits before reading all of stdin closes the pipe; that is its business.
-    let _ = child.stdin.take().expect("piped").write_all(stdin);
-    child.wait_with_output().expect("phbguard runs")
+    Run::new(bin()).args(args).stdin(stdin).output()
 }
 
 /// The names in `dir`, sorted: what a command left behind.
@@ -38,60 +27,6 @@ pub fn entries(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The repository root.
-pub fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A sysfs tree in a temporary directory, laid out as Linux does:
-/// `bus/pci/devices/DDDD:BB:SS.F/iommu_group -> ../../../../kernel/iommu_groups/N`
-/// and `bus/pci/devices/DDDD:BB:SS.F/numa_node`.
-pub struct FakeSysfs {
-    dir: tempfile::TempDir,
-}
-
-impl FakeSysfs {
-    pub fn new() -> Self {
-        FakeSysfs {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    /// Adds a device; `group: None` leaves out the iommu_group link.
-    pub fn device(self, addr: &str, group: Option<u32>, numa_node: Option<i32>) -> Self {
-        let dev = self.dir.path().join("bus/pci/devices").join(addr);
-        std::fs::create_dir_all(&dev).unwrap();
-        if let Some(g) = group {
-            std::fs::create_dir_all(self.dir.path().join(format!("kernel/iommu_groups/{g}"))).unwrap();
-            std::os::unix::fs::symlink(
-                format!("../../../../kernel/iommu_groups/{g}"),
-                dev.join("iommu_group"),
-            )
-            .unwrap();
-        }
-        if let Some(n) = numa_node {
-            std::fs::write(dev.join("numa_node"), format!("{n}\n")).unwrap();
-        }
-        self
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn path_str(&self) -> &str {
-        self.dir.path().to_str().expect("temp paths are UTF-8")
-    }
 }
 
 /// The host of the rule cases: a fake sysfs from the `address group node` table in
@@ -156,44 +91,6 @@ pub fn finding_lines(json: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// `virsh` on the sandbox daemon (qemu:///system), bounded so a stuck daemon fails the test
-/// instead of hanging it.
-pub fn virsh(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["120", "virsh", "-q", "-c", "qemu:///system"])
-        .args(args)
-        .output()
-        .expect("virsh runs")
-}
-
-/// stdout then stderr of a command, as one text for messages and searches.
-pub fn output_text(o: &Output) -> String {
-    format!("{}{}", stdout(o), stderr(o))
-}
-
-/// The real libvirtd, for one test at a time. The tests of this crate run as threads of one
-/// process, and the ones on the daemon share its guests, its hooks directory and the e2e state
-/// directory, and restart it: each holds this guard for as long as it uses the daemon. Fails
-/// the test when the daemon does not answer.
-pub fn libvirtd() -> MutexGuard<'static, ()> {
-    static DAEMON: Mutex<()> = Mutex::new(());
-    // A test that failed while holding it leaves the daemon as its cleanup made it.
-    let guard = DAEMON.lock().unwrap_or_else(PoisonError::into_inner);
-    assert_libvirtd_answers();
-    guard
-}
-
-/// Fails the test with how to start the daemon when libvirtd does not answer.
-pub fn assert_libvirtd_answers() {
-    let probe = virsh(&["list", "--all", "--name"]);
-    assert!(
-        probe.status.success(),
-        "libvirtd does not answer on qemu:///system ({}); start it with \
-         'tests/e2e/libvirtd-sandbox.sh start' (scripts/test-all does)",
-        output_text(&probe).trim()
-    );
-}
-
 /// The fake POWER9 sysfs the examples are judged against.
 pub fn examples_sysfs() -> String {
     repo().join("examples/sysfs").to_str().unwrap().to_string()
@@ -205,4 +102,28 @@ pub fn fix_examples(args: &[&str]) -> Output {
     let mut all = vec!["fix", "--sysfs-root", sysfs.as_str()];
     all.extend(args);
     run(&all, b"")
+}
+
+/// Every file under the repository but build output and git's own.
+pub fn repo_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let name = entry.file_name();
+            if matches!(name.to_str(), Some("target" | ".git")) {
+                continue;
+            }
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                walk(&path, out);
+            } else if kind.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(repo(), &mut out);
+    out.sort();
+    out
 }

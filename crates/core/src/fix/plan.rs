@@ -20,7 +20,6 @@ use super::order;
 /// Functions of a slot (0..=7).
 const FUNCTIONS: u8 = 8;
 /// How far `fix` goes.
-
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// Also give hostdevs without a guest address the one libvirt would pick, pinning it.
@@ -90,8 +89,8 @@ pub struct Unfixable {
     /// The line of the input it starts on, where a report points an admin.
     pub line: Option<usize>,
 }
-/// What a rewrite changes, and what it has to leave broken.
 
+/// What a rewrite changes, and what it has to leave broken.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     /// The changes, controllers first, then the moves.

@@ -6,7 +6,6 @@ use super::Judged;
 use crate::escape::controls;
 use crate::rules::Severity;
 /// How the text report looks.
-
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
     /// Severities in colour (on a terminal, unless `NO_COLOR`).

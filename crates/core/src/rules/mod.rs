@@ -17,7 +17,6 @@ use crate::model::{Domain, Subject};
 use crate::topology::Topology;
 pub use fleet::shared_hostdevs;
 /// How much a finding matters.
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     /// Breaks the isolation rule or will not start: rejects.
@@ -197,8 +196,8 @@ impl fmt::Debug for Rule {
         f.write_str(self.id.as_str())
     }
 }
-/// One thing a rule found.
 
+/// One thing a rule found.
 #[derive(Debug, Clone)]
 pub struct Finding {
     /// The rule that found it.

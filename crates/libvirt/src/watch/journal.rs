@@ -8,7 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use phbguard_core::escape;
-use phbguard_core::syslog::{Level, Syslog, field};
+use phbguard_core::log_line::{Level, field};
+use phbguard_io::syslog::Syslog;
 
 use crate::events::DomainId;
 
@@ -18,7 +19,7 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Logs to the syslog datagram socket at `socket` (never blocks; see core's syslog).
+    /// Logs to the syslog datagram socket at `socket` (never blocks; see phbguard-io's syslog).
     pub fn open(socket: &Path) -> Journal {
         Journal {
             syslog: Syslog::connect(socket),
@@ -41,6 +42,8 @@ pub enum Op {
     Define,
     /// Judging every defined domain after (re)connecting: what happened while not watching.
     Audit,
+    /// A METADATA_CHANGE event for phbguard's opt-out (`virsh metadata ... --config`).
+    Metadata,
     /// A DEVICE_ADDED event: a hot-plug into a running guest.
     Hotplug,
 }
@@ -50,6 +53,7 @@ impl Op {
         match self {
             Op::Define => "define",
             Op::Audit => "audit",
+            Op::Metadata => "metadata",
             Op::Hotplug => "hotplug",
         }
     }

@@ -3,29 +3,36 @@
 //! events ([`crate::events`]).
 //!
 //! The loop: connect, subscribe, judge every defined domain once (what happened while nobody
-//! watched), tell systemd READY=1, then handle events one at a time on this thread. When the
+//! watched), tell systemd READY=1, then take events as they come and do what is due: a guest
+//! is judged once its definition has settled ([`tracker`]), and the watcher's own defines are
+//! followed until the events about the guest go quiet ([`handler`], [`aftermath`]). libvirt's
+//! event thread only hands events over a channel; everything else runs on this thread. When the
 //! connection closes (libvirtd or virtqemud restarting), connect again with a growing pause and
-//! do the same again. SIGTERM or SIGINT ends it with exit 0 after STOPPING=1; SIGHUP reads the
-//! policy file again ([`policy`]).
+//! do the same again. SIGTERM or SIGINT ends it with exit 0 after STOPPING=1, once what follows
+//! its own defines is worked out; SIGHUP reads the policy file again ([`policy`]).
 
+mod aftermath;
 mod handler;
 mod journal;
 mod policy;
+mod tracker;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use phbguard_core::syslog::{Level, field};
+use phbguard_core::log_line::{Level, field};
 use sd_notify::NotifyState;
 use signal_hook::consts::SIGHUP;
 use virt::connect::Connect;
 
 use crate::connect;
-use crate::events::{self, Event, Subscription};
-use handler::Handler;
+use crate::events::{self, CloseReason, Event, Subscription};
+use handler::{Handler, Inbox};
 use journal::Journal;
 use policy::PolicyFile;
+use tracker::Tracker;
 
 /// How often the connection is asked whether it is still alive, for drivers that do not
 /// report closing (and as a second line behind the close callback).
@@ -35,6 +42,9 @@ const KEEPALIVE_INTERVAL: i32 = 5;
 const KEEPALIVE_COUNT: u32 = 3;
 /// Pauses between connection attempts: 1, 2, 4, ... seconds, at most this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a SIGTERM waits for the watcher to work out what followed its own last defines
+/// (each is given up after [`tracker::GIVE_UP`] anyway).
+const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 pub struct Options {
     /// `-c URI`; None: `$LIBVIRT_DEFAULT_URI`, else libvirt's default.
@@ -77,6 +87,64 @@ impl Session {
     }
 }
 
+/// The receiving end of the channel: events go to the tracker as they are taken, signals and
+/// the current connection's closing are kept for the loop.
+struct Mailbox {
+    rx: Receiver<Message>,
+    /// The connection whose closing ends [`serve`]; 0 while there is none.
+    session: u64,
+    closed: Option<CloseReason>,
+    signals: VecDeque<i32>,
+}
+
+impl Mailbox {
+    fn take(&mut self, message: Message, tracker: &mut Tracker) {
+        match message {
+            Message::Signal(signal) => self.signals.push_back(signal),
+            Message::Event {
+                session,
+                event: Event::Closed { reason },
+            } => {
+                // An earlier connection's last words are not this one's.
+                if session == self.session {
+                    self.closed = Some(reason);
+                }
+            }
+            // Events queued by an earlier connection still count: each guest is judged by
+            // reading its definition as it is now.
+            Message::Event { session, event } if session == self.session => {
+                tracker.route(event, Instant::now());
+            }
+            Message::Event { event, .. } => tracker.route_if_followed(event, Instant::now()),
+        }
+    }
+
+    /// Waits up to `timeout` for a message, then takes every one waiting.
+    fn wait(&mut self, timeout: Duration, tracker: &mut Tracker) {
+        match self.rx.recv_timeout(timeout) {
+            Ok(message) => {
+                self.take(message, tracker);
+                self.pump(tracker);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // The signal thread holds a sender for the whole run.
+            Err(RecvTimeoutError::Disconnected) => unreachable!("the signal thread keeps a sender"),
+        }
+    }
+}
+
+impl Inbox for Mailbox {
+    fn pump(&mut self, tracker: &mut Tracker) {
+        while let Ok(message) = self.rx.try_recv() {
+            self.take(message, tracker);
+        }
+    }
+
+    fn interrupted(&self) -> bool {
+        !self.signals.is_empty() || self.closed.is_some()
+    }
+}
+
 /// A policy file that cannot be worked with (exit 2, as every phbguard command's bad input).
 const EXIT_SETUP: u8 = 2;
 
@@ -84,8 +152,8 @@ const EXIT_SETUP: u8 = 2;
 const WATCHING: &str = "watching domain definitions";
 const RECONNECTING: &str = "connection lost, reconnecting";
 
-/// Runs until SIGTERM or SIGINT (exit code 0; SIGHUP reloads the policy); 1 when it cannot even start, [`EXIT_SETUP`]
-/// when the policy file's sysfs_root is not a directory.
+/// Runs until SIGTERM or SIGINT (exit code 0; SIGHUP reloads the policy); 1 when it cannot even
+/// start, [`EXIT_SETUP`] when the policy file's sysfs_root is not a directory.
 pub fn run(options: &Options) -> u8 {
     // libvirt prints every error to stderr itself unless told not to; the watcher logs them.
     virt::error::clear_error_callback();
@@ -109,7 +177,13 @@ pub fn run(options: &Options) -> u8 {
         return EXIT_SETUP;
     }
     let uri = options.uri.as_deref();
-    let uri_field = field("uri", uri.unwrap_or("default"));
+    // Until a connection says which URI libvirt chose: the one asked for.
+    let asked = uri.map(str::to_owned).or_else(|| {
+        std::env::var("LIBVIRT_DEFAULT_URI")
+            .ok()
+            .filter(|u| !u.is_empty())
+    });
+    let mut uri_field = field("uri", asked.as_deref().unwrap_or("default"));
 
     let (tx, rx) = mpsc::channel();
     if let Err(e) = forward_signals(tx.clone()) {
@@ -135,6 +209,12 @@ pub fn run(options: &Options) -> u8 {
     );
     handler.journal.log(Level::Notice, &line);
 
+    let mut mailbox = Mailbox {
+        rx,
+        session: 0,
+        closed: None,
+        signals: VecDeque::new(),
+    };
     let mut backoff = Backoff::default();
     let mut ready = false;
     let mut sessions = 0;
@@ -153,17 +233,27 @@ pub fn run(options: &Options) -> u8 {
                     "cannot connect, trying again in {} s",
                     pause.as_secs()
                 ))]);
-                match wait(&mut handler, &policy, &rx, pause, &uri_field, ready) {
+                match wait(&mut handler, &policy, &mut mailbox, pause, &uri_field, ready) {
                     Some(signal) => break 'service signal,
                     None => continue,
                 }
             }
         };
         backoff.reset();
+        mailbox.session = session.id;
+        mailbox.closed = None;
+        // The URI libvirt chose (`$LIBVIRT_DEFAULT_URI`, libvirt.conf's uri_default, or its
+        // own default for this user), for this line and every one after.
+        if let Ok(real) = session.conn.uri() {
+            uri_field = field("uri", &real);
+        }
         handler
             .journal
             .log(Level::Notice, &format!("connected {uri_field}"));
-        handler.audit(&session.conn);
+        // What followed the watcher's own defines when the last connection went first, then
+        // every guest.
+        handler.run_due(&session.conn, &mut mailbox, false);
+        handler.audit(&session.conn, &mut mailbox);
         let status = NotifyState::Status(WATCHING);
         if ready {
             notify(&[status]);
@@ -171,76 +261,93 @@ pub fn run(options: &Options) -> u8 {
             notify(&[NotifyState::Ready, status]);
             ready = true;
         }
-        if let Some(signal) = serve(&mut handler, &policy, &session, &rx, &uri_field) {
+        if let Some(signal) = serve(&mut handler, &policy, &session, &mut mailbox, &uri_field) {
             break 'service signal;
         }
+        handler.connection_lost();
         notify(&[NotifyState::Status(RECONNECTING)]);
     };
     notify(&[NotifyState::Stopping]);
+    handler.abandon("the watcher stopped");
     let line = format!("stopped {uri_field} {}", field("signal", signal_name(signal)));
     handler.journal.log(Level::Notice, &line);
     0
 }
 
-/// Handles events (and reloads) until the connection is lost (None) or a signal says stop.
+/// Handles events, what is due and reloads until the connection is lost (None) or a signal
+/// says stop. A stop waits for what follows the watcher's own defines (at most
+/// [`STOP_LIMIT`]), judging nothing new meanwhile.
 fn serve(
     handler: &mut Handler,
     policy: &PolicyFile,
     session: &Session,
-    rx: &Receiver<Message>,
+    mailbox: &mut Mailbox,
     uri_field: &str,
 ) -> Option<i32> {
+    let mut stopping: Option<(i32, Instant)> = None;
+    let mut alive_check = Instant::now() + ALIVE_CHECK;
     loop {
-        match rx.recv_timeout(ALIVE_CHECK) {
-            // Connected and audited: READY=1 has been sent.
-            Ok(Message::Signal(SIGHUP)) => policy::reload(handler, policy, uri_field, true, WATCHING),
-            Ok(Message::Signal(signal)) => return Some(signal),
-            Ok(Message::Event { session: from, event }) => match event {
-                Event::Closed { reason } if from == session.id => {
-                    let line = format!(
-                        "disconnected {uri_field} {}: libvirt closed the connection; reconnecting",
-                        field("reason", reason.as_str())
-                    );
-                    handler.journal.log(Level::Warning, &line);
-                    return None;
-                }
-                // An earlier connection's last words.
-                Event::Closed { .. } => {}
-                // Events queued by an earlier connection are still worth handling: each is
-                // judged by reading the definition as it is now.
-                event => handler.event(&session.conn, event),
-            },
-            Err(RecvTimeoutError::Timeout) => {
-                if !session.conn.is_alive().unwrap_or(false) {
-                    let line = format!("disconnected {uri_field}: the connection is dead; reconnecting");
-                    handler.journal.log(Level::Warning, &line);
-                    return None;
-                }
-            }
-            // The signal thread holds a sender for the whole run.
-            Err(RecvTimeoutError::Disconnected) => unreachable!("the signal thread keeps a sender"),
+        if let Some((signal, since)) = stopping
+            && (!handler.in_flight() || since.elapsed() >= STOP_LIMIT)
+        {
+            return Some(signal);
         }
+        let now = Instant::now();
+        let until = handler
+            .next_due(stopping.is_some())
+            .map_or(alive_check, |due| due.min(alive_check));
+        mailbox.wait(until.saturating_duration_since(now), handler.tracker());
+        while let Some(signal) = mailbox.signals.pop_front() {
+            match signal {
+                // Connected and audited: READY=1 has been sent.
+                SIGHUP => policy::reload(handler, policy, uri_field, true, WATCHING),
+                _ if stopping.is_some() => return Some(signal),
+                _ => stopping = Some((signal, Instant::now())),
+            }
+        }
+        if let Some(reason) = mailbox.closed.take() {
+            let line = format!(
+                "disconnected {uri_field} {}: libvirt closed the connection; reconnecting",
+                field("reason", reason.as_str())
+            );
+            handler.journal.log(Level::Warning, &line);
+            return stopping.map(|(signal, _)| signal);
+        }
+        if Instant::now() >= alive_check {
+            alive_check = Instant::now() + ALIVE_CHECK;
+            if !session.conn.is_alive().unwrap_or(false) {
+                let line = format!("disconnected {uri_field}: the connection is dead; reconnecting");
+                handler.journal.log(Level::Warning, &line);
+                return stopping.map(|(signal, _)| signal);
+            }
+        }
+        handler.run_due(&session.conn, mailbox, stopping.is_some());
     }
 }
 
-/// Waits `pause` for a signal that says stop, reloading on SIGHUP; events of dead connections
-/// are dropped meanwhile.
+/// Waits `pause` for a signal that says stop, reloading on SIGHUP; a dead connection's late
+/// events matter only to what the watcher follows of its own defines.
 fn wait(
     handler: &mut Handler,
     policy: &PolicyFile,
-    rx: &Receiver<Message>,
+    mailbox: &mut Mailbox,
     pause: Duration,
     uri_field: &str,
     ready: bool,
 ) -> Option<i32> {
-    let deadline = std::time::Instant::now() + pause;
+    mailbox.session = 0;
+    let deadline = Instant::now() + pause;
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(Message::Signal(SIGHUP)) => policy::reload(handler, policy, uri_field, ready, RECONNECTING),
-            Ok(Message::Signal(signal)) => return Some(signal),
-            Ok(Message::Event { .. }) => {}
-            Err(_) => return None,
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        mailbox.wait(left, handler.tracker());
+        while let Some(signal) = mailbox.signals.pop_front() {
+            match signal {
+                SIGHUP => policy::reload(handler, policy, uri_field, ready, RECONNECTING),
+                _ => return Some(signal),
+            }
         }
     }
 }

@@ -9,8 +9,8 @@
 
 use std::path::PathBuf;
 
-use phbguard_core::config::{self, Config, Policy, Problem};
-use phbguard_core::syslog::{Level, field};
+use phbguard_core::config::{self, Config, Problem};
+use phbguard_core::log_line::{Level, field};
 
 use super::handler::Handler;
 
@@ -39,7 +39,7 @@ impl PolicyFile {
     }
 
     pub fn read(&self) -> Reading {
-        let policy = Policy::read_at(self.path.clone(), self.explicit);
+        let policy = phbguard_io::policy_file::read_at(self.path.clone(), self.explicit);
         Reading {
             config: policy.config,
             problems: policy.problems,

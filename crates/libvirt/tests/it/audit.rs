@@ -5,14 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use phbguard_testkit::{stderr, stdout};
 use serde_json::Value;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_phbguard-libvirt")
-}
+use crate::{data, phbguard};
 
 fn fleet() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fleet.xml")
+    data("fleet.xml")
 }
 
 fn uri(node: &Path) -> String {
@@ -20,24 +19,11 @@ fn uri(node: &Path) -> String {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
+    phbguard(args)
         .env_remove("LIBVIRT_DEFAULT_URI")
         // The hook's policy as audit reads it: the defaults, whatever this machine has in /etc.
-        .env(
-            "PHBGUARD_CONFIG",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy-defaults.toml"),
-        )
+        .env("PHBGUARD_CONFIG", data("policy-defaults.toml"))
         .output()
-        .expect("phbguard-libvirt runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// `domain/definition: severity rule device` for every finding of an audit JSON report.
@@ -464,11 +450,9 @@ fn host_facts_come_from_node_devices_and_sysfs_root_overrides_them() {
         stdout(&out)
     );
     // fix --domain would fix from made-up facts: it refuses, naming the policy's tree.
-    let out = Command::new(bin())
-        .args(["fix", "--domain", "web", "-c", &uri(&fleet())])
+    let out = phbguard(&["fix", "--domain", "web", "-c", &uri(&fleet())])
         .env("PHBGUARD_CONFIG", &policy)
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("phbguard: the policy file's sysfs_root: "),
@@ -502,11 +486,9 @@ fn a_sysfs_root_that_is_not_a_directory_is_exit_2_with_one_line() {
 
 #[test]
 fn libvirt_default_uri_is_honoured() {
-    let out = Command::new(bin())
-        .args(["audit", "--format", "json"])
+    let out = phbguard(&["audit", "--format", "json"])
         .env("LIBVIRT_DEFAULT_URI", uri(&fleet()))
-        .output()
-        .unwrap();
+        .output();
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["results"].as_array().unwrap().len(), 8);
 }

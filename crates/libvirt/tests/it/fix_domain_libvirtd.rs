@@ -3,39 +3,16 @@
 //! unless told. Run with `flock /run/phbguard-libvirtd.lock cargo test -p phbguard-libvirt
 //! --test it fix_domain_libvirtd:: -- --include-ignored`.
 
-use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use phbguard_testkit::libvirtd::{URI, virsh};
+use phbguard_testkit::xml::{guest, hostdev, with_vnc};
+use phbguard_testkit::{FakeSysfs, stderr};
+
+use crate::phbguard;
 
 const NAME: &str = "phbguard-e2e-i11-fix-domain";
-
-fn guest() -> String {
-    format!(
-        "<domain type='qemu'>
-  <name>{NAME}</name>
-  <memory unit='MiB'>512</memory>
-  <os><type arch='ppc64' machine='pseries'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-ppc64</emulator>
-    <controller type='pci' index='0' model='pci-root'><model name='spapr-pci-host-bridge'/><target index='0'/></controller>
-    <hostdev mode='subsystem' type='pci' managed='yes'>
-      <source><address domain='0x0002' bus='0x02' slot='0x00' function='0x0'/></source>
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>
-    </hostdev>
-    <!-- QEMU's VNC takes at most 8 characters (libvirt refuses longer ones). -->
-    <graphics type='vnc' port='-1' autoport='yes' passwd='e2es3cr8'/>
-  </devices>
-</domain>"
-    )
-}
-
-fn virsh(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["120", "virsh", "-q", "-c", "qemu:///system"])
-        .args(args)
-        .output()
-        .expect("virsh runs")
-}
 
 /// Undefines the guest, also when an assertion fails.
 struct Defined;
@@ -46,28 +23,16 @@ impl Drop for Defined {
     }
 }
 
-/// A sysfs tree with the guest's host device in IOMMU group 8: the sandbox has no such device,
-/// and its node devices cannot be faked.
-fn fake_sysfs(root: &Path) {
-    let dev = root.join("bus/pci/devices/0002:02:00.0");
-    std::fs::create_dir_all(&dev).unwrap();
-    std::fs::create_dir_all(root.join("kernel/iommu_groups/8")).unwrap();
-    symlink("../../../../kernel/iommu_groups/8", dev.join("iommu_group")).unwrap();
-}
-
 fn fix_domain(sysfs: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
-        .args(["fix", "--domain", NAME, "-c", "qemu:///system", "--sysfs-root"])
+    phbguard(&["fix", "--domain", NAME, "-c", URI, "--sysfs-root"])
         .arg(sysfs)
         .args(extra)
-        .stdin(Stdio::null())
         .output()
-        .unwrap()
 }
 
 fn secure_xml() -> String {
     let out = virsh(&["dumpxml", "--inactive", "--security-info", NAME]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -75,32 +40,29 @@ fn secure_xml() -> String {
 #[ignore = "needs libvirtd"]
 fn fix_domain_keeps_the_vnc_password_and_redefines_only_when_told() {
     let _daemon = crate::libvirtd();
-    let probe = virsh(&["list", "--all", "--name"]);
-    assert!(
-        probe.status.success(),
-        "libvirtd does not answer on qemu:///system; start it with tests/e2e/libvirtd-sandbox.sh start"
-    );
     let dir = tempfile::tempdir().unwrap();
     let xml = dir.path().join("guest.xml");
-    std::fs::write(&xml, guest()).unwrap();
-    let sysfs = dir.path().join("sys");
-    fake_sysfs(&sysfs);
+    // QEMU's VNC takes at most 8 characters (libvirt refuses longer ones).
+    std::fs::write(
+        &xml,
+        with_vnc(&guest(NAME, &hostdev("0002:02:00.0", 0, 5)), "e2es3cr8"),
+    )
+    .unwrap();
+    // The guest's host device in IOMMU group 8: the sandbox has no such device, and its node
+    // devices cannot be faked.
+    let sysfs = FakeSysfs::new().device("0002:02:00.0", Some(8), None);
+    let sysfs = sysfs.path();
 
     virsh(&["undefine", NAME]);
     let out = virsh(&["define", xml.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     let _cleanup = Defined;
     let before = secure_xml();
     assert!(before.contains("passwd='e2es3cr8'"));
 
     // Not told: the diff, and the definition stays as it was.
-    let out = fix_domain(&sysfs, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = fix_domain(sysfs, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .contains("+    <controller type='pci' index='1' model='pci-root'>")
@@ -117,9 +79,9 @@ fn fix_domain_keeps_the_vnc_password_and_redefines_only_when_told() {
         assert!(d.starts_with("sha256:") && d.len() == 7 + 64, "{d}");
         d
     };
-    let shown = digest(&fix_domain(&sysfs, &["--format", "json"]));
+    let shown = digest(&fix_domain(sysfs, &["--format", "json"]));
     assert_eq!(
-        digest(&fix_domain(&sysfs, &["--format", "json"])),
+        digest(&fix_domain(sysfs, &["--format", "json"])),
         shown,
         "one proposal, one digest"
     );
@@ -135,7 +97,7 @@ fn fix_domain_keeps_the_vnc_password_and_redefines_only_when_told() {
     let out = virsh(&["define", edited.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let before = secure_xml();
-    let out = fix_domain(&sysfs, &["--yes", "--if-digest", &shown]);
+    let out = fix_domain(sysfs, &["--yes", "--if-digest", &shown]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -150,14 +112,14 @@ fn fix_domain_keeps_the_vnc_password_and_redefines_only_when_told() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(secure_xml(), before);
-    let now = digest(&fix_domain(&sysfs, &["--format", "json"]));
+    let now = digest(&fix_domain(sysfs, &["--format", "json"]));
     assert_ne!(now, shown);
     // The right digest is not a confirmation by itself.
-    assert_eq!(fix_domain(&sysfs, &["--if-digest", &now]).status.code(), Some(1));
+    assert_eq!(fix_domain(sysfs, &["--if-digest", &now]).status.code(), Some(1));
     assert_eq!(secure_xml(), before);
 
     // Told, for the change shown: redefined, the hostdev on a PHB of its own, the password kept.
-    let out = fix_domain(&sysfs, &["--yes", "--if-digest", &now]);
+    let out = fix_domain(sysfs, &["--yes", "--if-digest", &now]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -176,8 +138,8 @@ fn fix_domain_keeps_the_vnc_password_and_redefines_only_when_told() {
     );
 
     // Compliant now: a second run changes nothing.
-    let out = fix_domain(&sysfs, &["--yes"]);
+    let out = fix_domain(sysfs, &["--yes"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already keeps the rules"));
+    assert!(stderr(&out).contains("already keeps the rules"));
     assert_eq!(secure_xml(), after);
 }

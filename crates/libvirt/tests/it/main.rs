@@ -1,8 +1,7 @@
 //! The integration tests of `phbguard-libvirt`, one test crate with a module per subject: one
 //! link of the program, one process running them. Tests that use the real libvirtd hold
-//! [`libvirtd`] so they run one at a time.
-
-use std::sync::{Mutex, MutexGuard, PoisonError};
+//! [`libvirtd`] so they run one at a time. What they share with the root package's tests is in
+//! phbguard-testkit.
 
 mod audit;
 mod fix_domain_libvirtd;
@@ -11,11 +10,24 @@ mod redefine;
 mod rule_cases;
 mod watch_libvirt;
 
-/// The real libvirtd (qemu:///system), for one test at a time: the tests run as threads of one
-/// process, and the ones on the daemon share its guests and restart it. Each holds this guard
-/// for as long as it uses the daemon.
-pub fn libvirtd() -> MutexGuard<'static, ()> {
-    static DAEMON: Mutex<()> = Mutex::new(());
-    // A test that failed while holding it leaves the daemon as its cleanup made it.
-    DAEMON.lock().unwrap_or_else(PoisonError::into_inner)
+use std::path::PathBuf;
+
+use phbguard_testkit::Run;
+pub use phbguard_testkit::libvirtd::libvirtd;
+
+/// The `phbguard-libvirt` binary cargo built for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_phbguard-libvirt")
+}
+
+/// `phbguard-libvirt ARGS`, ready to run.
+pub fn phbguard(args: &[&str]) -> Run {
+    Run::new(bin()).args(args)
+}
+
+/// This crate's test data (tests/data).
+pub fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }

@@ -5,14 +5,18 @@
 //! they have. Run as root with `flock /run/phbguard-libvirtd.lock cargo test -p phbguard-libvirt
 //! --test it read_only_libvirtd:: -- --include-ignored`.
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+use phbguard_testkit::{Run, output_text as text};
+
+use crate::bin;
 
 /// libvirt's read-write socket for qemu:///system (the read-only one is `...-sock-ro`).
 const RW_SOCKET: &str = "/run/libvirt/libvirt-sock";
 
 /// `program args` in a private mount namespace where [`RW_SOCKET`] is /dev/null.
 fn without_rw_socket(program: &str, args: &[&str]) -> Output {
-    Command::new("unshare")
+    Run::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg(format!("mount --bind /dev/null {RW_SOCKET} && exec \"$@\""))
         .arg("sh")
@@ -20,36 +24,19 @@ fn without_rw_socket(program: &str, args: &[&str]) -> Output {
         .args(args)
         .env_remove("LIBVIRT_DEFAULT_URI")
         .output()
-        .expect("unshare runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
 #[ignore = "needs libvirtd"]
 fn audit_and_groups_need_only_the_read_only_socket() {
     let _daemon = crate::libvirtd();
-    let probe = Command::new("virsh")
-        .args(["-q", "-c", "qemu:///system", "uri"])
-        .output()
-        .expect("virsh runs");
-    assert!(
-        probe.status.success(),
-        "libvirtd does not answer on qemu:///system; start it with tests/e2e/libvirtd-sandbox.sh start"
-    );
     // The premise: there, a read-write connection fails and a read-only one works.
     let rw = without_rw_socket("virsh", &["-q", "-c", "qemu:///system", "uri"]);
     assert!(!rw.status.success(), "read-write still connects: {}", text(&rw));
     let ro = without_rw_socket("virsh", &["-r", "-q", "-c", "qemu:///system", "uri"]);
     assert!(ro.status.success(), "read-only does not connect: {}", text(&ro));
 
-    let bin = env!("CARGO_BIN_EXE_phbguard-libvirt");
+    let bin = bin();
     let audit = without_rw_socket(bin, &["audit", "-c", "qemu:///system", "--format", "json"]);
     // 0 or 1 (other tests' guests may break rules), never 2 (cannot connect).
     assert!(

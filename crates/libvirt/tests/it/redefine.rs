@@ -3,7 +3,7 @@
 //! connection's changes in that connection, so what a redefine left is read back in-process.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use phbguard_core::fix::Options;
 use phbguard_core::parse_domain;
@@ -11,6 +11,8 @@ use phbguard_core::rules::{Severity, judge};
 use phbguard_libvirt::nodedev::NodeDevices;
 use phbguard_libvirt::redefine::{self, Error, Outcome, READ_FLAGS};
 use virt::connect::Connect;
+
+use crate::phbguard;
 
 const GUEST: &str = "<domain type='kvm'>
   <name>fixme</name>
@@ -158,13 +160,10 @@ fn a_definition_changed_meanwhile_is_not_overwritten() {
 
 fn fix_domain(node: &Path, extra: &[&str]) -> Output {
     let uri = format!("test://{}", node.display());
-    Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
-        .args(["fix", "--domain", "fixme", "-c", &uri])
+    // No terminal, and stdin at its end at once: nobody can confirm.
+    phbguard(&["fix", "--domain", "fixme", "-c", &uri])
         .args(extra)
-        // No terminal: nobody can confirm.
-        .stdin(Stdio::null())
         .output()
-        .unwrap()
 }
 
 #[test]
@@ -243,10 +242,7 @@ fn fix_domain_shows_the_diff_and_redefines_only_with_yes() {
 fn fix_domain_of_a_missing_guest_is_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let uri = format!("test://{}", host_file(dir.path()).display());
-    let out = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
-        .args(["fix", "--domain", "nosuch", "-c", &uri, "--yes"])
-        .output()
-        .unwrap();
+    let out = phbguard(&["fix", "--domain", "nosuch", "-c", &uri, "--yes"]).output();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("phbguard: no domain 'nosuch'"));
 }

@@ -3,16 +3,13 @@
 //! over all of them, each guest's findings as its `.findings` file says (what `phbguard check`
 //! reports on the same host through sysfs).
 
+use phbguard_testkit::repo;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::phbguard;
 
 /// `<device>` elements for the host of tests/cases/host.txt (libvirt requires vendor and
 /// product ids; their values do not matter here). libvirt writes `<iommuGroup>` only with its
@@ -156,16 +153,14 @@ fn every_case_libvirt_accepts_is_judged_through_the_api_as_check_judges_it() {
     let all: String = accepted.iter().map(|(_, xml)| xml.as_str()).collect();
     let node = dir.path().join("all.xml");
     std::fs::write(&node, format!("<node>{all}{devices}</node>")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
-        .args([
-            "audit",
-            "--format",
-            "json",
-            "-c",
-            &format!("test://{}", node.display()),
-        ])
-        .output()
-        .unwrap();
+    let out = phbguard(&[
+        "audit",
+        "--format",
+        "json",
+        "-c",
+        &format!("test://{}", node.display()),
+    ])
+    .output();
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
     });

@@ -11,108 +11,30 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use phbguard_core::host::Sysfs;
 use phbguard_core::rules::{Severity, judge};
+use phbguard_io::sysfs::Sysfs;
+use phbguard_testkit::libvirtd::{URI, virsh, virsh_ok};
+use phbguard_testkit::xml::{guest, hostdev, with_vnc};
+use phbguard_testkit::{Datagrams, FakeSysfs, eventually, kill, output_text as text, repo};
 
-const URI: &str = "qemu:///system";
+use crate::phbguard;
+
+mod races;
+
 const PREFIX: &str = "phbguard-e2e-watch-";
-/// How long anything the watcher does may take before a test gives up on it.
-const PATIENCE: Duration = Duration::from_secs(60);
 /// How long a test waits for something that must *not* happen (another DEFINED event).
 const SETTLE: Duration = Duration::from_secs(3);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+/// The VNC password of the guests that have one.
+const VNC: &str = "s3cr3t-8";
 
 /// One scenario at a time: they share the daemon, and one of them restarts it.
 fn serial() -> MutexGuard<'static, ()> {
     crate::libvirtd()
-}
-
-/// `virsh` on the sandbox daemon, bounded so a stuck daemon fails the test instead of hanging it.
-fn virsh(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["120", "virsh", "-q", "-c", URI])
-        .args(args)
-        .output()
-        .expect("virsh runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn virsh_ok(args: &[&str]) -> String {
-    let out = virsh(args);
-    assert!(out.status.success(), "virsh {}: {}", args.join(" "), text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Polls `what` until it gives a value or [`PATIENCE`] runs out.
-fn eventually<T>(description: &str, mut what: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = what() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {description}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A datagram socket that collects every message sent to it (syslog lines, sd_notify states).
-struct Datagrams {
-    path: PathBuf,
-    received: Arc<Mutex<Vec<String>>>,
-}
-
-impl Datagrams {
-    fn bind(path: PathBuf) -> Datagrams {
-        let sock = UnixDatagram::bind(&path).unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&received);
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            // Ends when the socket file goes; the thread then just stops.
-            while let Ok(n) = sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                sink.lock().unwrap().push(msg);
-            }
-        });
-        Datagrams { path, received }
-    }
-
-    fn all(&self) -> Vec<String> {
-        self.received.lock().unwrap().clone()
-    }
-
-    /// The messages containing every one of `parts`.
-    fn matching(&self, parts: &[&str]) -> Vec<String> {
-        self.all()
-            .into_iter()
-            .filter(|m| parts.iter().all(|p| m.contains(p)))
-            .collect()
-    }
-
-    /// The first message containing every one of `parts` (a syslog line's verb is matched
-    /// as `": verb "`, right after the `phbguard[PID]` tag), waiting for it if need be.
-    fn wait_for(&self, parts: &[&str]) -> String {
-        eventually(
-            &format!("a message with {parts:?}; got {:#?}", self.all()),
-            || self.matching(parts).into_iter().next(),
-        )
-    }
 }
 
 /// `virsh event --loop --event lifecycle` (every domain), as printed.
@@ -136,6 +58,7 @@ impl LifecycleEvents {
                 "--loop",
                 "--event",
                 "lifecycle",
+                "--timestamp",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -187,6 +110,13 @@ impl LifecycleEvents {
     }
 }
 
+impl LifecycleEvents {
+    /// Every event seen so far, as `virsh event --timestamp` printed it.
+    fn all(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
 impl Drop for LifecycleEvents {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -198,7 +128,7 @@ impl Drop for LifecycleEvents {
 /// defined (undefined when it ends, also when it fails).
 struct World {
     work: tempfile::TempDir,
-    sysfs: PathBuf,
+    sysfs: FakeSysfs,
     log: Datagrams,
     notify: Datagrams,
     watcher: Option<Child>,
@@ -210,24 +140,13 @@ impl World {
         let work = tempfile::tempdir().unwrap();
         std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         // The host: hostdev 0002:01:00.0 in IOMMU group 1, 0002:02:00.0 in group 2.
-        let sysfs = work.path().join("sys");
-        for (addr, group) in [("0002:01:00.0", 1), ("0002:02:00.0", 2)] {
-            let dev = sysfs.join("bus/pci/devices").join(addr);
-            std::fs::create_dir_all(&dev).unwrap();
-            std::fs::create_dir_all(sysfs.join(format!("kernel/iommu_groups/{group}"))).unwrap();
-            std::os::unix::fs::symlink(
-                format!("../../../../kernel/iommu_groups/{group}"),
-                dev.join("iommu_group"),
-            )
-            .unwrap();
-            std::fs::write(dev.join("numa_node"), "0\n").unwrap();
-        }
-        let log = Datagrams::bind(work.path().join("log"));
-        let notify = Datagrams::bind(work.path().join("notify"));
-        assert!(
-            virsh(&["list", "--all", "--name"]).status.success(),
-            "libvirtd does not answer on {URI}; start it with 'tests/e2e/libvirtd-sandbox.sh start'"
+        let sysfs = FakeSysfs::new().device("0002:01:00.0", Some(1), Some(0)).device(
+            "0002:02:00.0",
+            Some(2),
+            Some(0),
         );
+        let log = Datagrams::bind(&work.path().join("log"));
+        let notify = Datagrams::bind(&work.path().join("notify"));
         let w = World {
             work,
             sysfs,
@@ -244,7 +163,7 @@ impl World {
     fn write_policy(&self, rest: &str) {
         let policy = format!(
             "sysfs_root = \"{}\"\nsyslog_socket = \"{}\"\n{rest}",
-            self.sysfs.display(),
+            self.sysfs.path().display(),
             self.log.path.display()
         );
         std::fs::write(self.work.path().join("phbguard.toml"), policy).unwrap();
@@ -258,20 +177,24 @@ impl World {
         self.log.wait_for(&[verb])
     }
 
-    /// Starts `phbguard-libvirt watch` and waits for READY=1.
+    /// Starts `phbguard-libvirt watch` and waits for its READY=1 (after the earlier
+    /// watchers' ones, when this world has had some).
     fn start_watcher(&mut self) {
-        let stderr = std::fs::File::create(self.work.path().join("watch.stderr")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
-            .args(["watch", "-c", URI, "--config"])
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.work.path().join("watch.stderr"))
+            .unwrap();
+        let child = phbguard(&["watch", "-c", URI, "--config"])
             .arg(self.work.path().join("phbguard.toml"))
             .env("NOTIFY_SOCKET", &self.notify.path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("the watcher starts");
+            .stderr_to(stderr)
+            .spawn();
         self.watcher = Some(child);
-        self.notify.wait_for(&["READY=1"]);
+        let readies = self.notify.matching(&["READY=1"]).len();
+        eventually("the watcher's READY=1", || {
+            (self.notify.matching(&["READY=1"]).len() > readies).then_some(())
+        });
     }
 
     fn watcher_pid(&self) -> u32 {
@@ -316,7 +239,7 @@ impl World {
     /// The error findings of `xml` on the test's host.
     fn errors(&self, xml: &str) -> Vec<String> {
         let domain = phbguard_core::parse_domain(xml.as_bytes()).unwrap();
-        judge(&domain, &Sysfs::new(&self.sysfs))
+        judge(&domain, &Sysfs::new(self.sysfs.path()))
             .into_iter()
             .filter(|f| f.severity() == Severity::Error)
             .map(|f| format!("{} {}", f.rule.id, f.device))
@@ -337,40 +260,6 @@ impl Drop for World {
     }
 }
 
-/// `kill -SIGNAL PID` (the shell's kill: a bare machine need not have procps').
-fn kill(signal: &str, pid: u32) {
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -{signal} {pid}")])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
-/// The e2e guest template (tests/e2e/guest.xml.in) with a name and devices.
-fn guest(name: &str, devices: &str) -> String {
-    let template = std::fs::read_to_string(repo().join("tests/e2e/guest.xml.in")).unwrap();
-    template.replace("@NAME@", name).replace("@DEVICES@", devices)
-}
-
-/// A guest with a VNC password. Graphics bring a USB tablet, so this one keeps libvirt's
-/// default USB controller (emulated, on the default PHB, where it belongs).
-fn guest_with_vnc(name: &str, devices: &str) -> String {
-    let xml = guest(name, devices).replace("<controller type='usb' model='none'/>", "");
-    xml.replace(
-        "</devices>",
-        "<graphics type='vnc' port='-1' autoport='yes' passwd='s3cr3t-8'/>\n  </devices>",
-    )
-}
-
-/// A PCI hostdev for host device `0002:BB:00.0` at guest address `bus:slot`.
-fn hostdev(host_bus: u32, bus: u32, slot: u32) -> String {
-    format!(
-        "<hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x0002' \
-         bus='{host_bus:#04x}' slot='0x00' function='0x0'/></source><address type='pci' \
-         domain='0x0000' bus='{bus:#04x}' slot='{slot:#04x}' function='0x0'/></hostdev>"
-    )
-}
-
 #[test]
 #[ignore = "needs libvirtd"]
 fn fix_redefines_a_bad_definition_once_keeps_its_vnc_password_and_leaves_a_good_one() {
@@ -383,7 +272,17 @@ fn fix_redefines_a_bad_definition_once_keeps_its_vnc_password_and_leaves_a_good_
     let bad = format!("{PREFIX}fix-bad");
     w.define(
         &bad,
-        &guest_with_vnc(&bad, &format!("{}{}", hostdev(1, 0, 5), hostdev(2, 0, 6))),
+        &with_vnc(
+            &guest(
+                &bad,
+                &format!(
+                    "{}{}",
+                    hostdev("0002:01:00.0", 0, 5),
+                    hostdev("0002:02:00.0", 0, 6)
+                ),
+            ),
+            VNC,
+        ),
     );
     w.log
         .wait_for(&[": redefined ", &format!("domain={bad} "), "op=define"]);
@@ -405,7 +304,10 @@ fn fix_redefines_a_bad_definition_once_keeps_its_vnc_password_and_leaves_a_good_
     let good = format!("{PREFIX}fix-good");
     let phb = "<controller type='pci' index='1' model='pci-root'><model name='spapr-pci-host-bridge'/>\
                <target index='1'/></controller>";
-    w.define(&good, &guest(&good, &format!("{phb}{}", hostdev(1, 1, 1))));
+    w.define(
+        &good,
+        &guest(&good, &format!("{phb}{}", hostdev("0002:01:00.0", 1, 1))),
+    );
     let before = w.definition(&good);
 
     std::thread::sleep(SETTLE);
@@ -434,7 +336,10 @@ fn warn_logs_the_findings_and_leaves_the_definition_as_it_is() {
     w.start_watcher();
 
     let name = format!("{PREFIX}warn");
-    w.define(&name, &guest_with_vnc(&name, &hostdev(1, 0, 5)));
+    w.define(
+        &name,
+        &with_vnc(&guest(&name, &hostdev("0002:01:00.0", 0, 5)), VNC),
+    );
     let before = w.definition(&name);
     let line = w.log.wait_for(&[": warned ", &format!("domain={name} ")]);
     assert!(
@@ -471,7 +376,7 @@ fn a_libvirtd_restart_does_not_end_the_watcher_and_the_next_define_is_handled() 
     assert_eq!(w.log.matching(&[": audited "]).len(), 2);
 
     let name = format!("{PREFIX}restart");
-    w.define(&name, &guest(&name, &hostdev(2, 0, 7)));
+    w.define(&name, &guest(&name, &hostdev("0002:02:00.0", 0, 7)));
     w.log.wait_for(&[": redefined ", &format!("domain={name} ")]);
     assert_eq!(w.errors(&w.definition(&name)), Vec::<String>::new());
     // READY=1 once; systemd is told the status of the reconnect, not a second READY.
@@ -490,7 +395,7 @@ fn sighup_applies_a_clean_policy_and_keeps_the_previous_one_when_the_new_one_is_
     w.start_watcher();
     let name = format!("{PREFIX}reload");
     // A UUID of its own, so that defining it again updates it.
-    let bad = guest(&name, &hostdev(1, 0, 5)).replacen(
+    let bad = guest(&name, &hostdev("0002:01:00.0", 0, 5)).replacen(
         "<memory",
         "<uuid>5d2c1a8e-7b3f-4e21-9c4d-000000e2e002</uuid>\n  <memory",
         1,
@@ -584,7 +489,7 @@ fn a_hotplug_into_a_running_guest_is_judged_and_logged() {
     ]);
 
     let hostdev_file = w.work.path().join("hostdev.xml");
-    std::fs::write(&hostdev_file, hostdev(1, 1, 3)).unwrap();
+    std::fs::write(&hostdev_file, hostdev("0002:01:00.0", 1, 3)).unwrap();
     let plugged = virsh(&["attach-device", &name, hostdev_file.to_str().unwrap(), "--live"]);
     if plugged.status.success() {
         // A host that can pass devices through: the hostdev behind a bridge is the finding.
@@ -626,21 +531,20 @@ fn a_hotplug_into_a_running_guest_is_judged_and_logged() {
 }
 
 /// The service contract without a daemon: libvirt's test driver, READY=1 once connected, then
-/// SIGTERM → STOPPING=1 and exit 0.
+/// SIGTERM → STOPPING=1 and exit 0. Without `-c`: the URI of `$LIBVIRT_DEFAULT_URI` is logged at
+/// start, and the one libvirt reports (`virConnectGetURI`) on every line once connected.
 #[test]
 fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
     let work = tempfile::tempdir().unwrap();
-    let log = Datagrams::bind(work.path().join("log"));
-    let notify = Datagrams::bind(work.path().join("notify"));
+    let log = Datagrams::bind(&work.path().join("log"));
+    let notify = Datagrams::bind(&work.path().join("notify"));
     let policy = work.path().join("phbguard.toml");
     std::fs::write(&policy, format!("syslog_socket = \"{}\"\n", log.path.display())).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
-        .args(["watch", "-c", "test:///default", "--config"])
+    let child = phbguard(&["watch", "--config"])
         .arg(&policy)
+        .env("LIBVIRT_DEFAULT_URI", "test:///default")
         .env("NOTIFY_SOCKET", &notify.path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     notify.wait_for(&["READY=1"]);
     log.wait_for(&[": audited ", "1 defined domain"]);
     kill("TERM", child.id());
@@ -664,6 +568,11 @@ fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
             .contains("stopped uri=test:///default signal=SIGTERM"),
         "{lines:#?}"
     );
+    assert!(
+        log.wait_for(&[": connected "])
+            .contains("connected uri=test:///default"),
+        "{lines:#?}"
+    );
     // Run by hand (no JOURNAL_STREAM), stderr gets the same lines.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -678,21 +587,18 @@ fn sigterm_stops_the_watcher_with_exit_0_after_ready() {
 #[test]
 fn sighup_reloads_on_the_test_driver_and_a_bad_sysfs_root_is_refused() {
     let work = tempfile::tempdir().unwrap();
-    let log = Datagrams::bind(work.path().join("log"));
-    let notify = Datagrams::bind(work.path().join("notify"));
+    let log = Datagrams::bind(&work.path().join("log"));
+    let notify = Datagrams::bind(&work.path().join("notify"));
     let policy = work.path().join("phbguard.toml");
     let write = |rest: &str| {
         let text = format!("syslog_socket = \"{}\"\n{rest}", log.path.display());
         std::fs::write(&policy, text).unwrap();
     };
     write("");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
-        .args(["watch", "-c", "test:///default", "--config"])
+    let mut child = phbguard(&["watch", "-c", "test:///default", "--config"])
         .arg(&policy)
         .env("NOTIFY_SOCKET", &notify.path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     notify.wait_for(&["READY=1"]);
 
     write("exempt = [\"db01\"]\n[watch]\naction = \"fix\"\n");
@@ -751,8 +657,8 @@ fn sighup_reloads_on_the_test_driver_and_a_bad_sysfs_root_is_refused() {
 #[test]
 fn a_sysfs_root_that_is_not_a_directory_stops_the_watcher_from_starting() {
     let work = tempfile::tempdir().unwrap();
-    let log = Datagrams::bind(work.path().join("log"));
-    let notify = Datagrams::bind(work.path().join("notify"));
+    let log = Datagrams::bind(&work.path().join("log"));
+    let notify = Datagrams::bind(&work.path().join("notify"));
     let policy = work.path().join("phbguard.toml");
     std::fs::write(
         &policy,
@@ -762,13 +668,10 @@ fn a_sysfs_root_that_is_not_a_directory_stops_the_watcher_from_starting() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phbguard-libvirt"))
-        .args(["watch", "-c", "test:///default", "--config"])
+    let mut child = phbguard(&["watch", "-c", "test:///default", "--config"])
         .arg(&policy)
         .env("NOTIFY_SOCKET", &notify.path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     // It ends by itself, or it has started (READY=1): then it is stopped, and the test fails.
     let started = eventually("the watcher to exit or say READY=1", || {
         if child.try_wait().unwrap().is_some() {

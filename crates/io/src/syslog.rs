@@ -1,5 +1,6 @@
-//! Syslog for the hook: identity `phbguard`, facility `daemon`, RFC 3164 lines sent as Unix
-//! datagrams (default `/dev/log`), formatted by the `syslog` crate.
+//! Syslog for the hook and the watcher: identity `phbguard`, facility `daemon`, RFC 3164 lines
+//! sent as Unix datagrams (default `/dev/log`), formatted by the `syslog` crate. What a line
+//! says is built by `phbguard_core::log_line::Line`.
 //!
 //! Logging must never block or fail a guest start. The crate's own constructors open a
 //! *blocking* socket (and fall back to a stream socket), so phbguard builds the datagram socket
@@ -11,21 +12,10 @@ use std::path::{Path, PathBuf};
 
 use ::syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
+use phbguard_core::log_line::Level;
+
 /// The syslog identity (`journalctl -t phbguard`).
 pub const IDENTITY: &str = "phbguard";
-
-/// A line's syslog severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// `err`: a guest refused, an internal or setup error.
-    Err,
-    /// `warning`: a finding let through.
-    Warning,
-    /// `notice`: a finding of an exempt guest.
-    Notice,
-    /// `info`: what the hook did, for the record (an incoming guest).
-    Info,
-}
 
 /// A connection to syslog, or nothing when there is none to be had.
 pub struct Syslog {
@@ -117,46 +107,10 @@ fn one_line(s: &str) -> String {
     out
 }
 
-/// `key=value`, the value quoted when it holds spaces, quotes, `=` or nothing at all, so a line
-/// splits back into its fields (`grep 'rule=hostdev-on-default-phb'`).
-pub fn field(key: &str, value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=' && c != '\\');
-    if plain {
-        format!("{key}={value}")
-    } else {
-        let mut q = String::with_capacity(value.len() + 2);
-        for c in value.chars() {
-            match c {
-                '"' => q.push_str("\\\""),
-                '\\' => q.push_str("\\\\"),
-                c => q.push(c),
-            }
-        }
-        format!("{key}=\"{q}\"")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
-
-    #[test]
-    fn field_quotes_only_when_needed() {
-        assert_eq!(
-            field("rule", "hostdev-on-default-phb"),
-            "rule=hostdev-on-default-phb"
-        );
-        assert_eq!(
-            field("device", "hostdev 0002:02:00.0"),
-            "device=\"hostdev 0002:02:00.0\""
-        );
-        assert_eq!(field("domain", "a\"b=c"), "domain=\"a\\\"b=c\"");
-        assert_eq!(field("uuid", ""), "uuid=\"\"");
-    }
 
     #[test]
     fn one_line_escapes_control_characters() {

@@ -14,8 +14,8 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use phbguard_core::input::{InputError, Links, read_regular};
 use phbguard_core::verdict::Phase;
+use phbguard_io::input::{InputError, Links, read_regular};
 
 /// How long after `migrate begin`/`restore begin` its `prepare begin` may come. libvirt runs
 /// them back to back; a minute leaves room for a loaded host and none for a later start.

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::io::Errno;
 
-use crate::error::ParseError;
-use crate::model::Domain;
+use phbguard_core::error::ParseError;
+use phbguard_core::model::Domain;
 
 /// The largest document phbguard reads.
 pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
 /// Why a document could not be read.
-
 #[derive(Debug)]
 pub enum InputError {
     /// Reading failed.
@@ -219,7 +218,7 @@ pub fn load(name: &str) -> Result<(Vec<u8>, Domain), LoadError> {
         read_file(Path::new(name))
     }
     .map_err(LoadError::Input)?;
-    let domain = crate::parse::parse_domain(&bytes).map_err(LoadError::Parse)?;
+    let domain = phbguard_core::parse_domain(&bytes).map_err(LoadError::Parse)?;
     Ok((bytes, domain))
 }
 
