@@ -182,6 +182,14 @@ fn audit_row(text: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// What `check-config` prints for a valid policy file that enforces.
+fn enforcing(policy: &Path) -> String {
+    format!(
+        "{}: valid; the hook applies mode = \"enforce\" (guests with error findings are refused)\n",
+        policy.display()
+    )
+}
+
 /// The output the page shows right after the first `sh` block of a section.
 fn shown_output(section_name: &str) -> Vec<String> {
     blocks(&section(section_name), "")
@@ -362,10 +370,7 @@ fn the_admin_page_from_warn_to_enforce_and_back() {
         } else if line.starts_with("phbguard check-config") {
             assert_eq!(
                 support::stdout(&out),
-                format!(
-                    "{}: valid; the hook applies mode = \"enforce\" (guests with error findings are refused)\n",
-                    policy.display()
-                ),
+                enforcing(&policy),
                 "{}",
                 support::stderr(&out)
             );
@@ -466,10 +471,7 @@ fn the_page_and_the_spec_hold_what_the_walk_follows() {
     let out = support::run(&["check-config", file.to_str().unwrap()], b"");
     assert_eq!(
         support::stdout(&out),
-        format!(
-            "{}: valid; the hook applies mode = \"enforce\" (guests with error findings are refused)\n",
-            file.display()
-        ),
+        enforcing(&file),
         "{}",
         support::stderr(&out)
     );

@@ -969,34 +969,44 @@ fn a_broken_policy_is_in_every_report() {
         "'mode' is inside [watch] (line 2); top-level keys go before the first [table]"
     );
 
+    // The textfile of a timer's run with this policy, and its samples as Prometheus reads them.
     let prom = dir.path().join("phbguard.prom");
-    let out = run(&[
-        "audit",
-        "-c",
-        &uri(&fleet()),
-        "--config",
-        policy_arg,
-        "--format",
-        "prometheus",
-        "-o",
-        prom.to_str().unwrap(),
-    ]);
-    assert!(stderr(&out).contains(&problem), "{}", stderr(&out));
-    let samples = parse_prometheus(&prom);
-    for sample in [
-        "gauge phbguard_policy_ok{} 0.0",
-        "gauge phbguard_policy_problems{} 1.0",
-        "gauge phbguard_hook_mode{mode=warn} 1.0",
-        "gauge phbguard_hook_mode{mode=enforce} 0.0",
-        "gauge phbguard_domain_refused_under_enforce{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
-        "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 0.0",
-    ] {
-        assert!(
-            samples.iter().any(|l| l == sample),
-            "no '{sample}' in\n{}",
-            samples.join("\n")
-        );
-    }
+    let metrics = || {
+        let out = run(&[
+            "audit",
+            "-c",
+            &uri(&fleet()),
+            "--config",
+            policy_arg,
+            "--format",
+            "prometheus",
+            "-o",
+            prom.to_str().unwrap(),
+        ]);
+        (stderr(&out), parse_prometheus(&prom))
+    };
+    let has_all = |samples: &[String], wanted: &[&str]| {
+        for sample in wanted {
+            assert!(
+                samples.iter().any(|l| l == sample),
+                "no '{sample}' in\n{}",
+                samples.join("\n")
+            );
+        }
+    };
+    let (err, samples) = metrics();
+    assert!(err.contains(&problem), "{err}");
+    has_all(
+        &samples,
+        &[
+            "gauge phbguard_policy_ok{} 0.0",
+            "gauge phbguard_policy_problems{} 1.0",
+            "gauge phbguard_hook_mode{mode=warn} 1.0",
+            "gauge phbguard_hook_mode{mode=enforce} 0.0",
+            "gauge phbguard_domain_refused_under_enforce{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
+            "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 0.0",
+        ],
+    );
 
     // Fixed: the same metrics say so.
     std::fs::write(
@@ -1004,31 +1014,17 @@ fn a_broken_policy_is_in_every_report() {
         "mode = \"enforce\"\nexempt = []\n[watch]\naction = \"fix\"\n",
     )
     .unwrap();
-    let out = run(&[
-        "audit",
-        "-c",
-        &uri(&fleet()),
-        "--config",
-        policy_arg,
-        "--format",
-        "prometheus",
-        "-o",
-        prom.to_str().unwrap(),
-    ]);
-    assert_eq!(stderr(&out), "");
-    let samples = parse_prometheus(&prom);
-    for sample in [
-        "gauge phbguard_policy_ok{} 1.0",
-        "gauge phbguard_policy_problems{} 0.0",
-        "gauge phbguard_hook_mode{mode=enforce} 1.0",
-        "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
-    ] {
-        assert!(
-            samples.iter().any(|l| l == sample),
-            "no '{sample}' in\n{}",
-            samples.join("\n")
-        );
-    }
+    let (err, samples) = metrics();
+    assert_eq!(err, "");
+    has_all(
+        &samples,
+        &[
+            "gauge phbguard_policy_ok{} 1.0",
+            "gauge phbguard_policy_problems{} 0.0",
+            "gauge phbguard_hook_mode{mode=enforce} 1.0",
+            "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
+        ],
+    );
 }
 
 /// The policy's sysfs_root is where the hook reads host facts: audit reads them there too,
