@@ -42,6 +42,13 @@ def main():
                 os.symlink(f"../../../../kernel/iommu_groups/{phb + 100}", link)
             with open(os.path.join(dev, "numa_node"), "w") as f:
                 f.write("0\n")
+            # As a host lists a group's devices and a device's driver (the hook reads both
+            # for iommu-group-not-viable): every hostdev on vfio-pci.
+            members = os.path.join(sysfs, "kernel/iommu_groups", str(phb + 100), "devices")
+            os.makedirs(members, exist_ok=True)
+            os.symlink(f"../../../../bus/pci/devices/{host}", os.path.join(members, host))
+            os.makedirs(os.path.join(sysfs, "bus/pci/drivers/vfio-pci"), exist_ok=True)
+            os.symlink("../../drivers/vfio-pci", os.path.join(dev, "driver"))
             guest = f"bus='{phb:#04x}' slot='{slot:#04x}' function='{function:#x}'"
             text = (
                 "    <hostdev mode='subsystem' type='pci' managed='yes'>\n      <source>\n"

@@ -82,6 +82,7 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
     let input = String::from_utf8_lossy(&bytes);
     let options = Options {
         assign_unaddressed: args.assign_addresses,
+        raise_hard_limit: args.raise_hard_limit,
     };
     let fixed = match fix(&input, &domain, host, options) {
         Ok(fixed) => fixed,
@@ -111,11 +112,21 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
         let at = problem.line.map(|l| format!(":{l}")).unwrap_or_default();
         say(&format!("phbguard: {file}{at}: cannot fix: {problem}"));
     }
+    let notes = fixed.host_notes();
+    for note in &notes {
+        let at = note.line.map(|l| format!(":{l}")).unwrap_or_default();
+        say(&format!("phbguard: {file}{at}: note: {note}"));
+    }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;
     // Silence on stderr would leave "did it do anything?" open.
     if text_report && fixed.is_clean() && !changed {
-        say(&format!("phbguard: {file}: already compliant, nothing to change"));
+        let what = if notes.is_empty() {
+            "already compliant, nothing to change"
+        } else {
+            "nothing to change in the definition"
+        };
+        say(&format!("phbguard: {file}: {what}"));
     }
     if args.in_place {
         if fixed.is_clean() && changed {

@@ -60,8 +60,9 @@ fn explain(asked: &str, format: Format) -> anyhow::Result<u8> {
     if format == Format::Json {
         let host: Vec<_> = rules::EXAMPLE_HOST
             .iter()
-            .map(|(addr, group, node)| {
-                serde_json::json!({"address": addr, "iommu_group": group, "numa_node": node})
+            .map(|(addr, group, node, driver)| {
+                serde_json::json!({"address": addr, "iommu_group": group, "numa_node": node,
+                                   "driver": driver})
             })
             .collect();
         let json = serde_json::json!({
@@ -78,7 +79,10 @@ fn explain(asked: &str, format: Format) -> anyhow::Result<u8> {
     }
     let host: Vec<String> = rules::EXAMPLE_HOST
         .iter()
-        .map(|(addr, group, node)| format!("{addr} in IOMMU group {group} on NUMA node {node}"))
+        .map(|(addr, group, node, driver)| {
+            let driver = driver.map_or("no driver".to_string(), |d| format!("bound to {d}"));
+            format!("{addr} in IOMMU group {group} on NUMA node {node}, {driver}")
+        })
         .collect();
     let text = format!(
         "{} ({}): {}\n\n{}\n\nFlagged (inside <domain>, on a host with {}):\n\n{}\n\nCompliant:\n\n{}\n",

@@ -24,6 +24,7 @@
 //! says `child closed stdin early, ignoring EPIPE` (virCommandProcessIO).
 
 mod args;
+mod deadline;
 mod incoming;
 mod judge;
 mod panic;
@@ -32,7 +33,6 @@ mod refusal;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsFd;
-use std::time::Duration;
 
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
 use phbguard_core::config::Mode;
@@ -44,10 +44,6 @@ use phbguard_io::sysfs::Sysfs;
 use args::{ArgsError, Mistake, Options, options_place, parse_options, split_call};
 pub use args::{Invocation, invocation};
 use judge::JudgedCall;
-
-/// libvirt writes the XML and closes the pipe at once (virCommandProcessIO); a writer that
-/// does neither must not hold a guest's start, or libvirtd, forever.
-const STDIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Runs the hook: its exit code. Arguments that are no hook call at all (fewer than libvirt's
 /// four) are a person's: `--help`, or a usage error.
@@ -110,6 +106,7 @@ fn call(args: &[OsString], shebang: bool, setup: Option<Mistake>) -> Result<u8, 
     judged.report_mistakes(&mistakes);
     judged.warn_only = !mistakes.is_empty();
     panic::on_panic(&judged);
-    let input = read_within(io::stdin().as_fd(), STDIN_DEADLINE);
+    let deadline = deadline::stdin_deadline(std::env::var_os(deadline::STDIN_DEADLINE_VAR).as_deref());
+    let input = read_within(io::stdin().as_fd(), deadline);
     Ok(judged.judge(input, &host))
 }

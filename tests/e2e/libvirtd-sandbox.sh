@@ -167,7 +167,7 @@ log_outputs = \"3:file:$VIRTLOGD_LOG\""
 }
 
 # Runs a daemon that forks into the background without the descriptors this script inherited.
-# Everyone starts this daemon under `flock /run/phbguard-libvirtd.lock`; a daemon that kept
+# Everyone starts this daemon under `flock /tmp/phbguard-libvirtd.lock`; a daemon that kept
 # flock's descriptor would hold the shared lock for as long as it lives (seen here: every
 # other engineer's e2e run waited on a libvirtd started by a test under the lock). bash marks
 # its own script descriptor (255) close-on-exec, so closing the rest before exec is safe.

@@ -5,27 +5,19 @@
 //! judged by the real binary on a fake sysfs built from `tests/cases/host.txt`. The example
 //! domains under `examples/` are held to the same standard with their own sysfs tree.
 //!
-//! `PHBGUARD_BLESS=1 cargo test --test it cases::` rewrites the `.findings`, `.report` and `.topology` files from
-//! what the binary reports now; review the diff before committing it.
+//! `PHBGUARD_BLESS=1 cargo test --test it cases::` rewrites the `.findings`, `.report` and
+//! `.topology` files that differ from what the binary reports now, and fails naming them
+//! (crates/testkit/src/golden.rs); review the diff before committing it.
 
-use crate::support;
+use crate::support::{self, golden};
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-fn expected(findings_file: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(findings_file).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
-            findings_file.display()
-        )
-    });
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect()
+/// A `.findings` file's text for these findings: one per line.
+fn findings_text(findings: &[String]) -> String {
+    findings.iter().map(|f| format!("{f}\n")).collect()
 }
 
 fn xml_files(dir: &Path) -> Vec<PathBuf> {
@@ -49,63 +41,28 @@ fn text_report(sysfs: &str, xml: &Path) -> String {
     support::stdout(&out)
 }
 
-/// Compares `got` with the file beside `xml` with extension `what` (writes it when blessing);
-/// a difference or a missing file is one more entry of `failures`.
-fn golden(xml: &Path, what: &str, got: &str, bless: bool, failures: &mut Vec<String>) {
-    let file = xml.with_extension(what);
-    if bless {
-        std::fs::write(&file, got).unwrap();
-    }
-    match std::fs::read_to_string(&file) {
-        Ok(want) if want == got => {}
-        Ok(want) => failures.push(format!(
-            "{}:\n  expected {what} {want:?}\n  reported {got:?}",
-            xml.display()
-        )),
-        Err(e) => failures.push(format!(
-            "{}: {e} (run with PHBGUARD_BLESS=1 to create it)",
-            file.display()
-        )),
-    }
-}
-
 /// Checks every XML file under `dirs` against its `.findings`; returns what each reported.
 fn check_cases(dirs: &[PathBuf], sysfs: &str) -> Vec<(PathBuf, Vec<String>)> {
-    let bless = std::env::var_os("PHBGUARD_BLESS").is_some();
     let mut failures = Vec::new();
     let mut seen = Vec::new();
     for xml in dirs.iter().flat_map(|d| xml_files(d)) {
         let (out, json) = support::check_json(sysfs, xml.to_str().unwrap());
         let got = support::finding_lines(&json);
-        let findings_file = xml.with_extension("findings");
-        if bless {
-            let mut text = got.join("\n");
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            std::fs::write(&findings_file, text).unwrap();
-        }
         let report = text_report(sysfs, &xml);
-        golden(&xml, "report", &report, bless, &mut failures);
+        failures.extend(golden::check(&xml.with_extension("report"), &report).err());
         // The `topology` of the JSON report, as the rules saw it: what a drawing of the guest
         // (the Cockpit page) and scripts read.
         let topology = format!(
             "{}\n",
             serde_json::to_string_pretty(&json["results"][0]["topology"]).unwrap()
         );
-        golden(&xml, "topology", &topology, bless, &mut failures);
-        let want = expected(&findings_file);
-        let want_code = if want.iter().any(|l| l.starts_with("error ")) {
+        failures.extend(golden::check(&xml.with_extension("topology"), &topology).err());
+        failures.extend(golden::check(&xml.with_extension("findings"), &findings_text(&got)).err());
+        let want_code = if got.iter().any(|l| l.starts_with("error ")) {
             1
         } else {
             0
         };
-        if got != want {
-            failures.push(format!(
-                "{}:\n  expected {want:#?}\n  reported {got:#?}",
-                xml.display()
-            ));
-        }
         if out.status.code() != Some(want_code) {
             failures.push(format!(
                 "{}: exit {:?}, expected {want_code}",

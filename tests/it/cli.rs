@@ -295,7 +295,16 @@ fn rules_lists_the_catalogue_and_explain_tells_why() {
     let out = run(&["rules"], b"");
     assert_eq!(out.status.code(), Some(0));
     let list = stdout(&out);
-    assert_eq!(list.lines().count(), 16, "{list}");
+    assert_eq!(list.lines().count(), 18, "{list}");
+    for (id, severity) in [
+        ("iommu-group-not-viable", "error"),
+        ("memlock-limit-too-low", "error"),
+    ] {
+        assert!(
+            list.lines().any(|l| l.starts_with(id) && l.contains(severity)),
+            "{list}"
+        );
+    }
     assert!(
         list.lines()
             .any(|l| l.starts_with("pci-address-duplicate") && l.contains("error"))
@@ -345,7 +354,8 @@ fn explain_as_json_is_the_text_explanation_in_fields() {
     }
     assert_eq!(
         json["example_host"][2],
-        serde_json::json!({"address": "0002:01:00.0", "iommu_group": 2, "numa_node": 8})
+        serde_json::json!({"address": "0002:01:00.0", "iommu_group": 2, "numa_node": 8,
+                           "driver": "vfio-pci"})
     );
     let out = run(&["explain", "--format", "json", "no-such-rule"], b"");
     assert_eq!(out.status.code(), Some(2));

@@ -1,7 +1,7 @@
 //! `phbguard fix` as a command: where the result goes, what the exit code says, and that a
 //! failure at any step leaves the original file as it was.
 
-use crate::support;
+use crate::support::{self, golden};
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -21,11 +21,11 @@ fn scratch_copy(example: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// What `fix` prints for a file: the reference for what `--in-place` must write.
+/// What `fix` must print for an example, and `--in-place` write: its `.fix` golden file's diff
+/// applied to it (pinned, not what the binary under test says today).
 fn fixed_text(example: &str) -> Vec<u8> {
-    let out = support::fix_examples(&[example]);
-    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
-    out.stdout
+    let xml = support::repo().join(example);
+    golden::fixed(&xml, &fs::read(&xml).unwrap())
 }
 
 #[test]
@@ -39,6 +39,7 @@ fn the_fixed_xml_goes_to_stdout_and_the_changes_to_stderr() {
              phbguard: {BROKEN}: hostdev 0001:01:00.0: 0000:00:05.0 -> 0000:01:01.0\n"
         )
     );
+    assert_eq!(out.stdout, fixed_text(BROKEN));
     let check = support::run(
         &["check", "--sysfs-root", &support::examples_sysfs(), "-"],
         &out.stdout,
@@ -369,4 +370,32 @@ fn a_full_disk_leaves_the_original_and_no_temporary_file() {
     );
     assert_eq!(fs::read(&path).unwrap(), before);
     assert_eq!(support::entries(dir.path()), ["guest.xml"]);
+}
+
+#[test]
+fn raise_hard_limit_raises_it_to_what_the_new_phbs_need_and_nothing_else() {
+    let host = support::case_host();
+    let file = "tests/cases/hostdev-on-default-phb/fail-new-phb-over-hard-limit.xml";
+    let refused = support::run(&["fix", "--sysfs-root", host.path_str(), file], b"");
+    assert_eq!(refused.status.code(), Some(1), "{}", support::stderr(&refused));
+    assert!(refused.stdout.is_empty());
+    let out = support::run(
+        &["fix", "--raise-hard-limit", "--sysfs-root", host.path_str(), file],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let fixed = support::stdout(&out);
+    assert!(
+        fixed.contains("<hard_limit unit='KiB'>4268032</hard_limit>"),
+        "{fixed}"
+    );
+    assert!(
+        support::stderr(&out).contains(
+            "memtune hard_limit: 4256000 KiB -> 4268032 KiB, what libvirt 9.0 computes QEMU must lock"
+        ),
+        "{}",
+        support::stderr(&out)
+    );
+    let recheck = support::run(&["check", "--sysfs-root", host.path_str(), "-"], fixed.as_bytes());
+    assert_eq!(recheck.status.code(), Some(0), "{}", support::stdout(&recheck));
 }

@@ -4,7 +4,7 @@
 //! any moment leaves the old or the new file and nothing the next run does not remove.
 //! docs/fix.md lists these guarantees.
 
-use crate::support;
+use crate::support::{self, golden};
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -40,14 +40,11 @@ fn example(name: &str) -> Vec<u8> {
     fs::read(support::repo().join(name)).unwrap()
 }
 
-/// What `fix` prints for `input`: what `--in-place` must write.
+/// What `--in-place` must write for `input`, the BROKEN example or a copy of it with lines
+/// added away from what the fix changes: the example's `.fix` golden file's diff applied to it
+/// (pinned, not what the binary under test says today).
 fn fixed(input: &[u8]) -> Vec<u8> {
-    let out = support::run(
-        &["fix", "--quiet", "--sysfs-root", &support::examples_sysfs(), "-"],
-        input,
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
-    out.stdout
+    golden::fixed(&support::repo().join(BROKEN), input)
 }
 
 fn sh(script: &str, args: &[&str]) -> Output {
@@ -226,30 +223,76 @@ fn kill_9_at_any_moment_leaves_the_old_or_the_new_file_and_the_next_run_cleans_u
     let old = big_broken();
     let new = fixed(&old);
     let (dir, path) = scratch(&old);
-    // How long one run takes here, to spread the kills over it.
-    let started = Instant::now();
-    let out = spawn_fix_in_place(&path).wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", support::stderr(&out));
-    let run = started.elapsed();
-    let (mut old_seen, mut new_seen, mut leftovers) = (0, 0, 0);
-    let kills = 40u32;
-    for k in 0..kills {
-        fs::write(&path, &old).unwrap();
-        let mut child = spawn_fix_in_place(&path);
-        std::thread::sleep(run * k / kills);
-        child.kill().unwrap(); // SIGKILL
+    let others = |dir: &Path| support::entries(dir).len() - 1;
+    // After each kill: the old file or the new one, never anything else.
+    let killed = |k: &str, child: &mut Child| {
+        let _ = child.kill(); // SIGKILL (an error only when it has exited already)
         child.wait().unwrap();
         let now = fs::read(&path).unwrap();
         assert!(
             now == old || now == new,
-            "kill {k}: the file is neither the old nor the new version"
+            "{k}: the file is neither the old nor the new version"
         );
-        old_seen += usize::from(now == old);
-        new_seen += usize::from(now == new);
-        leftovers += support::entries(dir.path()).len() - 1;
+        now == old
+    };
+
+    // Kills aimed at the write: as soon as fix's temporary file shows in the directory. One
+    // that lands there leaves the temporary file behind and the old file in place; the rename
+    // may win the race now and then, so each attempt says where its kill landed, and enough of
+    // them must land mid-write.
+    let (mut mid_write, mut after) = (0, 0);
+    for attempt in 0..200 {
+        if mid_write == 5 {
+            break;
+        }
+        fs::write(&path, &old).unwrap();
+        for leftover in support::entries(dir.path()).iter().filter(|n| *n != "guest.xml") {
+            fs::remove_file(dir.path().join(leftover)).unwrap();
+        }
+        let mut child = spawn_fix_in_place(&path);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while others(dir.path()) == 0 && child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "fix never created its temporary file");
+            std::hint::spin_loop();
+        }
+        let old_left = killed(&format!("write kill {attempt}"), &mut child);
+        if old_left && others(dir.path()) > 0 {
+            mid_write += 1;
+        } else {
+            after += 1;
+        }
+    }
+    assert_eq!(
+        mid_write, 5,
+        "only {mid_write} kills landed while the temporary file existed ({after} after the rename)"
+    );
+    // The next run removes what the last of them left, and does its work.
+    assert!(others(dir.path()) > 0, "the killed run left no temporary file");
+    let out = spawn_fix_in_place(&path).wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    assert_eq!(support::entries(dir.path()), ["guest.xml"]);
+    assert_eq!(fs::read(&path).unwrap(), new);
+
+    // Kills spread over a whole run (before it reads, while it reads or judges, at the end).
+    let started = Instant::now();
+    let out = spawn_fix_in_place(&path).wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let run = started.elapsed();
+    let (mut old_seen, mut new_seen) = (0, 0);
+    let kills = 20u32;
+    for k in 0..kills {
+        fs::write(&path, &old).unwrap();
+        let mut child = spawn_fix_in_place(&path);
+        std::thread::sleep(run * k / kills);
+        if killed(&format!("kill {k}"), &mut child) {
+            old_seen += 1;
+        } else {
+            new_seen += 1;
+        }
     }
     eprintln!(
-        "{kills} kills: {old_seen} left the old file, {new_seen} the new, {leftovers} temporary files seen"
+        "{mid_write} kills mid-write ({after} too late); {kills} spread kills: {old_seen} left the \
+         old file, {new_seen} the new"
     );
     // The next run, with nothing to do or not, removes whatever the killed ones left.
     fs::write(&path, &new).unwrap();

@@ -507,6 +507,7 @@ fn the_generator_covers_every_kind_of_change() {
                 Change::Retarget { .. } => retargeted += 1,
                 Change::RemoveController { .. } => removed += 1,
                 Change::SetPhbModel { .. } => models += 1,
+                Change::RaiseHardLimit { .. } => panic!("no <hard_limit> is generated, none is raised"),
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `phbguard fix` with several files, as `check` takes them: where each result goes, and an
 //! exit code that reports the worst file.
 
-use crate::support;
+use crate::support::{self, golden};
 
 use std::fs;
 use std::path::PathBuf;
@@ -58,9 +58,10 @@ fn in_place_rewrites_every_file_and_leaves_a_compliant_one_alone() {
     let err = support::stderr(&out);
     assert!(err.contains(&format!("{}: already compliant", names[2])), "{err}");
     for (path, example) in paths.iter().zip([BROKEN, BROKEN_TOO]) {
-        // Each file gets what fixing it alone gives.
-        let alone = fix(&[example]);
-        assert_eq!(fs::read(path).unwrap(), alone.stdout, "{}", path.display());
+        // Each file gets what fixing it alone gives: what its `.fix` golden file says.
+        let xml = support::repo().join(example);
+        let alone = golden::fixed(&xml, &fs::read(&xml).unwrap());
+        assert_eq!(fs::read(path).unwrap(), alone, "{}", path.display());
     }
     assert_eq!(
         fs::metadata(&paths[2]).unwrap().modified().unwrap(),
@@ -75,9 +76,10 @@ fn diff_of_several_files_is_one_patch_with_a_header_per_file() {
     let text = support::stdout(&out);
     let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("--- ")).collect();
     assert_eq!(headers, [format!("--- {BROKEN}"), format!("--- {BROKEN_TOO}")]);
+    // Each file's diff as fixing it alone gives it: what its `.fix` golden file holds.
     let alone: String = [BROKEN, BROKEN_TOO]
         .iter()
-        .map(|e| support::stdout(&fix(&["--diff", e])))
+        .map(|e| golden::fix_diff(&support::repo().join(e)))
         .collect();
     assert_eq!(text, alone);
 }
@@ -89,7 +91,11 @@ fn the_worst_file_decides_the_exit_code_and_the_others_are_still_fixed() {
     let out = fix(&["-i", missing.to_str().unwrap(), paths[0].to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(support::stderr(&out).contains("missing.xml"));
-    assert_eq!(fs::read(&paths[0]).unwrap(), fix(&[BROKEN]).stdout);
+    let xml = support::repo().join(BROKEN);
+    assert_eq!(
+        fs::read(&paths[0]).unwrap(),
+        golden::fixed(&xml, &fs::read(&xml).unwrap())
+    );
 
     // An x86 guest with two pci-roots cannot be fixed: 1.
     let unfixable = "tests/cases/multiple-pci-roots/fail-x86-i440fx.xml";

@@ -1,22 +1,34 @@
-//! Replays every input a fuzz target ever failed on (tests/fuzz/<target>/, one file each)
+//! Replays every input of each fuzz target's minimised corpus (fuzz/corpus/<target>/, kept in
+//! the tree) and every input a target ever failed on (tests/fuzz/<target>/, one file each)
 //! through the same property the target checks (tests/it/support/fuzz_props.rs). A new crash
-//! found by `cargo fuzz run` is copied here, fixed, and stays fixed. docs/fuzzing.md.
+//! found by `cargo fuzz run` is copied to tests/fuzz, fixed, and stays fixed; the corpus makes
+//! plain `cargo test` walk what the fuzzer reached. docs/fuzzing.md.
 
-use crate::support::fuzz_props;
+use crate::support::{fuzz_props, repo};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn replay(target: &str, property: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz")
-        .join(target);
-    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let mut inputs: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != ".gitkeep"))
         .collect();
     inputs.sort();
-    for input in &inputs {
+    inputs
+}
+
+fn replay(target: &str, property: fn(&[u8])) {
+    let corpus = inputs(&repo().join("fuzz/corpus").join(target));
+    // A corpus that is gone would make this a test of nothing.
+    assert!(
+        corpus.len() >= 20,
+        "fuzz/corpus/{target} holds {} inputs: it is the target's minimised corpus \
+         (docs/fuzzing.md says how to make it)",
+        corpus.len()
+    );
+    let regressions = inputs(&repo().join("tests/fuzz").join(target));
+    for input in regressions.iter().chain(&corpus) {
         let data = std::fs::read(input).unwrap();
         let outcome = std::panic::catch_unwind(|| property(&data));
         assert!(
@@ -25,20 +37,24 @@ fn replay(target: &str, property: fn(&[u8])) {
             input.display()
         );
     }
-    eprintln!("{target}: {} regression inputs replayed", inputs.len());
+    eprintln!(
+        "{target}: {} regression inputs and {} corpus inputs replayed",
+        regressions.len(),
+        corpus.len()
+    );
 }
 
 #[test]
-fn parse_check_regressions() {
+fn parse_check_corpus_and_regressions() {
     replay("parse_check", fuzz_props::parse_check);
 }
 
 #[test]
-fn fix_regressions() {
+fn fix_corpus_and_regressions() {
     replay("fix", fuzz_props::fix_recheck);
 }
 
 #[test]
-fn hook_verdict_regressions() {
+fn hook_verdict_corpus_and_regressions() {
     replay("hook", fuzz_props::hook_verdict);
 }

@@ -24,4 +24,6 @@ mod fuzz_regressions;
 mod hook_cli;
 mod hook_libvirt;
 mod libvirt_half;
+mod memlock;
+mod readme;
 mod source_style;

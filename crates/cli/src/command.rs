@@ -268,6 +268,11 @@ pub struct FixArgs {
     /// Also give hostdevs without a guest PCI address the one libvirt would choose
     #[arg(long)]
     pub assign_addresses: bool,
+    /// Raise a <memtune><hard_limit> below the memory libvirt computes QEMU must lock (which
+    /// every PHB raises) to that figure; without it, a fix whose new PHBs need more than the
+    /// limit is refused (exit 1)
+    #[arg(long)]
+    pub raise_hard_limit: bool,
     /// Do not list the changes on stderr
     #[arg(long, short = 'q')]
     pub quiet: bool,

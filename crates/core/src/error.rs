@@ -52,6 +52,28 @@ pub enum ParseError {
         /// `hostdev` or `interface`.
         element: String,
     },
+    /// A memory size libvirt would refuse.
+    BadSize {
+        /// The element, with the path to it: `memtune><hard_limit`.
+        element: String,
+        /// Its text as written.
+        value: String,
+        /// Its `unit`, as written.
+        unit: Option<String>,
+        /// What is wrong with it.
+        why: crate::number::SizeError,
+    },
+    /// An attribute whose value libvirt does not know.
+    BadValue {
+        /// The element.
+        element: String,
+        /// The attribute.
+        attribute: String,
+        /// Its value as written.
+        value: String,
+        /// What libvirt takes.
+        expected: &'static str,
+    },
     /// Two PCI controllers with one index.
     DuplicateController {
         /// The index both have.
@@ -104,6 +126,31 @@ impl fmt::Display for ParseError {
                     "<{element}> has no <source><address> naming the host PCI device"
                 )
             }
+            Self::BadSize {
+                element,
+                value,
+                unit,
+                why,
+            } => {
+                let unit = unit
+                    .as_deref()
+                    .map(|u| format!(" unit='{}'", Shown(u)))
+                    .unwrap_or_default();
+                let why = match why {
+                    crate::number::SizeError::NotANumber => "is not a whole decimal number",
+                    crate::number::SizeError::UnknownUnit => {
+                        "has a unit libvirt does not know (b, KiB, MiB, GiB, TiB, KB, MB, ...)"
+                    }
+                    crate::number::SizeError::TooLarge => "is larger than libvirt accepts",
+                };
+                write!(f, "<{element}{unit}> '{}' {why}", Shown(value))
+            }
+            Self::BadValue {
+                element,
+                attribute,
+                value,
+                expected,
+            } => write!(f, "<{element}> {attribute}='{}' is not {expected}", Shown(value)),
             Self::DuplicateController { index } => {
                 write!(f, "two <controller type='pci'> elements have index {index}")
             }

@@ -21,6 +21,7 @@ pub mod escape;
 pub mod fix;
 pub mod host;
 pub mod log_line;
+pub mod memlock;
 pub mod model;
 pub(crate) mod number;
 pub mod parse;
@@ -29,6 +30,7 @@ pub mod rules;
 pub mod start_tag;
 pub(crate) mod topology;
 pub mod verdict;
+pub mod vfio;
 
 pub use error::ParseError;
 pub use parse::parse_domain;

@@ -27,6 +27,28 @@ impl fmt::Display for PciAddr {
     }
 }
 
+impl PciAddr {
+    /// A device's name in sysfs (`0001:01:00.0`, `lspci -D`'s spelling), lower- or upper-case
+    /// hex; `None` for any other name.
+    pub fn parse_sysfs(name: &str) -> Option<PciAddr> {
+        let (domain, rest) = name.split_once(':')?;
+        let (bus, rest) = rest.split_once(':')?;
+        let (slot, function) = rest.split_once('.')?;
+        let hex = |s: &str, digits: std::ops::RangeInclusive<usize>| {
+            (digits.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u32::from_str_radix(s, 16).ok())
+                .flatten()
+        };
+        let addr = PciAddr {
+            domain: hex(domain, 4..=8)?,
+            bus: u8::try_from(hex(bus, 2..=2)?).ok()?,
+            slot: u8::try_from(hex(slot, 2..=2)?).ok().filter(|s| *s < 32)?,
+            function: u8::try_from(hex(function, 1..=1)?).ok().filter(|f| *f < 8)?,
+        };
+        Some(addr)
+    }
+}
+
 /// Byte offsets `start..end` into the input the domain was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -47,6 +69,10 @@ pub struct Domain {
     pub arch: Option<String>,
     /// `<os><type machine>`
     pub machine: Option<String>,
+    /// `<domain type>`: `kvm`, or `qemu` for TCG.
+    pub virt_type: Option<String>,
+    /// What libvirt computes the guest's locked-memory limit from.
+    pub memory: Memory,
     /// Every element directly under `<devices>`, in document order.
     pub devices: Vec<Device>,
     /// `<numatune><memnode>` entries.
@@ -86,6 +112,31 @@ impl Domain {
     }
 }
 
+/// The memory settings libvirt's locked-memory limit depends on (src/qemu/qemu_domain.c,
+/// `qemuDomainGetMemLockLimitBytes`), sizes in KiB as libvirt keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// `<memory>`: the guest's memory, memory devices included.
+    pub total_kib: Option<u64>,
+    /// `<maxMemory>`: what memory hot-plug may grow it to.
+    pub max_kib: Option<u64>,
+    /// `<memtune><hard_limit>`, unless absent or unlimited.
+    pub hard_limit: Option<HardLimit>,
+    /// `<memoryBacking><locked/>`.
+    pub locked: bool,
+}
+
+/// A `<memtune><hard_limit>` that sets a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HardLimit {
+    /// The limit in KiB.
+    pub kib: u64,
+    /// The element, start tag to end tag, where `fix --raise-hard-limit` rewrites it.
+    pub span: Span,
+    /// The line its start tag is on.
+    pub line: usize,
+}
+
 /// One element directly under `<devices>`.
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -121,6 +172,9 @@ pub enum DeviceKind {
         host: PciAddr,
         /// How it is written.
         form: HostdevForm,
+        /// `managed='yes'`: libvirt detaches the host device from its host driver (binds it
+        /// to vfio-pci) at start. libvirt's default is no.
+        managed: bool,
     },
     /// `<controller type='pci'>`: a PHB (`pci-root`) or a bridge of some kind.
     PciController(PciController),
@@ -177,6 +231,8 @@ pub enum Subject {
     Device(usize),
     /// The PCI controller with this index, whether written or implied.
     Controller(u32),
+    /// The guest's `<memtune><hard_limit>`.
+    HardLimit,
 }
 
 /// `<memnode cellid='G' nodeset='...'/>`: guest NUMA cell G takes memory from these host nodes.
@@ -203,7 +259,7 @@ impl Device {
     /// The device without its guest address: `hostdev 0002:02:00.0`, `disk vda`.
     pub fn name(&self) -> String {
         match &self.kind {
-            DeviceKind::Hostdev { host, form } => match form {
+            DeviceKind::Hostdev { host, form, .. } => match form {
                 HostdevForm::Hostdev => format!("hostdev {host}"),
                 HostdevForm::Interface => format!("interface hostdev {host}"),
             },

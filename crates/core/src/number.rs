@@ -47,6 +47,81 @@ pub fn parse_uint(text: &str, base: Base, max: u64) -> Option<u64> {
         .filter(|&v| v <= UINT_MAX && v <= max)
 }
 
+/// How libvirt bounds a memory size it reads, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeBound {
+    /// `<memory>`, `<maxMemory>` (`virDomainParseMemory`, capped): at most `LLONG_MAX` bytes,
+    /// and the size in KiB must stay below `LLONG_MAX / 1024` (rounded up).
+    Memory,
+    /// `<memtune><hard_limit>` (`virDomainParseMemoryLimit`): at most
+    /// `VIR_DOMAIN_MEMORY_PARAM_UNLIMITED` KiB; that value itself means "unlimited".
+    Limit,
+}
+
+/// `VIR_DOMAIN_MEMORY_PARAM_UNLIMITED` (include/libvirt/libvirt-domain.h): `INT64_MAX >> 10`
+/// KiB, libvirt's "no limit".
+pub const UNLIMITED_KIB: u64 = (i64::MAX as u64) >> 10;
+
+/// Why a memory size is refused, as libvirt says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeError {
+    /// Not a decimal number (`virStrToLong_ullp`).
+    NotANumber,
+    /// A `unit` libvirt does not know (`virScaleInteger`).
+    UnknownUnit,
+    /// Larger than the bound.
+    TooLarge,
+}
+
+/// Reads a memory size as libvirt does (`virParseScaledValue`, src/util/virxml.c, then
+/// `virScaleInteger`, src/util/virutil.c): a decimal number (leading blanks, nothing after it),
+/// times its `unit` (none: KiB; `b`/`bytes`; `k`/`KiB`, `M`/`MiB`... powers of 1024; `KB`,
+/// `MB`... powers of 1000; case-insensitive), as KiB rounded up. `Ok(None)` for a limit of
+/// `UNLIMITED_KIB` or more: libvirt's "unlimited".
+pub fn parse_size_kib(text: &str, unit: Option<&str>, bound: SizeBound) -> Result<Option<u64>, SizeError> {
+    let rest = text.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let rest = rest.strip_prefix('+').unwrap_or(rest);
+    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SizeError::NotANumber);
+    }
+    let value: u64 = rest.parse().map_err(|_| SizeError::TooLarge)?;
+    let scale = match unit.filter(|u| !u.is_empty()) {
+        None => 1024,
+        Some(u) => unit_scale(u).ok_or(SizeError::UnknownUnit)?,
+    };
+    let max = match bound {
+        SizeBound::Memory => i64::MAX as u64,
+        SizeBound::Limit => UNLIMITED_KIB << 10,
+    };
+    if value != 0 && value > max / scale {
+        return Err(SizeError::TooLarge);
+    }
+    let kib = (value * scale).div_ceil(1024);
+    match bound {
+        SizeBound::Memory if kib >= max.div_ceil(1024) => Err(SizeError::TooLarge),
+        SizeBound::Memory => Ok(Some(kib)),
+        SizeBound::Limit if kib >= UNLIMITED_KIB => Ok(None),
+        SizeBound::Limit => Ok(Some(kib)),
+    }
+}
+
+/// The bytes one `unit` stands for, as `virScaleInteger` reads it.
+fn unit_scale(unit: &str) -> Option<u64> {
+    let lower = unit.to_ascii_lowercase();
+    if matches!(lower.as_str(), "b" | "byte" | "bytes") {
+        return Some(1);
+    }
+    let mut chars = lower.chars();
+    let prefix = chars.next()?;
+    let base: u64 = match chars.as_str() {
+        "" | "ib" => 1024,
+        "b" => 1000,
+        _ => return None,
+    };
+    let power = "kmgtpe".find(prefix)? as u32 + 1;
+    Some(base.pow(power))
+}
+
 /// Parses a libvirt node set such as `0-3,^2,8` into its sorted members. Node numbers are
 /// decimal (`virBitmapParse` reads them with `virStrToLong_i(.., 10, ..)`).
 pub fn parse_nodeset(text: &str, max: u32) -> Option<Vec<u32>> {
@@ -144,5 +219,33 @@ mod tests {
         assert_eq!(parse_nodeset("0-2000", 1024), None);
         assert_eq!(parse_nodeset("3-1", 1024), None);
         assert_eq!(parse_nodeset("a", 1024), None);
+    }
+
+    #[test]
+    fn sizes_are_read_and_scaled_as_libvirt_does() {
+        let mem = |s, u| parse_size_kib(s, u, SizeBound::Memory);
+        assert_eq!(mem("1048576", None), Ok(Some(1_048_576)));
+        assert_eq!(mem("1048576", Some("KiB")), Ok(Some(1_048_576)));
+        assert_eq!(mem("4", Some("GiB")), Ok(Some(4 << 20)));
+        assert_eq!(mem("4", Some("g")), Ok(Some(4 << 20)));
+        assert_eq!(mem("4", Some("G")), Ok(Some(4 << 20)));
+        assert_eq!(mem("1", Some("GB")), Ok(Some(976_563)));
+        assert_eq!(mem("1500", Some("bytes")), Ok(Some(2)));
+        assert_eq!(mem("1", Some("b")), Ok(Some(1)));
+        assert_eq!(mem(" 7", Some("MiB")), Ok(Some(7 << 10)));
+        assert_eq!(mem("1", Some("XiB")), Err(SizeError::UnknownUnit));
+        assert_eq!(mem("1", Some("KiBB")), Err(SizeError::UnknownUnit));
+        for bad in ["", "-1", "1 ", "1\n", "0x10", "1.5", "1G"] {
+            assert_eq!(mem(bad, None), Err(SizeError::NotANumber), "{bad:?}");
+        }
+        assert_eq!(mem("9", Some("EiB")), Err(SizeError::TooLarge));
+        assert_eq!(mem("99999999999999999999999", None), Err(SizeError::TooLarge));
+        let limit = |s: &str, u| parse_size_kib(s, u, SizeBound::Limit);
+        assert_eq!(limit("2097152", None), Ok(Some(2_097_152)));
+        // virsh memtune --hard-limit -1 writes nothing; the largest value is "unlimited".
+        let (unlimited, below) = (UNLIMITED_KIB.to_string(), (UNLIMITED_KIB - 1).to_string());
+        assert_eq!(limit(&unlimited, None), Ok(None));
+        assert_eq!(limit(&below, None), Ok(Some(UNLIMITED_KIB - 1)));
+        assert_eq!(limit("8", Some("EiB")), Err(SizeError::TooLarge));
     }
 }

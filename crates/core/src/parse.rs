@@ -11,8 +11,10 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::QName;
 
 use crate::error::ParseError;
-use crate::model::{Device, DeviceKind, Domain, HostdevForm, MemNode, PciAddr, PciController, Span};
-use crate::number::{Base, parse_nodeset, parse_uint};
+use crate::model::{
+    Device, DeviceKind, Domain, HardLimit, HostdevForm, MemNode, PciAddr, PciController, Span,
+};
+use crate::number::{Base, SizeBound, parse_nodeset, parse_size_kib, parse_uint};
 use crate::start_tag::{self, Attr};
 
 /// The namespace of `<phbguard:policy>` under `<metadata>`, as `virsh metadata --uri` takes it.
@@ -62,7 +64,19 @@ enum Tag {
     DeviceSource,
     DeviceTarget,
     TargetNode,
+    /// `<memory>`, `<maxMemory>`, `<memtune><hard_limit>`: a size, read at its end tag.
+    Size(SizeOf),
+    Memtune,
+    MemoryBacking,
     Skip,
+}
+
+/// Which memory size is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SizeOf {
+    Memory,
+    MaxMemory,
+    HardLimit,
 }
 
 /// A device under construction, between its start and end tags.
@@ -72,6 +86,7 @@ struct DeviceBuilder {
     type_attr: Option<String>,
     model_attr: Option<String>,
     mode_attr: Option<String>,
+    managed: bool,
     index_attr: Option<u32>,
     start: usize,
     address: Option<PciAddr>,
@@ -100,6 +115,10 @@ struct Parser<'a> {
     seen_root: bool,
     /// Bytes of `source` before `reader`'s text (a byte order mark), added to its positions.
     base: usize,
+    /// The `unit` of the size being read, and where its element starts.
+    size: Option<(Option<String>, usize)>,
+    /// A `<memtune><hard_limit>` was read (libvirt reads the first one).
+    hard_limit_read: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -114,6 +133,8 @@ impl<'a> Parser<'a> {
             device: None,
             text: String::new(),
             seen_root: false,
+            size: None,
+            hard_limit_read: false,
         }
     }
 
@@ -208,7 +229,10 @@ impl<'a> Parser<'a> {
     }
 
     fn capturing(&self) -> bool {
-        matches!(self.stack.last(), Some(Tag::Name | Tag::Uuid | Tag::TargetNode))
+        matches!(
+            self.stack.last(),
+            Some(Tag::Name | Tag::Uuid | Tag::TargetNode | Tag::Size(_))
+        )
     }
 
     /// Handles a start (or empty) tag and says what it is.
@@ -233,6 +257,7 @@ impl<'a> Parser<'a> {
                         root: e.name().as_ref().to_string(),
                     });
                 }
+                self.domain.virt_type = Attrs::of(self.source, span.start)?.owned("type");
                 Tag::Domain
             }
             (1, _) => match name {
@@ -242,8 +267,22 @@ impl<'a> Parser<'a> {
                 "numatune" => Tag::Numatune,
                 "metadata" => Tag::Metadata,
                 "devices" => Tag::Devices,
+                // libvirt reads the first of each (`./memory[1]`, `./maxMemory[1]`).
+                "memory" if self.domain.memory.total_kib.is_none() => self.size(SizeOf::Memory, span)?,
+                "maxMemory" if self.domain.memory.max_kib.is_none() => self.size(SizeOf::MaxMemory, span)?,
+                "memtune" => Tag::Memtune,
+                "memoryBacking" => Tag::MemoryBacking,
                 _ => Tag::Skip,
             },
+            (2, Some(Tag::Memtune)) if name == "hard_limit" && !self.hard_limit_read => {
+                self.size(SizeOf::HardLimit, span)?
+            }
+            (2, Some(Tag::MemoryBacking)) => {
+                if name == "locked" {
+                    self.domain.memory.locked = true;
+                }
+                Tag::Skip
+            }
             (2, Some(Tag::Os)) => {
                 if name == "type" {
                     let attrs = Attrs::of(self.source, span.start)?;
@@ -287,10 +326,17 @@ impl<'a> Parser<'a> {
             (4, Some(Tag::DeviceTarget)) if name == "node" => Tag::TargetNode,
             _ => Tag::Skip,
         };
-        if matches!(tag, Tag::Name | Tag::Uuid | Tag::TargetNode) {
+        if matches!(tag, Tag::Name | Tag::Uuid | Tag::TargetNode | Tag::Size(_)) {
             self.text.clear();
         }
         Ok(tag)
+    }
+
+    /// Starts reading a memory size: its `unit` now, its text at the end tag.
+    fn size(&mut self, which: SizeOf, span: Span) -> Result<Tag, ParseError> {
+        let unit = Attrs::of(self.source, span.start)?.owned("unit");
+        self.size = Some((unit, span.start));
+        Ok(Tag::Size(which))
     }
 
     fn device_child(&mut self, name: &str, span: Span) -> Result<Tag, ParseError> {
@@ -363,12 +409,53 @@ impl<'a> Parser<'a> {
                 let at = At::new(&dev.element, "><target><node");
                 dev.numa_node = Some(number(at, "text", value, Base::Decimal, u64::from(u32::MAX))? as u32);
             }
+            Tag::Size(which) => self.close_size(which, end_tag)?,
             Tag::Devices => self.domain.devices_close = Some(end_tag.start),
             Tag::Device => {
                 let builder = self.device.take().expect("a device was opened");
                 self.domain.devices.push(builder.build(end_tag.end)?);
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A memory size's end: read as libvirt reads it. An empty one is no size
+    /// (`virXPathString` gives NULL for an empty string).
+    fn close_size(&mut self, which: SizeOf, end_tag: Span) -> Result<(), ParseError> {
+        let (unit, start) = self.size.take().expect("a size was opened");
+        let (element, bound) = match which {
+            SizeOf::Memory => ("memory", SizeBound::Memory),
+            SizeOf::MaxMemory => ("maxMemory", SizeBound::Memory),
+            SizeOf::HardLimit => ("memtune><hard_limit", SizeBound::Limit),
+        };
+        if which == SizeOf::HardLimit {
+            self.hard_limit_read = true;
+        }
+        if self.text.is_empty() {
+            return Ok(());
+        }
+        let kib = parse_size_kib(&self.text, unit.as_deref(), bound).map_err(|why| ParseError::BadSize {
+            element: element.into(),
+            value: self.text.clone(),
+            unit: unit.clone(),
+            why,
+        })?;
+        let memory = &mut self.domain.memory;
+        match which {
+            SizeOf::Memory => memory.total_kib = kib,
+            SizeOf::MaxMemory => memory.max_kib = kib,
+            SizeOf::HardLimit => {
+                let line = self.line_of(start);
+                self.domain.memory.hard_limit = kib.map(|kib| HardLimit {
+                    kib,
+                    span: Span {
+                        start,
+                        end: end_tag.end,
+                    },
+                    line,
+                });
+            }
         }
         Ok(())
     }
@@ -409,10 +496,24 @@ impl DeviceBuilder {
             }
             None => None,
         };
+        // virXMLPropTristateBool: yes or no, anything else is refused; absent is no.
+        let managed = match attrs.get("managed").as_deref() {
+            None | Some("no") => false,
+            Some("yes") => true,
+            Some(other) => {
+                return Err(ParseError::BadValue {
+                    element: element.clone(),
+                    attribute: "managed".into(),
+                    value: other.to_string(),
+                    expected: "yes or no",
+                });
+            }
+        };
         Ok(DeviceBuilder {
             type_attr: attrs.owned("type"),
             model_attr: attrs.owned("model"),
             mode_attr: attrs.owned("mode"),
+            managed,
             index_attr,
             element,
             start,
@@ -449,7 +550,11 @@ impl DeviceBuilder {
             } else {
                 HostdevForm::Interface
             };
-            DeviceKind::Hostdev { host, form }
+            DeviceKind::Hostdev {
+                host,
+                form,
+                managed: self.managed,
+            }
         } else if self.element == "controller" && ty == Some("pci") {
             if let Some(index) = self.index_attr
                 && u64::from(index) > MAX_CONTROLLER_INDEX

@@ -7,6 +7,7 @@ use std::ops::RangeInclusive;
 
 use crate::host::{Facts, GroupUnknown};
 use crate::model::{Device, DeviceKind, Domain, PciAddr, PciController, Subject};
+use crate::vfio::Binding;
 
 /// Highest PHB target index QEMU accepts (`SPAPR_MAX_PHBS - 1`, `spapr_phb_placement`); libvirt
 /// accepts 0..=30 too.
@@ -241,6 +242,7 @@ impl<'d> Topology<'d> {
     /// for a PHB libvirt implies, the first device directly on it.
     pub fn line_of(&self, subject: Subject) -> Option<usize> {
         let device = match subject {
+            Subject::HardLimit => return self.domain.memory.hard_limit.map(|h| h.line),
             Subject::Device(i) => i,
             Subject::Controller(index) => {
                 let bus = u8::try_from(index).ok()?;
@@ -267,6 +269,30 @@ impl<'d> Topology<'d> {
     /// The IOMMU group of the hostdev at position `device`, when known.
     pub fn known_group(&self, device: usize) -> Option<u32> {
         self.group(device)?.ok()
+    }
+
+    /// Whether the device at position `i` is an interface on a hostdev-pool network, with a
+    /// guest address or not.
+    pub fn is_pool_interface_anywhere(&self, i: usize) -> bool {
+        self.device(i)
+            .network
+            .as_deref()
+            .is_some_and(|n| self.facts.is_hostdev_network(n))
+    }
+
+    /// The devices of IOMMU group `group` as the host listed them (see [`Facts::group_members`]).
+    pub fn group_members(&self, group: u32) -> Option<Result<&'d [PciAddr], &'d str>> {
+        self.facts.group_members(group)
+    }
+
+    /// What holds host device `addr`, when it was read.
+    pub fn binding(&self, addr: PciAddr) -> Option<&'d Binding> {
+        self.facts.binding(addr)
+    }
+
+    /// Whether a hostdev is an NVLink2 bridge, when known.
+    pub fn nvlink2(&self) -> Option<bool> {
+        self.facts.nvlink2()
     }
 
     /// The host NUMA node of the hostdev at position `device`, when known.

@@ -306,8 +306,13 @@ pub fn decide_on(
         f.severity() == Severity::Error
             || (policy.reject_iommu_group_unknown && f.rule.id == RuleId::IommuGroupUnknown)
     };
-    let findings = judged();
-    let errors = findings.iter().any(|f| f.severity() == Severity::Error);
+    let mut findings = judged();
+    // A hot-plug the watcher sees has happened: the host's state it depended on is past.
+    if occasion == Occasion::Watch(Watched::Hotplug) {
+        findings.retain(|f| !f.rule.id.judges_host_state());
+    }
+    let fixable = |f: &Finding| f.severity() == Severity::Error && f.rule.id.fixable();
+    let errors = findings.iter().any(fixable);
     verdict.action = if findings.is_empty() {
         Action::Leave
     } else if exempt {
@@ -325,7 +330,8 @@ pub fn decide_on(
                     Action::Warn
                 }
             }
-            // What the fixer can remove is an error: warnings are never rewritten away.
+            // What the fixer can remove is an error of a rule it fixes: warnings, the host's
+            // drivers and an admin's <hard_limit> are never rewritten away.
             Occasion::Watch(Watched::Definition)
                 if errors && mode == Mode::Enforce && policy.watch_action == WatchAction::Fix =>
             {
@@ -343,7 +349,7 @@ pub fn decide_on(
         let disposition = match verdict.action {
             Action::Exempt => Disposition::Exempt,
             Action::Refuse if is_blocking => Disposition::Rejected,
-            Action::Fix if finding.severity() == Severity::Error => Disposition::Fix,
+            Action::Fix if fixable(&finding) => Disposition::Fix,
             _ => Disposition::Warned,
         };
         verdict.findings.push(Judged {
@@ -624,5 +630,54 @@ mod tests {
         assert!(v.findings.iter().all(|j| j.disposition == Disposition::Warned));
         let off = verdict(&with_metadata("off"), &fix, Watched::Hotplug);
         assert_eq!(off.action, Action::Leave);
+    }
+
+    #[test]
+    fn the_hosts_drivers_and_a_hard_limit_are_warned_about_never_fixed_and_past_at_a_hotplug() {
+        let fix = Config {
+            watch_action: WatchAction::Fix,
+            ..Config::default()
+        };
+        let a = PciAddr {
+            domain: 6,
+            bus: 1,
+            slot: 0,
+            function: 0,
+        };
+        let b = PciAddr { function: 1, ..a };
+        let host = StaticHost::new()
+            .with_device(a, 20, None)
+            .with_device(b, 20, None)
+            .with_driver(b, "mlx5_core");
+        let xml = GOOD.replace(
+            "<devices>",
+            "<devices><controller type='pci' index='1' model='pci-root'><model name='spapr-pci-host-bridge'/>\
+             <target index='1'/></controller><hostdev mode='subsystem' type='pci' managed='yes'><source>\
+             <address domain='0x0006' bus='0x01' slot='0x00' function='0x0'/></source><address \
+             type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/></hostdev>",
+        );
+        let domain = parse_domain(xml.as_bytes()).unwrap();
+        let v = decide(&domain, &host, &fix, Watched::Definition);
+        assert_eq!(summary(&v), [("iommu-group-not-viable", "warned")]);
+        assert_eq!(v.action, Action::Warn);
+        // The hook refuses it: the start would fail.
+        assert!(decide(&domain, &host, &Config::default(), HookCall::new(Phase::Prepare)).reject());
+        // A hot-plug has happened: what held the group before is past.
+        let v = decide(&domain, &host, &fix, Watched::Hotplug);
+        assert!(v.findings.is_empty() && v.action == Action::Leave);
+        // A hard limit below the memory: an error, refused at start, never rewritten.
+        let limited = xml
+            .replace(
+                "<name>ok</name>",
+                "<name>ok</name><memory unit='GiB'>8</memory><memtune>\
+                      <hard_limit unit='GiB'>4</hard_limit></memtune>",
+            )
+            .replace("0x0006", "0x0007");
+        let domain = parse_domain(limited.as_bytes()).unwrap();
+        let host = StaticHost::new().with_device(PciAddr { domain: 7, ..a }, 21, None);
+        let v = decide(&domain, &host, &fix, Watched::Definition);
+        assert_eq!(summary(&v), [("memlock-limit-too-low", "warned")]);
+        assert_eq!(v.action, Action::Warn);
+        assert!(decide(&domain, &host, &Config::default(), HookCall::new(Phase::Prepare)).reject());
     }
 }

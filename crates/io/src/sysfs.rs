@@ -1,20 +1,25 @@
 //! Host facts from a sysfs tree (`/sys` on a real host, a fake tree in tests), read as libvirt
-//! reads them: a device's `iommu_group` link and its `numa_node` attribute.
+//! reads them: a device's `iommu_group` link, its `numa_node` attribute, its `driver` link and
+//! `class`, and the devices of an IOMMU group (`kernel/iommu_groups/N/devices`).
 
 use std::ffi::OsString;
 use std::io::{self, ErrorKind};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use phbguard_core::host::{GroupUnknown, HostFacts};
 use phbguard_core::model::PciAddr;
+use phbguard_core::vfio::Binding;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 
 use crate::input::{Links, read_regular};
 
 /// The most phbguard reads of one sysfs attribute (a number and a newline).
 const MAX_ATTRIBUTE_BYTES: u64 = 64;
+/// The most devices phbguard reads of one IOMMU group; a group behind a PCIe switch without
+/// ACS holds a few dozen, and more than this is no group a guest can be given.
+pub const MAX_GROUP_MEMBERS: usize = 1024;
 
 /// A sysfs tree: `/sys` on a real host, a fake tree in tests.
 #[derive(Debug, Clone)]
@@ -66,6 +71,54 @@ impl Sysfs {
         rustix::fs::openat(CWD, self.root.join("bus/pci/devices"), flags, Mode::empty()).ok()
     }
 
+    /// `rel` under the root opened as a directory with `flags`, or `None` when it cannot be.
+    fn open_dir(&self, rel: &str, flags: OFlags) -> Option<OwnedFd> {
+        let flags = flags | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        rustix::fs::openat(CWD, self.root.join(rel), flags, Mode::empty()).ok()
+    }
+
+    /// The members of `group`, its `devices` directory listed under `groups`, the open
+    /// `kernel/iommu_groups`, or by the full path when that could not be opened (whose error
+    /// then says why).
+    fn members_at(&self, groups: Option<BorrowedFd<'_>>, group: u32) -> Result<Vec<PciAddr>, String> {
+        let rel = format!("kernel/iommu_groups/{group}/devices");
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let opened = match groups {
+            Some(groups) => rustix::fs::openat(groups, format!("{group}/devices"), flags, Mode::empty()),
+            None => rustix::fs::openat(CWD, self.root.join(&rel), flags, Mode::empty()),
+        };
+        let fd = opened.map_err(|e| format!("{rel}: {}", io::Error::from(e)))?;
+        let mut dir = rustix::fs::Dir::new(fd).map_err(|e| format!("{rel}: {}", io::Error::from(e)))?;
+        let mut members = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| format!("{rel}: {}", io::Error::from(e)))?;
+            let name = entry.file_name().to_string_lossy();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let addr =
+                PciAddr::parse_sysfs(&name).ok_or_else(|| format!("{rel}: '{name}' is not a PCI device"))?;
+            if members.len() == MAX_GROUP_MEMBERS {
+                return Err(format!("{rel}: more than {MAX_GROUP_MEMBERS} devices"));
+            }
+            members.push(addr);
+        }
+        members.sort_unstable();
+        Ok(members)
+    }
+
+    /// The driver of `addr`, its link read under the open `bus/pci/devices`.
+    fn driver_at(devices: impl AsFd, addr: PciAddr) -> Result<Option<String>, String> {
+        let name = addr.to_string();
+        let link = rustix::fs::readlinkat(&devices, format!("{name}/driver"), Vec::new())
+            .map(|target| PathBuf::from(OsString::from_vec(target.into_bytes())))
+            .map_err(io::Error::from);
+        driver_of(link, || {
+            rustix::fs::statat(&devices, &name, AtFlags::empty())
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_dir())
+        })
+    }
+
     /// The IOMMU group of `addr`, its link read under the open `bus/pci/devices`.
     fn iommu_group_at(devices: impl AsFd, addr: PciAddr) -> Result<u32, GroupUnknown> {
         let name = addr.to_string();
@@ -77,6 +130,39 @@ impl Sysfs {
                 .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_dir())
         })
     }
+}
+
+/// What a `driver` link says: its last component, or no driver when there is no link on a
+/// device that exists.
+fn driver_of(
+    link: io::Result<PathBuf>,
+    device_is_dir: impl FnOnce() -> bool,
+) -> Result<Option<String>, String> {
+    match link {
+        Ok(target) => target
+            .file_name()
+            .map(|n| Some(n.to_string_lossy().into_owned()))
+            .ok_or_else(|| format!("its driver link points to '{}'", target.display())),
+        Err(e) if e.kind() == ErrorKind::NotFound && device_is_dir() => Ok(None),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err("the host has no such PCI device".into()),
+        Err(e) => Err(format!("its driver link cannot be read: {e}")),
+    }
+}
+
+/// Whether a `class` attribute (`0x060400\n`) names a bridge class.
+fn bridge_class(bytes: &[u8]) -> Result<bool, String> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let class = text
+        .strip_prefix("0x")
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| {
+            format!(
+                "its class '{}' is not a number",
+                phbguard_core::escape::controls(text)
+            )
+        })?;
+    Ok(matches!(class >> 8, 0x0604 | 0x0607 | 0x0609))
 }
 
 /// What an `iommu_group` link says: `link` is the result of reading it, `device_is_dir` tells
@@ -116,6 +202,59 @@ impl HostFacts for Sysfs {
             Some(devices) => addrs.iter().map(|&a| Self::iommu_group_at(&devices, a)).collect(),
             None => addrs.iter().map(|&a| self.iommu_group(a)).collect(),
         }
+    }
+
+    /// The entries of `kernel/iommu_groups/N/devices`, the kernel's list of the group's
+    /// devices (each a link named by its address), at most [`MAX_GROUP_MEMBERS`].
+    fn group_members(&self, group: u32) -> Result<Vec<PciAddr>, String> {
+        let groups = self.open_dir("kernel/iommu_groups", OFlags::PATH);
+        self.members_at(groups.as_ref().map(|fd| fd.as_fd()), group)
+    }
+
+    /// Each group's directory opened under `kernel/iommu_groups` opened once.
+    fn groups_members(&self, groups: &[u32]) -> Vec<Result<Vec<PciAddr>, String>> {
+        let dir = self.open_dir("kernel/iommu_groups", OFlags::PATH);
+        let at = dir.as_ref().map(|fd| fd.as_fd());
+        groups.iter().map(|&g| self.members_at(at, g)).collect()
+    }
+
+    /// The device's `driver` link, whose last component is the driver's name (libvirt's
+    /// `virPCIDeviceGetDriverPathAndName` reads the same link).
+    fn driver(&self, addr: PciAddr) -> Result<Option<String>, String> {
+        let dir = self.device_dir(addr);
+        driver_of(std::fs::read_link(dir.join("driver")), || dir.is_dir())
+    }
+
+    /// From the device's `class` (`0x060400`): classes 06.04 and 06.09 are PCI-to-PCI bridges
+    /// and 06.07 CardBus bridges, the devices whose header is not type 0 (the kernel decides by
+    /// the header type, `pdev->hdr_type`; the PCI specification ties these classes to it).
+    fn is_bridge(&self, addr: PciAddr) -> Result<bool, String> {
+        let path = self.device_dir(addr).join("class");
+        let bytes = read_regular(&path, MAX_ATTRIBUTE_BYTES, Links::Follow)
+            .map_err(|e| format!("its class cannot be read: {e}"))?;
+        bridge_class(&bytes)
+    }
+
+    /// Each `driver` link read under `bus/pci/devices` opened once.
+    fn bindings(&self, addrs: &[PciAddr]) -> Vec<Binding> {
+        let devices = self.open_devices();
+        addrs
+            .iter()
+            .map(|&a| {
+                let driver = match &devices {
+                    Some(devices) => Self::driver_at(devices, a),
+                    None => self.driver(a),
+                };
+                let bridge = Binding::needs_bridge(&driver).then(|| self.is_bridge(a));
+                Binding { driver, bridge }
+            })
+            .collect()
+    }
+
+    fn is_nvlink2_bridge(&self, addr: PciAddr) -> Option<bool> {
+        let of_node = self.device_dir(addr).join("of_node");
+        let files = ["ibm,gpu", "ibm,nvlink", "ibm,nvlink-speed", "memory-region"];
+        Some(files.iter().all(|f| of_node.join(f).exists()))
     }
 
     fn numa_node(&self, addr: PciAddr) -> Option<u32> {
@@ -251,5 +390,54 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(host.iommu_groups(&[DEV]), [host.iommu_group(DEV)]);
+    }
+
+    #[test]
+    fn group_members_drivers_and_bridges_as_a_host_lays_them_out() {
+        let (root, dev) = tree();
+        let host = Sysfs::new(root.path());
+        let members = root.path().join("kernel/iommu_groups/7/devices");
+        std::fs::create_dir_all(&members).unwrap();
+        let bridge = root.path().join("bus/pci/devices/0002:00:00.0");
+        std::fs::create_dir_all(&bridge).unwrap();
+        for name in ["0002:01:00.0", "0002:00:00.0"] {
+            std::os::unix::fs::symlink(format!("../../../../bus/pci/devices/{name}"), members.join(name))
+                .unwrap();
+        }
+        let port = PciAddr { bus: 0, ..DEV };
+        assert_eq!(host.group_members(7), Ok(vec![port, DEV]));
+        assert!(
+            host.group_members(8)
+                .unwrap_err()
+                .contains("kernel/iommu_groups/8/devices")
+        );
+        // The batch, under one open kernel/iommu_groups, answers as each question alone.
+        assert_eq!(
+            host.groups_members(&[8, 7]),
+            [host.group_members(8), host.group_members(7)]
+        );
+        // No driver link: no driver; a link: its last component.
+        assert_eq!(host.driver(DEV), Ok(None));
+        std::fs::create_dir_all(root.path().join("bus/pci/drivers/mlx5_core")).unwrap();
+        std::os::unix::fs::symlink("../../drivers/mlx5_core", dev.join("driver")).unwrap();
+        assert_eq!(host.driver(DEV), Ok(Some("mlx5_core".into())));
+        assert!(host.driver(PciAddr { bus: 9, ..DEV }).is_err());
+        // The class tells a bridge; one that cannot be read is unknown, not "no".
+        std::fs::write(dev.join("class"), "0x020000\n").unwrap();
+        std::fs::write(bridge.join("class"), "0x060400\n").unwrap();
+        assert_eq!(host.is_bridge(DEV), Ok(false));
+        assert_eq!(host.is_bridge(port), Ok(true));
+        std::fs::write(bridge.join("class"), "bridge\n").unwrap();
+        assert!(host.is_bridge(port).is_err());
+        // The batch reads under one open directory, and asks the class only of a device on a
+        // driver that claims DMA.
+        let bindings = host.bindings(&[DEV, port]);
+        assert_eq!(bindings[0].driver, Ok(Some("mlx5_core".into())));
+        assert_eq!(bindings[0].bridge, Some(Ok(false)));
+        assert_eq!(bindings[1].driver, Ok(None));
+        assert_eq!(bindings[1].bridge, None);
+        // A name in the group that is no PCI address: the members are unknown.
+        std::fs::write(members.join("platform-thing"), "").unwrap();
+        assert!(host.group_members(7).unwrap_err().contains("is not a PCI device"));
     }
 }

@@ -338,7 +338,12 @@ fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<(Guest, Vec<Read>), Strin
         let definition =
             parse_domain(xml.as_bytes()).map_err(|e| format!("its {} definition: {e}", which.as_str()))?;
         let facts = Facts::gather(&definition, host);
-        let findings = judge_with(&definition, &facts);
+        let mut findings = judge_with(&definition, &facts);
+        // A running guest's devices are VFIO's already: what held them before its start is
+        // past (and each of its definitions is judged again before its next start).
+        if running {
+            findings.retain(|f| !f.rule.id.judges_host_state());
+        }
         defs.push(Read {
             which,
             definition,

@@ -470,14 +470,21 @@ mod tests {
         start_event_loop().unwrap();
         let conn = Connect::open(Some("test:///default")).unwrap();
         let first = Subscription::new(&conn, |_| {}).unwrap();
-        // The test driver has no close callback; a second one would be refused anyway.
+        // libvirt refuses to track the same callback for the same event twice on one
+        // connection ("event callback already tracked"): the second registration fails at its
+        // first event ID, after its sink was handed over.
         let token = Arc::new(());
         let held = Arc::clone(&token);
         let second = Subscription::new(&conn, move |_| {
             let _ = &held;
         });
-        drop(second);
-        drop(first);
+        let err = second.err().expect("the second registration fails");
+        assert!(
+            err.to_string().contains("already tracked"),
+            "failed for another reason: {err}"
+        );
+        // Its sink is freed at once, by the failed call itself, not by `first` or the connection.
         assert_eq!(Arc::strong_count(&token), 1);
+        drop(first);
     }
 }

@@ -33,6 +33,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
     let options = Options {
         assign_unaddressed: args.assign_addresses,
+        raise_hard_limit: args.raise_hard_limit,
     };
     let proposal = match redefine::propose(&dom, &host, options) {
         Ok(p) => p,
@@ -50,6 +51,9 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let problems = proposal.fixed.problems();
     for problem in &problems {
         say(&format!("{name}: cannot fix: {problem}"));
+    }
+    for note in proposal.fixed.host_notes() {
+        say(&format!("{name}: note: {note}"));
     }
 
     let (code, redefined) = decide(&conn, &dom, &proposal, args)?;

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use phbguard_core::escape::controls;
 use phbguard_core::model::{DeviceKind, Domain as Definition, PciAddr};
 use phbguard_core::parse_domain;
+use phbguard_core::vfio::{Binding, Blocker, Given, GroupState, judge_group};
 use phbguard_io::sysfs::Sysfs;
 use serde_json::{Value, json};
 use virt::connect::Connect;
@@ -27,6 +28,8 @@ pub enum User {
         at: Option<PciAddr>,
         phb: Option<u32>,
         target: Option<u32>,
+        /// `managed='yes'`: libvirt detaches it from its host driver at start.
+        managed: bool,
     },
     /// A hostdev-pool network lists it.
     Network(String),
@@ -118,18 +121,18 @@ fn users(
     guests.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, def) in &guests {
         for dev in &def.devices {
-            if let DeviceKind::Hostdev { host, .. } = dev.kind {
+            if let DeviceKind::Hostdev { host, managed, .. } = dev.kind {
                 users
                     .entry(host)
                     .or_default()
-                    .push(guest_user(name, def, dev.address));
+                    .push(guest_user(name, def, dev.address, managed));
             }
         }
     }
     Ok(users)
 }
 
-fn guest_user(name: &str, def: &Definition, at: Option<PciAddr>) -> User {
+fn guest_user(name: &str, def: &Definition, at: Option<PciAddr>, managed: bool) -> User {
     let bus = at.map(|a| u32::from(a.bus));
     let phb = bus.and_then(|bus| {
         def.pci_controllers()
@@ -147,6 +150,7 @@ fn guest_user(name: &str, def: &Definition, at: Option<PciAddr>) -> User {
         at,
         phb: phb.filter(|_| def.is_pseries()),
         target: target.filter(|_| def.is_pseries()),
+        managed,
     }
 }
 
@@ -162,6 +166,7 @@ impl User {
                 at: Some(at),
                 phb: Some(phb),
                 target,
+                ..
             } => {
                 let target = target.map(|t| format!(" target {t}")).unwrap_or_default();
                 format!("guest '{domain}' at {at} on PHB index {phb}{target}")
@@ -183,6 +188,7 @@ impl User {
                 at,
                 phb,
                 target,
+                ..
             } => json!({
                 "domain": domain,
                 "address": at.map(|a| a.to_string()),
@@ -221,6 +227,114 @@ fn device_line(d: &Device) -> String {
     line
 }
 
+/// A group as VFIO sees it: as the host holds it now (nothing detached), and for each guest
+/// given some of its devices (its managed ones detached at its start).
+pub struct Vfio {
+    pub now: GroupState,
+    pub guests: Vec<(String, GroupState)>,
+}
+
+/// Judges a group's devices as the node devices show them (crate core's vfio rules, the ones
+/// `iommu-group-not-viable` applies).
+pub fn vfio(devices: &[Device]) -> Vfio {
+    let members: Vec<PciAddr> = devices.iter().map(|d| d.pci.addr).collect();
+    let bindings: BTreeMap<PciAddr, Binding> = devices
+        .iter()
+        .map(|d| {
+            let binding = Binding {
+                driver: Ok(d.pci.driver.clone()),
+                bridge: Some(Ok(d.pci.bridge)),
+            };
+            (d.pci.addr, binding)
+        })
+        .collect();
+    let binding = |a: PciAddr| bindings.get(&a);
+    let mut given: BTreeMap<&str, Vec<Given>> = BTreeMap::new();
+    for d in devices {
+        for u in &d.users {
+            if let User::Guest { domain, managed, .. } = u {
+                given.entry(domain).or_default().push(Given {
+                    addr: d.pci.addr,
+                    managed: *managed,
+                });
+            }
+        }
+    }
+    Vfio {
+        now: judge_group(Ok(&members), binding, &[]),
+        guests: given
+            .into_iter()
+            .map(|(guest, given)| (guest.to_string(), judge_group(Ok(&members), binding, &given)))
+            .collect(),
+    }
+}
+
+/// The text lines of a group's VFIO state.
+fn vfio_lines(v: &Vfio) -> Vec<String> {
+    let blockers = |s: &GroupState| {
+        s.blockers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if v.guests.is_empty() {
+        return vec![if v.now.viable() {
+            "  VFIO: every device is free for a guest (on vfio-pci, no driver, or one that shares)".into()
+        } else {
+            format!(
+                "  VFIO: held by the host: {}; a guest given this group needs them detached or \
+                 given to it managed",
+                blockers(&v.now)
+            )
+        }];
+    }
+    v.guests
+        .iter()
+        .map(|(guest, s)| {
+            if s.viable() {
+                format!("  VFIO: viable for guest '{}'", controls(guest))
+            } else {
+                format!(
+                    "  VFIO: not viable for guest '{}': {}",
+                    controls(guest),
+                    blockers(s)
+                )
+            }
+        })
+        .collect()
+}
+
+fn state_json(s: &GroupState) -> Value {
+    json!({
+        "viable": s.viable(),
+        "blockers": s.blockers.iter().map(|b| json!({
+            "address": b.addr().to_string(),
+            "driver": b.driver(),
+            "unmanaged_hostdev": matches!(b, Blocker::Unmanaged { .. }),
+        })).collect::<Vec<_>>(),
+        "unknown": s.unknown.iter().map(|(a, why)| json!({
+            "address": a.map(|a| a.to_string()),
+            "why": why,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn vfio_json(v: &Vfio) -> Value {
+    let mut now = state_json(&v.now);
+    now["guests"] = Value::Array(
+        v.guests
+            .iter()
+            .map(|(guest, s)| {
+                let mut j = state_json(s);
+                j["domain"] = json!(guest);
+                j
+            })
+            .collect(),
+    );
+    now
+}
+
 pub fn text(g: &Groups) -> String {
     let mut out = String::new();
     for (group, devices) in &g.groups {
@@ -232,6 +346,9 @@ pub fn text(g: &Groups) -> String {
         let _ = writeln!(out, "IOMMU group {group} (NUMA node {})", nodes.join(","));
         for d in devices {
             let _ = writeln!(out, "{}", device_line(d));
+        }
+        for line in vfio_lines(&vfio(devices)) {
+            let _ = writeln!(out, "{line}");
         }
     }
     if !g.ungrouped.is_empty() {
@@ -269,7 +386,11 @@ pub fn json(g: &Groups) -> Value {
         .groups
         .iter()
         .map(|(n, devices)| {
-            json!({"group": n, "devices": devices.iter().map(device_json).collect::<Vec<_>>()})
+            json!({
+                "group": n,
+                "devices": devices.iter().map(device_json).collect::<Vec<_>>(),
+                "vfio": vfio_json(&vfio(devices)),
+            })
         })
         .collect();
     // The stderr warnings, for scripts that read only the JSON.

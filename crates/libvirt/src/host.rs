@@ -7,6 +7,7 @@ use std::path::Path;
 
 use phbguard_core::host::{GroupUnknown, HostFacts};
 use phbguard_core::model::PciAddr;
+use phbguard_core::vfio::Binding;
 use phbguard_io::sysfs::Sysfs;
 use virt::connect::Connect;
 
@@ -68,5 +69,47 @@ impl HostFacts for Host<'_> {
 
     fn is_hostdev_network(&self, name: &str) -> Option<bool> {
         Some(self.pools.contains_key(name))
+    }
+
+    fn group_members(&self, group: u32) -> Result<Vec<PciAddr>, String> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.group_members(group),
+            PciFacts::Sysfs(s) => s.group_members(group),
+        }
+    }
+
+    fn groups_members(&self, groups: &[u32]) -> Vec<Result<Vec<PciAddr>, String>> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.groups_members(groups),
+            PciFacts::Sysfs(s) => s.groups_members(groups),
+        }
+    }
+
+    fn driver(&self, addr: PciAddr) -> Result<Option<String>, String> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.driver(addr),
+            PciFacts::Sysfs(s) => s.driver(addr),
+        }
+    }
+
+    fn is_bridge(&self, addr: PciAddr) -> Result<bool, String> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.is_bridge(addr),
+            PciFacts::Sysfs(s) => s.is_bridge(addr),
+        }
+    }
+
+    fn bindings(&self, addrs: &[PciAddr]) -> Vec<Binding> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.bindings(addrs),
+            PciFacts::Sysfs(s) => s.bindings(addrs),
+        }
+    }
+
+    fn is_nvlink2_bridge(&self, addr: PciAddr) -> Option<bool> {
+        match &self.pci {
+            PciFacts::NodeDevices(n) => n.is_nvlink2_bridge(addr),
+            PciFacts::Sysfs(s) => s.is_nvlink2_bridge(addr),
+        }
     }
 }

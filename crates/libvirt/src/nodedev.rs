@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use phbguard_core::host::{GroupUnknown, HostFacts};
 use phbguard_core::model::PciAddr;
+use phbguard_core::vfio::nodedev_name;
 use quick_xml::Reader;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use virt::connect::Connect;
@@ -34,6 +35,11 @@ pub struct PciDevice {
     /// The kernel driver bound now (`vfio-pci`, `mlx5_core`), if any.
     pub driver: Option<String>,
     pub iommu_group: Option<u32>,
+    /// Every device of its IOMMU group, as `<iommuGroup>` lists them (itself included).
+    pub iommu_members: Vec<PciAddr>,
+    /// Its configuration header is a bridge's: `<capability type='pci-bridge'/>` or
+    /// `'cardbus-bridge'` (libvirt writes the header type when it is not an endpoint's).
+    pub bridge: bool,
     /// `None` when the platform does not say (libvirt omits `<numa>` for -1).
     pub numa_node: Option<u32>,
     /// `<capability type='virt_functions'>`: the SR-IOV VFs of a PF.
@@ -49,14 +55,6 @@ pub struct NetDevice {
     pub interface: String,
     /// `<parent>`: the device the interface belongs to, for a NIC's port its PCI function.
     pub parent: Option<String>,
-}
-
-/// libvirt's node-device name of a PCI address.
-pub fn device_name(addr: PciAddr) -> String {
-    format!(
-        "pci_{:04x}_{:02x}_{:02x}_{:x}",
-        addr.domain, addr.bus, addr.slot, addr.function
-    )
 }
 
 /// Node devices of one connection, each looked up once.
@@ -87,7 +85,7 @@ impl<'c> NodeDevices<'c> {
     }
 
     fn lookup(&self, addr: PciAddr) -> Result<Option<PciDevice>, String> {
-        self.pci_named(&device_name(addr))
+        self.pci_named(&nodedev_name(addr))
     }
 
     /// The node device libvirt calls `name`, when it is a PCI device; `Ok(None)` when there is
@@ -177,6 +175,36 @@ impl HostFacts for NodeDevices<'_> {
     fn numa_node(&self, addr: PciAddr) -> Option<u32> {
         self.pci(addr).ok().flatten().and_then(|d| d.numa_node)
     }
+
+    /// From `<iommuGroup>` of a member already read (the hostdevs' own node devices are,
+    /// before their groups are asked about): libvirt lists every member there.
+    fn group_members(&self, group: u32) -> Result<Vec<PciAddr>, String> {
+        let cache = self.cache.borrow();
+        let listed = cache.values().find_map(|d| match d {
+            Ok(Some(d)) if d.iommu_group == Some(group) && !d.iommu_members.is_empty() => {
+                Some(d.iommu_members.clone())
+            }
+            _ => None,
+        });
+        let mut members = listed.ok_or_else(|| format!("no node device lists IOMMU group {group}"))?;
+        members.sort_unstable();
+        members.dedup();
+        Ok(members)
+    }
+
+    fn driver(&self, addr: PciAddr) -> Result<Option<String>, String> {
+        match self.pci(addr)? {
+            Some(dev) => Ok(dev.driver),
+            None => Err(format!("libvirt has no node device {}", nodedev_name(addr))),
+        }
+    }
+
+    fn is_bridge(&self, addr: PciAddr) -> Result<bool, String> {
+        match self.pci(addr)? {
+            Some(dev) => Ok(dev.bridge),
+            None => Err(format!("libvirt has no node device {}", nodedev_name(addr))),
+        }
+    }
 }
 
 /// Where the reader is in a node device's XML.
@@ -188,6 +216,7 @@ enum At {
     Pci,
     PciField(Field),
     VirtFunctions,
+    IommuGroup,
     Other,
 }
 
@@ -219,6 +248,8 @@ pub fn parse_pci_device(xml: &str) -> Result<Option<PciDevice>, String> {
         product: None,
         driver: None,
         iommu_group: None,
+        iommu_members: Vec::new(),
+        bridge: false,
         numa_node: None,
         virt_functions: Vec::new(),
     };
@@ -373,7 +404,7 @@ fn open(stack: &[At], e: &BytesStart<'_>, dev: &mut PciDevice, is_pci: &mut bool
                     .and_then(|n| u32::try_from(n).ok())
                     .ok_or_else(|| format!("<iommuGroup number='{number}'> is not a group number"))?;
                 dev.iommu_group = Some(group);
-                At::Other
+                At::IommuGroup
             }
             "numa" => {
                 // libvirt writes no <numa> for node -1; anything unreadable is "unknown" too.
@@ -383,10 +414,18 @@ fn open(stack: &[At], e: &BytesStart<'_>, dev: &mut PciDevice, is_pci: &mut bool
                 At::Other
             }
             "capability" if attr("type").as_deref() == Some("virt_functions") => At::VirtFunctions,
+            "capability" if matches!(attr("type").as_deref(), Some("pci-bridge" | "cardbus-bridge")) => {
+                dev.bridge = true;
+                At::Other
+            }
             _ => At::Other,
         },
         (3, Some(At::VirtFunctions), "address") => {
             dev.virt_functions.push(address_attrs(&attr)?);
+            At::Other
+        }
+        (3, Some(At::IommuGroup), "address") => {
+            dev.iommu_members.push(address_attrs(&attr)?);
             At::Other
         }
         _ => At::Other,
@@ -461,7 +500,7 @@ mod tests {
         let dev = parse_pci_device(PF).unwrap().unwrap();
         assert_eq!(dev.name, "pci_0002_02_00_0");
         assert_eq!(dev.addr.to_string(), "0002:02:00.0");
-        assert_eq!(device_name(dev.addr), dev.name);
+        assert_eq!(nodedev_name(dev.addr), dev.name);
         assert_eq!(dev.iommu_group, Some(7));
         assert_eq!(dev.numa_node, Some(1));
         assert_eq!(dev.driver.as_deref(), Some("mlx5_core"));
@@ -470,6 +509,52 @@ mod tests {
         assert_eq!(dev.product.as_deref(), Some("MT27800 Family [ConnectX-5]"));
         let vfs: Vec<String> = dev.virt_functions.iter().map(|a| a.to_string()).collect();
         assert_eq!(vfs, ["0002:02:00.2", "0002:02:00.3"]);
+    }
+
+    // A PCIe switch's downstream port as libvirt 9.0's udev backend writes it: its driver,
+    // its header type (not an endpoint's) and every member of its IOMMU group.
+    const PORT: &str = "<device>
+  <name>pci_0008_00_00_0</name>
+  <path>/sys/devices/pci0008:00/0008:00:00.0</path>
+  <parent>computer</parent>
+  <driver>
+    <name>pcieport</name>
+  </driver>
+  <capability type='pci'>
+    <class>0x060400</class>
+    <domain>8</domain>
+    <bus>0</bus>
+    <slot>0</slot>
+    <function>0</function>
+    <product id='0x04c1'/>
+    <vendor id='0x1014'/>
+    <capability type='pci-bridge'/>
+    <iommuGroup number='22'>
+      <address domain='0x0008' bus='0x00' slot='0x00' function='0x0'/>
+      <address domain='0x0008' bus='0x01' slot='0x00' function='0x0'/>
+      <address domain='0x0008' bus='0x01' slot='0x00' function='0x1'/>
+    </iommuGroup>
+    <numa node='0'/>
+    <pci-express>
+      <link validity='cap' port='0' speed='16' width='16'/>
+    </pci-express>
+  </capability>
+</device>";
+
+    #[test]
+    fn reads_a_bridge_its_driver_and_its_groups_members() {
+        let port = parse_pci_device(PORT).unwrap().unwrap();
+        assert_eq!(port.driver.as_deref(), Some("pcieport"));
+        assert!(port.bridge);
+        assert_eq!(port.iommu_group, Some(22));
+        let members: Vec<String> = port.iommu_members.iter().map(|a| a.to_string()).collect();
+        assert_eq!(members, ["0008:00:00.0", "0008:01:00.0", "0008:01:00.1"]);
+        // An endpoint: no header type written.
+        let pf = parse_pci_device(PF).unwrap().unwrap();
+        assert!(!pf.bridge);
+        assert_eq!(pf.iommu_members, [pf.addr]);
+        let cardbus = PORT.replace("'pci-bridge'", "'cardbus-bridge'");
+        assert!(parse_pci_device(&cardbus).unwrap().unwrap().bridge);
     }
 
     #[test]

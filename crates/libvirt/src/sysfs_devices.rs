@@ -9,7 +9,9 @@ use phbguard_core::model::PciAddr;
 use phbguard_io::input::{Links, read_regular};
 use phbguard_io::sysfs::Sysfs;
 
-use crate::nodedev::{PciDevice, device_name};
+use phbguard_core::vfio::nodedev_name;
+
+use crate::nodedev::PciDevice;
 
 /// A sysfs attribute is a number and a newline; anything longer is not one.
 const MAX_ATTRIBUTE_BYTES: u64 = 64;
@@ -21,39 +23,30 @@ pub fn all_pci(sysfs: &Sysfs) -> Result<Vec<PciDevice>, String> {
     let mut all = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        let Some(addr) = entry.file_name().to_str().and_then(parse_addr) else {
+        let Some(addr) = entry.file_name().to_str().and_then(PciAddr::parse_sysfs) else {
             continue;
         };
         let path = entry.path();
+        let iommu_group = sysfs.iommu_group(addr).ok();
         all.push(PciDevice {
-            name: device_name(addr),
+            name: nodedev_name(addr),
             addr,
             vendor_id: attribute(&path.join("vendor")),
             product_id: attribute(&path.join("device")),
             vendor: None,
             product: None,
-            driver: link_name(&path.join("driver")),
-            iommu_group: sysfs.iommu_group(addr).ok(),
+            driver: sysfs.driver(addr).ok().flatten(),
+            iommu_group,
+            iommu_members: iommu_group
+                .and_then(|g| sysfs.group_members(g).ok())
+                .unwrap_or_default(),
+            bridge: sysfs.is_bridge(addr).unwrap_or(false),
             numa_node: sysfs.numa_node(addr),
             virt_functions: virt_functions(&path),
         });
     }
     all.sort_by_key(|d| d.addr);
     Ok(all)
-}
-
-/// `DDDD:BB:SS.F`, as sysfs names a PCI device.
-fn parse_addr(name: &str) -> Option<PciAddr> {
-    let (domain, rest) = name.split_once(':')?;
-    let (bus, rest) = rest.split_once(':')?;
-    let (slot, function) = rest.split_once('.')?;
-    let hex = |s: &str, digits: usize| (s.len() == digits).then(|| u32::from_str_radix(s, 16).ok())?;
-    Some(PciAddr {
-        domain: hex(domain, 4)?,
-        bus: u8::try_from(hex(bus, 2)?).ok()?,
-        slot: u8::try_from(hex(slot, 2)?).ok().filter(|s| *s <= 0x1f)?,
-        function: u8::try_from(hex(function, 1)?).ok().filter(|f| *f <= 7)?,
-    })
 }
 
 /// A small attribute such as `vendor` (`0x15b3`), as written.
@@ -78,7 +71,7 @@ fn virt_functions(device: &Path) -> Vec<PciAddr> {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("virtfn"))
         .filter_map(|e| link_name(&e.path()))
-        .filter_map(|name| parse_addr(&name))
+        .filter_map(|name| PciAddr::parse_sysfs(&name))
         .collect();
     vfs.sort();
     vfs
@@ -127,6 +120,5 @@ mod tests {
             ),
             (None, None, None)
         );
-        assert!(parse_addr("0000:00:20.0").is_none() && parse_addr("0:0:0.0").is_none());
     }
 }

@@ -1,10 +1,12 @@
 //! What the integration tests of phbguard's crates share (the root package's `tests/it` and
 //! crates/libvirt's `tests/it`): one way to run a program ([`Run`]), one set of guest XML
 //! builders ([`xml`]), fake sysfs trees ([`FakeSysfs`]), datagram sockets standing in for syslog
-//! and systemd's notify socket ([`Datagrams`]), and virsh on the real libvirtd ([`libvirtd`]).
+//! and systemd's notify socket ([`Datagrams`]), virsh on the real libvirtd ([`libvirtd`]), and
+//! golden files and their blessing ([`golden`]).
 //! A dev-dependency only: nothing here is in a binary that ships.
 
 pub mod datagrams;
+pub mod golden;
 pub mod libvirtd;
 pub mod run;
 pub mod sysfs;

@@ -50,6 +50,13 @@ pub const PHBGUARD_EXTRA: &[Section] = &[
                  it).",
             ),
             (
+                "PHBGUARD_HOOK_STDIN_DEADLINE_MS",
+                "A shorter wait for the domain XML on the hook's stdin than its 30 s, in \
+                 milliseconds (never a longer one), for tests of what the hook does when a \
+                 writer never finishes: an internal error, decided by on_internal_error. \
+                 libvirt passes hooks none of these variables.",
+            ),
+            (
                 "LIBVIRT_DEFAULT_URI",
                 "The libvirt connection *audit*, *groups*, *fix --domain* and *watch* use when \
                  *-c* is not given, as for virsh.",

@@ -198,6 +198,13 @@ pub fn rule_scenarios() -> Vec<(&'static str, String, Vec<&'static str>)> {
             format!("{}{}{}", phb(1, 1), hostdev("0002:02:00.0", 1, 1), scsi(0, 1, 2)),
             vec!["emulated-on-hostdev-phb"],
         ),
+        // Without the hook libvirt would detach 0005:01:00.0 and QEMU then fail with "group
+        // 5 is not viable": its other function stays on mlx5_core.
+        (
+            "iommu-group-not-viable",
+            format!("{}{}", phb(1, 1), hostdev("0005:01:00.0", 1, 1)),
+            vec!["iommu-group-not-viable"],
+        ),
         // Without the hook QEMU itself would fail later ("PHB 2 already attached").
         (
             "phb-target-duplicate",
@@ -207,7 +214,8 @@ pub fn rule_scenarios() -> Vec<(&'static str, String, Vec<&'static str>)> {
     ]
 }
 
-/// The fake host every hook test uses: groups 1-4, all on NUMA node 0.
+/// The fake host every hook test uses: groups 1-5, all on NUMA node 0, every device on
+/// vfio-pci but 0005:01:00.1, the other function of group 5, which a host driver holds.
 pub fn fake_host() -> support::FakeSysfs {
     support::FakeSysfs::new()
         .device("0002:01:00.0", Some(1), Some(0))
@@ -215,4 +223,7 @@ pub fn fake_host() -> support::FakeSysfs {
         .device("0003:01:00.0", Some(3), Some(0))
         .device("0003:01:00.1", Some(3), Some(0))
         .device("0004:01:00.0", None, Some(0))
+        .device("0005:01:00.0", Some(5), Some(0))
+        .device("0005:01:00.1", Some(5), Some(0))
+        .driver("0005:01:00.1", Some("mlx5_core"))
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 pub use phbguard_testkit::libvirtd::{assert_libvirtd_answers, libvirtd, virsh};
-pub use phbguard_testkit::{FakeSysfs, Run, output_text, repo, stderr, stdout};
+pub use phbguard_testkit::{FakeSysfs, Run, golden, output_text, repo, stderr, stdout};
 
 pub mod fuzz_props;
 
@@ -41,7 +41,12 @@ pub fn case_host() -> FakeSysfs {
             let cols: Vec<&str> = line.split_whitespace().collect();
             let group = cols[1].parse().ok();
             let node = cols[2].parse().ok();
-            sysfs.device(cols[0], group, node)
+            let driver = Some(cols[3]).filter(|d| *d != "-");
+            let class = u32::from_str_radix(cols[4].trim_start_matches("0x"), 16).unwrap();
+            sysfs
+                .device(cols[0], group, node)
+                .driver(cols[0], driver)
+                .class(cols[0], class)
         })
 }
 

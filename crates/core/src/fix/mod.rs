@@ -31,6 +31,10 @@ pub struct Fixed {
     pub output: String,
     /// Error findings the output still has that no planner reason covers.
     pub remaining: Vec<Finding>,
+    /// Error findings about the host's state the output still has (a group VFIO cannot open
+    /// while a host driver holds one of its devices): the host must change, not the
+    /// definition, so they do not make the output unclean.
+    pub host_state: Vec<Finding>,
 }
 
 impl Fixed {
@@ -58,6 +62,24 @@ impl Fixed {
             text: format!("{} ({}); phbguard fix does not change this", f.message, f.rule.id),
         }));
         problems
+    }
+}
+
+impl Fixed {
+    /// What the host must change for the guest to start, one per finding: the rewrite cannot.
+    pub fn host_notes(&self) -> Vec<Problem> {
+        let unchanged = self.plan.is_empty();
+        self.host_state
+            .iter()
+            .map(|f| Problem {
+                // The finding's line is one of the output, the input's only when nothing moved.
+                line: f.line.filter(|_| unchanged),
+                text: format!(
+                    "{} ({}); the host has to change this, phbguard fix does not",
+                    f.message, f.rule.id
+                ),
+            })
+            .collect()
     }
 }
 
@@ -117,20 +139,60 @@ pub fn fix(
     // The rewrite moves devices but keeps the same host devices: one read of the host serves
     // the plan and the re-check of its output.
     let facts = Facts::gather(domain, host);
-    let plan = plan::plan(&Topology::new(domain, &facts), options);
-    let (output, after) = if plan.is_empty() {
-        (input.to_string(), None)
-    } else {
-        let edits = render::edits(input, domain, &plan).map_err(InternalError::Render)?;
-        let output = crate::edit::apply(input, edits).map_err(InternalError::Edit)?;
-        let after = parse_domain(output.as_bytes()).map_err(InternalError::Reparse)?;
-        (output, Some(after))
-    };
+    let topology = Topology::new(domain, &facts);
+    let mut plan = plan::plan(&topology, options);
+    let (mut output, mut after) = rewrite(input, domain, &plan)?;
+    // PHBs the plan adds raise the memory libvirt lets QEMU lock; a <hard_limit> below that
+    // is raised only when asked, and a rewrite that pushes the need past it is not handed back.
+    if let Some(limit) = domain.memory.hard_limit
+        && let Some(need) = memlock_need(&Topology::new(after.as_ref().unwrap_or(domain), &facts))
+        && need > limit.kib
+    {
+        if options.raise_hard_limit {
+            plan.changes.push(Change::RaiseHardLimit {
+                from_kib: limit.kib,
+                to_kib: need,
+            });
+            (output, after) = rewrite(input, domain, &plan)?;
+        } else if let Some(was) = memlock_need(&topology)
+            && need > was
+        {
+            let added = plan
+                .changes
+                .iter()
+                .filter(|c| matches!(c, Change::AddPhb { .. }))
+                .count();
+            plan.unfixable.push(Unfixable {
+                subject: Subject::HardLimit,
+                device: "memtune hard_limit".into(),
+                reason: format!(
+                    "{} raise{} what libvirt 9.0 computes QEMU must lock from {} to {}, above \
+                     this <hard_limit> of {}: the guest would fail at start; run 'phbguard fix \
+                     --raise-hard-limit' to raise it to {need} KiB, or raise or remove it by hand",
+                    if added == 1 {
+                        "the PHB this fix adds".to_string()
+                    } else {
+                        format!("the {added} PHBs this fix adds")
+                    },
+                    if added == 1 { "s" } else { "" },
+                    crate::rules::size_text(was),
+                    crate::rules::size_text(need),
+                    crate::rules::size_text(limit.kib),
+                ),
+                line: Some(limit.line),
+            });
+        }
+    }
     let judged = after.as_ref().unwrap_or(domain);
     let before = positions_before(judged, &plan);
-    let remaining = judge_topology(&Topology::new(judged, &facts))
+    // The host's drivers are not the definition's: fix neither can nor claims to change them.
+    let (host_state, remaining): (Vec<Finding>, Vec<Finding>) =
+        judge_topology(&Topology::new(judged, &facts))
+            .into_iter()
+            .filter(|f| f.severity() == Severity::Error)
+            .partition(|f| f.rule.id.judges_host_state());
+    let remaining = remaining
         .into_iter()
-        .filter(|f| f.severity() == Severity::Error)
         .filter(|f| {
             let subject = match f.subject {
                 Subject::Device(i) => before[i].map(Subject::Device),
@@ -143,7 +205,28 @@ pub fn fix(
         plan,
         output,
         remaining,
+        host_state,
     })
+}
+
+/// The document `plan` makes of `input`, and its parse; the input itself (and no parse) for an
+/// empty plan.
+fn rewrite(input: &str, domain: &Domain, plan: &Plan) -> Result<(String, Option<Domain>), InternalError> {
+    if plan.is_empty() {
+        return Ok((input.to_string(), None));
+    }
+    let edits = render::edits(input, domain, plan).map_err(InternalError::Render)?;
+    let output = crate::edit::apply(input, edits).map_err(InternalError::Edit)?;
+    let after = parse_domain(output.as_bytes()).map_err(InternalError::Reparse)?;
+    Ok((output, Some(after)))
+}
+
+/// What libvirt computes QEMU must lock for the topology's guest, in KiB, when known.
+fn memlock_need(t: &Topology<'_>) -> Option<u64> {
+    if !t.pseries {
+        return None;
+    }
+    crate::memlock::Inputs::of(t).map(|i| crate::memlock::needed_kib(&i))
 }
 
 /// For each device of the rewritten domain `after`, its position in the domain the plan was made
@@ -156,7 +239,10 @@ fn positions_before(after: &Domain, plan: &Plan) -> Vec<Option<usize>> {
         match *change {
             Change::AddPhb { index, .. } => added.push(index),
             Change::RemoveController { device, .. } => removed.push(device),
-            Change::Move { .. } | Change::Retarget { .. } | Change::SetPhbModel { .. } => {}
+            Change::Move { .. }
+            | Change::Retarget { .. }
+            | Change::SetPhbModel { .. }
+            | Change::RaiseHardLimit { .. } => {}
         }
     }
     let mut kept = (0..).filter(|i| !removed.contains(i));
@@ -201,6 +287,10 @@ impl Change {
                 let model = domain.devices[device].model_attr.as_deref().unwrap_or("bridge");
                 format!("removed controller pci index {index} ({model}), nothing is behind it now")
             }
+            Change::RaiseHardLimit { from_kib, to_kib } => format!(
+                "memtune hard_limit: {from_kib} KiB -> {to_kib} KiB, what libvirt 9.0 computes \
+                 QEMU must lock"
+            ),
         }
     }
 }

@@ -24,6 +24,9 @@ const FUNCTIONS: u8 = 8;
 pub struct Options {
     /// Also give hostdevs without a guest address the one libvirt would pick, pinning it.
     pub assign_unaddressed: bool,
+    /// Raise a `<memtune><hard_limit>` below what libvirt computes QEMU must lock to that
+    /// figure (an admin's limit is a decision: it is raised only when asked).
+    pub raise_hard_limit: bool,
 }
 
 /// One change to the definition.
@@ -65,6 +68,13 @@ pub enum Change {
         device: usize,
         /// Its controller index.
         index: u32,
+    },
+    /// `<memtune><hard_limit>` is raised to what libvirt computes QEMU must lock.
+    RaiseHardLimit {
+        /// The limit before, in KiB.
+        from_kib: u64,
+        /// The limit after, in KiB.
+        to_kib: u64,
     },
     /// A PHB's `<model name>` becomes `spapr-pci-host-bridge`, the only one pSeries has.
     SetPhbModel {
@@ -125,7 +135,7 @@ pub fn plan(topology: &Topology<'_>, options: Options) -> Plan {
     // Reports read best as: what the controllers become (a removed bridge before the PHB that
     // may take its index), then what moves onto them.
     plan.changes.sort_by_key(|c| match c {
-        Change::SetPhbModel { .. } | Change::Retarget { .. } => 0,
+        Change::SetPhbModel { .. } | Change::Retarget { .. } | Change::RaiseHardLimit { .. } => 0,
         Change::RemoveController { .. } => 1,
         Change::AddPhb { .. } => 2,
         Change::Move { .. } => 3,
@@ -638,12 +648,25 @@ impl<'t, 'd> Planner<'t, 'd> {
             Bus::Phb(_) => false,
         });
         let (Some(index), true) = (index, phbs < MAX_PHBS) else {
-            self.unfixable(
-                first,
+            let needed = self.phbs_needed();
+            let reason = if needed > MAX_PHBS {
                 format!(
-                    "needs a new PHB but the guest already has {phbs}, the most QEMU allows is {MAX_PHBS}"
-                ),
-            );
+                    "needs a PHB of its own, but the guest needs {needed} PHBs (the default one and \
+                     one per IOMMU group of its hostdevs{}) and QEMU allows at most {MAX_PHBS} \
+                     (SPAPR_MAX_PHBS, index 0 included); give the guest fewer IOMMU groups",
+                    if self.topology.pool_interfaces().is_empty() {
+                        ""
+                    } else {
+                        " and per interface on a hostdev pool"
+                    }
+                )
+            } else {
+                format!(
+                    "needs a new PHB but the guest already has {phbs}, the most QEMU allows is \
+                     {MAX_PHBS} (SPAPR_MAX_PHBS); remove the PHBs it does not use"
+                )
+            };
+            self.unfixable(first, reason);
             return None;
         };
         let Some(target) = self.free_target() else {
@@ -660,6 +683,18 @@ impl<'t, 'd> Planner<'t, 'd> {
             node,
         });
         Some(index as u8)
+    }
+
+    /// The PHBs the rewritten guest needs at the least: the default one, one per IOMMU group
+    /// of the hostdevs it places, one per interface on a hostdev pool.
+    fn phbs_needed(&self) -> usize {
+        let mut groups: Vec<u32> = (0..self.topology.domain.devices.len())
+            .filter(|&i| self.device(i).address.is_some() || self.dest[i].is_some())
+            .filter_map(|i| self.known_group(i))
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        1 + groups.len() + self.topology.pool_interfaces().len()
     }
 
     fn free_slot(&self, bus: u8) -> Option<u8> {

@@ -36,6 +36,8 @@ pub enum RenderError {
     },
     /// The domain has no device to place a new controller after.
     NoDevices,
+    /// The plan raises a `<hard_limit>` the domain does not have.
+    NoHardLimit,
 }
 
 impl fmt::Display for RenderError {
@@ -46,6 +48,7 @@ impl fmt::Display for RenderError {
             Self::NoTarget { device } => write!(f, "device {device} has no <target>"),
             Self::NoModel { device } => write!(f, "device {device} has no <model>"),
             Self::NoDevices => f.write_str("no device to place a new controller after"),
+            Self::NoHardLimit => f.write_str("no <memtune><hard_limit> to raise"),
         }
     }
 }
@@ -108,6 +111,14 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
             }
             Change::AddPhb { index, target, node } => {
                 edits.push(new_phb(input, domain, index, target, node)?)
+            }
+            Change::RaiseHardLimit { to_kib, .. } => {
+                let limit = domain.memory.hard_limit.ok_or(RenderError::NoHardLimit)?;
+                let q = quote_of(input, limit.span.start);
+                edits.push(Edit::replace(
+                    limit.span,
+                    format!("<hard_limit unit={q}KiB{q}>{to_kib}</hard_limit>"),
+                ));
             }
         }
     }

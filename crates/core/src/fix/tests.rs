@@ -277,9 +277,9 @@ fn no_thirty_second_phb_is_added() {
     let out = run(&domain("", &devices), &host(&facts));
     assert!(!out.clean);
     assert!(
-        out.problems
-            .iter()
-            .any(|p| p.contains("hostdev 001f:01:00.0") && p.contains("the most QEMU allows is 31")),
+        out.problems.iter().any(|p| p.contains("hostdev 001f:01:00.0")
+            && p.contains("the guest needs 32 PHBs")
+            && p.contains("QEMU allows at most 31 (SPAPR_MAX_PHBS, index 0 included)")),
         "{:?}",
         out.problems
     );
@@ -342,6 +342,7 @@ fn assigning_addresses_follows_libvirts_device_order() {
         &h,
         Options {
             assign_unaddressed: true,
+            ..Options::default()
         },
     );
     assert!(out.clean, "{:?}", out.problems);
@@ -483,6 +484,7 @@ fn an_empty_address_is_filled_in_not_joined_by_a_second_one() {
         &h,
         Options {
             assign_unaddressed: true,
+            ..Options::default()
         },
     );
     assert!(out.clean, "{:?}", out.problems);
@@ -633,4 +635,97 @@ fn a_device_repeating_the_address_of_one_that_moves_away_keeps_it() {
             "interface 52:54:00:00:00:01: 0000:01:01.0 -> 0000:02:01.0",
         ]
     );
+}
+
+/// `fix --raise-hard-limit`.
+fn raising() -> Options {
+    Options {
+        raise_hard_limit: true,
+        ..Options::default()
+    }
+}
+
+/// 4 GiB and the hard limit one PHB needs (4255744 KiB), with `devices`.
+fn limited(devices: &[String]) -> String {
+    domain(
+        "  <memory unit='GiB'>4</memory>\n  <memtune>\n    <hard_limit unit='KiB'>4256000</hard_limit>\n  </memtune>\n",
+        devices,
+    )
+}
+
+#[test]
+fn a_new_phb_past_the_hard_limit_is_refused_unless_raising_it_is_asked() {
+    let h = host(&[("0002:02:00.0", 8, None)]);
+    let xml = limited(&[hostdev("0002:02:00.0", Some((0, 5, 0)))]);
+    let out = run(&xml, &h);
+    assert!(!out.clean);
+    assert!(
+        out.problems
+            .iter()
+            .any(|p| p.starts_with("memtune hard_limit: the PHB this fix adds")
+                && p.contains("from 4255744 KiB (4.06 GiB) to 4268032 KiB (4.07 GiB)")
+                && p.contains("above this <hard_limit> of 4256000 KiB")),
+        "{:?}",
+        out.problems
+    );
+    let raise = raising();
+    let out = run_with(&xml, &h, raise);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes.last().unwrap(),
+        "memtune hard_limit: 4256000 KiB -> 4268032 KiB, what libvirt 9.0 computes QEMU must lock"
+    );
+    assert!(
+        out.output.contains("<hard_limit unit='KiB'>4268032</hard_limit>"),
+        "{}",
+        out.output
+    );
+    // Enough already: nothing is raised.
+    let roomy = xml.replace("4256000", "5000000");
+    let out = run_with(&roomy, &h, raise);
+    assert!(
+        out.clean && !out.output.contains("<hard_limit unit='KiB'>4"),
+        "{}",
+        out.output
+    );
+}
+
+#[test]
+fn a_limit_below_the_memory_stays_an_error_until_raising_it_is_asked() {
+    let h = host(&[("0002:02:00.0", 8, None)]);
+    let xml = limited(&[phb(1, 1), hostdev("0002:02:00.0", Some((1, 1, 0)))]).replace("4256000", "1048576");
+    let out = run(&xml, &h);
+    assert!(!out.clean);
+    assert!(
+        out.problems[0].contains("(memlock-limit-too-low)"),
+        "{:?}",
+        out.problems
+    );
+    let raise = raising();
+    let out = run_with(&xml, &h, raise);
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(out.changes.len(), 1);
+}
+
+#[test]
+fn the_hosts_drivers_are_noted_never_left_as_unfixed() {
+    let a = addr("0006:01:00.0");
+    let b = addr("0006:01:00.1");
+    let h = StaticHost::new()
+        .with_device(a, 20, None)
+        .with_device(b, 20, None)
+        .with_driver(b, "mlx5_core");
+    let xml = domain("", &[hostdev("0006:01:00.0", Some((0, 5, 0)))]);
+    let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+    let fixed = fix(&xml, &parsed, &h, Options::default()).unwrap();
+    assert!(fixed.is_clean(), "{:?}", fixed.problems());
+    assert!(!fixed.plan.is_empty());
+    let notes = fixed.host_notes();
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].text.contains("0006:01:00.1 is bound to mlx5_core"),
+        "{notes:?}"
+    );
+    // The line of a rewritten document is not the input's: none is given.
+    assert_eq!(notes[0].line, None);
 }

@@ -160,7 +160,8 @@ pub fn fixed(file: &str, domain: &Domain, fixed: &Fixed, changed: bool) -> Value
 
 /// What every fix report says, whatever was fixed (a file, or a libvirt domain for `fix
 /// --domain`, which adds its own fields): `domain`, `uuid`, `pseries`, `fixed`, `changed`,
-/// `changes` (one object each, [`change`]) and `problems`.
+/// `changes` (one object each, [`change`]), `problems` and `host_notes` (what the host, not the
+/// definition, must change: a group VFIO cannot open).
 pub fn fix_report(domain: &Domain, fixed: &Fixed, changed: bool) -> Map<String, Value> {
     let changes: Vec<Value> = fixed.plan.changes.iter().map(|c| change(c, domain)).collect();
     let report = json!({
@@ -171,6 +172,7 @@ pub fn fix_report(domain: &Domain, fixed: &Fixed, changed: bool) -> Map<String, 
         "changed": changed,
         "changes": changes,
         "problems": fixed.problems().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "host_notes": fixed.host_notes().iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
     match report {
         Value::Object(map) => map,
@@ -203,6 +205,10 @@ pub fn change(change: &Change, domain: &Domain) -> Value {
         }),
         Change::RemoveController { index, .. } => json!({
             "kind": "remove-controller", "index": index, "summary": summary,
+        }),
+        Change::RaiseHardLimit { from_kib, to_kib } => json!({
+            "kind": "raise-hard-limit", "from_kib": from_kib, "to_kib": to_kib,
+            "summary": summary,
         }),
     }
 }

@@ -57,6 +57,7 @@ pub fn shared_hostdevs(guests: &[&Domain]) -> Vec<Vec<Finding>> {
             let name = guests[g].devices[d].describe();
             findings[g].push(Finding {
                 rule: RuleId::HostdevSharedBetweenGuests.rule(),
+                severity: RuleId::HostdevSharedBetweenGuests.rule().severity,
                 subject: Subject::Device(d),
                 line: Some(guests[g].devices[d].line),
                 message: format!(

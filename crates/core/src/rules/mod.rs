@@ -6,8 +6,10 @@ mod addresses;
 mod controllers;
 mod fleet;
 mod hostdevs;
+mod memlock;
 mod numa;
 mod pools;
+mod viability;
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,6 +18,7 @@ use crate::host::{Facts, HostFacts};
 use crate::model::{Domain, Subject};
 use crate::topology::Topology;
 pub use fleet::shared_hostdevs;
+pub(crate) use memlock::size as size_text;
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -66,6 +69,10 @@ pub enum RuleId {
     EmulatedOnHostdevPhb,
     /// `pci-address-duplicate`
     PciAddressDuplicate,
+    /// `iommu-group-not-viable`
+    IommuGroupNotViable,
+    /// `memlock-limit-too-low`
+    MemlockLimitTooLow,
     /// `pci-bridge-on-pseries`
     PciBridgeOnPseries,
     /// `iommu-group-unknown`
@@ -80,7 +87,7 @@ pub enum RuleId {
 
 impl RuleId {
     /// Every id, in catalogue order.
-    pub const ALL: [RuleId; 16] = [
+    pub const ALL: [RuleId; 18] = [
         RuleId::MultiplePciRoots,
         RuleId::PhbWrongModel,
         RuleId::PhbTargetOutOfRange,
@@ -92,6 +99,8 @@ impl RuleId {
         RuleId::IommuGroupSplit,
         RuleId::EmulatedOnHostdevPhb,
         RuleId::PciAddressDuplicate,
+        RuleId::IommuGroupNotViable,
+        RuleId::MemlockLimitTooLow,
         RuleId::PciBridgeOnPseries,
         RuleId::IommuGroupUnknown,
         RuleId::PhbNumaMismatch,
@@ -113,6 +122,8 @@ impl RuleId {
             RuleId::IommuGroupSplit => "iommu-group-split",
             RuleId::EmulatedOnHostdevPhb => "emulated-on-hostdev-phb",
             RuleId::PciAddressDuplicate => "pci-address-duplicate",
+            RuleId::IommuGroupNotViable => "iommu-group-not-viable",
+            RuleId::MemlockLimitTooLow => "memlock-limit-too-low",
             RuleId::PciBridgeOnPseries => "pci-bridge-on-pseries",
             RuleId::IommuGroupUnknown => "iommu-group-unknown",
             RuleId::PhbNumaMismatch => "phb-numa-mismatch",
@@ -133,6 +144,20 @@ impl RuleId {
             self,
             RuleId::HostdevNetworkNotIsolated | RuleId::HostdevSharedBetweenGuests
         )
+    }
+
+    /// Whether the rule judges the host as it is now (which drivers hold the devices), not
+    /// the definition: `fix` cannot change that, a running guest is past it (its devices are
+    /// VFIO's already), and a hot-plug the watcher sees has already happened.
+    pub fn judges_host_state(self) -> bool {
+        self == RuleId::IommuGroupNotViable
+    }
+
+    /// Whether `fix` removes the rule's findings by itself, so that the watcher may rewrite a
+    /// definition for them. Not for the host's state, nor for a `<hard_limit>`, which is an
+    /// admin's decision that `fix` raises only when asked (`--raise-hard-limit`).
+    pub fn fixable(self) -> bool {
+        !matches!(self, RuleId::IommuGroupNotViable | RuleId::MemlockLimitTooLow)
     }
 }
 
@@ -166,11 +191,14 @@ impl FromStr for RuleId {
 }
 
 /// The host the examples ([`Rule::bad`], [`Rule::good`]) are judged on: host PCI device,
-/// IOMMU group, NUMA node. `phbguard explain` prints it with them.
-pub const EXAMPLE_HOST: &[(&str, u32, u32)] = &[
-    ("0001:01:00.0", 1, 0),
-    ("0001:01:00.1", 1, 0),
-    ("0002:01:00.0", 2, 8),
+/// IOMMU group, NUMA node, the driver bound to it (`None`: no driver). `phbguard explain`
+/// prints it with them.
+pub const EXAMPLE_HOST: &[(&str, u32, u32, Option<&str>)] = &[
+    ("0001:01:00.0", 1, 0, Some("vfio-pci")),
+    ("0001:01:00.1", 1, 0, None),
+    ("0002:01:00.0", 2, 8, Some("vfio-pci")),
+    ("0003:01:00.0", 3, 0, Some("mlx5_core")),
+    ("0003:01:00.1", 3, 0, Some("mlx5_core")),
 ];
 
 /// One rule of the catalogue.
@@ -202,6 +230,9 @@ impl fmt::Debug for Rule {
 pub struct Finding {
     /// The rule that found it.
     pub rule: &'static Rule,
+    /// How much it matters: the rule's severity, or less where the rule tells certain failure
+    /// from possible failure (`memlock-limit-too-low`).
+    pub severity: Severity,
     /// What it is about.
     pub subject: Subject,
     /// How the finding names its subject: `hostdev 0002:02:00.0 at 0000:00:05.0`.
@@ -228,9 +259,16 @@ impl Finding {
         Finding::about(rule, t, Subject::Controller(index), name, what)
     }
 
-    fn about(rule: &'static Rule, t: &Topology<'_>, subject: Subject, name: String, what: &str) -> Finding {
+    pub(crate) fn about(
+        rule: &'static Rule,
+        t: &Topology<'_>,
+        subject: Subject,
+        name: String,
+        what: &str,
+    ) -> Finding {
         Finding {
             rule,
+            severity: rule.severity,
             subject,
             message: format!("{name} {what}"),
             device: name,
@@ -238,9 +276,9 @@ impl Finding {
         }
     }
 
-    /// The rule's severity.
+    /// How much it matters.
     pub fn severity(&self) -> Severity {
-        self.rule.severity
+        self.severity
     }
 }
 
@@ -257,6 +295,8 @@ pub static RULES: &[Rule] = &[
     hostdevs::IOMMU_GROUP_SPLIT,
     hostdevs::EMULATED_ON_HOSTDEV_PHB,
     addresses::PCI_ADDRESS_DUPLICATE,
+    viability::IOMMU_GROUP_NOT_VIABLE,
+    memlock::MEMLOCK_LIMIT_TOO_LOW,
     controllers::PCI_BRIDGE_ON_PSERIES,
     hostdevs::IOMMU_GROUP_UNKNOWN,
     numa::PHB_NUMA_MISMATCH,
@@ -303,18 +343,13 @@ mod tests {
     fn example_host() -> StaticHost {
         EXAMPLE_HOST
             .iter()
-            .fold(StaticHost::new(), |host, &(addr, group, node)| {
-                let n: Vec<u32> = addr
-                    .split([':', '.'])
-                    .map(|p| u32::from_str_radix(p, 16).unwrap())
-                    .collect();
-                let addr = PciAddr {
-                    domain: n[0],
-                    bus: n[1] as u8,
-                    slot: n[2] as u8,
-                    function: n[3] as u8,
-                };
-                host.with_device(addr, group, Some(node))
+            .fold(StaticHost::new(), |host, &(addr, group, node, driver)| {
+                let addr = PciAddr::parse_sysfs(addr).unwrap();
+                let host = host.with_device(addr, group, Some(node));
+                match driver {
+                    Some(driver) => host.with_driver(addr, driver),
+                    None => host,
+                }
             })
             // hostdev-network-not-isolated's examples name this hostdev-pool network.
             .with_hostdev_network("vfpool")

@@ -27,7 +27,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 /// `domain/definition: severity rule device` for every finding of an audit JSON report.
-fn finding_lines(json: &Value) -> Vec<String> {
+pub(crate) fn finding_lines(json: &Value) -> Vec<String> {
     let mut lines = Vec::new();
     for r in json["results"].as_array().expect("results") {
         for f in r["findings"].as_array().expect("findings") {
@@ -109,7 +109,7 @@ fn fleet_findings_shared_device_pool_network_and_opt_out() {
 
 /// Each definition's `topology` (its PHBs, bridges and devices with host device, IOMMU group
 /// and the findings about each), pinned in `tests/data/fleet.topology` as `check`'s are beside
-/// each rule case; `PHBGUARD_BLESS=1` rewrites it for review.
+/// each rule case; `PHBGUARD_BLESS=1` rewrites it for review (and fails: phbguard-testkit's golden).
 #[test]
 fn json_topology_shows_each_guest_as_the_rules_saw_it() {
     let (_, json) = audit_json(&fleet(), &[]);
@@ -124,11 +124,7 @@ fn json_topology_shows_each_guest_as_the_rules_saw_it() {
     }
     let got = format!("{}\n", serde_json::to_string_pretty(&Value::Object(got)).unwrap());
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fleet.topology");
-    if std::env::var_os("PHBGUARD_BLESS").is_some() {
-        std::fs::write(&file, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    assert_eq!(got, want, "{} differs", file.display());
+    phbguard_testkit::golden::assert_golden(&file, &got);
 
     // What the drawing relies on, said once more in words: the shared device of 'web' on PHB 1
     // in IOMMU group 8, the finding about it marked on it; the x86 guest has no PHBs to draw.
@@ -715,7 +711,8 @@ fn a_pool_that_names_its_pf_uses_the_pfs_vfs() {
          MT27800 Family [ConnectX-5 Virtual Function]\n      used by network 'sriov' (hostdev pool)\n",
         // The PF itself is not in the pool.
         "IOMMU group 30 (NUMA node 1)\n  0002:04:00.0  15b3:1017  -           Mellanox Technologies \
-         MT27800 Family [ConnectX-5]\nIOMMU group 31",
+         MT27800 Family [ConnectX-5]\n  VFIO: every device is free for a guest (on vfio-pci, no \
+         driver, or one that shares)\nIOMMU group 31",
     ] {
         assert!(text.contains(needle), "no '{needle}' in\n{text}");
     }
@@ -1112,18 +1109,27 @@ fn the_policys_sysfs_root_is_read_as_the_hook_reads_it() {
     );
 }
 
-/// groups reads the devices from a sysfs tree as audit does with --sysfs-root; who uses them
-/// still comes from libvirt.
+/// groups reads the devices from a sysfs tree as audit does with --sysfs-root (their drivers
+/// and classes judge VFIO's viability); who uses them still comes from libvirt.
 #[test]
 fn groups_reads_a_sysfs_tree_with_sysfs_root() {
     let root = tempfile::tempdir().unwrap();
-    let dev = root.path().join("bus/pci/devices/0002:02:00.0");
-    std::fs::create_dir_all(&dev).unwrap();
-    std::fs::write(dev.join("vendor"), "0x15b3\n").unwrap();
-    std::fs::write(dev.join("device"), "0x1017\n").unwrap();
-    std::fs::write(dev.join("numa_node"), "0\n").unwrap();
-    std::os::unix::fs::symlink("../../../kernel/iommu_groups/40", dev.join("iommu_group")).unwrap();
-    std::os::unix::fs::symlink("../../../bus/pci/drivers/vfio-pci", dev.join("driver")).unwrap();
+    let members = root.path().join("kernel/iommu_groups/40/devices");
+    std::fs::create_dir_all(&members).unwrap();
+    // The guests' device on vfio-pci, and its other function still on the host's driver.
+    for (function, driver) in [("0", "vfio-pci"), ("1", "mlx5_core")] {
+        let name = format!("0002:02:00.{function}");
+        let dev = root.path().join("bus/pci/devices").join(&name);
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("vendor"), "0x15b3\n").unwrap();
+        std::fs::write(dev.join("device"), "0x1017\n").unwrap();
+        std::fs::write(dev.join("class"), "0x020000\n").unwrap();
+        std::fs::write(dev.join("numa_node"), "0\n").unwrap();
+        std::os::unix::fs::symlink("../../../kernel/iommu_groups/40", dev.join("iommu_group")).unwrap();
+        std::os::unix::fs::symlink(format!("../../../bus/pci/drivers/{driver}"), dev.join("driver")).unwrap();
+        std::os::unix::fs::symlink(format!("../../../../bus/pci/devices/{name}"), members.join(&name))
+            .unwrap();
+    }
     let root_arg = root.path().to_str().unwrap();
     let out = run(&["groups", "-c", &uri(&fleet()), "--sysfs-root", root_arg]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -1131,8 +1137,11 @@ fn groups_reads_a_sysfs_tree_with_sysfs_root() {
         stdout(&out),
         "IOMMU group 40 (NUMA node 0)\n  0002:02:00.0  15b3:1017  vfio-pci\n      \
          used by guest 'standby' at 0000:01:01.0 on PHB index 1 target 1\n      \
-         used by guest 'web' at 0000:01:01.0 on PHB index 1 target 1\n\
-         1 IOMMU group, 1 PCI device in them; a guest needs one PHB per group it uses\n"
+         used by guest 'web' at 0000:01:01.0 on PHB index 1 target 1\n  \
+         0002:02:00.1  15b3:1017  mlx5_core\n  \
+         VFIO: not viable for guest 'standby': 0002:02:00.1 is bound to mlx5_core\n  \
+         VFIO: not viable for guest 'web': 0002:02:00.1 is bound to mlx5_core\n\
+         1 IOMMU group, 2 PCI devices in them; a guest needs one PHB per group it uses\n"
     );
 }
 

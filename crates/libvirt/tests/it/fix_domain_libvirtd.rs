@@ -1,6 +1,6 @@
 //! `phbguard fix --domain` against the real libvirtd (qemu:///system, the sandbox daemon that
 //! scripts/test-all starts): the VNC password survives the redefine, and nothing is redefined
-//! unless told. Run with `flock /run/phbguard-libvirtd.lock cargo test -p phbguard-libvirt
+//! unless told. Run with `flock /tmp/phbguard-libvirtd.lock cargo test -p phbguard-libvirt
 //! --test it fix_domain_libvirtd:: -- --include-ignored`.
 
 use std::path::Path;

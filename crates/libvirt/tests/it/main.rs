@@ -5,9 +5,12 @@
 
 mod audit;
 mod fix_domain_libvirtd;
+mod fix_domain_terminal;
+mod prometheus_file;
 mod read_only_libvirtd;
 mod redefine;
 mod rule_cases;
+mod vfio;
 mod watch_libvirt;
 
 use std::path::PathBuf;

@@ -2,11 +2,13 @@
 //! on libvirtd's read-only socket, which a monitoring agent without write access may use).
 //! Against the real libvirtd (the sandbox daemon scripts/test-all starts), in a mount namespace
 //! of their own where the read-write socket is covered by /dev/null: the read-only socket is all
-//! they have. Run as root with `flock /run/phbguard-libvirtd.lock cargo test -p phbguard-libvirt
+//! they have. Run as root with `flock /tmp/phbguard-libvirtd.lock cargo test -p phbguard-libvirt
 //! --test it read_only_libvirtd:: -- --include-ignored`.
 
 use std::process::Output;
 
+use phbguard_testkit::libvirtd::{virsh, virsh_ok};
+use phbguard_testkit::xml::{guest, phb};
 use phbguard_testkit::{Run, output_text as text};
 
 use crate::bin;
@@ -26,6 +28,18 @@ fn without_rw_socket(program: &str, args: &[&str]) -> Output {
         .output()
 }
 
+/// A guest only the rules can object to (two PHBs with target index 1), needing no host device.
+const NAME: &str = "phbguard-e2e-read-only";
+
+/// Undefines the guest, also when an assertion fails.
+struct Defined;
+
+impl Drop for Defined {
+    fn drop(&mut self) {
+        virsh(&["undefine", NAME]);
+    }
+}
+
 #[test]
 #[ignore = "needs libvirtd"]
 fn audit_and_groups_need_only_the_read_only_socket() {
@@ -36,20 +50,52 @@ fn audit_and_groups_need_only_the_read_only_socket() {
     let ro = without_rw_socket("virsh", &["-r", "-q", "-c", "qemu:///system", "uri"]);
     assert!(ro.status.success(), "read-only does not connect: {}", text(&ro));
 
-    let bin = bin();
-    let audit = without_rw_socket(bin, &["audit", "-c", "qemu:///system", "--format", "json"]);
-    // 0 or 1 (other tests' guests may break rules), never 2 (cannot connect).
-    assert!(
-        matches!(audit.status.code(), Some(0 | 1)),
-        "{:?}: {}",
-        audit.status,
-        text(&audit)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&audit.stdout).expect("audit JSON");
-    assert!(json["results"].is_array(), "{json}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let xml = guest(NAME, &format!("{}{}{}", phb(0, 0), phb(1, 1), phb(2, 1)));
+    std::fs::write(file.path(), xml).unwrap();
+    virsh_ok(&["define", file.path().to_str().unwrap()]);
+    let _defined = Defined;
 
-    let groups = without_rw_socket(bin, &["groups", "-c", "qemu:///system", "--format", "json"]);
+    // Read-only, audit and groups give what they give with every socket (whatever other
+    // guests the daemon has): the same report and exit code.
+    let bin = bin();
+    let audit_args = ["audit", "-c", "qemu:///system", "--format", "json"];
+    let audit = without_rw_socket(bin, &audit_args);
+    let audit_rw = crate::phbguard(&audit_args).output();
+    let json: serde_json::Value =
+        serde_json::from_slice(&audit.stdout).unwrap_or_else(|e| panic!("audit JSON: {e}: {}", text(&audit)));
+    let json_rw: serde_json::Value = serde_json::from_slice(&audit_rw.stdout)
+        .unwrap_or_else(|e| panic!("audit JSON: {e}: {}", text(&audit_rw)));
+    assert_eq!(json, json_rw, "read-only and read-write audits differ");
+    // Among them the guest defined here, with its error: so exit 1, as with every socket.
+    let ours: Vec<&serde_json::Value> = json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["domain"] == NAME)
+        .collect();
+    assert_eq!(ours.len(), 1, "{json}");
+    assert_eq!(ours[0]["definition"], "persistent", "{}", ours[0]);
+    let rules: Vec<&str> = ours[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["phb-target-duplicate"], "{}", ours[0]);
+    assert_eq!(audit.status.code(), Some(1), "{}", text(&audit));
+    assert_eq!(audit_rw.status.code(), Some(1), "{}", text(&audit_rw));
+
+    let groups_args = ["groups", "-c", "qemu:///system", "--format", "json"];
+    let groups = without_rw_socket(bin, &groups_args);
     assert_eq!(groups.status.code(), Some(0), "{}", text(&groups));
+    let groups_rw = crate::phbguard(&groups_args).output();
+    assert_eq!(groups_rw.status.code(), Some(0), "{}", text(&groups_rw));
     let json: serde_json::Value = serde_json::from_slice(&groups.stdout).expect("groups JSON");
     assert!(json["groups"].is_array(), "{json}");
+    assert_eq!(
+        json,
+        serde_json::from_slice::<serde_json::Value>(&groups_rw.stdout).expect("groups JSON"),
+        "read-only and read-write groups differ"
+    );
 }

@@ -220,6 +220,7 @@ fn fix_domain_shows_the_diff_and_redefines_only_with_yes() {
             "digest",
             "domain",
             "fixed",
+            "host_notes",
             "problems",
             "pseries",
             "redefined",

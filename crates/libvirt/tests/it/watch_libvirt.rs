@@ -24,11 +24,10 @@ use phbguard_testkit::{Datagrams, FakeSysfs, eventually, kill, output_text as te
 
 use crate::phbguard;
 
+mod promises;
 mod races;
 
 const PREFIX: &str = "phbguard-e2e-watch-";
-/// How long a test waits for something that must *not* happen (another DEFINED event).
-const SETTLE: Duration = Duration::from_secs(3);
 /// The VNC password of the guests that have one.
 const VNC: &str = "s3cr3t-8";
 
@@ -111,6 +110,20 @@ impl LifecycleEvents {
 }
 
 impl LifecycleEvents {
+    /// Returns once every event libvirt sent before the call has reached this listener: libvirt
+    /// delivers a client's events in order, so the event of a define made now comes after them.
+    fn barrier(&self, work: &Path) {
+        let marker = format!("{PREFIX}barrier");
+        let file = work.join("barrier.xml");
+        std::fs::write(&file, guest(&marker, "")).unwrap();
+        let seen = self.defined(&marker).len();
+        virsh_ok(&["define", file.to_str().unwrap()]);
+        eventually("virsh event to see the barrier's define", || {
+            (self.defined(&marker).len() > seen).then_some(())
+        });
+        virsh_ok(&["undefine", &marker]);
+    }
+
     /// Every event seen so far, as `virsh event --timestamp` printed it.
     fn all(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
@@ -223,6 +236,22 @@ impl World {
         std::fs::read_to_string(self.work.path().join("watch.stderr")).unwrap_or_default()
     }
 
+    /// Brings the test to where the watcher has done all it ever will about what the test did
+    /// so far, and `events` holds every event that caused, without waiting a fixed time (a late
+    /// redefine would come after any such wait). A non-compliant sentinel defined now settles
+    /// after every guest defined before it, so its log line says those were judged; SIGTERM
+    /// then ends the watcher (exit 0) once it has worked out what followed its own defines, so
+    /// nothing more comes from it; and [`LifecycleEvents::barrier`] waits for the events it
+    /// caused. The watcher is stopped afterwards.
+    fn quiesce(&mut self, events: &LifecycleEvents) {
+        let sentinel = format!("{PREFIX}sentinel-judged");
+        self.define(&sentinel, &guest(&sentinel, &hostdev("0002:02:00.0", 0, 5)));
+        self.log.wait_for(&[&format!("domain={sentinel} ")]);
+        let status = self.stop_watcher();
+        assert_eq!(status.code(), Some(0), "{}", self.stderr());
+        events.barrier(self.work.path());
+    }
+
     /// Defines `xml` (named `name`) with `virsh define`.
     fn define(&mut self, name: &str, xml: &str) {
         let file = self.work.path().join(format!("{name}.xml"));
@@ -310,7 +339,7 @@ fn fix_redefines_a_bad_definition_once_keeps_its_vnc_password_and_leaves_a_good_
     );
     let before = w.definition(&good);
 
-    std::thread::sleep(SETTLE);
+    w.quiesce(&events);
     // virsh's define and phbguard's one redefine; nothing after it.
     assert_eq!(events.defined(&bad), ["Added", "Updated"]);
     assert_eq!(events.defined(&good), ["Added"]);
@@ -322,7 +351,6 @@ fn fix_redefines_a_bad_definition_once_keeps_its_vnc_password_and_leaves_a_good_
     );
     assert_eq!(w.definition(&bad), after, "redefined again");
 
-    assert!(w.stop_watcher().success());
     w.notify.wait_for(&["STOPPING=1"]);
     w.log.wait_for(&[": stopped ", "signal=SIGTERM"]);
 }
@@ -348,11 +376,10 @@ fn warn_logs_the_findings_and_leaves_the_definition_as_it_is() {
             && line.starts_with("<28>"),
         "daemon.warning, the hook's fields: {line}"
     );
-    std::thread::sleep(SETTLE);
+    w.quiesce(&events);
     assert_eq!(events.defined(&name), ["Added"]);
     assert_eq!(w.definition(&name), before);
     assert_eq!(w.errors(&before).len(), 1);
-    assert!(w.stop_watcher().success());
 }
 
 #[test]
@@ -372,16 +399,24 @@ fn a_libvirtd_restart_does_not_end_the_watcher_and_the_next_define_is_handled() 
     w.log.wait_for(&[": disconnected "]);
     eventually("the watcher to reconnect", || (connected() == 2).then_some(()));
     w.assert_watcher_running();
-    // Reconnected and audited: the same judging as at start.
-    assert_eq!(w.log.matching(&[": audited "]).len(), 2);
+    // Reconnected and audited: the same judging as at start (its line follows `connected`).
+    eventually("the audit after reconnecting", || {
+        (w.log.matching(&[": audited "]).len() == 2).then_some(())
+    });
 
     let name = format!("{PREFIX}restart");
     w.define(&name, &guest(&name, &hostdev("0002:02:00.0", 0, 7)));
     w.log.wait_for(&[": redefined ", &format!("domain={name} ")]);
     assert_eq!(w.errors(&w.definition(&name)), Vec::<String>::new());
-    // READY=1 once; systemd is told the status of the reconnect, not a second READY.
-    assert_eq!(w.notify.matching(&["READY=1"]).len(), 1);
+    // READY=1 once; systemd is told the status of the reconnect, not a second READY. Stopped
+    // first, so that every state it sent is in (`take` waits for what was sent).
     assert!(w.stop_watcher().success());
+    let states = w.notify.take();
+    assert_eq!(
+        states.iter().filter(|m| m.contains("READY=1")).count(),
+        1,
+        "{states:#?}"
+    );
 }
 
 /// `systemctl reload`: SIGHUP reads the policy file again. A clean file turns `warn` into `fix`
