@@ -339,10 +339,40 @@ fn fix_redefines_a_bad_definition_once_keeps_its_vnc_password_and_leaves_a_good_
     );
     let before = w.definition(&good);
 
+    // An opted-out guest is left as it is; `virsh metadata --remove --config` ends the opt-out
+    // with no DEFINED event (a metadata change), and the watcher fixes it then.
+    let opted = format!("{PREFIX}fix-opted-out");
+    w.define(
+        &opted,
+        &guest(&opted, &hostdev("0002:01:00.0", 0, 5)).replacen(
+            "<memory",
+            &format!(
+                "<metadata><phbguard:policy xmlns:phbguard='{}' mode='warn'/></metadata><memory",
+                phbguard_core::parse::METADATA_NS
+            ),
+            1,
+        ),
+    );
+    w.log
+        .wait_for(&[": warned ", &format!("domain={opted} "), "op=define"]);
+    assert_eq!(w.errors(&w.definition(&opted)).len(), 1);
+    virsh_ok(&[
+        "metadata",
+        &opted,
+        "--uri",
+        phbguard_core::parse::METADATA_NS,
+        "--remove",
+        "--config",
+    ]);
+    w.log
+        .wait_for(&[": redefined ", &format!("domain={opted} "), "op=metadata"]);
+    assert_eq!(w.errors(&w.definition(&opted)), Vec::<String>::new());
+
     w.quiesce(&events);
     // virsh's define and phbguard's one redefine; nothing after it.
     assert_eq!(events.defined(&bad), ["Added", "Updated"]);
     assert_eq!(events.defined(&good), ["Added"]);
+    assert_eq!(events.defined(&opted), ["Added", "Updated"]);
     assert_eq!(w.definition(&good), before);
     assert!(
         w.log.matching(&[&format!("domain={good} ")]).is_empty(),
