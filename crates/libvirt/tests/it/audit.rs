@@ -928,17 +928,23 @@ fn cells(text: &str, name: &str, definition: &str) -> Vec<String> {
         .collect()
 }
 
-/// The shipped policy file with `[watch]` uncommented and `mode` added below it, as issue
-/// reports found on hosts: every report says the file is broken and the hook only warns.
-#[test]
-fn a_broken_policy_is_in_every_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("phbguard.toml");
+/// A policy file with a `[watch]` table and `mode` added below it, in `dir`: TOML reads that
+/// `mode` as the table's, so the file is broken and the hook only warns.
+fn policy_with_mode_below_its_table(dir: &Path) -> PathBuf {
+    let policy = dir.join("phbguard.toml");
     std::fs::write(
         &policy,
         "exempt = []\n[watch]\naction = \"fix\"\nmode = \"enforce\"\n",
     )
     .unwrap();
+    policy
+}
+
+/// Every report of audit says when the policy file is broken and that the hook only warns.
+#[test]
+fn a_broken_policy_is_in_every_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_with_mode_below_its_table(dir.path());
     let policy_arg = policy.to_str().unwrap();
     let problem = format!(
         "{policy_arg}:4: 'mode' is inside [watch] (line 2); top-level keys go before the first [table]"
@@ -1176,12 +1182,7 @@ fn readmes_audit_samples_are_real_runs() {
     assert_eq!(real.last().copied(), sample.last().map(String::as_str));
 
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("phbguard.toml");
-    std::fs::write(
-        &policy,
-        "exempt = []\n[watch]\naction = \"fix\"\nmode = \"enforce\"\n",
-    )
-    .unwrap();
+    let policy = policy_with_mode_below_its_table(dir.path());
     let out = run(&[
         "audit",
         "-c",
