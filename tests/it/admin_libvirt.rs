@@ -377,7 +377,7 @@ fn the_admin_page_from_warn_to_enforce_and_back() {
         } else if line.starts_with("phbguard audit") {
             assert_eq!(out.status.code(), Some(1));
             let row = audit_row(&support::stdout(&out), GUEST);
-            assert_eq!(row[7..], ["no", "yes"], "{}", support::stdout(&out));
+            assert_eq!(row[8..], ["no", "yes"], "{}", support::stdout(&out));
         }
     }
     assert!(
@@ -397,7 +397,7 @@ fn the_admin_page_from_warn_to_enforce_and_back() {
     assert!(out.status.success(), "{}", support::output_text(&out));
     let out = run_sh("phbguard audit", dir.path(), &subs, &env);
     assert_eq!(
-        audit_row(&support::stdout(&out), GUEST)[7..],
+        audit_row(&support::stdout(&out), GUEST)[8..],
         ["yes (warn)", "no"]
     );
     let let_through = start();

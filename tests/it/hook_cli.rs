@@ -1311,7 +1311,7 @@ fn the_shipped_hook_file_is_a_direct_interpreter_line() {
 
 #[test]
 fn the_packaged_policy_file_documents_every_key_with_its_default() {
-    use phbguard_core::config::{Config, Mode, TOP_LEVEL_KEYS, WATCH_KEYS};
+    use phbguard_core::config::{Config, FIX_KEYS, Mode, TOP_LEVEL_KEYS, WATCH_KEYS};
     let text = std::fs::read_to_string(support::repo().join("packaging/phbguard.toml")).unwrap();
     // As shipped: warn mode (the package must not refuse a guest that started before), every
     // other key commented out at its default.
@@ -1346,6 +1346,7 @@ fn the_packaged_policy_file_documents_every_key_with_its_default() {
         .iter()
         .map(|k| k.to_string())
         .chain(WATCH_KEYS.iter().map(|k| format!("watch.{k}")))
+        .chain(FIX_KEYS.iter().map(|k| format!("fix.{k}")))
         .collect();
     let documented: Vec<&str> = text
         .lines()
@@ -1402,6 +1403,7 @@ fn the_packaged_policy_edited_as_its_comments_say_still_enforces() {
         let line = match line {
             "mode = \"warn\"" => "mode = \"enforce\"".to_string(),
             "#watch.action = \"warn\"" => "watch.action = \"fix\"".to_string(),
+            "#fix.spare_phbs = 0" => "fix.spare_phbs = 2".to_string(),
             l if l.starts_with("#exempt = [") => "exempt = [\"legacy-db01\"]".to_string(),
             l if l.starts_with("#sysfs_root = ") => format!("sysfs_root = \"{}\"", w.host.path_str()),
             l if l.starts_with("#syslog_socket = ") => format!("syslog_socket = \"{}\"", w.log.path_str()),
@@ -1414,6 +1416,7 @@ fn the_packaged_policy_edited_as_its_comments_say_still_enforces() {
     for key in [
         "mode = \"enforce\"",
         "watch.action = \"fix\"",
+        "fix.spare_phbs = 2",
         "exempt = [",
         "sysfs_root = ",
     ] {
@@ -1436,6 +1439,7 @@ fn the_packaged_policy_edited_as_its_comments_say_still_enforces() {
     );
     let (config, _) = phbguard_core::config::parse(&edited);
     assert_eq!(config.watch_action, phbguard_core::config::WatchAction::Fix);
+    assert_eq!(config.fix_spare_phbs, 2);
     assert!(config.reject_iommu_group_unknown);
 
     let out = w.call("db02", "prepare", "begin", &bad_xml("db02"));

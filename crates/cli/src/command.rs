@@ -30,7 +30,7 @@ pub enum Command {
                   devices leave hostdev PHBs, PHBs are added (lowest free index and target index) \
                   or renumbered, and pci-bridges the move empties are removed. Everything else \
                   stays byte for byte; a compliant file comes out unchanged ('already compliant' \
-                  on stderr).\n\n\
+                  on stderr). --spare-phbs N also keeps N empty PHBs for hot-plugged devices.\n\n\
                   The fixed XML goes to stdout for one FILE only; several FILEs need --in-place, \
                   --diff or --format json (one JSON object per line and file). Each file is \
                   fixed on its own: one that cannot be fixed is left alone, the others are \
@@ -273,6 +273,14 @@ pub struct FixArgs {
     /// limit is refused (exit 1)
     #[arg(long)]
     pub raise_hard_limit: bool,
+    /// Leave at least N spare PHBs (PHBs other than the default one with nothing on them), so
+    /// that the running guest can take N hostdevs of new IOMMU groups by hot-plug: QEMU creates
+    /// PHBs only at start. Empty PHBs already there count; new ones take the lowest free index
+    /// and target index, spread over the guest's NUMA cells, up to QEMU's 31 PHBs. A guest that
+    /// has them is left as it is [default: 0 for a FILE; the policy file's fix.spare_phbs for
+    /// --domain]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=30))]
+    pub spare_phbs: Option<u8>,
     /// Do not list the changes on stderr
     #[arg(long, short = 'q')]
     pub quiet: bool,

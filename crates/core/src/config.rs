@@ -140,6 +140,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// `[watch] action`: what `phbguard watch` does with a non-compliant definition.
     pub watch_action: WatchAction,
+    /// `[fix] spare_phbs`: the spare PHBs (empty, for hot-plugs) every definition phbguard
+    /// rewrites keeps (`fix --domain`, `watch` with `action = "fix"`).
+    pub fix_spare_phbs: u8,
 }
 
 impl Default for Config {
@@ -155,6 +158,7 @@ impl Default for Config {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             // Changing a guest's definition is the admin's call: only when asked for.
             watch_action: WatchAction::Warn,
+            fix_spare_phbs: 0,
         }
     }
 }
@@ -301,9 +305,11 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "state_dir",
 ];
 /// The tables a policy file may have, after every top-level key.
-pub const TABLES: &[&str] = &["watch"];
+pub const TABLES: &[&str] = &["watch", "fix"];
 /// The keys of the `[watch]` table.
 pub const WATCH_KEYS: &[&str] = &["action"];
+/// The keys of the `[fix]` table.
+pub const FIX_KEYS: &[&str] = &["spare_phbs"];
 
 /// What the text of a policy file says.
 #[derive(Debug)]
@@ -412,6 +418,14 @@ pub fn parse_text(text: &str) -> Parsed {
                 }
                 _ => bad("a table ([watch])"),
             },
+            "fix" => match value {
+                DeValue::Table(fix) => {
+                    // `[fix]` and its keys below it, or `fix.spare_phbs = ...` (a dotted key).
+                    let header = header_line(text, key_start, line);
+                    parse_fix(fix, header, config, issues, &line_of);
+                }
+                _ => bad("a table ([fix])"),
+            },
             _ => {
                 let detail = match value {
                     DeValue::Table(keys) => {
@@ -453,32 +467,18 @@ fn parse_watch(
                     ),
                 }),
             },
+            _ if FIX_KEYS.contains(&key) => issues.push(Issue {
+                line,
+                detail: format!("'watch.{key}' is not a setting: '{key}' is a key of [fix]"),
+            }),
             _ if TOP_LEVEL_KEYS.contains(&key) => issues.push(Issue {
                 line,
                 detail: misplaced("watch", key, header),
             }),
-            _ => {
-                let key = crate::escape::controls(key);
-                let detail = match near(&key, WATCH_KEYS).or_else(|| near(&key, TOP_LEVEL_KEYS)) {
-                    Some(k) if WATCH_KEYS.contains(&k) => match header {
-                        Header::Line(_) => format!("unknown key 'watch.{key}' (did you mean '{k}'?)"),
-                        Header::Dotted => format!("unknown key 'watch.{key}' (did you mean 'watch.{k}'?)"),
-                    },
-                    Some(k) => match header {
-                        Header::Line(_) => {
-                            format!("{} (did you mean '{k}'?)", misplaced("watch", &key, header))
-                        }
-                        Header::Dotted => {
-                            format!("unknown key 'watch.{key}' (did you mean '{k}', a top-level key?)")
-                        }
-                    },
-                    None => format!(
-                        "unknown key 'watch.{key}' ([watch] has only {})",
-                        quoted(WATCH_KEYS)
-                    ),
-                };
-                issues.push(Issue { line, detail });
-            }
+            _ => issues.push(Issue {
+                line,
+                detail: unknown_in("watch", WATCH_KEYS, key, header),
+            }),
         }
     }
 }
@@ -535,24 +535,109 @@ fn misplaced_in(
     }
 }
 
+/// `[fix] spare_phbs` at most: a pSeries guest has at most 31 PHBs, the default one included.
+pub const MAX_SPARE_PHBS: u8 = crate::topology::MAX_TARGET as u8;
+
+/// The `[fix]` table: what the definitions phbguard rewrites keep (`fix --domain`, `watch`
+/// with `action = "fix"`).
+fn parse_fix(
+    table: &toml::de::DeTable<'_>,
+    header: Header,
+    config: &mut Config,
+    issues: &mut Vec<Issue>,
+    line_of: &dyn Fn(usize) -> Option<usize>,
+) {
+    for (key, spanned) in table {
+        let value = spanned.get_ref();
+        let line = line_of(key.span().start);
+        let key = key.get_ref().as_ref();
+        match key {
+            "spare_phbs" => match value
+                .as_integer()
+                .and_then(|i| u8::from_str_radix(i.as_str(), i.radix()).ok())
+                .filter(|&n| n <= MAX_SPARE_PHBS)
+            {
+                Some(n) => config.fix_spare_phbs = n,
+                None => issues.push(Issue {
+                    line,
+                    detail: format!(
+                        "fix.spare_phbs = {}: expected a whole number from 0 to {MAX_SPARE_PHBS} (a \
+                         pSeries guest has at most 31 PHBs, the default one included)",
+                        short(value)
+                    ),
+                }),
+            },
+            _ if WATCH_KEYS.contains(&key) => issues.push(Issue {
+                line,
+                detail: format!("'fix.{key}' is not a setting: '{key}' is a key of [watch]"),
+            }),
+            _ if TOP_LEVEL_KEYS.contains(&key) => issues.push(Issue {
+                line,
+                detail: misplaced("fix", key, header),
+            }),
+            _ => issues.push(Issue {
+                line,
+                detail: unknown_in("fix", FIX_KEYS, key, header),
+            }),
+        }
+    }
+}
+
+/// A key of `table` that is none of its `keys` nor a top-level key: the near miss it was meant
+/// to be, spelled as the table was opened (`[watch]` line or dotted `watch.action`).
+fn unknown_in(table: &str, keys: &[&'static str], key: &str, header: Header) -> String {
+    let key = crate::escape::controls(key);
+    match near(&key, keys).or_else(|| near(&key, TOP_LEVEL_KEYS)) {
+        Some(k) if keys.contains(&k) => match header {
+            Header::Line(_) => format!("unknown key '{table}.{key}' (did you mean '{k}'?)"),
+            Header::Dotted => format!("unknown key '{table}.{key}' (did you mean '{table}.{k}'?)"),
+        },
+        Some(k) => match header {
+            Header::Line(_) => format!("{} (did you mean '{k}'?)", misplaced(table, &key, header)),
+            Header::Dotted => {
+                format!("unknown key '{table}.{key}' (did you mean '{k}', a top-level key?)")
+            }
+        },
+        None => format!(
+            "unknown key '{table}.{key}' ([{table}] has only {})",
+            quoted(keys)
+        ),
+    }
+}
+
 fn unknown_table(name: &str) -> String {
     let name = crate::escape::controls(name);
     match near(&name, TABLES).or_else(|| near(&name, TOP_LEVEL_KEYS)) {
         Some(t) if TABLES.contains(&t) => format!("unknown table [{name}] (did you mean [{t}]?)"),
         Some(k) => format!("unknown table [{name}] (did you mean the key '{k}'?)"),
-        None => format!("unknown table [{name}] (the only table is [watch])"),
+        None => format!("unknown table [{name}] (the tables are {})", tables()),
+    }
+}
+
+/// `[watch]` and `[fix]`.
+fn tables() -> String {
+    let tables: Vec<String> = TABLES.iter().map(|t| format!("[{t}]")).collect();
+    match tables.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
 fn unknown_top_level_key(key: &str) -> String {
     let key = crate::escape::controls(key);
-    if WATCH_KEYS.contains(&&*key) {
-        return format!("'{key}' is a key of [watch]: write it as watch.{key}");
+    for (table, keys) in [("watch", WATCH_KEYS), ("fix", FIX_KEYS)] {
+        if keys.contains(&&*key) {
+            return format!("'{key}' is a key of [{table}]: write it as {table}.{key}");
+        }
     }
     match near(&key, TOP_LEVEL_KEYS) {
         Some(k) => format!("unknown key '{key}' (did you mean '{k}'?)"),
-        None => match near(&key, WATCH_KEYS) {
-            Some(k) => format!("unknown key '{key}' (did you mean 'watch.{k}'?)"),
+        None => match near(&key, WATCH_KEYS)
+            .map(|k| ("watch", k))
+            .or_else(|| near(&key, FIX_KEYS).map(|k| ("fix", k)))
+        {
+            Some((table, k)) => format!("unknown key '{key}' (did you mean '{table}.{k}'?)"),
             None => format!("unknown key '{key}'"),
         },
     }
@@ -672,6 +757,64 @@ mod tests {
     }
 
     #[test]
+    fn fix_spare_phbs_is_read_and_defaults_to_0() {
+        assert_eq!(parse("").0.fix_spare_phbs, 0);
+        // A top-level key below [fix] is named as below [watch].
+        let (_, p) = parse("[fix]\nspare_phbs = 2\nmode = 'enforce'\n");
+        assert_eq!(
+            details(&p),
+            [(
+                Some(3),
+                "'mode' is inside [fix] (line 1); top-level keys go before the first [table]"
+            )]
+        );
+        let (c, p) = parse("mode = 'warn'\n[watch]\naction = 'fix'\n[fix]\nspare_phbs = 2\n");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((c.watch_action, c.fix_spare_phbs), (WatchAction::Fix, 2));
+        assert_eq!(parse("fix.spare_phbs = 30").0.fix_spare_phbs, 30);
+    }
+
+    #[test]
+    fn fix_mistakes_are_reported_with_their_line_and_fall_back_to_0() {
+        let (c, p) = parse("[fix]\nspare_phbs = 31\nspare_phb = 1\n[watch]\nspare_phbs = 2\n");
+        assert_eq!(c.fix_spare_phbs, 0);
+        assert_eq!(
+            details(&p),
+            [
+                (
+                    Some(2),
+                    "fix.spare_phbs = 31: expected a whole number from 0 to 30 (a pSeries guest has \
+                     at most 31 PHBs, the default one included)"
+                ),
+                (
+                    Some(3),
+                    "unknown key 'fix.spare_phb' (did you mean 'spare_phbs'?)"
+                ),
+                (
+                    Some(5),
+                    "'watch.spare_phbs' is not a setting: 'spare_phbs' is a key of [fix]"
+                ),
+            ]
+        );
+        for bad in ["-1", "2.0", "'2'", "true"] {
+            let (c, p) = parse(&format!("[fix]\nspare_phbs = {bad}\n"));
+            assert_eq!((c.fix_spare_phbs, p.len()), (0, 1), "{bad}: {p:?}");
+        }
+        let (_, p) = parse("spare_phbs = 2\n");
+        assert_eq!(
+            details(&p),
+            [(
+                Some(1),
+                "'spare_phbs' is a key of [fix]: write it as fix.spare_phbs"
+            )]
+        );
+        assert_eq!(
+            details(&parse("fix = 2").1),
+            [(Some(1), "fix = 2: expected a table ([fix])")]
+        );
+    }
+
+    #[test]
     fn mode_off_is_read() {
         assert_eq!(parse("mode = 'off'").0.mode, Mode::Off);
     }
@@ -684,7 +827,10 @@ mod tests {
             details(&p),
             [
                 (Some(2), "unknown key 'exmept' (did you mean 'exempt'?)"),
-                (Some(3), "unknown table [section] (the only table is [watch])")
+                (
+                    Some(3),
+                    "unknown table [section] (the tables are [watch] and [fix])"
+                )
             ]
         );
     }

@@ -5,6 +5,7 @@
 //! watcher (crates/libvirt watch) asks it whether to leave, warn about, or fix a definition.
 
 use crate::config::{Config, Incoming, Mode, WatchAction};
+use crate::fix;
 use crate::host::HostFacts;
 use crate::model::Domain;
 use crate::rules::{Finding, RuleId, Severity, judge};
@@ -361,6 +362,19 @@ pub fn decide_on(
     verdict
 }
 
+/// The options of every rewrite phbguard makes of a definition under `policy` (`fix --domain`,
+/// and the watcher when [`decide`] says [`Action::Fix`]): the policy's `[fix]` settings, so a
+/// guest fixed for a rule keeps `spare_phbs` empty PHBs for hot-plugs. Fewer spares than that
+/// is no finding: a definition that keeps every rule is never rewritten for its spares alone
+/// (they apply at the guest's next cold boot and cost locked memory; the admin adds them with
+/// `fix --domain`).
+pub fn rewrite_options(policy: &Config) -> fix::Options {
+    fix::Options {
+        spare_phbs: policy.fix_spare_phbs,
+        ..fix::Options::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,6 +631,36 @@ mod tests {
         );
         assert_eq!(v.action, Action::Warn);
         assert_eq!(verdict(GOOD, &fix, definition).action, Action::Leave);
+    }
+
+    #[test]
+    fn spares_are_kept_by_every_rewrite_but_never_the_reason_for_one() {
+        let fix = Config {
+            watch_action: WatchAction::Fix,
+            fix_spare_phbs: 2,
+            ..Config::default()
+        };
+        // Compliant, no spare PHB: left alone, under the watcher and the hook.
+        assert_eq!(verdict(GOOD, &fix, Watched::Definition).action, Action::Leave);
+        assert_eq!(
+            verdict(GOOD, &fix, HookCall::new(Phase::Prepare)).action,
+            Action::Leave
+        );
+        // Fixed for a rule: the rewrite keeps the spares.
+        assert_eq!(verdict(BAD, &fix, Watched::Definition).action, Action::Fix);
+        let options = rewrite_options(&fix);
+        assert_eq!((options.spare_phbs, options.assign_unaddressed), (2, false));
+        let domain = parse_domain(BAD.as_bytes()).unwrap();
+        let fixed = fix::fix(BAD, &domain, &host(), options).unwrap();
+        assert!(fixed.is_clean());
+        assert_eq!(fixed.plan.spares.kept, 2);
+        // Its own rewrite is not fixed again (the bridge without an address is a warning).
+        let after = parse_domain(fixed.output.as_bytes()).unwrap();
+        assert_eq!(
+            decide(&after, &host(), &fix, Watched::Definition).action,
+            Action::Warn
+        );
+        assert_eq!(rewrite_options(&Config::default()), fix::Options::default());
     }
 
     #[test]

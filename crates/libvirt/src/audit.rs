@@ -9,6 +9,7 @@ use phbguard_core::host::{Facts, HostFacts};
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Finding, Severity, judge_with, shared_hostdevs};
+use phbguard_core::spare;
 use phbguard_core::verdict::{self, HookCall, OptOut, Phase};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
@@ -56,6 +57,10 @@ pub struct Judged {
     /// `metadata-error` and applies the policy file's mode, so the opt-out written is not the
     /// one that applies.
     pub bad_metadata_mode: Option<String>,
+    /// Its spare PHBs (empty, other than the default one); `None` for a guest that is not
+    /// pSeries. On a live definition these are the PHBs QEMU has: what a hostdev of a new IOMMU
+    /// group can be hot-plugged onto without a restart.
+    pub spare_phbs: Option<usize>,
 }
 
 impl Judged {
@@ -287,6 +292,7 @@ impl Verdicts {
     fn judged(&self, read: Read) -> Judged {
         let Read {
             which,
+            spare_phbs,
             definition,
             facts,
             findings,
@@ -312,6 +318,7 @@ impl Verdicts {
             refused_under_enforce: enforced.reject(),
             opt_out: now.opt_out(),
             bad_metadata_mode: now.bad_metadata_mode,
+            spare_phbs,
         }
     }
 }
@@ -319,6 +326,7 @@ impl Verdicts {
 /// One definition of a guest as read and judged, before the verdicts.
 struct Read {
     which: Which,
+    spare_phbs: Option<usize>,
     definition: Definition,
     facts: Facts,
     findings: Vec<Finding>,
@@ -344,8 +352,10 @@ fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<(Guest, Vec<Read>), Strin
         if running {
             findings.retain(|f| !f.rule.id.judges_host_state());
         }
+        let spare_phbs = spare::spare_phbs(&definition, &facts).map(|s| s.len());
         defs.push(Read {
             which,
+            spare_phbs,
             definition,
             facts,
             findings,

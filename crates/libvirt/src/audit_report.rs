@@ -28,6 +28,7 @@ pub fn text(audit: &Audit) -> String {
         "ERRORS".into(),
         "WARNINGS".into(),
         "WORST RULE".into(),
+        "SPARE PHBS".into(),
         "OPTED OUT".into(),
         "WOULD REFUSE".into(),
     ]];
@@ -41,6 +42,7 @@ pub fn text(audit: &Audit) -> String {
                 j.count(Severity::Error).to_string(),
                 j.count(Severity::Warning).to_string(),
                 j.worst_rule().unwrap_or("-").into(),
+                j.spare_phbs.map_or("-".into(), |n| n.to_string()),
                 match (j.opt_out, &j.bad_metadata_mode) {
                     (Some(how), _) => format!("yes ({})", how.as_str()),
                     (None, Some(m)) => format!("no (bad mode '{}')", controls(m)),
@@ -54,7 +56,7 @@ pub fn text(audit: &Audit) -> String {
             ]);
         }
     }
-    let mut widths = [0usize; 9];
+    let mut widths = [0usize; 10];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -185,6 +187,7 @@ pub fn json(audit: &Audit) -> Value {
                 "start_refused": j.start_refused,
                 "refused_under_enforce": j.refused_under_enforce,
                 "metadata_error": j.metadata_error(),
+                "spare_phbs": j.spare_phbs,
                 "findings": j.findings.iter().map(finding).collect::<Vec<_>>(),
                 "topology": topology(&j.definition, &j.facts, &j.findings),
             }));
@@ -236,6 +239,7 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
     let mut refused = Vec::new();
     let mut under_enforce = Vec::new();
     let mut bad_metadata = Vec::new();
+    let mut spares = Vec::new();
     for g in &audit.guests {
         for j in &g.judged {
             let base = [
@@ -243,6 +247,11 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
                 ("uuid", g.uuid.as_str()),
                 ("definition", j.which.as_str()),
             ];
+            // Whether the rules apply or not (opted out), a running guest's spares say what
+            // it can take by hot-plug.
+            if let Some(n) = j.spare_phbs {
+                spares.push((labels(&base), n.to_string()));
+            }
             refused.push((labels(&base), u8::from(j.start_refused).to_string()));
             let enforce = u8::from(j.refused_under_enforce).to_string();
             under_enforce.push((labels(&base), enforce));
@@ -324,6 +333,12 @@ pub fn prometheus(audit: &Audit, now: f64) -> String {
         "1 for the mode the hook applies to guests that did not opt out: the policy file's, \
          or warn while the file has problems.",
         &modes,
+    );
+    metric(
+        "phbguard_domain_spare_phbs",
+        "Spare PHBs (other than the default one, nothing on them) per pSeries guest definition: on \
+         the live one, how many hostdevs of new IOMMU groups the running guest can take by hot-plug.",
+        &spares,
     );
     metric(
         "phbguard_audit_domains",

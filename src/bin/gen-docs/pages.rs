@@ -131,6 +131,11 @@ pub const PHBGUARD_EXTRA: &[Section] = &[
                 "Rewrite the file and give it back to libvirt.",
             ),
             (
+                "phbguard fix --domain db01 --spare-phbs 2",
+                "Give a defined guest two empty PHBs, so that once restarted it can take two \
+                 passthrough devices of new IOMMU groups by hot-plug.",
+            ),
+            (
                 "phbguard check --format json *.xml",
                 "One JSON report for scripts (docs/rules.md has its shape).",
             ),
@@ -253,6 +258,22 @@ pub const TOML: &[Section] = &[
                  mistake is logged and changes nothing then. Default: \"warn\". Also written \
                  as *action* below a [watch] line, at the end of the file.",
             ),
+            (
+                "fix.spare_phbs = N",
+                "How many spare PHBs (PHBs other than the default one with nothing on them) \
+                 every definition phbguard rewrites keeps: *phbguard fix --domain* (its \
+                 *--spare-phbs* wins) and *phbguard watch* with *action = \"fix\"*. QEMU \
+                 creates a pSeries guest's PHBs when it starts and libvirt cannot hot-plug one, \
+                 so a running guest can take a passthrough device of an IOMMU group it does not \
+                 use yet only onto a spare PHB that was in its definition at start; without \
+                 one the hot-plug fails. Empty PHBs already there count; new ones get the \
+                 lowest free index and target index, spread over the guest's NUMA cells, and \
+                 never past QEMU's 31 PHBs. A guest that keeps every rule but has fewer \
+                 spares is not rewritten for that alone (add them with *phbguard fix --domain \
+                 GUEST --spare-phbs N*); each spare costs locked memory on KVM. A whole \
+                 number from 0 to 30. Default: 0 (none added). Also written as *spare_phbs* \
+                 below a [fix] line, at the end of the file.",
+            ),
         ],
     },
     Section {
@@ -284,8 +305,9 @@ pub const TOML: &[Section] = &[
                 mode = \"enforce\"\n  exempt = [\"legacy-db01\"]\n\n\
                 Also refuse non-compliant guests that arrive by migration or restore:\n\n  \
                 mode = \"enforce\"\n  incoming = \"refuse\"\n\n\
-                Enforce, and let the watch service fix new definitions:\n\n  \
-                mode = \"enforce\"\n  watch.action = \"fix\"",
+                Enforce, and let the watch service fix new definitions, each keeping two spare \
+                PHBs for hot-plugs:\n\n  \
+                mode = \"enforce\"\n  watch.action = \"fix\"\n  fix.spare_phbs = 2",
         items: &[],
     },
     Section {

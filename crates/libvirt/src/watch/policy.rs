@@ -144,6 +144,12 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
             new.watch_action.as_str()
         ));
     }
+    if old.fix_spare_phbs != new.fix_spare_phbs {
+        changed.push(format!(
+            "fix.spare_phbs: {} -> {}",
+            old.fix_spare_phbs, new.fix_spare_phbs
+        ));
+    }
     if old.exempt != new.exempt {
         changed.push(format!("exempt: {:?} -> {:?}", old.exempt, new.exempt));
     }
@@ -244,6 +250,7 @@ mod tests {
         assert!(changes(&old, &old).is_empty());
         let new = Config {
             watch_action: WatchAction::Fix,
+            fix_spare_phbs: 2,
             exempt: vec!["db01".into()],
             syslog_socket: "/run/log".into(),
             // The hook's setting: not the watcher's, not listed.
@@ -254,6 +261,7 @@ mod tests {
             changes(&old, &new),
             [
                 "watch.action: warn -> fix",
+                "fix.spare_phbs: 0 -> 2",
                 "exempt: [] -> [\"db01\"]",
                 "syslog_socket: /dev/log -> /run/log"
             ]

@@ -176,6 +176,7 @@ fn text_table_shows_state_counts_worst_rule_opt_out_and_refusal() {
             "1",
             "0",
             "hostdev-on-default-phb",
+            "0",
             "yes (off)",
             "no"
         ]
@@ -190,19 +191,108 @@ fn text_table_shows_state_counts_worst_rule_opt_out_and_refusal() {
             "1",
             "0",
             "hostdev-network-not-isolated",
+            "0",
             "no",
             "yes"
         ]
     );
     assert_eq!(
         row("x86", "persistent"),
-        ["x86", "shut off", "persistent", "no", "0", "0", "-", "no", "no"]
+        [
+            "x86",
+            "shut off",
+            "persistent",
+            "no",
+            "0",
+            "0",
+            "-",
+            "-",
+            "no",
+            "no"
+        ]
     );
     assert!(
         text.contains(
             "6 guests, 8 definitions judged: 3 with errors, 1 the hook would refuse to start, 2 opted out\n"
         ),
         "{text}"
+    );
+}
+
+/// Spare PHBs, the PHBs a running guest can take hostdevs of new IOMMU groups on without a
+/// restart: a column, a JSON field and a metric for every pSeries definition, none for others.
+#[test]
+fn spare_phbs_are_counted_per_definition_in_text_json_and_prometheus() {
+    let node = data("spares.xml");
+    let out = run(&["audit", "-c", &uri(&node)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let table: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("NAME "))
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect())
+        .collect();
+    let column = table[0]
+        .iter()
+        .position(|&h| h == "SPARE PHBS")
+        .expect("a SPARE PHBS column");
+    let spares: Vec<String> = table[1..]
+        .iter()
+        .map(|r| format!("{} {} {}", r[0], r[2], r[column]))
+        .collect();
+    assert_eq!(
+        spares,
+        [
+            "full persistent 0",
+            "full live 0",
+            "ready persistent 2",
+            "ready live 2",
+            "x86 persistent -"
+        ],
+        "{text}"
+    );
+
+    let (_, json) = audit_json(&node, &[]);
+    let fields: Vec<String> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["domain"].as_str().unwrap(),
+                r["definition"].as_str().unwrap(),
+                r["spare_phbs"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "full persistent 0",
+            "full live 0",
+            "ready persistent 2",
+            "ready live 2",
+            "x86 persistent null"
+        ]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (out, samples) = audit_prometheus(&node, &dir.path().join("phbguard.prom"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let samples: Vec<String> = samples
+        .into_iter()
+        .filter(|s| s.contains(" phbguard_domain_spare_phbs{"))
+        .collect();
+    assert_eq!(
+        samples,
+        [
+            "gauge phbguard_domain_spare_phbs{definition=persistent,domain=full,uuid=7e57f1ee-0000-4000-8000-000000000102} 0.0",
+            "gauge phbguard_domain_spare_phbs{definition=live,domain=full,uuid=7e57f1ee-0000-4000-8000-000000000102} 0.0",
+            "gauge phbguard_domain_spare_phbs{definition=persistent,domain=ready,uuid=7e57f1ee-0000-4000-8000-000000000101} 2.0",
+            "gauge phbguard_domain_spare_phbs{definition=live,domain=ready,uuid=7e57f1ee-0000-4000-8000-000000000101} 2.0",
+        ]
     );
 }
 
@@ -301,7 +391,7 @@ fn every_opt_out_shows_and_keeps_the_audit_clean() {
         assert_eq!(r["refused_under_enforce"], false);
         let text = stdout(&run(&["audit", "-c", &uri(&node)]));
         let row = cells(&text, "legacy", "persistent");
-        assert_eq!(row[7..], [format!("yes ({mode})"), "no".into()], "{text}");
+        assert_eq!(row[8..], [format!("yes ({mode})"), "no".into()], "{text}");
     }
     // Listed in the policy's exempt: the third opt-out.
     let node = opted_out_only(dir.path(), "enforce");
@@ -341,7 +431,7 @@ fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
     let out = run(&["audit", "-c", &uri(&node)]);
     let text = stdout(&out);
     assert_eq!(
-        cells(&text, "legacy", "persistent")[7..],
+        cells(&text, "legacy", "persistent")[8..],
         ["no (bad mode 'bogus')", "yes"],
         "{text}"
     );
@@ -351,18 +441,8 @@ fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
         )),
         "{text}"
     );
-    let prom = dir.path().join("bad.prom");
-    let out = run(&[
-        "audit",
-        "-c",
-        &uri(&node),
-        "--format",
-        "prometheus",
-        "--output",
-        prom.to_str().unwrap(),
-    ]);
+    let (out, samples) = audit_prometheus(&node, &dir.path().join("bad.prom"));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let samples = parse_prometheus(&prom);
     assert!(
         samples.iter().any(|l| l
             .starts_with("gauge phbguard_domain_bad_metadata{definition=persistent,domain=legacy,")
@@ -525,6 +605,22 @@ fn parse_prometheus(path: &Path) -> Vec<String> {
         stderr(&out)
     );
     stdout(&out).lines().map(String::from).collect()
+}
+
+/// `audit --format prometheus --output FILE` on `node`: the run and FILE's samples.
+fn audit_prometheus(node: &Path, file: &Path) -> (Output, Vec<String>) {
+    let u = uri(node);
+    let out = run(&[
+        "audit",
+        "-c",
+        &u,
+        "--format",
+        "prometheus",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    let samples = parse_prometheus(file);
+    (out, samples)
 }
 
 #[test]
@@ -885,7 +981,7 @@ fn the_hooks_policy_file_decides_which_starts_audit_says_are_refused() {
         "{text}"
     );
     assert_eq!(
-        cells(&text, "pool-bad", "persistent")[8],
+        cells(&text, "pool-bad", "persistent")[9],
         "no (mode warn)",
         "{text}"
     );
@@ -962,7 +1058,7 @@ fn a_broken_policy_is_in_every_report() {
     // The text report says it: not again on stderr.
     assert_eq!(stderr(&out), "");
     assert_eq!(
-        cells(&text, "pool-bad", "persistent")[8],
+        cells(&text, "pool-bad", "persistent")[9],
         "no (policy has problems)"
     );
 
