@@ -491,9 +491,7 @@ fn check_config_knows_fix_spare_phbs() {
     assert_eq!(
         lines[..2],
         [
-            format!(
-                "phbguard: {file}:2: 'spare_phbs' is a key of [fix]: write it in a [fix] table, after every top-level key"
-            ),
+            format!("phbguard: {file}:2: 'spare_phbs' is a key of [fix]: write it as fix.spare_phbs"),
             format!(
                 "phbguard: {file}:4: fix.spare_phbs = 99: expected a whole number from 0 to 30 (a pSeries guest has at most 31 PHBs, the default one included)"
             ),

@@ -24,6 +24,7 @@ pub mod host;
 pub mod log_line;
 pub mod memlock;
 pub mod model;
+pub mod near;
 pub(crate) mod number;
 pub mod parse;
 pub mod report;

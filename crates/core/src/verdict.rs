@@ -172,6 +172,28 @@ pub struct Judged {
     pub blocking: bool,
 }
 
+/// How a guest is kept from being refused while the policy file enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOut {
+    /// Its metadata says `mode='off'`: it is not judged at all.
+    Off,
+    /// Its metadata says `mode='warn'`: its findings are logged, it starts.
+    Warn,
+    /// The policy file's `exempt` lists it: its findings are logged as `exempt`, it starts.
+    Exempt,
+}
+
+impl OptOut {
+    /// How audit and the docs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptOut::Off => "off",
+            OptOut::Warn => "warn",
+            OptOut::Exempt => "exempt",
+        }
+    }
+}
+
 /// The decision about one guest.
 #[derive(Debug)]
 pub struct Verdict {
@@ -179,6 +201,8 @@ pub struct Verdict {
     pub mode: Mode,
     /// Where that mode came from.
     pub mode_source: ModeSource,
+    /// The mode the domain's metadata names, when it names a valid one.
+    pub metadata_mode: Option<Mode>,
     /// The metadata named a mode that is none of enforce, warn, off (then the policy's mode
     /// applied at the hook, and `warn` at the watcher: an opt-out it cannot read is never
     /// overridden by a rewrite).
@@ -192,6 +216,17 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// How the guest opted out of refusal, if it did: by its own metadata (`off` before `warn`)
+    /// or the policy's `exempt` list. A file-wide `mode` is no guest's opt-out.
+    pub fn opt_out(&self) -> Option<OptOut> {
+        match self.metadata_mode {
+            Some(Mode::Off) => Some(OptOut::Off),
+            Some(Mode::Warn) => Some(OptOut::Warn),
+            _ if self.exempt => Some(OptOut::Exempt),
+            _ => None,
+        }
+    }
+
     /// Whether the hook refuses the guest.
     pub fn reject(&self) -> bool {
         self.action == Action::Refuse
@@ -232,11 +267,13 @@ pub fn decide_on(
     };
     let mut mode_source = ModeSource::Policy;
     let mut bad_metadata_mode = None;
+    let mut metadata_mode = None;
     if let Some(m) = domain.policy_mode.as_deref() {
         match Mode::parse(m) {
             Some(m) => {
                 mode = m;
                 mode_source = ModeSource::Metadata;
+                metadata_mode = Some(m);
             }
             None => {
                 bad_metadata_mode = Some(m.to_owned());
@@ -257,6 +294,7 @@ pub fn decide_on(
     let mut verdict = Verdict {
         mode,
         mode_source,
+        metadata_mode,
         bad_metadata_mode,
         exempt,
         action: Action::Leave,
@@ -451,10 +489,20 @@ mod tests {
             (v.reject(), v.mode, v.mode_source),
             (false, Mode::Warn, ModeSource::Metadata)
         );
+        assert_eq!(v.opt_out(), Some(OptOut::Warn));
+        // Lowered to warn because the setup is in doubt: no opt-out of the guest's.
+        let doubt = HookCall {
+            warn_only: true,
+            ..start
+        };
+        let v = verdict(&with("enforce"), &Config::default(), doubt);
+        assert_eq!((v.mode, v.opt_out()), (Mode::Warn, None));
         let v = verdict(&with("off"), &Config::default(), start);
         assert!(!v.reject() && v.findings.is_empty());
+        assert_eq!(v.opt_out(), Some(OptOut::Off));
         let v = verdict(&with("sometimes"), &Config::default(), start);
         assert_eq!(v.bad_metadata_mode.as_deref(), Some("sometimes"));
+        assert_eq!(v.opt_out(), None);
         assert!(v.reject());
         let warn = Config {
             mode: Mode::Warn,
@@ -467,6 +515,7 @@ mod tests {
         };
         let v = verdict(BAD, &exempt, start);
         assert!(v.exempt && !v.reject());
+        assert_eq!(v.opt_out(), Some(OptOut::Exempt));
         assert!(v.findings.iter().all(|j| j.disposition == Disposition::Exempt));
     }
 

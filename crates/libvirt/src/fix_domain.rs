@@ -25,8 +25,9 @@ fn say(line: &str) {
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let name = args.domain.as_deref().expect("dispatched on --domain");
     // The host facts the hook will judge the fixed guest on at its next start.
-    let policy = crate::hook_policy(None);
-    let sysfs = crate::host_sysfs(args.sysfs_root.as_deref(), &policy.config)?;
+    let policy = phbguard_io::policy_file::read(None);
+    crate::warn_policy_problems(&policy);
+    let sysfs = crate::host_sysfs(args.sysfs_root.as_deref(), &policy)?;
     let conn = connect::open(args.uri.as_deref())?;
     let dom = lookup(&conn, name)?;
     let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;

@@ -820,17 +820,13 @@ impl Handler {
     /// node devices (right for a remote URI too), unless the policy file names a sysfs tree
     /// of its own (tests, offline hosts).
     fn host<'c>(&mut self, conn: &'c Connect, id: &DomainId, op: Op) -> Option<Host<'c>> {
-        match Host::new(conn, self.sysfs_root()) {
+        match Host::new(conn, self.config.sysfs_override()) {
             Ok(host) => Some(host),
             Err(e) => {
                 self.failed(conn, id, op, &format!("cannot learn the host's devices: {e}"));
                 None
             }
         }
-    }
-
-    fn sysfs_root(&self) -> Option<&std::path::Path> {
-        (self.config.sysfs_root != Config::default().sysfs_root).then_some(self.config.sysfs_root.as_path())
     }
 
     /// A guest undefined before (or while) the watcher got to it: routine.

@@ -160,19 +160,19 @@ pub fn run(options: &Options) -> u8 {
     let policy = PolicyFile::choose(options.config.clone());
     let reading = policy.read();
     let mut journal = Journal::open(&reading.config.syslog_socket);
-    for p in &reading.problems {
+    for p in reading
+        .problems
+        .iter()
+        .filter(|&p| Some(p) != reading.sysfs_root.as_ref())
+    {
         journal.log(Level::Err, &format!("config-error {}: {p}", field("op", "watch")));
     }
     // A sysfs_root that is not a directory would make every host device "not on this host":
     // every warning or fix from then on would be wrong. The watcher is in no guest's start
     // path, so it refuses to start (exit 2; the unit does not restart it for that) rather
     // than run on made-up facts.
-    if let Some(e) = reading.sysfs_root {
-        let line = format!(
-            "config-error {}: {} (sysfs_root): {e}; not starting",
-            field("op", "watch"),
-            policy.path().display()
-        );
+    if let Some(p) = reading.sysfs_root {
+        let line = format!("config-error {}: {p}; not starting", field("op", "watch"));
         journal.log(Level::Err, &line);
         return EXIT_SETUP;
     }

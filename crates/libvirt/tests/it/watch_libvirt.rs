@@ -355,7 +355,38 @@ fn fix_redefines_a_bad_definition_once_keeps_its_vnc_password_and_leaves_a_good_
     );
     let before = w.definition(&good);
 
+    // An opted-out guest is left as it is; `virsh metadata --remove --config` ends the opt-out
+    // with no DEFINED event (a metadata change), and the watcher fixes it then.
+    let opted = format!("{PREFIX}fix-opted-out");
+    w.define(
+        &opted,
+        &guest(&opted, &hostdev("0002:01:00.0", 0, 5)).replacen(
+            "<memory",
+            &format!(
+                "<metadata><phbguard:policy xmlns:phbguard='{}' mode='warn'/></metadata><memory",
+                phbguard_core::parse::METADATA_NS
+            ),
+            1,
+        ),
+    );
+    w.log
+        .wait_for(&[": warned ", &format!("domain={opted} "), "op=define"]);
+    assert_eq!(w.errors(&w.definition(&opted)).len(), 1);
+    virsh_ok(&[
+        "metadata",
+        &opted,
+        "--uri",
+        phbguard_core::parse::METADATA_NS,
+        "--remove",
+        "--config",
+    ]);
+    w.log
+        .wait_for(&[": redefined ", &format!("domain={opted} "), "op=metadata"]);
+    assert_eq!(w.errors(&w.definition(&opted)), Vec::<String>::new());
+
     fixed_once_and_left_alone(&mut w, &events, (&bad, &after), (&good, &before));
+    // The metadata change is followed by the watcher's one redefine; nothing after it.
+    assert_eq!(events.defined(&opted), ["Added", "Updated"]);
 
     w.notify.wait_for(&["STOPPING=1"]);
     w.log.wait_for(&[": stopped ", "signal=SIGTERM"]);
@@ -789,7 +820,7 @@ fn sighup_reloads_on_the_test_driver_and_a_bad_sysfs_root_is_refused() {
     let error = log.wait_for(&[": config-error "]);
     assert!(
         error.contains(&format!(
-            "config-error op=reload: {} (sysfs_root): sysfs root /nonexistent/phbguard-sys: ",
+            "config-error op=reload: {}:2: sysfs_root = \"/nonexistent/phbguard-sys\": ",
             policy.display()
         )),
         "{error}"
@@ -859,7 +890,7 @@ fn a_sysfs_root_that_is_not_a_directory_stops_the_watcher_from_starting() {
     assert!(line.starts_with("<27>"), "{line}");
     assert!(
         line.contains(&format!(
-            "config-error op=watch: {} (sysfs_root): sysfs root /nonexistent/phbguard-sys: ",
+            "config-error op=watch: {}:2: sysfs_root = \"/nonexistent/phbguard-sys\": ",
             policy.display()
         )),
         "{line}"
