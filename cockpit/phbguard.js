@@ -225,7 +225,7 @@ function guestsCard(audit) {
                  h("td", { "data-label": _("Warnings"), "data-warnings": c.warnings }, c.warnings ? label(String(c.warnings), "orange") : "0"),
                  h("td", { "data-label": _("Worst rule"), "data-worst": worst || "" }, worst ? link(worst, ["rule", worst]) : "-"),
                  h("td", { "data-label": _("Opted out"), "data-opted-out": String(r.opted_out) },
-                   r.opted_out ? fmt(_("yes ($0)"), r.mode) : r.metadata_error ? label(_("bad mode"), "orange") : _("no")),
+                   r.opted_out ? fmt(_("yes ($0)"), r.opt_out) : r.metadata_error ? label(_("bad mode"), "orange") : _("no")),
                  h("td", { "data-label": _("Start refused"), "data-start-refused": String(r.start_refused) },
                    r.start_refused ? label(_("refused"), "red") : _("no")));
     });
@@ -302,7 +302,7 @@ function definitionCard(r) {
                       term(_("State"), r.state),
                       term(_("Errors"), String(c.errors)),
                       term(_("Warnings"), String(c.warnings)),
-                      term(_("Opted out"), r.opted_out ? fmt(_("yes ($0)"), r.mode) : _("no")),
+                      term(_("Opted out"), r.opted_out ? fmt(_("yes ($0)"), r.opt_out) : _("no")),
                       term(_("The hook at the next start"), r.start_refused ? _("refuses it") : _("lets it start")),
                       r.metadata_error ? term(_("Policy metadata"), r.metadata_error) : null);
     const title = r.definition === "live" ? _("Live definition (what runs now)") : _("Persistent definition (what the next start uses)");

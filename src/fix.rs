@@ -83,6 +83,7 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
     let options = Options {
         assign_unaddressed: args.assign_addresses,
         raise_hard_limit: args.raise_hard_limit,
+        spare_phbs: args.spare_phbs.unwrap_or(0),
     };
     let fixed = match fix(&input, &domain, host, options) {
         Ok(fixed) => fixed,
@@ -116,6 +117,12 @@ fn fix_one(args: &FixArgs, host: &Sysfs, file: &str) -> anyhow::Result<(u8, Stri
     for note in &notes {
         let at = note.line.map(|l| format!(":{l}")).unwrap_or_default();
         say(&format!("phbguard: {file}{at}: note: {note}"));
+    }
+    // Fewer spares than asked for still keeps every rule: said (JSON has it), not an error.
+    if args.format == Format::Text
+        && let Some(short) = fixed.plan.spares.shortfall()
+    {
+        say(&format!("phbguard: {file}: warning: {short}"));
     }
     let code = if fixed.is_clean() { EXIT_OK } else { EXIT_FINDINGS };
     let changed = fixed.output != input;

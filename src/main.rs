@@ -105,13 +105,27 @@ fn indent(xml: &str) -> String {
         .to_string()
 }
 
-/// The rule id in what a user pasted: a bare id, or a finding's `error[ID]` / `warning[ID]:`.
+/// The rule id in what a user pasted: a bare id, or a whole line that names one as phbguard
+/// prints it: `check`'s `FILE:LINE: error[ID]: ...`, a syslog line's `rule=ID`, audit's
+/// `error ID: ...` and the hook's `ID: ...` or `ID (warning): ...`.
 fn rule_id(asked: &str) -> &str {
-    let asked = asked.trim().trim_end_matches(':');
-    ["error[", "warning["]
+    let asked = asked.trim();
+    for marker in ["error[", "warning["] {
+        if let Some((_, rest)) = asked.split_once(marker)
+            && let Some((id, _)) = rest.split_once(']')
+        {
+            return id;
+        }
+    }
+    if let Some((_, rest)) = asked.split_once("rule=") {
+        return rest.split_whitespace().next().unwrap_or(rest);
+    }
+    let first = |s: &'_ str| -> usize { s.find([':', ' ']).unwrap_or(s.len()) };
+    let line = ["error ", "warning "]
         .iter()
-        .find_map(|prefix| asked.strip_prefix(prefix)?.strip_suffix(']'))
-        .unwrap_or(asked)
+        .find_map(|p| asked.strip_prefix(p))
+        .unwrap_or(asked);
+    &line[..first(line)]
 }
 
 /// `phbguard explain` without a rule: say how to ask, and what can be asked about.

@@ -35,7 +35,7 @@ use std::io;
 use std::os::fd::AsFd;
 
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_OK, output};
-use phbguard_core::config::{self, Mode};
+use phbguard_core::config::Mode;
 use phbguard_core::escape::controls;
 use phbguard_core::verdict::Phase;
 use phbguard_io::input::read_within;
@@ -80,22 +80,24 @@ fn call(args: &[OsString], shebang: bool, setup: Option<Mistake>) -> Result<u8, 
         });
         Options::default()
     });
-    let (path, explicit) = config::choose_path(options.config, std::env::var_os(config::ENV_VAR));
-    let (config, problems) = phbguard_io::policy_file::load(&path, explicit);
-    mistakes.extend(problems.into_iter().map(|p| Mistake {
+    let policy = phbguard_io::policy_file::read(options.config);
+    mistakes.extend(policy.problems.into_iter().map(|p| Mistake {
         place: match p.line {
             Some(line) => format!("{}:{line}", p.path.display()),
             None => p.path.display().to_string(),
         },
         detail: p.detail,
     }));
-    let mut judged = JudgedCall::new(call, phase, config, path);
+    let mut judged = JudgedCall::new(call, phase, policy.config, policy.path);
     if judged.config.mode == Mode::Off {
         judged.report_mistakes(&mistakes);
         return Ok(0);
     }
     let host = Sysfs::new(&judged.config.sysfs_root);
-    if let Err(e) = host.check_root() {
+    // The policy file's reading checked a sysfs_root it names; the kernel's /sys is the host's.
+    if judged.config.sysfs_override().is_none()
+        && let Err(e) = host.check_root()
+    {
         mistakes.push(Mistake {
             place: format!("{} (sysfs_root)", judged.policy_path.display()),
             detail: e,

@@ -328,7 +328,17 @@ fn rules_lists_the_catalogue_and_explain_tells_why() {
 
     let out = run(&["explain", "no-such-rule"], b"");
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown rule 'no-such-rule'"));
+    assert_eq!(
+        stderr(&out),
+        "phbguard: unknown rule 'no-such-rule'; 'phbguard rules' lists them\n"
+    );
+    let out = run(&["explain", "iommu_group_not_viabel"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "phbguard: unknown rule 'iommu_group_not_viabel' (did you mean 'iommu-group-not-viable'?); \
+         'phbguard rules' lists them\n"
+    );
 }
 
 #[test]

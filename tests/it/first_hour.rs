@@ -88,6 +88,49 @@ fn explain_takes_a_rule_as_a_finding_names_it() {
     );
 }
 
+/// A whole line pasted as phbguard printed it: `check`'s (from stdin, as docs/admin.md's
+/// loop gives it), a syslog line, audit's details and the hook's refusal in virsh's error.
+#[test]
+fn explain_takes_a_whole_pasted_finding_line() {
+    let xml = std::fs::read(support::repo().join("examples/domains/hostdev-on-default-phb.xml")).unwrap();
+    let sysfs = support::repo().join("examples/sysfs");
+    let checked = run(&["check", "--sysfs-root", sysfs.to_str().unwrap(), "-"], &xml);
+    let line = stdout(&checked)
+        .lines()
+        .find(|l| l.starts_with("<stdin>:"))
+        .expect("a finding line")
+        .to_string();
+    assert!(line.contains(": error[hostdev-on-default-phb]: "), "{line}");
+    let plain = stdout(&run(&["explain", "hostdev-on-default-phb"], b""));
+    for pasted in [
+        line.as_str(),
+        "phbguard[25528]: warned domain=web02 uuid=7bec op=prepare rule=hostdev-on-default-phb \
+         device=\"hostdev 0001:01:00.0 at 0000:00:05.0\" severity=error mode=warn: hostdev ...",
+        "  error hostdev-on-default-phb: hostdev 0003:03:00.0 at 0000:00:05.0 is on the default PHB",
+        "hostdev-on-default-phb: hostdev 0001:01:00.0 at 0000:00:05.0 is on the default PHB, ...",
+    ] {
+        let out = run(&["explain", pasted], b"");
+        assert_eq!(out.status.code(), Some(0), "{pasted}: {}", stderr(&out));
+        assert_eq!(stdout(&out), plain, "{pasted}");
+    }
+    let out = run(
+        &[
+            "explain",
+            "pci-bridge-on-pseries (warning): controller pci index 1 is a pci-bridge",
+        ],
+        b"",
+    );
+    assert!(
+        stdout(&out).starts_with("pci-bridge-on-pseries ("),
+        "{}",
+        stderr(&out)
+    );
+    // An id that is none of the rules is named as the user wrote it.
+    let out = run(&["explain", "x.xml:3: error[no-such-rule]: something"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("'no-such-rule'"), "{}", stderr(&out));
+}
+
 #[test]
 fn explain_without_a_rule_lists_the_rules_and_says_how() {
     let out = run(&["explain"], b"");

@@ -399,3 +399,103 @@ fn raise_hard_limit_raises_it_to_what_the_new_phbs_need_and_nothing_else() {
     let recheck = support::run(&["check", "--sysfs-root", host.path_str(), "-"], fixed.as_bytes());
     assert_eq!(recheck.status.code(), Some(0), "{}", support::stdout(&recheck));
 }
+
+#[test]
+fn spare_phbs_are_listed_reported_in_json_and_bounded() {
+    let out = support::fix_examples(&["--spare-phbs", "2", BROKEN]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    assert_eq!(
+        support::stderr(&out),
+        format!(
+            "phbguard: {BROKEN}: added PHB index 1 target 1\n\
+             phbguard: {BROKEN}: added spare PHB index 2 target 2\n\
+             phbguard: {BROKEN}: added spare PHB index 3 target 3\n\
+             phbguard: {BROKEN}: hostdev 0001:01:00.0: 0000:00:05.0 -> 0000:01:01.0\n"
+        )
+    );
+    let json = support::fix_examples(&["--spare-phbs", "2", "--format", "json", BROKEN]);
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        report["spare_phbs"],
+        serde_json::json!({"wanted": 2, "kept": 2, "short": null})
+    );
+    assert_eq!(report["changes"][1]["kind"], "add-spare-phb");
+    assert_eq!(report["changes"][1]["index"], 2);
+    // Without the option the report is what it always was.
+    let plain = support::fix_examples(&["--format", "json", BROKEN]);
+    let plain: Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert!(plain.get("spare_phbs").is_none(), "{plain}");
+
+    // A compliant guest that has them is left byte for byte; 0 asks for none.
+    let fixed = support::fix_examples(&["--quiet", "--spare-phbs", "2", BROKEN]).stdout;
+    for n in ["0", "1", "2"] {
+        let again = support::run(
+            &[
+                "fix",
+                "--spare-phbs",
+                n,
+                "--sysfs-root",
+                &support::examples_sysfs(),
+                "-",
+            ],
+            &fixed,
+        );
+        assert_eq!(again.stdout, fixed, "--spare-phbs {n}");
+        assert!(support::stderr(&again).contains("already compliant, nothing to change"));
+    }
+
+    // QEMU's 31 PHBs: as many as fit, and a warning saying how many (the rules are kept: 0).
+    let phbs: String = (1..=29)
+        .map(|i| {
+            format!(
+                "<controller type='pci' index='{i}' model='pci-root'><model name='spapr-pci-host-bridge'/><target index='{i}'/></controller>\n"
+            )
+        })
+        .collect();
+    // PHBs 1..29, one of them holding an emulated device: 28 spares, room for one more PHB.
+    let guest = format!(
+        "<domain type='kvm'><name>many</name><os><type arch='ppc64le' machine='pseries'>hvm</type></os>\n<devices>\n{phbs}\
+         <rng model='virtio'><backend model='random'>/dev/urandom</backend>\
+         <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/></rng>\n</devices></domain>\n"
+    );
+    let out = support::run(&["fix", "--spare-phbs", "30", "-"], guest.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    assert_eq!(
+        support::stderr(&out),
+        "phbguard: -: added spare PHB index 30 target 30\n\
+         phbguard: -: warning: 29 spare PHBs kept, not the 30 asked for: the guest already has 31, the most QEMU allows is 31\n"
+    );
+
+    let out = support::fix_examples(&["--spare-phbs", "31", BROKEN]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(support::stderr(&out).contains("31"), "{}", support::stderr(&out));
+}
+
+#[test]
+fn check_config_knows_fix_spare_phbs() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("phbguard.toml");
+    let file = policy.to_str().unwrap();
+    fs::write(&policy, "mode = \"warn\"\n[fix]\nspare_phbs = 2\n").unwrap();
+    let out = support::run(&["check-config", file], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    fs::write(
+        &policy,
+        "mode = \"warn\"\nspare_phbs = 2\n[fix]\nspare_phbs = 99\n",
+    )
+    .unwrap();
+    let out = support::run(&["check-config", file], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = support::stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            format!("phbguard: {file}:2: 'spare_phbs' is a key of [fix]: write it as fix.spare_phbs"),
+            format!(
+                "phbguard: {file}:4: fix.spare_phbs = 99: expected a whole number from 0 to 30 (a pSeries guest has at most 31 PHBs, the default one included)"
+            ),
+        ],
+        "{err}"
+    );
+}

@@ -283,3 +283,143 @@ fn libvirt_reads_numbers_and_addresses_as_phbguard_does_and_accepts_what_fix_mak
     let check = support::run(&["check", "-"], hex.as_bytes());
     assert_eq!(check.status.code(), Some(2), "{}", support::stderr(&check));
 }
+
+/// The spare PHBs of a definition: (index, target, node) of each.
+fn spares(xml: &[u8]) -> Vec<(u32, Option<u32>, Option<u32>)> {
+    let domain = parse_domain(xml).unwrap();
+    let facts = phbguard_core::host::Facts::gather(&domain, &phbguard_core::host::StaticHost::new());
+    phbguard_core::spare::spare_phbs(&domain, &facts)
+        .unwrap()
+        .iter()
+        .map(|s| (s.index, s.target, s.node))
+        .collect()
+}
+
+/// `fix --spare-phbs 2` on every failing example: libvirt defines the result and keeps its
+/// spare PHBs as written, what it stores checks clean, and fixing that again with the same
+/// option changes nothing.
+#[test]
+#[ignore = "needs libvirtd"]
+fn fixed_examples_keep_their_spare_phbs_through_libvirts_define() {
+    let _daemon = support::libvirtd();
+    let sysfs = support::examples_sysfs();
+    let work = tempfile::tempdir().unwrap();
+    let mut defined = Defined::default();
+    let mut checked = 0;
+    for path in std::fs::read_dir(support::repo().join("examples/domains"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+    {
+        let file = path.to_str().unwrap();
+        let input = std::fs::read(&path).unwrap();
+        let check = support::run(&["check", "--sysfs-root", &sysfs, file], b"");
+        if check.status.code() != Some(1) || !parse_domain(&input).unwrap().is_pseries() {
+            continue;
+        }
+        let fixed = support::run(
+            &["fix", "-q", "--spare-phbs", "2", "--sysfs-root", &sysfs, file],
+            b"",
+        );
+        assert_eq!(
+            fixed.status.code(),
+            Some(0),
+            "{file}: {}",
+            support::stderr(&fixed)
+        );
+        let ours = spares(&fixed.stdout);
+        assert_eq!(ours.len(), 2, "{file}: {ours:?}");
+
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        let name = format!("{PREFIX}spare-{stem}");
+        let out = define(work.path(), &support::stdout(&fixed), &name);
+        assert!(out.status.success(), "{file}: {}", text(&out));
+        defined.0.push(name.clone());
+        let dump = virsh(&["dumpxml", "--inactive", &name]);
+        assert_eq!(spares(&dump.stdout), ours, "{file}: libvirt changed the spares");
+        let dump_file = work.path().join(format!("{stem}.dump.xml"));
+        std::fs::write(&dump_file, &dump.stdout).unwrap();
+        let again = support::run(
+            &[
+                "fix",
+                "--spare-phbs",
+                "2",
+                "--sysfs-root",
+                &sysfs,
+                dump_file.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(
+            again.status.code(),
+            Some(0),
+            "{file}: {}",
+            support::stderr(&again)
+        );
+        assert_eq!(again.stdout, dump.stdout, "{file}: not byte for byte");
+        assert!(
+            support::stderr(&again).contains("already compliant, nothing to change"),
+            "{file}: {}",
+            support::stderr(&again)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} examples were defined");
+}
+
+/// A guest with two NUMA cells, given three spare PHBs by `fix --spare-phbs 3`, starts under
+/// TCG, and QEMU is given each spare with its cell (`numa_node`). A PHB tied to a cell the
+/// guest does not have is refused at define, which is why fix ties spares to `<cpu><numa>`
+/// cells only.
+#[test]
+#[ignore = "needs libvirtd"]
+fn a_guest_with_spare_phbs_on_its_numa_cells_starts_and_qemu_has_them() {
+    let _daemon = support::libvirtd();
+    let name = format!("{PREFIX}spares-numa");
+    let input = phbguard_testkit::xml::with_numa_cells(&phbguard_testkit::xml::guest(&name, ""), 2);
+    let fixed = support::run(&["fix", "--spare-phbs", "3", "-"], input.as_bytes());
+    assert_eq!(fixed.status.code(), Some(0), "{}", support::stderr(&fixed));
+    assert_eq!(
+        spares(&fixed.stdout),
+        [
+            (1, Some(1), Some(0)),
+            (2, Some(2), Some(1)),
+            (3, Some(3), Some(0))
+        ]
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let mut defined = Defined::default();
+    let file = work.path().join("spares.xml");
+    std::fs::write(&file, &fixed.stdout).unwrap();
+    let out = virsh(&["define", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    defined.0.push(name.clone());
+    let start = virsh(&["start", &name]);
+    let qemu_log = std::fs::read_to_string(format!("/var/log/libvirt/qemu/{name}.log")).unwrap_or_default();
+    let live = virsh(&["dumpxml", &name]);
+    virsh(&["destroy", &name]);
+    assert!(start.status.success(), "{}", text(&start));
+    assert_eq!(spares(&live.stdout).len(), 3, "{}", text(&live));
+    // This start's command line: after the log's last "starting up".
+    let command = qemu_log.rsplit("starting up").next().unwrap_or_default();
+    for (index, node) in [(1, 0), (2, 1), (3, 0)] {
+        let device = format!(
+            "\"driver\":\"spapr-pci-host-bridge\",\"index\":{index},\"id\":\"pci.{index}\",\"numa_node\":{node}}}"
+        );
+        assert!(command.contains(&device), "no {device} in\n{command}");
+    }
+
+    let elsewhere = String::from_utf8(fixed.stdout)
+        .unwrap()
+        .replacen("<node>1</node>", "<node>2</node>", 1);
+    std::fs::write(&file, elsewhere).unwrap();
+    let refused = virsh(&["define", file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused)
+            .contains("configured for a NUMA node (2) not present in the domain's <cpu><numa> array (2)"),
+        "{}",
+        text(&refused)
+    );
+}

@@ -303,7 +303,9 @@ fn render(spec: &Spec) -> (String, StaticHost) {
     let numatune = if spec.numatune {
         format!(
             "{i1}<numatune>\n{i2}<memnode cellid={q}0{q} mode={q}strict{q} nodeset={q}0{q}/>\n\
-             {i2}<memnode cellid={q}1{q} mode={q}strict{q} nodeset={q}1{q}/>\n{i1}</numatune>\n"
+             {i2}<memnode cellid={q}1{q} mode={q}strict{q} nodeset={q}1{q}/>\n{i1}</numatune>\n\
+             {i1}<cpu>\n{i2}<numa>\n{i3}<cell id={q}0{q} cpus={q}0{q} memory={q}1048576{q}/>\n\
+             {i3}<cell id={q}1{q} cpus={q}1{q} memory={q}1048576{q}/>\n{i2}</numa>\n{i1}</cpu>\n"
         )
     } else {
         String::new()
@@ -331,10 +333,21 @@ fn fixable(domain: &Domain, host: &StaticHost) -> bool {
 }
 
 fn fixed(xml: &str, host: &StaticHost) -> (Domain, Fixed) {
+    fixed_with(xml, host, Options::default())
+}
+
+fn fixed_with(xml: &str, host: &StaticHost, options: Options) -> (Domain, Fixed) {
     let domain =
         parse_domain(xml.as_bytes()).unwrap_or_else(|e| panic!("generated XML does not parse: {e}\n{xml}"));
-    let fixed = fix(xml, &domain, host, Options::default()).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let fixed = fix(xml, &domain, host, options).unwrap_or_else(|e| panic!("{e}\n{xml}"));
     (domain, fixed)
+}
+
+fn spares(n: u8) -> Options {
+    Options {
+        spare_phbs: n,
+        ..Options::default()
+    }
 }
 
 fn errors(domain: &Domain, host: &StaticHost) -> Vec<String> {
@@ -464,6 +477,61 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// `--spare-phbs N`: the same fix plus empty PHBs, idempotent, and a guest that keeps the
+    /// rules with N spares already comes out byte for byte.
+    #[test]
+    fn spare_phbs_are_added_on_top_of_the_fix_and_only_once(spec in spec(), n in 0..5u8) {
+        let (xml, host) = render(&spec);
+        let (_, plain) = fixed(&xml, &host);
+        let (domain, result) = fixed_with(&xml, &host, spares(n));
+
+        // The devices move as without spares; only empty PHBs are added on top.
+        let (added, rest): (Vec<&Change>, Vec<&Change>) = result.plan.changes.iter()
+            .partition(|c| matches!(c, Change::AddSparePhb { .. }));
+        prop_assert_eq!(rest, plain.plan.changes.iter().collect::<Vec<_>>());
+        prop_assert_eq!(result.is_clean(), plain.is_clean());
+        prop_assert_eq!(&result.problems(), &plain.problems());
+
+        // As many as asked for, unless QEMU's 31 PHBs are reached, which is said.
+        let after = parse_domain(result.output.as_bytes()).unwrap();
+        let kept = &result.plan.spares;
+        prop_assert_eq!(kept.wanted, usize::from(n));
+        let phbs = after.pci_controllers().filter(|(_, c)| c.is_phb()).count()
+            + usize::from(!after.pci_controllers().any(|(_, c)| c.is_phb() && c.index == 0));
+        match &kept.short {
+            None => prop_assert!(kept.kept >= usize::from(n), "{:?}", kept),
+            Some(_) => prop_assert_eq!(phbs, 31, "{:?}", kept),
+        }
+        if n > 0 && result.is_clean() {
+            let facts = phbguard_core::host::Facts::gather(&after, &host);
+            let empty = phbguard_core::spare::spare_phbs(&after, &facts).unwrap().len();
+            prop_assert!(empty >= kept.kept, "{} < {:?}\n{}", empty, kept, result.output);
+            prop_assert_eq!(errors(&after, &host), Vec::<String>::new());
+        }
+
+        // Spread over the guest's NUMA cells: every new spare has a cell, none has two more
+        // than another.
+        if !domain.numa_cells.is_empty() {
+            let mut per_cell = std::collections::BTreeMap::new();
+            for c in &added {
+                let Change::AddSparePhb { node, .. } = c else { unreachable!() };
+                prop_assert!(node.is_some());
+                *per_cell.entry(*node).or_insert(0usize) += 1;
+            }
+            let (lo, hi) = (per_cell.values().min(), per_cell.values().max());
+            prop_assert!(hi.zip(lo).is_none_or(|(h, l)| h - l <= 1), "{:?}", per_cell);
+        }
+
+        // Fixing again with the same N changes nothing: N spares present, byte for byte.
+        let (_, again) = fixed_with(&result.output, &host, spares(n));
+        prop_assert!(again.plan.changes.is_empty(), "{:?}\n{}", again.plan, result.output);
+        prop_assert_eq!(&again.output, &result.output);
+    }
+}
+
 /// The properties above mean something only if the generator makes domains that need every
 /// kind of change: count them over a fixed sample.
 #[test]
@@ -504,6 +572,7 @@ fn the_generator_covers_every_kind_of_change() {
                     added += 1;
                     with_node += usize::from(node.is_some());
                 }
+                Change::AddSparePhb { .. } => panic!("no spare PHB is asked for"),
                 Change::Retarget { .. } => retargeted += 1,
                 Change::RemoveController { .. } => removed += 1,
                 Change::SetPhbModel { .. } => models += 1,

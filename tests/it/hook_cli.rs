@@ -718,7 +718,7 @@ fn policy_mistakes_never_refuse_a_guest_one_error_line_names_file_and_line() {
         (
             "\nmodee = 1\nmode = \"x\"\n",
             5,
-            "unknown key 'modee' (and 1 more: phbguard check-config ",
+            "unknown key 'modee' (did you mean 'mode'?) (and 1 more: phbguard check-config ",
         ),
         // An internal error in doubt lets the guest through even under 'deny'.
         (
@@ -754,8 +754,8 @@ fn policy_mistakes_never_refuse_a_guest_one_error_line_names_file_and_line() {
     assert_one_setup_error(
         &out,
         Some(&logged),
-        &format!("{policy} (sysfs_root)"),
-        "sysfs root /nonexistent/sys: No such file or directory",
+        &format!("{policy}:1"),
+        "sysfs_root = \"/nonexistent/sys\": No such file or directory",
     );
 
     // Files the hook cannot use as a policy: the whole file is ignored, so syslog is the
@@ -897,7 +897,10 @@ fn check_config_validates_a_policy_file() {
     assert_eq!((code(&out), stderr(&out).as_str()), (0, ""));
     assert_eq!(
         stdout(&out),
-        format!("{}: valid (mode = \"warn\")\n", w.policy.path_str())
+        format!(
+            "{}: valid; the hook applies mode = \"warn\" (findings are logged, no guest is refused)\n",
+            w.policy.path_str()
+        )
     );
     // The packaged file as shipped (all comments) is valid.
     let packaged = support::repo().join("packaging/phbguard.toml");
@@ -912,7 +915,21 @@ fn check_config_validates_a_policy_file() {
                 format!(
                     "phbguard: {policy}:4: mode = \"warning\": expected \"enforce\", \"warn\" or \"off\""
                 ),
-                format!("phbguard: {policy}:5: unknown key 'exmept'"),
+                format!("phbguard: {policy}:5: unknown key 'exmept' (did you mean 'exempt'?)"),
+            ],
+        ),
+        // Every problem, a sysfs_root that is not a directory too, each on its line.
+        (
+            "[watch]\naction = \"fix\"\nmode = \"enforce\"\nexempt = []\n",
+            vec![
+                format!(
+                    "phbguard: {policy}:6: 'mode' is inside [watch] (line 4); top-level keys go \
+                     before the first [table]"
+                ),
+                format!(
+                    "phbguard: {policy}:7: 'exempt' is inside [watch] (line 4); top-level keys \
+                     go before the first [table]"
+                ),
             ],
         ),
         (
@@ -936,11 +953,40 @@ fn check_config_validates_a_policy_file() {
                 .contains("until it is fixed the hook judges every guest in warn mode")
         );
     }
+    // Every problem, a sysfs_root that is not a directory too, each on its line.
+    w.policy
+        .write("sysfs_root = \"/nonexistent/sys\"\nmdoe = \"warn\"\n");
+    let out = support::run(&["check-config", &policy], b"");
+    let lines: Vec<String> = stderr(&out).lines().map(String::from).collect();
+    assert_eq!(
+        lines[..2],
+        [
+            format!(
+                "phbguard: {policy}:1: sysfs_root = \"/nonexistent/sys\": No such file or directory (os error 2)"
+            ),
+            format!("phbguard: {policy}:2: unknown key 'mdoe' (did you mean 'mode'?)"),
+        ]
+    );
     w.policy.write("sysfs_root = \"/nonexistent/sys\"\n");
     let out = support::run(&["check-config", &policy], b"");
     assert_eq!(code(&out), 2);
     assert!(
-        stderr(&out).contains("sysfs root /nonexistent/sys: No such file"),
+        stderr(&out).starts_with(&format!(
+            "phbguard: {policy}:1: sysfs_root = \"/nonexistent/sys\": No such file or directory"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // The summary calls it what it is.
+    assert!(
+        stderr(&out).contains(&format!("phbguard: policy file {policy}: 1 problem; ")),
+        "{}",
+        stderr(&out)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::run(&["check-config", dir.path().to_str().unwrap()], b"");
+    assert!(
+        stderr(&out).contains(": cannot read it: is a directory, not a policy file\n"),
         "{}",
         stderr(&out)
     );
@@ -1265,53 +1311,57 @@ fn the_shipped_hook_file_is_a_direct_interpreter_line() {
 
 #[test]
 fn the_packaged_policy_file_documents_every_key_with_its_default() {
+    use phbguard_core::config::{Config, FIX_KEYS, Mode, TOP_LEVEL_KEYS, WATCH_KEYS};
     let text = std::fs::read_to_string(support::repo().join("packaging/phbguard.toml")).unwrap();
-    // As shipped: all comments, the defaults.
+    // As shipped: warn mode (the package must not refuse a guest that started before), every
+    // other key commented out at its default.
     let (config, problems) = phbguard_core::config::parse(&text);
     assert!(problems.is_empty(), "{problems:?}");
-    assert_eq!(config, phbguard_core::config::Config::default());
-    // Uncommented: every key is known and valid, and each commented value is the default.
+    let warn = Config {
+        mode: Mode::Warn,
+        ..Config::default()
+    };
+    assert_eq!(config, warn);
+    // No [table] line: nothing an admin adds or uncomments can land inside a table.
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.trim_start_matches('#').trim_start().starts_with('[')),
+        "{text}"
+    );
+    // Every commented key uncommented: known, valid, the default; each key once.
     let uncommented: String = text
         .lines()
         .filter_map(|l| l.strip_prefix('#'))
         .filter(|l| {
-            let is_table = l.starts_with('[') && l.ends_with(']');
-            is_table
-                || l.split_once(" = ").is_some_and(|(k, _)| {
-                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-                })
+            l.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+            })
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    let (config, problems) = phbguard_core::config::parse(&uncommented);
+    let (config, problems) = phbguard_core::config::parse(&format!("mode = \"warn\"\n{uncommented}"));
     assert!(problems.is_empty(), "{problems:?}");
-    let keys = [
-        "sysfs_root",
-        "mode",
-        "incoming",
-        "reject_iommu_group_unknown",
-        "on_internal_error",
-        "exempt",
-        "syslog_socket",
-        "state_dir",
-        // [watch]
-        "action",
-    ];
-    for k in keys {
-        assert!(
-            uncommented.lines().any(|l| l.starts_with(&format!("{k} = "))),
-            "{k} documented"
-        );
-    }
-    let tables = ["[watch]"];
-    assert_eq!(
-        uncommented.lines().count(),
-        keys.len() + tables.len(),
-        "{uncommented}"
-    );
-    let defaults = phbguard_core::config::Config {
+    let keys: Vec<String> = TOP_LEVEL_KEYS
+        .iter()
+        .map(|k| k.to_string())
+        .chain(WATCH_KEYS.iter().map(|k| format!("watch.{k}")))
+        .chain(FIX_KEYS.iter().map(|k| format!("fix.{k}")))
+        .collect();
+    let documented: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim_start_matches('#').split_once(" = "))
+        .map(|(k, _)| k)
+        .filter(|k| keys.iter().any(|key| key == k))
+        .collect();
+    let mut sorted = documented.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), keys.len(), "each key once: {documented:?}");
+    assert_eq!(uncommented.lines().count() + 1, keys.len(), "{uncommented}");
+    let defaults = Config {
         exempt: config.exempt.clone(),
-        ..phbguard_core::config::Config::default()
+        ..warn
     };
     assert_eq!(config, defaults);
 }
@@ -1338,4 +1388,91 @@ fn a_policy_file_named_on_the_interpreter_line() {
         bad_xml("db02").as_bytes(),
     );
     assert_eq!((code(&out), w.log.take().len()), (1, 2), "{}", stderr(&out));
+}
+
+/// The packaged policy edited as its own comments and docs/admin.md say: `mode` switched to
+/// enforce where it is, the watch service's action and an exempt list uncommented and set, the
+/// host-specific keys uncommented, and a line added at the end the way admins do (`echo >>`).
+/// Every edit keeps the file valid and the hook refusing: no edit can move a key into a table.
+#[test]
+fn the_packaged_policy_edited_as_its_comments_say_still_enforces() {
+    let w = World::new("");
+    let shipped = std::fs::read_to_string(support::repo().join("packaging/phbguard.toml")).unwrap();
+    let mut edited = String::new();
+    for line in shipped.lines() {
+        let line = match line {
+            "mode = \"warn\"" => "mode = \"enforce\"".to_string(),
+            "#watch.action = \"warn\"" => "watch.action = \"fix\"".to_string(),
+            "#fix.spare_phbs = 0" => "fix.spare_phbs = 2".to_string(),
+            l if l.starts_with("#exempt = [") => "exempt = [\"legacy-db01\"]".to_string(),
+            l if l.starts_with("#sysfs_root = ") => format!("sysfs_root = \"{}\"", w.host.path_str()),
+            l if l.starts_with("#syslog_socket = ") => format!("syslog_socket = \"{}\"", w.log.path_str()),
+            l if l.starts_with("#state_dir = ") => format!("state_dir = \"{}\"", w.state_dir().display()),
+            l => l.to_string(),
+        };
+        edited.push_str(&line);
+        edited.push('\n');
+    }
+    for key in [
+        "mode = \"enforce\"",
+        "watch.action = \"fix\"",
+        "fix.spare_phbs = 2",
+        "exempt = [",
+        "sysfs_root = ",
+    ] {
+        assert!(
+            edited.lines().any(|l| l.starts_with(key)),
+            "{key} not edited in:\n{edited}"
+        );
+    }
+    edited.push_str("reject_iommu_group_unknown = true\n");
+    w.policy.write(&edited);
+
+    let out = support::run(&["check-config", w.policy.path_str()], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with(
+            ": valid; the hook applies mode = \"enforce\" (guests with error findings are refused)\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let (config, _) = phbguard_core::config::parse(&edited);
+    assert_eq!(config.watch_action, phbguard_core::config::WatchAction::Fix);
+    assert_eq!(config.fix_spare_phbs, 2);
+    assert!(config.reject_iommu_group_unknown);
+
+    let out = w.call("db02", "prepare", "begin", &bad_xml("db02"));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused to start 'db02'"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("phbguard: error:"), "{}", stderr(&out));
+    w.log.take();
+}
+
+/// The table form docs used to show, with a top-level key added below it: the hook does not
+/// refuse (a mistake never does), and every place says why, with the file, line and table.
+#[test]
+fn a_key_added_below_a_table_is_named_where_the_hook_and_check_config_report() {
+    let w = World::new("");
+    let text = format!(
+        "{}[watch]\naction = \"fix\"\nmode = \"enforce\"\n",
+        w.base_policy()
+    );
+    w.policy.write(&text);
+    let policy = w.policy.path_str();
+    let detail = "'mode' is inside [watch] (line 4); top-level keys go before the first [table]";
+    let out = w.call("db02", "prepare", "begin", &bad_xml("db02"));
+    let logged = w.log.take();
+    assert_one_setup_error(&out, Some(&logged), &format!("{policy}:6"), detail);
+    let out = support::run(&["check-config", policy], b"");
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).starts_with(&format!("phbguard: {policy}:6: {detail}\n")),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -101,6 +101,46 @@ impl E2e {
     fn state(&self, name: &str) -> String {
         text(&virsh(&["domstate", name])).trim().to_string()
     }
+
+    /// `virsh start` of `name`, and `phbguard audit` on the same daemon with the same policy
+    /// file asked beforehand whether the hook would refuse that start: it must have said what
+    /// the hook then did.
+    fn start_as_audit_says(&self, name: &str) -> Output {
+        let said = self.audit_would_refuse(name);
+        let out = self.start(name);
+        let refused = text(&out).contains("Hook script execution failed");
+        assert_eq!(
+            said,
+            refused,
+            "audit said would refuse = {said} for {name}: {}",
+            text(&out)
+        );
+        out
+    }
+
+    /// `start_refused` of `name`'s persistent definition in `phbguard audit --format json`.
+    fn audit_would_refuse(&self, name: &str) -> bool {
+        let libvirt_half = support::bin().with_file_name("phbguard-libvirt");
+        assert!(
+            libvirt_half.is_file(),
+            "{} is not built: run the tests with --workspace (scripts/test-all does)",
+            libvirt_half.display()
+        );
+        let out = Command::new(support::bin())
+            .args(["audit", "-c", "qemu:///system", "--format", "json", "--config"])
+            .arg(&self.world.policy.path)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("audit printed no JSON ({e}): {}", text(&out)));
+        let result = json["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["domain"] == name && r["definition"] == "persistent")
+            .unwrap_or_else(|| panic!("audit does not list {name}: {json}"));
+        result["start_refused"].as_bool().expect("start_refused")
+    }
 }
 
 impl Drop for E2e {
@@ -225,7 +265,7 @@ fn hook_under_real_libvirtd() {
     //    refused at 'prepare begin', virsh shows the rule id, syslog has one line per finding.
     for (rule, devices, errors) in hook_support::rule_scenarios() {
         let name = e.define_guest(rule, &devices);
-        let out = e.start(&name);
+        let out = e.start_as_audit_says(&name);
         assert_rejected(&out, &name, rule);
         assert_eq!(e.state(&name), "shut off");
         let logged = lines_for(&e.log(), &name);
@@ -289,7 +329,7 @@ fn hook_under_real_libvirtd() {
         1,
     );
     let name = e.define("compliant", &big).unwrap();
-    let out = e.start(&name);
+    let out = e.start_as_audit_says(&name);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(e.state(&name), "running");
     e.destroy(&name);
@@ -301,13 +341,13 @@ fn hook_under_real_libvirtd() {
         "compliant-hostdev",
         &format!("{}{}", phb(1, 1), hostdev("0002:02:00.0", 1, 1)),
     );
-    assert_passed_hook_then_no_passthrough(&e.start(&name), &name);
+    assert_passed_hook_then_no_passthrough(&e.start_as_audit_says(&name), &name);
     assert!(lines_for(&e.log(), &name).is_empty());
 
     // 4. warn mode: a bad guest passes the hook, with a syslog line.
     e.set_policy("mode = \"warn\"\n");
     let bad = format!("{PREFIX}hostdev-on-default-phb");
-    assert_passed_hook_then_no_passthrough(&e.start(&bad), &bad);
+    assert_passed_hook_then_no_passthrough(&e.start_as_audit_says(&bad), &bad);
     let logged = lines_for(&e.log(), &bad);
     assert_eq!(logged.len(), 1, "{logged:#?}");
     assert!(
@@ -316,15 +356,20 @@ fn hook_under_real_libvirtd() {
             && logged[0].contains(" mode=warn")
     );
     let dup = format!("{PREFIX}phb-target-duplicate");
-    let out = e.start(&dup);
+    let out = e.start_as_audit_says(&dup);
     assert!(
         !text(&out).contains("Hook script") && text(&out).contains("already attached"),
         "{}",
         text(&out)
     );
     e.log();
+    // exempt: the other opt-out, in the policy file.
+    e.set_policy(&format!("exempt = [\"{bad}\"]\n"));
+    assert_passed_hook_then_no_passthrough(&e.start_as_audit_says(&bad), &bad);
+    let logged = lines_for(&e.log(), &bad);
+    assert!(logged.iter().all(|l| l.contains(": exempt ")), "{logged:#?}");
     e.set_policy("");
-    mark("warn mode", &mut lap);
+    mark("warn mode, exempt", &mut lap);
 
     // 5. The per-domain opt-out, set with virsh metadata, lets a bad guest through; removed, the
     //    guest is rejected again.
@@ -340,7 +385,7 @@ fn hook_under_real_libvirtd() {
         "--config",
     ]);
     assert!(set.status.success(), "{}", text(&set));
-    assert_passed_hook_then_no_passthrough(&e.start(&bad), &bad);
+    assert_passed_hook_then_no_passthrough(&e.start_as_audit_says(&bad), &bad);
     let logged = lines_for(&e.log(), &bad);
     assert_eq!(logged.len(), 1, "{logged:#?}");
     assert!(
@@ -357,7 +402,7 @@ fn hook_under_real_libvirtd() {
         "--config",
     ]);
     assert!(rm.status.success(), "{}", text(&rm));
-    assert_rejected(&e.start(&bad), &bad, "hostdev-on-default-phb");
+    assert_rejected(&e.start_as_audit_says(&bad), &bad, "hostdev-on-default-phb");
     e.log();
     mark("metadata opt-out", &mut lap);
 
@@ -365,7 +410,7 @@ fn hook_under_real_libvirtd() {
     //    'restore begin' judges the XML from the image, prints nothing (the guest is not tainted)
     //    and lets it in, even with incoming = "refuse" (warnings never refuse).
     let name = e.define_guest("warning-only", &bridge(1, 6));
-    let out = e.start(&name);
+    let out = e.start_as_audit_says(&name);
     assert!(out.status.success(), "{}", text(&out));
     let logged = lines_for(&e.log(), &name);
     assert_eq!(logged.len(), 1, "{logged:#?}");
@@ -442,7 +487,8 @@ fn hook_under_real_libvirtd() {
     // 7. A broken '#!' line (a typo in an option) while guests run, then a libvirtd restart:
     //    the new daemon calls 'reconnect begin' for the running guest, which must exit 0 (a
     //    failing hook there makes libvirt stop the guest, qemuProcessReconnect). The guest
-    //    keeps running. A start is judged in warn mode: the bad guest passes the hook.
+    //    keeps running. A start is judged in warn mode: the bad guest passes the hook. (audit
+    //    reads the policy file, not the hook file's '#!' line: it cannot see this mistake.)
     e.set_policy("");
     install_hook_line(
         Path::new(HOOK_DIR),

@@ -56,7 +56,8 @@ fn phbguard_audit_reaches_the_real_phbguard_libvirt() {
         .output();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("NAME "), "{text}");
+    assert!(text.starts_with("policy "), "{text}");
+    assert!(text.contains("\n\nNAME "), "{text}");
     assert!(text.contains("6 guests, 8 definitions judged"), "{text}");
 }
 

@@ -30,7 +30,7 @@ pub enum Command {
                   devices leave hostdev PHBs, PHBs are added (lowest free index and target index) \
                   or renumbered, and pci-bridges the move empties are removed. Everything else \
                   stays byte for byte; a compliant file comes out unchanged ('already compliant' \
-                  on stderr).\n\n\
+                  on stderr). --spare-phbs N also keeps N empty PHBs for hot-plugged devices.\n\n\
                   The fixed XML goes to stdout for one FILE only; several FILEs need --in-place, \
                   --diff or --format json (one JSON object per line and file). Each file is \
                   fixed on its own: one that cannot be fixed is left alone, the others are \
@@ -43,8 +43,9 @@ pub enum Command {
     Fix(FixArgs),
     /// Explain a rule: what it catches, why it matters, how to fix it by hand
     Explain {
-        /// A rule id as 'phbguard rules' lists it, or as a finding names it
-        /// ('error[hostdev-on-default-phb]'); without one, the rules are listed
+        /// A rule id as 'phbguard rules' lists it, or a whole finding line as phbguard printed
+        /// it ('x.xml:41: error[hostdev-on-default-phb]: ...', a syslog line with rule=...);
+        /// without one, the rules are listed
         rule: Option<String>,
         /// json: the rule's id, severity, summary, explanation and examples as one object
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -70,9 +71,12 @@ pub enum Command {
     /// Validate a policy file (exit 2 on any error or unknown key)
     #[command(
         name = "check-config",
-        long_about = "Validate the hook's policy file: TOML syntax, every key known, every value \
+        long_about = "Validate the hook's policy file: TOML syntax, every key known and in its \
+                  place (a top-level key below a [table] line is named as such), every value \
                   valid, sysfs_root a directory. Each problem is printed as FILE:LINE: PROBLEM on \
-                  stderr. Exit codes: 0 valid (a missing default file is valid: the built-in \
+                  stderr, then what the hook applies meanwhile. A valid file prints \
+                  'FILE: valid; the hook applies mode = \"MODE\" (...)' on stdout.\n\n\
+                  Exit codes: 0 valid (a missing default file is valid: the built-in \
                   defaults apply), 2 any problem. The hook itself never refuses a guest for \
                   these: it logs the first one and judges in warn mode until the file is fixed."
     )]
@@ -87,7 +91,7 @@ pub enum Command {
         long_about = "Watch libvirt for new and changed domain definitions and warn about or \
                   fix them: a long-running service (phbguard-watch.service).\n\n\
                   Every definition made ('virsh define', 'virsh edit', virt-install...) is \
-                  judged. With '[watch] action = \"warn\"' in the policy file (the default) \
+                  judged. With 'watch.action = \"warn\"' in the policy file (the default) \
                   the findings are logged; with \"fix\" the guest is redefined with what \
                   'phbguard fix' makes of it, when that keeps every rule (secrets such as VNC \
                   passwords are kept; a running guest's live configuration is not touched). A \
@@ -114,10 +118,17 @@ pub struct ConnectArgs {
     long_about = "Judge every guest libvirt knows, defined and running: each persistent \
                   definition and, for a running guest, its live one too. Host facts (IOMMU \
                   groups, NUMA nodes) come from the connection's node devices, so a remote URI \
-                  judges the remote host. Also reports a host device given to two defined \
-                  guests and interfaces on hostdev-pool networks without a PHB of their own.\n\n\
-                  Exit codes: 0 no error findings (opted-out guests aside), 1 error findings, \
-                  2 usage, connection or output failure."
+                  judges the remote host, or from the policy file's sysfs_root as the hook reads \
+                  them. Also reports a host device given to two defined guests and interfaces on \
+                  hostdev-pool networks without a PHB of their own.\n\n\
+                  Says what the hook does with each guest under this host's policy file: the \
+                  file's state first (valid, or each problem: the hook then judges every guest in \
+                  warn mode), then per definition whether the guest opted out (its metadata \
+                  mode 'off' or 'warn', or the policy's exempt list) and whether the hook would \
+                  refuse its start.\n\n\
+                  Exit codes: 0 no guest the hook refuses or, under mode = \"enforce\", would \
+                  refuse (opted-out guests aside), 1 some, 2 usage, connection or output \
+                  failure."
 )]
 pub struct AuditArgs {
     #[command(flatten)]
@@ -150,6 +161,10 @@ pub enum AuditFormat {
 pub struct GroupsArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Read the host's PCI devices from this sysfs tree instead of libvirt's node devices (no
+    /// vendor or product names there; PF pools still resolve through node devices)
+    #[arg(long, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -158,7 +173,7 @@ pub struct GroupsArgs {
 pub struct WatchArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// The policy file ([watch] action) [default: $PHBGUARD_CONFIG, else /etc/phbguard/phbguard.toml]
+    /// The policy file (watch.action) [default: $PHBGUARD_CONFIG, else /etc/phbguard/phbguard.toml]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -258,6 +273,14 @@ pub struct FixArgs {
     /// limit is refused (exit 1)
     #[arg(long)]
     pub raise_hard_limit: bool,
+    /// Leave at least N spare PHBs (PHBs other than the default one with nothing on them), so
+    /// that the running guest can take N hostdevs of new IOMMU groups by hot-plug: QEMU creates
+    /// PHBs only at start. Empty PHBs already there count; new ones take the lowest free index
+    /// and target index, spread over the guest's NUMA cells, up to QEMU's 31 PHBs. A guest that
+    /// has them is left as it is [default: 0 for a FILE; the policy file's fix.spare_phbs for
+    /// --domain]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=30))]
+    pub spare_phbs: Option<u8>,
     /// Do not list the changes on stderr
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -10,7 +10,8 @@
 //! attributes, which [`edit`] shares) turns bytes into the [`model`]; [`host`] gathers the facts
 //! about its host devices from a [`host::HostFacts`]; `topology` (internal) builds the PCI
 //! topology from both once; [`rules`] judge it; [`verdict`] turns findings into what the hook
-//! and the watcher do under the policy ([`config`]); [`report`] and [`fix`] (with [`edit`])
+//! and the watcher do under the policy ([`config`]); [`spare`] counts the PHBs a running guest
+//! has left for hot-plugs; [`report`] and [`fix`] (with [`edit`])
 //! write what people, scripts and files get; [`log_line`] and [`escape`] are how the hook and
 //! the libvirt half say it.
 
@@ -23,10 +24,12 @@ pub mod host;
 pub mod log_line;
 pub mod memlock;
 pub mod model;
+pub mod near;
 pub mod number;
 pub mod parse;
 pub mod report;
 pub mod rules;
+pub mod spare;
 pub mod start_tag;
 pub(crate) mod topology;
 pub mod verdict;

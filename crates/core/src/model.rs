@@ -99,9 +99,13 @@ pub struct Domain {
     pub devices: Vec<Device>,
     /// `<numatune><memnode>` entries.
     pub memnodes: Vec<MemNode>,
+    /// The guest NUMA cells (`<cpu><numa><cell id>`), in document order: the nodes a PHB's
+    /// `<target><node>` may name.
+    pub numa_cells: Vec<u32>,
     /// `<metadata><phbguard:policy mode='...'/>`, the per-domain opt-out.
     pub policy_mode: Option<String>,
-    /// Where `</devices>` starts, so new controllers can be inserted before it.
+    /// Where `</devices>` starts, so new controllers can be inserted before it (`None` for no
+    /// `<devices>`, or an empty `<devices/>`).
     pub devices_close: Option<usize>,
 }
 
@@ -170,6 +174,8 @@ pub struct Device {
     pub model_attr: Option<String>,
     /// What identifies it to an admin: a disk's target dev, a NIC's MAC, an alias.
     pub label: Option<String>,
+    /// `<alias name>`: how libvirt names the device in a running guest (and in its events).
+    pub alias: Option<String>,
     /// `<interface type='network'><source network='NAME'/>`: the libvirt network it joins.
     /// When that network is a hostdev pool, the interface becomes a hostdev at start.
     pub network: Option<String>,

@@ -204,6 +204,21 @@ impl<'d> Topology<'d> {
             .map(|b| b as u8)
     }
 
+    /// The spare PHBs, ascending: PHBs other than the default one with no device directly on
+    /// them. A hostdev of an IOMMU group the guest does not use yet can be hot-plugged only onto
+    /// one of these, and a running guest gets no new PHB (docs/libvirt.md, "Hot-plug and spare
+    /// PHBs").
+    pub fn spare_phbs(&self) -> impl Iterator<Item = u8> + '_ {
+        (1..BUSES)
+            .filter(|&b| {
+                matches!(self.buses[b], Bus::Phb(_))
+                    && self.hostdevs_on[b].is_empty()
+                    && self.emulated_on[b].is_empty()
+                    && self.pool_interfaces_on[b].is_empty()
+            })
+            .map(|b| b as u8)
+    }
+
     /// PHBs other than the default one with a device directly on them, ascending: where the
     /// one-group-per-PHB rules look.
     pub fn used_non_default_phbs(&self) -> impl Iterator<Item = u8> + '_ {
@@ -232,6 +247,14 @@ impl<'d> Topology<'d> {
             }
         }
         None
+    }
+
+    /// Whether the device at position `i`, addressed or not, joins a hostdev-pool network.
+    pub fn joins_hostdev_pool(&self, i: usize) -> bool {
+        self.device(i)
+            .network
+            .as_deref()
+            .is_some_and(|n| self.facts.is_hostdev_network(n))
     }
 
     /// Whether the device at position `i` is an interface on a hostdev-pool network.

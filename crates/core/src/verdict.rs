@@ -5,6 +5,7 @@
 //! watcher (crates/libvirt watch) asks it whether to leave, warn about, or fix a definition.
 
 use crate::config::{Config, Incoming, Mode, WatchAction};
+use crate::fix;
 use crate::host::HostFacts;
 use crate::model::Domain;
 use crate::rules::{Finding, RuleId, Severity, judge};
@@ -171,6 +172,28 @@ pub struct Judged {
     pub blocking: bool,
 }
 
+/// How a guest is kept from being refused while the policy file enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOut {
+    /// Its metadata says `mode='off'`: it is not judged at all.
+    Off,
+    /// Its metadata says `mode='warn'`: its findings are logged, it starts.
+    Warn,
+    /// The policy file's `exempt` lists it: its findings are logged as `exempt`, it starts.
+    Exempt,
+}
+
+impl OptOut {
+    /// How audit and the docs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptOut::Off => "off",
+            OptOut::Warn => "warn",
+            OptOut::Exempt => "exempt",
+        }
+    }
+}
+
 /// The decision about one guest.
 #[derive(Debug)]
 pub struct Verdict {
@@ -178,6 +201,8 @@ pub struct Verdict {
     pub mode: Mode,
     /// Where that mode came from.
     pub mode_source: ModeSource,
+    /// The mode the domain's metadata names, when it names a valid one.
+    pub metadata_mode: Option<Mode>,
     /// The metadata named a mode that is none of enforce, warn, off (then the policy's mode
     /// applied at the hook, and `warn` at the watcher: an opt-out it cannot read is never
     /// overridden by a rewrite).
@@ -191,6 +216,17 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// How the guest opted out of refusal, if it did: by its own metadata (`off` before `warn`)
+    /// or the policy's `exempt` list. A file-wide `mode` is no guest's opt-out.
+    pub fn opt_out(&self) -> Option<OptOut> {
+        match self.metadata_mode {
+            Some(Mode::Off) => Some(OptOut::Off),
+            Some(Mode::Warn) => Some(OptOut::Warn),
+            _ if self.exempt => Some(OptOut::Exempt),
+            _ => None,
+        }
+    }
+
     /// Whether the hook refuses the guest.
     pub fn reject(&self) -> bool {
         self.action == Action::Refuse
@@ -231,11 +267,13 @@ pub fn decide_on(
     };
     let mut mode_source = ModeSource::Policy;
     let mut bad_metadata_mode = None;
+    let mut metadata_mode = None;
     if let Some(m) = domain.policy_mode.as_deref() {
         match Mode::parse(m) {
             Some(m) => {
                 mode = m;
                 mode_source = ModeSource::Metadata;
+                metadata_mode = Some(m);
             }
             None => {
                 bad_metadata_mode = Some(m.to_owned());
@@ -256,6 +294,7 @@ pub fn decide_on(
     let mut verdict = Verdict {
         mode,
         mode_source,
+        metadata_mode,
         bad_metadata_mode,
         exempt,
         action: Action::Leave,
@@ -321,6 +360,19 @@ pub fn decide_on(
         });
     }
     verdict
+}
+
+/// The options of every rewrite phbguard makes of a definition under `policy` (`fix --domain`,
+/// and the watcher when [`decide`] says [`Action::Fix`]): the policy's `[fix]` settings, so a
+/// guest fixed for a rule keeps `spare_phbs` empty PHBs for hot-plugs. Fewer spares than that
+/// is no finding: a definition that keeps every rule is never rewritten for its spares alone
+/// (they apply at the guest's next cold boot and cost locked memory; the admin adds them with
+/// `fix --domain`).
+pub fn rewrite_options(policy: &Config) -> fix::Options {
+    fix::Options {
+        spare_phbs: policy.fix_spare_phbs,
+        ..fix::Options::default()
+    }
 }
 
 #[cfg(test)]
@@ -437,10 +489,20 @@ mod tests {
             (v.reject(), v.mode, v.mode_source),
             (false, Mode::Warn, ModeSource::Metadata)
         );
+        assert_eq!(v.opt_out(), Some(OptOut::Warn));
+        // Lowered to warn because the setup is in doubt: no opt-out of the guest's.
+        let doubt = HookCall {
+            warn_only: true,
+            ..start
+        };
+        let v = verdict(&with("enforce"), &Config::default(), doubt);
+        assert_eq!((v.mode, v.opt_out()), (Mode::Warn, None));
         let v = verdict(&with("off"), &Config::default(), start);
         assert!(!v.reject() && v.findings.is_empty());
+        assert_eq!(v.opt_out(), Some(OptOut::Off));
         let v = verdict(&with("sometimes"), &Config::default(), start);
         assert_eq!(v.bad_metadata_mode.as_deref(), Some("sometimes"));
+        assert_eq!(v.opt_out(), None);
         assert!(v.reject());
         let warn = Config {
             mode: Mode::Warn,
@@ -453,6 +515,7 @@ mod tests {
         };
         let v = verdict(BAD, &exempt, start);
         assert!(v.exempt && !v.reject());
+        assert_eq!(v.opt_out(), Some(OptOut::Exempt));
         assert!(v.findings.iter().all(|j| j.disposition == Disposition::Exempt));
     }
 
@@ -568,6 +631,36 @@ mod tests {
         );
         assert_eq!(v.action, Action::Warn);
         assert_eq!(verdict(GOOD, &fix, definition).action, Action::Leave);
+    }
+
+    #[test]
+    fn spares_are_kept_by_every_rewrite_but_never_the_reason_for_one() {
+        let fix = Config {
+            watch_action: WatchAction::Fix,
+            fix_spare_phbs: 2,
+            ..Config::default()
+        };
+        // Compliant, no spare PHB: left alone, under the watcher and the hook.
+        assert_eq!(verdict(GOOD, &fix, Watched::Definition).action, Action::Leave);
+        assert_eq!(
+            verdict(GOOD, &fix, HookCall::new(Phase::Prepare)).action,
+            Action::Leave
+        );
+        // Fixed for a rule: the rewrite keeps the spares.
+        assert_eq!(verdict(BAD, &fix, Watched::Definition).action, Action::Fix);
+        let options = rewrite_options(&fix);
+        assert_eq!((options.spare_phbs, options.assign_unaddressed), (2, false));
+        let domain = parse_domain(BAD.as_bytes()).unwrap();
+        let fixed = fix::fix(BAD, &domain, &host(), options).unwrap();
+        assert!(fixed.is_clean());
+        assert_eq!(fixed.plan.spares.kept, 2);
+        // Its own rewrite is not fixed again (the bridge without an address is a warning).
+        let after = parse_domain(fixed.output.as_bytes()).unwrap();
+        assert_eq!(
+            decide(&after, &host(), &fix, Watched::Definition).action,
+            Action::Warn
+        );
+        assert_eq!(rewrite_options(&Config::default()), fix::Options::default());
     }
 
     #[test]

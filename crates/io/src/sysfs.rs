@@ -42,10 +42,19 @@ impl Sysfs {
     /// device "not on this host", so callers refuse it (check, fix) or stop trusting their
     /// verdict (the hook judges in warn mode).
     pub fn check_root(&self) -> Result<(), String> {
+        match self.unusable() {
+            None => Ok(()),
+            Some(why) => Err(format!("sysfs root {}: {why}", self.root.display())),
+        }
+    }
+
+    /// Why the root cannot be read from (`not a directory`, or the error), if it cannot: for a
+    /// message that names the root its own way (the policy file's `sysfs_root = "..."`).
+    pub fn unusable(&self) -> Option<String> {
         match std::fs::metadata(&self.root) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(format!("sysfs root {} is not a directory", self.root.display())),
-            Err(e) => Err(format!("sysfs root {}: {e}", self.root.display())),
+            Ok(m) if m.is_dir() => None,
+            Ok(_) => Some("not a directory".into()),
+            Err(e) => Some(e.to_string()),
         }
     }
 
@@ -287,7 +296,7 @@ mod tests {
                 .contains("/nonexistent/sys")
         );
         let err = Sysfs::new("/dev/null").check_root().unwrap_err();
-        assert_eq!(err, "sysfs root /dev/null is not a directory");
+        assert_eq!(err, "sysfs root /dev/null: not a directory");
         assert_eq!(Sysfs::new("/").check_root(), Ok(()));
     }
 

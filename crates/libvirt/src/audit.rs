@@ -2,12 +2,15 @@
 //! judged on its persistent definition and, when running, its live one; then what only shows
 //! across guests (a host device in two definitions).
 
-use phbguard_core::config::{Config, Mode};
+use std::path::{Path, PathBuf};
+
+use phbguard_core::config::{Config, Mode, Policy};
 use phbguard_core::host::{Facts, HostFacts};
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::parse_domain;
 use phbguard_core::rules::{Finding, Severity, judge_with, shared_hostdevs};
-use phbguard_core::verdict::{self, HookCall, Phase};
+use phbguard_core::spare;
+use phbguard_core::verdict::{self, HookCall, OptOut, Phase};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 use virt::sys;
@@ -40,21 +43,30 @@ pub struct Judged {
     pub facts: Facts,
     /// Every finding, also for an opted-out guest (the hook would not look).
     pub findings: Vec<Finding>,
-    /// The mode the hook applies to this guest: the policy default (enforce) unless the
-    /// definition's `<phbguard:policy mode>` says otherwise.
+    /// The mode the hook applies to this guest at its start: the policy file's, the
+    /// definition's `<phbguard:policy mode>` instead, warn while the file has problems.
     pub mode: Mode,
-    /// The hook would refuse to start this definition (under the default policy).
+    /// The hook, under this host's policy file as it is, would refuse to start this definition.
     pub start_refused: bool,
+    /// The hook would refuse it under `mode = "enforce"` in a valid policy file: error findings
+    /// and no opt-out. What the switch to enforce would refuse; what makes audit exit 1.
+    pub refused_under_enforce: bool,
+    /// How the guest opted out of refusal, if it did.
+    pub opt_out: Option<OptOut>,
     /// `<phbguard:policy mode>` names none of enforce, warn, off: the hook logs a
     /// `metadata-error` and applies the policy file's mode, so the opt-out written is not the
     /// one that applies.
     pub bad_metadata_mode: Option<String>,
+    /// Its spare PHBs (empty, other than the default one); `None` for a guest that is not
+    /// pSeries. On a live definition these are the PHBs QEMU has: what a hostdev of a new IOMMU
+    /// group can be hot-plugged onto without a restart.
+    pub spare_phbs: Option<usize>,
 }
 
 impl Judged {
-    /// `<metadata><phbguard:policy mode='off'/>`: the guest opted out, as the hook honours.
+    /// Opted out of refusal by its metadata (`mode='off'` or `'warn'`) or the `exempt` list.
     pub fn opted_out(&self) -> bool {
-        self.mode == Mode::Off
+        self.opt_out.is_some()
     }
 
     pub fn count(&self, severity: Severity) -> usize {
@@ -74,15 +86,16 @@ impl Judged {
         self.bad_metadata_mode.as_ref().map(|m| {
             format!(
                 "<metadata><phbguard:policy mode='{m}'> is not enforce, warn or off; the hook \
-                 ignores it and uses the policy file's mode ('{}' under the default policy)",
+                 ignores it and uses the policy file's mode ('{}' here)",
                 self.mode.as_str()
             )
         })
     }
 
-    /// Whether this definition makes the audit fail: error findings, not opted out.
+    /// Whether this definition makes the audit fail: the hook refuses it, or would once the
+    /// policy file says `mode = "enforce"`.
     pub fn fails(&self) -> bool {
-        !self.opted_out() && self.count(Severity::Error) > 0
+        self.refused_under_enforce
     }
 }
 
@@ -102,8 +115,52 @@ pub struct Unreadable {
     pub reason: String,
 }
 
-#[derive(Debug, Default)]
+/// Where the host facts came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostSource {
+    /// The connection's node devices.
+    NodeDevices,
+    /// A sysfs tree given with `--sysfs-root`.
+    SysfsFlag(PathBuf),
+    /// The policy file's `sysfs_root`, which the hook and the watcher read too.
+    SysfsPolicy(PathBuf),
+    /// The policy file names a `sysfs_root` that audit does not read (why), so node devices.
+    NotPolicySysfs { root: PathBuf, why: &'static str },
+}
+
+impl HostSource {
+    /// The sysfs tree to read, if not node devices.
+    pub fn sysfs_root(&self) -> Option<&Path> {
+        match self {
+            HostSource::SysfsFlag(p) | HostSource::SysfsPolicy(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// One sentence for the report, when it is not plain node devices.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            HostSource::NodeDevices => None,
+            HostSource::SysfsFlag(p) => Some(format!("host facts from --sysfs-root {}", p.display())),
+            HostSource::SysfsPolicy(p) => Some(format!(
+                "host facts from the policy's sysfs_root {}, as the hook reads them",
+                p.display()
+            )),
+            HostSource::NotPolicySysfs { root, why } => Some(format!(
+                "host facts from libvirt's node devices, not the policy's sysfs_root {}: {why}",
+                root.display()
+            )),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct Audit {
+    /// The policy file judged with, as the hook reads it.
+    pub policy: Policy,
+    /// The connection is to another host: the policy file read is this machine's.
+    pub remote: bool,
+    pub host_source: HostSource,
     pub guests: Vec<Guest>,
     pub unreadable: Vec<Unreadable>,
 }
@@ -112,60 +169,176 @@ impl Audit {
     pub fn fails(&self) -> bool {
         self.guests.iter().flat_map(|g| &g.judged).any(Judged::fails)
     }
+
+    /// Why a definition `refused_under_enforce` is not refused now: the policy's mode, or its
+    /// problems. `None` when it is refused now.
+    pub fn why_not_refused(&self, j: &Judged) -> Option<&'static str> {
+        if j.start_refused || !j.refused_under_enforce {
+            return None;
+        }
+        Some(match self.policy.config.mode {
+            _ if self.policy.in_doubt() => "policy has problems",
+            Mode::Off => "mode off",
+            _ => "mode warn",
+        })
+    }
 }
 
-/// The hook's policy as audit applies it: what the hook would decide at `prepare begin`.
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    pub config: Config,
-    /// The policy file has a problem: the hook then judges in warn mode (never refuses).
-    pub in_doubt: bool,
+/// Where audit reads host facts: `--sysfs-root`, else the policy file's `sysfs_root` as the
+/// hook and the watcher do (unless the guests are on another host, or it cannot be read), else
+/// node devices.
+pub fn host_source(flag: Option<&Path>, policy: &Policy, remote: bool) -> HostSource {
+    let Some(root) = flag else {
+        return match policy.config.sysfs_override() {
+            None => HostSource::NodeDevices,
+            Some(root) if remote => HostSource::NotPolicySysfs {
+                root: root.to_path_buf(),
+                why: "the guests are on another host",
+            },
+            Some(root) if policy.sysfs_root_problem.is_some() => HostSource::NotPolicySysfs {
+                root: root.to_path_buf(),
+                why: "it is not a directory",
+            },
+            Some(root) => HostSource::SysfsPolicy(root.to_path_buf()),
+        };
+    };
+    HostSource::SysfsFlag(root.to_path_buf())
 }
 
-/// Judges every guest of `conn` against `host`.
-pub fn audit(conn: &Connect, host: &dyn HostFacts, policy: &Policy) -> Result<Audit, String> {
+/// Whether a libvirt URI names another host (`qemu+ssh://host/system`), not this one
+/// (`qemu:///system`, `test:///path`).
+pub fn is_remote(uri: &str) -> bool {
+    uri.split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+        .is_some_and(|authority| {
+            let host = authority.rsplit('@').next().unwrap_or("");
+            !host.is_empty() && host != "localhost"
+        })
+}
+
+/// Judges every guest of `conn` against `host`, and what the hook would do with each under
+/// `policy`.
+pub fn audit(
+    conn: &Connect,
+    host: &dyn HostFacts,
+    policy: Policy,
+    host_source: HostSource,
+    remote: bool,
+) -> Result<Audit, String> {
     // Flags 0: every guest, active and inactive, persistent and transient.
     let domains = conn
         .list_all_domains(0)
         .map_err(|e| format!("libvirt cannot list domains: {e}"))?;
-    let mut audit = Audit::default();
+    let mut audit = Audit {
+        policy,
+        remote,
+        host_source,
+        guests: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    let mut guests = Vec::new();
     for dom in &domains {
-        match guest(dom, host, policy) {
-            Ok(g) => audit.guests.push(g),
+        match guest(dom, host) {
+            Ok(g) => guests.push(g),
             Err(reason) => audit.unreadable.push(Unreadable {
                 name: dom.name().unwrap_or_default(),
                 reason,
             }),
         }
     }
-    audit.guests.sort_by(|a, b| a.name.cmp(&b.name));
+    guests.sort_by(|a, b| a.0.name.cmp(&b.0.name));
 
     // A device is "given" to a guest by the definition its next start uses: the persistent one,
     // or the live one of a transient guest.
-    let next_start: Vec<&Definition> = audit
-        .guests
+    let next_start: Vec<&Definition> = guests
         .iter()
-        .filter_map(|g| g.judged.first().map(|j| &j.definition))
+        .filter_map(|(_, defs)| defs.first().map(|r| &r.definition))
         .collect();
     let shared = shared_hostdevs(&next_start);
-    for (guest, findings) in audit
-        .guests
-        .iter_mut()
-        .filter(|g| !g.judged.is_empty())
-        .zip(shared)
-    {
-        guest.judged[0].findings.extend(findings);
+    for ((_, defs), findings) in guests.iter_mut().filter(|(_, d)| !d.is_empty()).zip(shared) {
+        defs[0].findings.extend(findings);
     }
+    let verdicts = Verdicts::new(&audit.policy);
+    audit.guests = guests
+        .into_iter()
+        .map(|(mut guest, defs)| {
+            guest.judged = defs.into_iter().map(|read| verdicts.judged(read)).collect();
+            guest
+        })
+        .collect();
     Ok(audit)
 }
 
-fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, String> {
+/// What the hook decides at `prepare begin`, from the same pure function it uses: under the
+/// policy as it is (warn while it has problems), and under `mode = "enforce"` in a valid file.
+struct Verdicts {
+    now: Config,
+    in_doubt: bool,
+    enforced: Config,
+}
+
+impl Verdicts {
+    fn new(policy: &Policy) -> Self {
+        Verdicts {
+            now: policy.config.clone(),
+            in_doubt: policy.in_doubt(),
+            enforced: Config {
+                mode: Mode::Enforce,
+                ..policy.config.clone()
+            },
+        }
+    }
+
+    fn judged(&self, read: Read) -> Judged {
+        let Read {
+            which,
+            spare_phbs,
+            definition,
+            facts,
+            findings,
+        } = read;
+        let start = HookCall::new(Phase::Prepare);
+        let now = verdict::decide_on(
+            &definition,
+            &self.now,
+            HookCall {
+                warn_only: self.in_doubt,
+                ..start
+            },
+            || findings.clone(),
+        );
+        let enforced = verdict::decide_on(&definition, &self.enforced, start, || findings.clone());
+        Judged {
+            which,
+            definition,
+            facts,
+            findings,
+            mode: now.mode,
+            start_refused: now.reject(),
+            refused_under_enforce: enforced.reject(),
+            opt_out: now.opt_out(),
+            bad_metadata_mode: now.bad_metadata_mode,
+            spare_phbs,
+        }
+    }
+}
+
+/// One definition of a guest as read and judged, before the verdicts.
+struct Read {
+    which: Which,
+    spare_phbs: Option<usize>,
+    definition: Definition,
+    facts: Facts,
+    findings: Vec<Finding>,
+}
+
+fn guest(dom: &Domain, host: &dyn HostFacts) -> Result<(Guest, Vec<Read>), String> {
     let name = dom.name().map_err(|e| e.to_string())?;
     let uuid = dom.uuid_string().map_err(|e| e.to_string())?;
     let (state, _) = dom.state().map_err(|e| format!("cannot read its state: {e}"))?;
     let persistent = dom.is_persistent().map_err(|e| e.to_string())?;
     let running = dom.is_active().map_err(|e| e.to_string())?;
-    let mut judged = Vec::with_capacity(2);
+    let mut defs = Vec::with_capacity(2);
     let mut read = |which: Which, flags: sys::virDomainXMLFlags| -> Result<(), String> {
         let xml = dom
             .xml_desc(flags)
@@ -179,24 +352,13 @@ fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, S
         if running {
             findings.retain(|f| !f.rule.id.judges_host_state());
         }
-        // What the hook decides at `prepare begin`, from the same pure function it uses.
-        let hook = verdict::decide_on(
-            &definition,
-            &policy.config,
-            HookCall {
-                warn_only: policy.in_doubt,
-                ..HookCall::new(Phase::Prepare)
-            },
-            || findings.clone(),
-        );
-        judged.push(Judged {
+        let spare_phbs = spare::spare_phbs(&definition, &facts).map(|s| s.len());
+        defs.push(Read {
             which,
+            spare_phbs,
             definition,
             facts,
             findings,
-            mode: hook.mode,
-            start_refused: hook.reject(),
-            bad_metadata_mode: hook.bad_metadata_mode,
         });
         Ok(())
     };
@@ -206,12 +368,13 @@ fn guest(dom: &Domain, host: &dyn HostFacts, policy: &Policy) -> Result<Guest, S
     if running {
         read(Which::Live, 0)?;
     }
-    Ok(Guest {
+    let guest = Guest {
         name,
         uuid,
         state: state_name(state.unwrap_or(DomainState::NoState)),
-        judged,
-    })
+        judged: Vec::new(),
+    };
+    Ok((guest, defs))
 }
 
 /// virsh's words (tools/virsh-domain-monitor.c, `virshDomainStateToString`).
@@ -225,5 +388,67 @@ fn state_name(state: DomainState) -> &'static str {
         DomainState::Shutoff => "shut off",
         DomainState::Crashed => "crashed",
         DomainState::PMSuspended => "pmsuspended",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uri_with_a_host_is_remote() {
+        for uri in [
+            "qemu+ssh://root@host.example/system",
+            "qemu+tls://10.0.0.1/system",
+        ] {
+            assert!(is_remote(uri), "{uri}");
+        }
+        for uri in [
+            "qemu:///system",
+            "qemu:///session",
+            "test:///default",
+            "test:///tmp/node.xml",
+            "qemu+ssh://localhost/system",
+        ] {
+            assert!(!is_remote(uri), "{uri}");
+        }
+    }
+
+    #[test]
+    fn host_facts_follow_the_flag_then_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        let at = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            phbguard_io::policy_file::read_at(file.clone(), true)
+        };
+        let root = dir.path().display().to_string();
+        let set = at(&format!("sysfs_root = {root:?}\n"));
+        let flag = Path::new("/flag");
+        assert_eq!(
+            host_source(Some(flag), &set, false),
+            HostSource::SysfsFlag(flag.into())
+        );
+        assert_eq!(
+            host_source(None, &set, false),
+            HostSource::SysfsPolicy(dir.path().into())
+        );
+        assert!(matches!(
+            host_source(None, &set, true),
+            HostSource::NotPolicySysfs {
+                why: "the guests are on another host",
+                ..
+            }
+        ));
+        let unset = at("");
+        assert_eq!(host_source(None, &unset, false), HostSource::NodeDevices);
+        let bad = at("sysfs_root = '/nonexistent/sys'\n");
+        assert!(matches!(
+            host_source(None, &bad, false),
+            HostSource::NotPolicySysfs {
+                why: "it is not a directory",
+                ..
+            }
+        ));
     }
 }

@@ -7,8 +7,8 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use anyhow::Context;
 use phbguard_cli::command::{FixArgs, Format};
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
-use phbguard_core::fix::Options;
 use phbguard_core::report::json;
+use phbguard_core::verdict::rewrite_options;
 use phbguard_libvirt::connect;
 use phbguard_libvirt::host::Host;
 use phbguard_libvirt::redefine::{self, Error, Outcome, Proposal};
@@ -25,15 +25,20 @@ fn say(line: &str) {
 pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     let name = args.domain.as_deref().expect("dispatched on --domain");
     // The host facts the hook will judge the fixed guest on at its next start.
-    let policy = crate::hook_policy(None);
-    let sysfs = crate::host_sysfs(args.sysfs_root.as_deref(), &policy.config)?;
+    let policy = phbguard_io::policy_file::read(None);
+    crate::warn_policy_problems(&policy);
+    let sysfs = crate::host_sysfs(args.sysfs_root.as_deref(), &policy)?;
     let conn = connect::open(args.uri.as_deref())?;
     let dom = lookup(&conn, name)?;
     let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
-    let options = Options {
-        assign_unaddressed: args.assign_addresses,
-        raise_hard_limit: args.raise_hard_limit,
-    };
+    // What every rewrite under this host's policy keeps (its spare PHBs), unless the command
+    // line says otherwise.
+    let mut options = rewrite_options(&policy.config);
+    options.assign_unaddressed = args.assign_addresses;
+    options.raise_hard_limit = args.raise_hard_limit;
+    if let Some(n) = args.spare_phbs {
+        options.spare_phbs = n;
+    }
     let proposal = match redefine::propose(&dom, &host, options) {
         Ok(p) => p,
         Err(e @ (Error::Transient(_) | Error::BadXml(..))) => {
@@ -53,6 +58,11 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     }
     for note in proposal.fixed.host_notes() {
         say(&format!("{name}: note: {note}"));
+    }
+    if args.format == Format::Text
+        && let Some(short) = proposal.fixed.plan.spares.shortfall()
+    {
+        say(&format!("{name}: warning: {short}"));
     }
 
     let (code, redefined) = decide(&conn, &dom, &proposal, args)?;

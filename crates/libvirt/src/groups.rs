@@ -9,6 +9,7 @@ use phbguard_core::escape::controls;
 use phbguard_core::model::{DeviceKind, Domain as Definition, PciAddr};
 use phbguard_core::parse_domain;
 use phbguard_core::vfio::{Binding, Blocker, Given, GroupState, judge_group};
+use phbguard_io::sysfs::Sysfs;
 use serde_json::{Value, json};
 use virt::connect::Connect;
 use virt::sys;
@@ -50,10 +51,18 @@ pub struct Groups {
     pub unresolved: Vec<UnresolvedPf>,
 }
 
-/// Reads the host's PCI devices and every guest's definition through `conn`.
-pub fn groups(conn: &Connect, pools: &BTreeMap<String, HostdevPool>) -> Result<Groups, String> {
+/// Reads the host's PCI devices (from `sysfs` when given, else the connection's node devices)
+/// and every guest's definition through `conn`.
+pub fn groups(
+    conn: &Connect,
+    pools: &BTreeMap<String, HostdevPool>,
+    sysfs: Option<&Sysfs>,
+) -> Result<Groups, String> {
     let nodes = NodeDevices::new(conn);
-    let pci = nodes.all_pci()?;
+    let pci = match sysfs {
+        Some(sysfs) => crate::sysfs_devices::all_pci(sysfs)?,
+        None => nodes.all_pci()?,
+    };
     let mut unresolved = Vec::new();
     let users = users(conn, pools, &nodes, &mut unresolved)?;
     let mut out = Groups {
@@ -206,7 +215,10 @@ fn device_line(d: &Device) -> String {
         controls(&ids),
         controls(d.pci.driver.as_deref().unwrap_or("-")),
         controls(&name)
-    );
+    )
+    // No names (a sysfs tree): no padding left at the end.
+    .trim_end()
+    .to_owned();
     // Guest and network names and the device's names are libvirt's text: a newline in one
     // must not forge a line.
     for u in &d.users {

@@ -14,4 +14,5 @@ pub mod host;
 pub mod networks;
 pub mod nodedev;
 pub mod redefine;
+pub mod sysfs_devices;
 pub mod watch;

@@ -11,7 +11,6 @@ use phbguard_cli::command::{AuditArgs, AuditFormat, Command, Format, GroupsArgs}
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::config;
 use phbguard_core::escape::controls;
-use phbguard_io::sysfs::Sysfs;
 use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
 
 fn main() -> ExitCode {
@@ -40,58 +39,56 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where host facts come from, checked: `--sysfs-root` (a tree that is not a directory is bad
-/// input, as for `check` and `fix FILE`), else the policy file's `sysfs_root` ([`sysfs_root`]),
-/// named as the policy's when it is not a directory.
+/// Where `fix --domain` reads host facts, checked: `--sysfs-root` (a tree that is not a
+/// directory is bad input, as for `check` and `fix FILE`), else the policy file's `sysfs_root`
+/// (the tree the hook judges the fixed guest on), named as the policy's when it is not a
+/// directory, else `None`: the connection's node devices. Audit says so instead
+/// ([`audit::host_source`]): a report must still be written.
 pub(crate) fn host_sysfs<'a>(
     flag: Option<&'a Path>,
-    policy: &'a config::Config,
+    policy: &'a config::Policy,
 ) -> anyhow::Result<Option<&'a Path>> {
     if let Some(flag) = flag {
         phbguard_cli::sysfs_root(flag)?;
         return Ok(Some(flag));
     }
-    let root = sysfs_root(None, policy);
-    if let Some(root) = root {
-        Sysfs::new(root)
-            .check_root()
-            .map_err(|e| anyhow::anyhow!("the policy file's sysfs_root: {e}"))?;
+    if let Some(problem) = &policy.sysfs_root_problem {
+        anyhow::bail!("the policy file's sysfs_root: {problem}");
     }
-    Ok(root)
+    Ok(policy.config.sysfs_override())
 }
 
-/// The policy the hook on this host reads. A problem in it is reported here as a warning: the
-/// hook would judge in warn mode until it is fixed, and so does audit's "refused" column.
-pub(crate) fn hook_policy(flag: Option<std::path::PathBuf>) -> audit::Policy {
-    let (path, explicit) = config::choose_path(flag, std::env::var_os(config::ENV_VAR));
-    let (config, problems) = phbguard_io::policy_file::load(&path, explicit);
-    for p in &problems {
+/// The problems of the hook's policy file, on stderr, and what the hook applies meanwhile.
+pub(crate) fn warn_policy_problems(policy: &config::Policy) {
+    for p in &policy.problems {
+        eprintln!("phbguard: warning: policy file {}", controls(&p.to_string()));
+    }
+    if policy.in_doubt() {
         eprintln!(
-            "phbguard: warning: policy {}; the hook judges in warn mode until it is fixed",
-            controls(&p.to_string())
+            "phbguard: warning: policy file {}: {}",
+            controls(&policy.path.to_string_lossy()),
+            policy.applied()
         );
     }
-    audit::Policy {
-        config,
-        in_doubt: !problems.is_empty(),
-    }
-}
-
-/// Where host PCI facts come from: `--sysfs-root`, else the sysfs tree the hook's policy file
-/// names (`sysfs_root`, when not the default /sys: the hook and the watcher judge from it, and
-/// so must a report of what they would decide), else `None`: the connection's node devices.
-pub(crate) fn sysfs_root<'a>(flag: Option<&'a Path>, policy: &'a config::Config) -> Option<&'a Path> {
-    flag.or_else(|| {
-        (policy.sysfs_root != config::Config::default().sysfs_root).then_some(policy.sysfs_root.as_path())
-    })
 }
 
 fn run_audit(args: &AuditArgs) -> anyhow::Result<u8> {
-    let policy = hook_policy(args.config.clone());
-    let sysfs = host_sysfs(args.sysfs_root.as_deref(), &policy.config)?;
+    if let Some(flag) = args.sysfs_root.as_deref() {
+        phbguard_cli::sysfs_root(flag)?;
+    }
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
-    let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
-    let result = audit::audit(&conn, &host, &policy).map_err(anyhow::Error::msg)?;
+    // The hook's policy on this host: audit says what the hook would do with each guest.
+    let policy = phbguard_io::policy_file::read(args.config.clone());
+    let remote = conn.uri().is_ok_and(|uri| audit::is_remote(&uri));
+    let source = audit::host_source(args.sysfs_root.as_deref(), &policy, remote);
+    let host = Host::new(&conn, source.sysfs_root()).map_err(anyhow::Error::msg)?;
+    let text_on_stdout = args.format == AuditFormat::Text && args.output.is_none();
+    if !text_on_stdout {
+        // The text report says it itself; a timer's JSON or metrics file is read by a machine,
+        // its stderr by the journal.
+        warn_policy_problems(&policy);
+    }
+    let result = audit::audit(&conn, &host, policy, source, remote).map_err(anyhow::Error::msg)?;
     for u in &result.unreadable {
         eprintln!(
             "phbguard: {}",
@@ -119,9 +116,14 @@ fn run_audit(args: &AuditArgs) -> anyhow::Result<u8> {
 }
 
 fn run_groups(args: &GroupsArgs) -> anyhow::Result<u8> {
+    let sysfs = args
+        .sysfs_root
+        .as_deref()
+        .map(phbguard_cli::sysfs_root)
+        .transpose()?;
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     let pools = phbguard_libvirt::networks::hostdev_pools(&conn).map_err(anyhow::Error::msg)?;
-    let groups = groups::groups(&conn, &pools).map_err(anyhow::Error::msg)?;
+    let groups = groups::groups(&conn, &pools, sysfs.as_ref()).map_err(anyhow::Error::msg)?;
     for pool in &groups.unresolved {
         eprintln!("phbguard: warning: {}", controls(&pool.to_string()));
     }

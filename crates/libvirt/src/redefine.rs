@@ -116,14 +116,52 @@ impl Proposal {
         format!("sha256:{hex}")
     }
 
-    /// A unified diff from the current definition to the fixed one (empty when equal).
+    /// A unified diff from the current definition to the fixed one (empty when equal), with
+    /// password values hidden: a fix never changes them, but a context line may show one, and
+    /// the diff goes to terminals, JSON and the Cockpit page. The digest covers the real text.
     pub fn diff(&self) -> String {
         if !self.changes_definition() {
             return String::new();
         }
         let label = format!("{} (persistent definition)", self.name);
-        phbguard_core::report::diff::unified(&label, &self.before, &self.fixed.output)
+        phbguard_core::report::diff::unified(
+            &label,
+            &hide_passwords(&self.before),
+            &hide_passwords(&self.fixed.output),
+        )
     }
+}
+
+/// What a hidden password's value is shown as.
+const HIDDEN: &str = "(hidden)";
+
+/// `text` with the value of every `passwd` attribute replaced by [`HIDDEN`]. [`READ_FLAGS`]
+/// makes libvirt include `<graphics passwd='...'>` (VNC, SPICE), the one secret its domain XML
+/// carries in clear.
+fn hide_passwords(text: &str) -> String {
+    const NAME: &str = "passwd=";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(NAME) {
+        let (head, tail) = rest.split_at(at + NAME.len());
+        out.push_str(head);
+        rest = tail;
+        let is_attribute = head[..at].ends_with(|c: char| c.is_ascii_whitespace());
+        let Some(quote) = rest
+            .chars()
+            .next()
+            .filter(|&q| is_attribute && (q == '\'' || q == '"'))
+        else {
+            continue;
+        };
+        let Some(len) = rest[1..].find(quote) else { break };
+        out.push(quote);
+        out.push_str(HIDDEN);
+        out.push(quote);
+        rest = &rest[len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What [`redefine`] did.
@@ -215,4 +253,27 @@ pub fn redefine(conn: &Connect, dom: &Domain, proposal: &Proposal) -> Result<Out
         .map_err(|e| Error::Libvirt(format!("libvirt refused the fixed definition of '{name}': {e}")))?;
     let after = read_definition(&defined)?;
     Ok(Outcome::Redefined { after })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_values_are_hidden_and_nothing_else_changes() {
+        let xml = "<graphics type='vnc' passwd='s3cret' port='-1'/>\n\
+                   <graphics type=\"spice\"\tpasswd=\"p'w\"/>\n\
+                   <description>mypasswd='kept' passwd=bare</description>\n";
+        assert_eq!(
+            hide_passwords(xml),
+            "<graphics type='vnc' passwd='(hidden)' port='-1'/>\n\
+             <graphics type=\"spice\"\tpasswd=\"(hidden)\"/>\n\
+             <description>mypasswd='kept' passwd=bare</description>\n"
+        );
+        assert_eq!(
+            hide_passwords("<a passwd='unterminated"),
+            "<a passwd='unterminated"
+        );
+        assert_eq!(hide_passwords(""), "");
+    }
 }

@@ -72,3 +72,29 @@ pub fn scsi(index: u32, bus: u32, slot: u32) -> String {
          bus='{bus:#04x}' slot='{slot:#04x}' function='0x0'/></controller>"
     )
 }
+
+/// A guest of [`guest`]'s with `cells` guest NUMA cells (`<cpu><numa>`), one vCPU and an equal
+/// share of its 512 MiB each: the cells a PHB's `<target><node>` may name.
+pub fn with_numa_cells(guest: &str, cells: u32) -> String {
+    let memory = 512 * 1024 / cells;
+    let cells: String = (0..cells)
+        .map(|c| format!("<cell id='{c}' cpus='{c}' memory='{memory}' unit='KiB'/>"))
+        .collect();
+    guest.replacen(
+        "<vcpu placement='static'>1</vcpu>",
+        &format!(
+            "<vcpu placement='static'>{}</vcpu>\n  <cpu><numa>{cells}</numa></cpu>",
+            cells.matches("<cell").count()
+        ),
+        1,
+    )
+}
+
+/// A virtio RNG, an emulated device QEMU can hot-plug here; at `bus`/`slot`, or without an
+/// address (libvirt places it).
+pub fn rng(at: Option<(u32, u32)>) -> String {
+    let address = at.map_or(String::new(), |(bus, slot)| {
+        format!("<address type='pci' domain='0x0000' bus='{bus:#04x}' slot='{slot:#04x}' function='0x0'/>")
+    });
+    format!("<rng model='virtio'><backend model='random'>/dev/urandom</backend>{address}</rng>")
+}

@@ -177,8 +177,12 @@ mod tests {
             .lines()
             .filter_map(|l| l.trim_start_matches('#').split_once(" = "))
             .map(|(key, _)| key)
-            .filter(|key| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .filter(|key| {
+                key.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+            })
             .collect();
+        assert!(keys.contains(&"watch.action"), "{keys:?}");
         assert!(keys.contains(&"mode"), "{keys:?}");
         for key in keys {
             // A key is the start of a tagged paragraph: `.TP` then the key in bold.
@@ -187,6 +191,36 @@ mod tests {
         }
         for section in ["KEYS", "MISTAKES", "EXAMPLES"] {
             assert!(page.contains(&format!(".SH {section}\n")), "{section}");
+        }
+    }
+
+    /// The pages kept in docs/man, for an admin without the RPM (`man ./docs/man/phbguard.1`,
+    /// or installed by hand: docs/admin.md), are what this generator writes from the command
+    /// line now.
+    #[test]
+    fn the_pages_in_docs_man_are_what_this_generates() {
+        const REGENERATE: &str = "rm -f docs/man/* && cargo run --features gen-docs --bin \
+                                  phbguard-gen-docs -- target/gen-docs && cp target/gen-docs/man/* docs/man/";
+        let dir = generated();
+        let generated = dir.path().join("man");
+        let tree = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/man");
+        let names = |d: &std::path::Path| {
+            let mut names: Vec<String> = std::fs::read_dir(d)
+                .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(&tree),
+            names(&generated),
+            "docs/man is out of date: {REGENERATE}"
+        );
+        for name in names(&generated) {
+            let want = std::fs::read_to_string(generated.join(&name)).unwrap();
+            let have = std::fs::read_to_string(tree.join(&name)).unwrap();
+            assert!(have == want, "docs/man/{name} is out of date: {REGENERATE}");
         }
     }
 }

@@ -15,20 +15,23 @@ pub const PHBGUARD_EXTRA: &[Section] = &[
                 "*check*: no error findings (warnings are allowed). *fix*: the output keeps \
                  every error rule (a compliant file: nothing changed). *hook*: the guest may go \
                  on; also every call the hook does not judge. *check-config*: the policy file is \
-                 valid.",
+                 valid. *audit*: no guest the hook refuses or, under mode = \"enforce\", would \
+                 refuse (opted-out guests aside).",
             ),
             (
                 "1",
                 "*check*: at least one error finding. *fix*: something cannot be fixed; each \
                  reason is on stderr and nothing is written for that file. *hook*: the guest is \
                  refused (at *prepare begin* in enforce mode; an incoming migration or restore \
-                 with *incoming = \"refuse\"*).",
+                 with *incoming = \"refuse\"*). *audit*: a guest the hook refuses, or would \
+                 refuse under mode = \"enforce\".",
             ),
             (
                 "2",
                 "Bad input or usage: a file that cannot be read, malformed XML, not a \
-                 <domain>, a number that is not decimal or 0x hex, a file over 16 MiB, an \
-                 unknown option or a missing argument. One line on stderr names the file, the \
+                 <domain>, a number libvirt would not read (decimal, 0x-prefixed hex \
+                 or 0-prefixed octal) or out of its range, a file over 16 MiB, an unknown option \
+                 or a missing argument. One line on stderr names the file, the \
                  element and the value. Also *fix*: a file that cannot be replaced (nothing is \
                  changed); *check-config*: any problem in the policy file.\n\n\
                  With several files *check* and *fix* exit with the worst outcome: 2 before 1 \
@@ -42,8 +45,9 @@ pub const PHBGUARD_EXTRA: &[Section] = &[
         items: &[
             (
                 "PHBGUARD_CONFIG",
-                "The policy file the hook and *check-config* read instead of \
-                 /etc/phbguard/phbguard.toml (the hook's *--config* option wins over it).",
+                "The policy file the hook, *check-config*, *audit*, *fix --domain* and *watch* \
+                 read instead of /etc/phbguard/phbguard.toml (a *--config* option wins over \
+                 it).",
             ),
             (
                 "PHBGUARD_HOOK_STDIN_DEADLINE_MS",
@@ -54,13 +58,14 @@ pub const PHBGUARD_EXTRA: &[Section] = &[
             ),
             (
                 "LIBVIRT_DEFAULT_URI",
-                "The libvirt connection *audit*, *groups* and *watch* use when *-c* is not \
-                 given, as for virsh.",
+                "The libvirt connection *audit*, *groups*, *fix --domain* and *watch* use when \
+                 *-c* is not given, as for virsh.",
             ),
             (
                 "PHBGUARD_LIBVIRT",
-                "The phbguard-libvirt binary that *audit*, *groups* and *watch* run. Default: \
-                 the one beside phbguard, else /usr/libexec/phbguard/phbguard-libvirt.",
+                "The phbguard-libvirt binary that *audit*, *groups*, *fix --domain* and *watch* \
+                 run. Default: the one beside phbguard, else \
+                 /usr/libexec/phbguard/phbguard-libvirt.",
             ),
             (
                 "NO_COLOR",
@@ -92,8 +97,9 @@ pub const PHBGUARD_EXTRA: &[Section] = &[
             ),
             (
                 "/usr/libexec/phbguard/phbguard-libvirt",
-                "The half that links libvirt (*audit*, *groups*, *watch*), so that the hook \
-                 binary never loads libvirt.so.",
+                "The half that links libvirt (*audit*, *groups*, *fix --domain*, *watch*), so \
+                 that the hook binary never loads libvirt.so. Installed by hand, it goes beside \
+                 phbguard (or *PHBGUARD_LIBVIRT* names it).",
             ),
             (
                 "/dev/log",
@@ -125,12 +131,18 @@ pub const PHBGUARD_EXTRA: &[Section] = &[
                 "Rewrite the file and give it back to libvirt.",
             ),
             (
+                "phbguard fix --domain db01 --spare-phbs 2",
+                "Give a defined guest two empty PHBs, so that once restarted it can take two \
+                 passthrough devices of new IOMMU groups by hot-plug.",
+            ),
+            (
                 "phbguard check --format json *.xml",
                 "One JSON report for scripts (docs/rules.md has its shape).",
             ),
             (
                 "phbguard check-config",
-                "Validate /etc/phbguard/phbguard.toml before relying on it.",
+                "Validate /etc/phbguard/phbguard.toml before relying on it: each problem with \
+                 its line, or the mode the hook applies.",
             ),
             (
                 "journalctl -t phbguard --since today",
@@ -165,7 +177,12 @@ pub const TOML: &[Section] = &[
                 applies to the next guest start: nothing needs reloading. Other calls never \
                 read it.\n\n\
                 The hook's *--config FILE* (on its #! line) or *PHBGUARD_CONFIG* name another \
-                file. *phbguard check-config [FILE]* validates a file.",
+                file. *phbguard check-config [FILE]* validates a file; *phbguard audit* reports \
+                its state with every guest.\n\n\
+                Top-level keys come first. The watch service's key is written as the dotted key \
+                *watch.action*, so the file needs no [table] line: TOML reads every key below a \
+                [watch] line as the table's, and a top-level key added there (at the end of the \
+                file, say) would no longer be one. If you write the [watch] table, keep it last.",
         items: &[],
     },
     Section {
@@ -177,9 +194,9 @@ pub const TOML: &[Section] = &[
                 "What error findings do when a guest starts (*prepare begin*). *enforce*: the \
                  start is refused; virsh start shows the findings, syslog logs them. *warn*: \
                  the guest starts and the findings are logged. *off*: the hook does nothing. \
-                 Built-in default: \"enforce\". The RPM's file sets \"warn\", so that installing \
-                 the package never refuses a guest that started before: switch to \"enforce\" \
-                 once *phbguard audit* (or *check*) is clean.\n\n\
+                 Built-in default: \"enforce\". The packaged file sets \"warn\", so that \
+                 installing the package never refuses a guest that started before: switch to \
+                 \"enforce\" once *phbguard audit* shows no guest it would refuse.\n\n\
                  A guest can override it for itself: virsh metadata GUEST --uri \
                  urn:phbguard:policy:1 --key phbguard --set \"<policy mode='warn'/>\" --config",
             ),
@@ -212,7 +229,9 @@ pub const TOML: &[Section] = &[
             (
                 "sysfs_root = \"/sys\"",
                 "Where host PCI facts (IOMMU groups, NUMA nodes) are read; an absolute path. \
-                 Default: \"/sys\".",
+                 *audit*, *fix --domain* and *watch* read libvirt's node devices unless this \
+                 names another tree. A tree that is not a directory is a mistake. Default: \
+                 \"/sys\".",
             ),
             (
                 "syslog_socket = \"/dev/log\"",
@@ -227,7 +246,7 @@ pub const TOML: &[Section] = &[
                  than *mode*; an absolute path. Default: \"/run/phbguard/incoming\".",
             ),
             (
-                "action = \"warn\" | \"fix\"   (in the [watch] table)",
+                "watch.action = \"warn\" | \"fix\"",
                 "What the *phbguard watch* service (phbguard-watch.service) does with a pSeries \
                  guest whose new or changed persistent definition breaks a rule. *warn*: log the \
                  findings; the definition stays as it is. *fix*: redefine the guest with what \
@@ -236,7 +255,24 @@ pub const TOML: &[Section] = &[
                  applies at its next cold boot. Guests in *exempt* and guests whose metadata says \
                  mode 'warn' or 'off' are never redefined. The service reads this file when it \
                  starts and on SIGHUP (*systemctl reload phbguard-watch*); a file with any \
-                 mistake is logged and changes nothing then. Default: \"warn\".",
+                 mistake is logged and changes nothing then. Default: \"warn\". Also written \
+                 as *action* below a [watch] line, at the end of the file.",
+            ),
+            (
+                "fix.spare_phbs = N",
+                "How many spare PHBs (PHBs other than the default one with nothing on them) \
+                 every definition phbguard rewrites keeps: *phbguard fix --domain* (its \
+                 *--spare-phbs* wins) and *phbguard watch* with *action = \"fix\"*. QEMU \
+                 creates a pSeries guest's PHBs when it starts and libvirt cannot hot-plug one, \
+                 so a running guest can take a passthrough device of an IOMMU group it does not \
+                 use yet only onto a spare PHB that was in its definition at start; without \
+                 one the hot-plug fails. Empty PHBs already there count; new ones get the \
+                 lowest free index and target index, spread over the guest's NUMA cells, and \
+                 never past QEMU's 31 PHBs. A guest that keeps every rule but has fewer \
+                 spares is not rewritten for that alone (add them with *phbguard fix --domain \
+                 GUEST --spare-phbs N*); each spare costs locked memory on KVM. A whole \
+                 number from 0 to 30. Default: 0 (none added). Also written as *spare_phbs* \
+                 below a [fix] line, at the end of the file.",
             ),
         ],
     },
@@ -252,7 +288,13 @@ pub const TOML: &[Section] = &[
                 apply, mode \"enforce\" included. A file named with *--config* or \
                 *PHBGUARD_CONFIG* that is missing is one.\n\n\
                 *phbguard check-config [FILE]* prints each problem as FILE:LINE: PROBLEM and \
-                exits 2 if there is any, 0 if the file is valid. Run it after every edit.",
+                exits 2 if there is any, 0 if the file is valid (printing the mode the hook \
+                applies). Run it after every edit. A key where it does not belong is named with \
+                its place (\"'mode' is inside [watch] (line 64); top-level keys go before the \
+                first [table]\"), a near miss with the key meant (\"did you mean 'exempt'?\"). \
+                *phbguard audit* shows the same problems above its table, in its JSON \
+                (policy_file) and as the metrics phbguard_policy_ok, phbguard_policy_problems \
+                and phbguard_hook_mode, to alert on.",
         items: &[],
     },
     Section {
@@ -262,7 +304,10 @@ pub const TOML: &[Section] = &[
                 Refuse non-compliant guests but one, which is only logged:\n\n  \
                 mode = \"enforce\"\n  exempt = [\"legacy-db01\"]\n\n\
                 Also refuse non-compliant guests that arrive by migration or restore:\n\n  \
-                mode = \"enforce\"\n  incoming = \"refuse\"",
+                mode = \"enforce\"\n  incoming = \"refuse\"\n\n\
+                Enforce, and let the watch service fix new definitions, each keeping two spare \
+                PHBs for hot-plugs:\n\n  \
+                mode = \"enforce\"\n  watch.action = \"fix\"\n  fix.spare_phbs = 2",
         items: &[],
     },
     Section {
@@ -279,7 +324,8 @@ pub const TOML: &[Section] = &[
     },
     Section {
         heading: "SEE ALSO",
-        intro: "phbguard(1), phbguard-hook(1), phbguard-check-config(1).",
+        intro: "phbguard(1), phbguard-hook(1), phbguard-check-config(1), phbguard-audit(1), \
+                phbguard-watch(1).",
         items: &[],
     },
 ];

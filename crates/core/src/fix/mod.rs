@@ -19,7 +19,7 @@ use crate::parse_domain;
 use crate::rules::{Finding, Severity, judge_topology};
 use crate::topology::Topology;
 
-pub use plan::{Change, Options, Plan, Unfixable};
+pub use plan::{Change, Options, Plan, Spares, Unfixable};
 pub use render::RenderError;
 
 /// The outcome of fixing one document.
@@ -142,6 +142,35 @@ pub fn fix(
     let topology = Topology::new(domain, &facts);
     let mut plan = plan::plan(&topology, options);
     let (mut output, mut after) = rewrite(input, domain, &plan)?;
+    // Spares are room asked for, not a rule: under a <hard_limit> that is not to be raised,
+    // only as many as it leaves room for are kept (the last added go first), and why is said.
+    if !options.raise_hard_limit
+        && let Some(limit) = domain.memory.hard_limit
+    {
+        let over = |after: &Option<Domain>| {
+            memlock_need(&Topology::new(after.as_ref().unwrap_or(domain), &facts))
+                .is_some_and(|need| need > limit.kib)
+        };
+        let mut dropped = 0;
+        while over(&after)
+            && let Some(last) = plan
+                .changes
+                .iter()
+                .rposition(|c| matches!(c, Change::AddSparePhb { .. }))
+        {
+            plan.changes.remove(last);
+            dropped += 1;
+            (output, after) = rewrite(input, domain, &plan)?;
+        }
+        if dropped > 0 {
+            plan.spares.kept = plan.spares.kept.saturating_sub(dropped);
+            plan.spares.short = Some(format!(
+                "each more would raise what libvirt 9.0 computes QEMU must lock past this \
+                 <hard_limit> of {}; 'phbguard fix --raise-hard-limit' raises it with them",
+                crate::rules::size_text(limit.kib)
+            ));
+        }
+    }
     // PHBs the plan adds raise the memory libvirt lets QEMU lock; a <hard_limit> below that
     // is raised only when asked, and a rewrite that pushes the need past it is not handed back.
     if let Some(limit) = domain.memory.hard_limit
@@ -237,7 +266,7 @@ fn positions_before(after: &Domain, plan: &Plan) -> Vec<Option<usize>> {
     let mut removed = Vec::new();
     for change in &plan.changes {
         match *change {
-            Change::AddPhb { index, .. } => added.push(index),
+            Change::AddPhb { index, .. } | Change::AddSparePhb { index, .. } => added.push(index),
             Change::RemoveController { device, .. } => removed.push(device),
             Change::Move { .. }
             | Change::Retarget { .. }
@@ -275,6 +304,10 @@ impl Change {
             Change::AddPhb { index, target, node } => match node {
                 Some(node) => format!("added PHB index {index} target {target} node {node}"),
                 None => format!("added PHB index {index} target {target}"),
+            },
+            Change::AddSparePhb { index, target, node } => match node {
+                Some(node) => format!("added spare PHB index {index} target {target} node {node}"),
+                None => format!("added spare PHB index {index} target {target}"),
             },
             Change::Retarget { index, from, to, .. } => {
                 format!("controller pci index {index}: target index {from} -> {to}")

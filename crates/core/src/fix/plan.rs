@@ -20,13 +20,17 @@ use super::order;
 /// Functions of a slot (0..=7).
 const FUNCTIONS: u8 = 8;
 /// How far `fix` goes.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
     /// Also give hostdevs without a guest address the one libvirt would pick, pinning it.
     pub assign_unaddressed: bool,
     /// Raise a `<memtune><hard_limit>` below what libvirt computes QEMU must lock to that
     /// figure (an admin's limit is a decision: it is raised only when asked).
     pub raise_hard_limit: bool,
+    /// Leave at least this many spare PHBs (PHBs other than the default one with nothing on
+    /// them) for hostdevs hot-plugged later, counting the ones the guest has; PHBs are added
+    /// with the lowest free index and target index, as far as QEMU's 31 allow. 0: none added.
+    pub spare_phbs: u8,
 }
 
 /// One change to the definition.
@@ -49,6 +53,15 @@ pub enum Change {
         /// Its target index.
         target: u32,
         /// The guest NUMA cell it is tied to.
+        node: Option<u32>,
+    },
+    /// A new PHB with nothing on it, kept for hot-plugs ([`Options::spare_phbs`]).
+    AddSparePhb {
+        /// The new controller's index (its bus number).
+        index: u32,
+        /// Its target index.
+        target: u32,
+        /// The guest NUMA cell it is tied to: spares are spread over the guest's cells.
         node: Option<u32>,
     },
     /// A PHB's `<target index>` is renumbered.
@@ -107,6 +120,34 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// What stays broken, and why.
     pub unfixable: Vec<Unfixable>,
+    /// The spare PHBs asked for and kept.
+    pub spares: Spares,
+}
+
+/// The spare PHBs of a rewrite ([`Options::spare_phbs`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spares {
+    /// How many were asked for.
+    pub wanted: usize,
+    /// How many the rewritten guest keeps once libvirt has placed its devices that have no
+    /// address yet (more than `wanted` when it had more already); counted only when some are
+    /// wanted.
+    pub kept: usize,
+    /// Why `kept` is less than `wanted`: no PHB could be added (QEMU's budget of 31).
+    pub short: Option<String>,
+}
+
+impl Spares {
+    /// What to tell the admin when fewer spare PHBs are kept than asked for.
+    pub fn shortfall(&self) -> Option<String> {
+        let why = self.short.as_deref()?;
+        Some(format!(
+            "{} spare PHB{} kept, not the {} asked for: {why}",
+            self.kept,
+            if self.kept == 1 { "" } else { "s" },
+            self.wanted
+        ))
+    }
 }
 
 impl Plan {
@@ -131,13 +172,14 @@ pub fn plan(topology: &Topology<'_>, options: Options) -> Plan {
     planner.route_emulated();
     planner.route_duplicates();
     planner.place();
+    planner.keep_spares(usize::from(options.spare_phbs));
     let mut plan = planner.plan;
     // Reports read best as: what the controllers become (a removed bridge before the PHB that
     // may take its index), then what moves onto them.
     plan.changes.sort_by_key(|c| match c {
         Change::SetPhbModel { .. } | Change::Retarget { .. } | Change::RaiseHardLimit { .. } => 0,
         Change::RemoveController { .. } => 1,
-        Change::AddPhb { .. } => 2,
+        Change::AddPhb { .. } | Change::AddSparePhb { .. } => 2,
         Change::Move { .. } => 3,
     });
     plan
@@ -155,6 +197,15 @@ enum Dest {
     /// Another slot of the bus it is on: it only has to leave an address an earlier device
     /// holds.
     SameBus(u8),
+}
+
+/// Why no PHB can be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoPhb {
+    /// The guest has QEMU's 31 (or no bus number is left).
+    Budget { phbs: usize },
+    /// Every target index in 1..30 is taken.
+    NoTarget,
 }
 
 /// The PHB an IOMMU group ends up on.
@@ -637,50 +688,41 @@ impl<'t, 'd> Planner<'t, 'd> {
 
     /// Adds a PHB with the lowest free controller index and target index.
     fn add_phb(&mut self, node: Option<u32>, first: usize) -> Option<u8> {
-        let phbs = self.buses.iter().filter(|b| matches!(b, Bus::Phb(_))).count();
-        // A removed bridge's index is free again: leaving it unused would make libvirt fill
-        // the gap with an empty PHB of its own.
-        let index = (1..BUSES).find(|&b| match self.buses[b] {
-            Bus::Unused => true,
-            Bus::Bridge(dev) => self.removed[dev],
-            Bus::Phb(_) => false,
-        });
-        let (Some(index), true) = (index, phbs < MAX_PHBS) else {
-            let needed = self.phbs_needed();
-            let reason = if needed > MAX_PHBS {
-                format!(
-                    "needs a PHB of its own, but the guest needs {needed} PHBs (the default one and \
-                     one per IOMMU group of its hostdevs{}) and QEMU allows at most {MAX_PHBS} \
-                     (SPAPR_MAX_PHBS, index 0 included); give the guest fewer IOMMU groups",
-                    if self.topology.pool_interfaces().is_empty() {
-                        ""
-                    } else {
-                        " and per interface on a hostdev pool"
-                    }
-                )
-            } else {
-                format!(
-                    "needs a new PHB but the guest already has {phbs}, the most QEMU allows is \
-                     {MAX_PHBS} (SPAPR_MAX_PHBS); remove the PHBs it does not use"
-                )
-            };
-            self.unfixable(first, reason);
-            return None;
+        let reason = match self.next_phb() {
+            Ok((index, target)) => {
+                self.plan.changes.push(Change::AddPhb {
+                    index: u32::from(index),
+                    target,
+                    node,
+                });
+                return Some(index);
+            }
+            Err(NoPhb::Budget { phbs }) => {
+                let needed = self.phbs_needed();
+                if needed > MAX_PHBS {
+                    format!(
+                        "needs a PHB of its own, but the guest needs {needed} PHBs (the default one and \
+                         one per IOMMU group of its hostdevs{}) and QEMU allows at most {MAX_PHBS} \
+                         (SPAPR_MAX_PHBS, index 0 included); give the guest fewer IOMMU groups",
+                        if self.topology.pool_interfaces().is_empty() {
+                            ""
+                        } else {
+                            " and per interface on a hostdev pool"
+                        }
+                    )
+                } else {
+                    format!(
+                        "needs a new PHB but the guest already has {phbs}, the most QEMU allows is \
+                         {MAX_PHBS} (SPAPR_MAX_PHBS); remove the PHBs it does not use"
+                    )
+                }
+            }
+            Err(NoPhb::NoTarget) => {
+                format!("needs a new PHB but no target index in 1..{MAX_TARGET} is free")
+            }
         };
-        let Some(target) = self.free_target() else {
-            self.unfixable(
-                first,
-                format!("needs a new PHB but no target index in 1..{MAX_TARGET} is free"),
-            );
-            return None;
-        };
-        self.buses[index] = Bus::Phb(None);
-        self.plan.changes.push(Change::AddPhb {
-            index: index as u32,
-            target,
-            node,
-        });
-        Some(index as u8)
+        self.unfixable(first, reason);
+        None
     }
 
     /// The PHBs the rewritten guest needs at the least: the default one, one per IOMMU group
@@ -693,6 +735,125 @@ impl<'t, 'd> Planner<'t, 'd> {
         groups.sort_unstable();
         groups.dedup();
         1 + groups.len() + self.topology.pool_interfaces().len()
+    }
+
+    /// Takes the lowest free controller index and target index for a new PHB, or says why
+    /// there is none.
+    fn next_phb(&mut self) -> Result<(u8, u32), NoPhb> {
+        let phbs = self.buses.iter().filter(|b| matches!(b, Bus::Phb(_))).count();
+        // A removed bridge's index is free again: leaving it unused would make libvirt fill
+        // the gap with an empty PHB of its own.
+        let index = (1..BUSES).find(|&b| match self.buses[b] {
+            Bus::Unused => true,
+            Bus::Bridge(dev) => self.removed[dev],
+            Bus::Phb(_) => false,
+        });
+        let (Some(index), true) = (index, phbs < MAX_PHBS) else {
+            return Err(NoPhb::Budget { phbs });
+        };
+        let Some(target) = self.free_target() else {
+            return Err(NoPhb::NoTarget);
+        };
+        self.buses[index] = Bus::Phb(None);
+        Ok((index as u8, target))
+    }
+
+    /// Adds PHBs until the rewritten guest keeps `wanted` spare ones: PHBs other than the
+    /// default one with nothing on them once libvirt has placed the devices that have no
+    /// address yet. With guest NUMA cells, each new one goes to the cell with the fewest spares
+    /// (the lowest cell first), so a hot-plugged device can be given a PHB near its host node.
+    fn keep_spares(&mut self, wanted: usize) {
+        if wanted == 0 {
+            return;
+        }
+        let empty: Vec<u8> = (1..BUSES)
+            .filter(|&b| matches!(self.buses[b], Bus::Phb(_)))
+            .filter(|&b| self.taken[b].iter().all(|&f| f == 0))
+            .map(|b| b as u8)
+            .filter(|b| !self.hostdev_buses.contains(b) && !self.pool_buses.contains(b))
+            .collect();
+        // libvirt adds PHBs of its own for what finds no empty one: only the empty ones beyond
+        // what it takes stay spare.
+        let claimed = self.claimed_at_define();
+        let mut empties = empty.len();
+        // With one cell (or none) a node would say nothing: every PHB is near all the memory.
+        let cells = &self.topology.domain.numa_cells;
+        let mut cells: BTreeMap<u32, usize> = if cells.len() > 1 {
+            cells.iter().map(|&c| (c, 0)).collect()
+        } else {
+            BTreeMap::new()
+        };
+        for &bus in &empty {
+            let node = self.topology.controller(bus).and_then(|c| c.numa_node);
+            if let Some(n) = node.and_then(|node| cells.get_mut(&node)) {
+                *n += 1;
+            }
+        }
+        let mut short = None;
+        let domain = self.topology.domain;
+        // A PHB is written beside the devices, else inside `<devices>...</devices>`.
+        let writable = !domain.devices.is_empty() || domain.devices_close.is_some();
+        while empties < wanted + claimed {
+            let node = cells
+                .iter()
+                .min_by_key(|&(&cell, &n)| (n, cell))
+                .map(|(&cell, _)| cell);
+            if !writable {
+                short = Some("the definition has no <devices> element to add them to".to_string());
+                break;
+            }
+            match self.next_phb() {
+                Ok((index, target)) => {
+                    self.plan.changes.push(Change::AddSparePhb {
+                        index: u32::from(index),
+                        target,
+                        node,
+                    });
+                    if let Some(n) = node.and_then(|node| cells.get_mut(&node)) {
+                        *n += 1;
+                    }
+                    empties += 1;
+                }
+                Err(no) => {
+                    short = Some(match no {
+                        NoPhb::Budget { phbs } => {
+                            format!("the guest already has {phbs}, the most QEMU allows is {MAX_PHBS}")
+                        }
+                        NoPhb::NoTarget => format!("no target index in 1..{MAX_TARGET} is free"),
+                    });
+                    break;
+                }
+            }
+        }
+        self.plan.spares = Spares {
+            wanted,
+            kept: empties.saturating_sub(claimed),
+            short,
+        };
+    }
+
+    /// Empty PHBs libvirt takes at define for devices that have no address yet and need a PHB
+    /// of their own: the first empty PHB, before it adds one (`virDomainPCIAddressGetNextAddr`),
+    /// for each IOMMU group of such hostdevs that has no PHB, and for each such interface on a
+    /// hostdev pool.
+    fn claimed_at_define(&self) -> usize {
+        let mut groups = BTreeSet::new();
+        let mut interfaces = 0;
+        for (i, device) in self.topology.domain.devices.iter().enumerate() {
+            if device.address.is_some() || self.dest[i].is_some() {
+                continue;
+            }
+            if device.host_addr().is_some() {
+                if let Some(g) = self.known_group(i)
+                    && !matches!(self.homes.get(&g), Some(Home::Bus(_)))
+                {
+                    groups.insert(g);
+                }
+            } else if self.topology.joins_hostdev_pool(i) {
+                interfaces += 1;
+            }
+        }
+        groups.len() + interfaces
     }
 
     fn free_slot(&self, bus: u8) -> Option<u8> {

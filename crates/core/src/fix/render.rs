@@ -109,7 +109,7 @@ pub fn edits(input: &str, domain: &Domain, plan: &Plan) -> Result<Vec<Edit>, Ren
             Change::RemoveController { device, .. } => {
                 edits.push(Edit::delete(line_removal(input, domain.devices[device].span)));
             }
-            Change::AddPhb { index, target, node } => {
+            Change::AddPhb { index, target, node } | Change::AddSparePhb { index, target, node } => {
                 edits.push(new_phb(input, domain, index, target, node)?)
             }
             Change::RaiseHardLimit { to_kib, .. } => {
@@ -191,7 +191,7 @@ fn new_address(input: &str, span: crate::model::Span, to: PciAddr) -> Result<Edi
 }
 
 /// A new PHB controller, placed after the last PCI controller (else after the last device),
-/// where `virsh dumpxml` would list it.
+/// where `virsh dumpxml` would list it; in a `<devices>` with nothing in it, as its first child.
 fn new_phb(
     input: &str,
     domain: &Domain,
@@ -204,10 +204,45 @@ fn new_phb(
         .map(|(i, _)| i)
         .last()
         .or_else(|| domain.devices.len().checked_sub(1))
-        .map(|i| domain.devices[i].span)
-        .ok_or(RenderError::NoDevices)?;
+        .map(|i| domain.devices[i].span);
+    let Some(anchor) = anchor else {
+        return first_device(input, domain, index, target, node);
+    };
     let q = quote_of(input, anchor.start);
     let indent = indent_before(input, anchor.start).unwrap_or("    ");
+    Ok(Edit::insert(
+        anchor.end,
+        phb_text(input, indent, q, index, target, node),
+    ))
+}
+
+/// A new PHB as the only child of an empty `<devices>`: on a line of its own before
+/// `</devices>`, one step in from it, in libvirt's quotes.
+fn first_device(
+    input: &str,
+    domain: &Domain,
+    index: u32,
+    target: u32,
+    node: Option<u32>,
+) -> Result<Edit, RenderError> {
+    let close = domain.devices_close.ok_or(RenderError::NoDevices)?;
+    let nl = line_ending(input);
+    Ok(match indent_before(input, close) {
+        Some(outer) => {
+            let indent = format!("{outer}{}", step(outer));
+            let text = phb_text(input, &indent, '\'', index, target, node);
+            Edit::insert(close - outer.len(), format!("{}{nl}", &text[nl.len()..]))
+        }
+        // `<devices></devices>` on one line: in between, as it is.
+        None => Edit::insert(
+            close,
+            phb_text(input, "", '\'', index, target, node)[nl.len()..].to_string(),
+        ),
+    })
+}
+
+/// A PHB's text, starting with a line ending, each line starting with `indent`.
+fn phb_text(input: &str, indent: &str, q: char, index: u32, target: u32, node: Option<u32>) -> String {
     let s = step(indent);
     let nl = line_ending(input);
     let target = match node {
@@ -216,11 +251,8 @@ fn new_phb(
         ),
         None => format!("{indent}{s}<target index={q}{target}{q}/>"),
     };
-    Ok(Edit::insert(
-        anchor.end,
-        format!(
-            "{nl}{indent}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-root{q}>{nl}\
-             {indent}{s}<model name={q}{PHB_MODEL_NAME}{q}/>{nl}{target}{nl}{indent}</controller>"
-        ),
-    ))
+    format!(
+        "{nl}{indent}<controller type={q}pci{q} index={q}{index}{q} model={q}pci-root{q}>{nl}\
+         {indent}{s}<model name={q}{PHB_MODEL_NAME}{q}/>{nl}{target}{nl}{indent}</controller>"
+    )
 }

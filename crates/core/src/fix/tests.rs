@@ -729,3 +729,239 @@ fn the_hosts_drivers_are_noted_never_left_as_unfixed() {
     // The line of a rewritten document is not the input's: none is given.
     assert_eq!(notes[0].line, None);
 }
+
+fn spares(n: u8) -> Options {
+    Options {
+        spare_phbs: n,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn spares_are_added_after_the_fix_with_the_lowest_free_indexes_and_targets() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let xml = domain("", &[phb(2, 7), hostdev("0001:01:00.0", Some((0, 5, 0)))]);
+    let out = run_with(&xml, &h, spares(2));
+    assert!(out.clean, "{:?}", out.problems);
+    // The empty PHB 2 takes the hostdev; two new ones are left empty.
+    assert_eq!(
+        out.changes,
+        [
+            "added spare PHB index 1 target 1",
+            "added spare PHB index 3 target 2",
+            "hostdev 0001:01:00.0: 0000:00:05.0 -> 0000:02:01.0"
+        ]
+    );
+    let again = run_with(&out.output, &h, spares(2));
+    assert!(again.clean && again.changes.is_empty(), "{:?}", again.changes);
+    assert_eq!(again.output, out.output);
+}
+
+#[test]
+fn spares_already_there_count_and_a_compliant_guest_with_enough_is_unchanged() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let xml = domain(
+        "",
+        &[
+            phb(1, 1),
+            phb(2, 2),
+            phb(3, 3),
+            hostdev("0001:01:00.0", Some((1, 1, 0))),
+        ],
+    );
+    for n in [0, 1, 2] {
+        let out = run_with(&xml, &h, spares(n));
+        assert!(out.clean && out.changes.is_empty(), "{n}: {:?}", out.changes);
+        assert_eq!(out.output, xml);
+    }
+    assert_eq!(
+        run_with(&xml, &h, spares(4)).changes,
+        [
+            "added spare PHB index 4 target 4",
+            "added spare PHB index 5 target 5"
+        ]
+    );
+}
+
+#[test]
+fn spares_are_spread_over_the_guest_numa_cells_fewest_first() {
+    let cpu = "  <cpu>\n    <numa>\n      <cell id='0' cpus='0' memory='1048576'/>\n      \
+               <cell id='1' cpus='1' memory='1048576'/>\n      <cell id='2' cpus='2' memory='1048576'/>\n    \
+               </numa>\n  </cpu>\n";
+    let on_cell_0 = "<controller type='pci' index='1' model='pci-root'><target index='1'><node>0</node></target></controller>";
+    let out = run_with(&domain(cpu, &[on_cell_0.to_string()]), &host(&[]), spares(4));
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        [
+            "added spare PHB index 2 target 2 node 1",
+            "added spare PHB index 3 target 3 node 2",
+            "added spare PHB index 4 target 4 node 0"
+        ]
+    );
+    assert!(
+        out.output
+            .contains("<target index='3'>\n        <node>2</node>\n      </target>"),
+        "{}",
+        out.output
+    );
+    // One cell: a node would say nothing.
+    let one = "  <cpu>\n    <numa>\n      <cell id='0' cpus='0' memory='1048576'/>\n    </numa>\n  </cpu>\n";
+    assert_eq!(
+        run_with(&domain(one, &[]), &host(&[]), spares(1)).changes,
+        ["added spare PHB index 1 target 1"]
+    );
+}
+
+#[test]
+fn a_hostdev_without_an_address_will_take_a_spare_at_define_so_one_more_is_kept() {
+    let h = host(&[("0001:01:00.0", 5, None), ("0002:01:00.0", 6, None)]);
+    let xml = domain(
+        "",
+        &[
+            phb(1, 1),
+            hostdev("0001:01:00.0", Some((1, 1, 0))),
+            hostdev("0002:01:00.0", None),
+        ],
+    );
+    // libvirt gives the unaddressed hostdev the first empty PHB when it defines the guest.
+    assert_eq!(
+        run_with(&xml, &h, spares(1)).changes,
+        [
+            "added spare PHB index 2 target 2",
+            "added spare PHB index 3 target 3"
+        ]
+    );
+    // Pinned by --assign-addresses, it takes a new PHB and one spare is left.
+    let assigned = Options {
+        assign_unaddressed: true,
+        ..spares(1)
+    };
+    assert_eq!(
+        run_with(&xml, &h, assigned).changes,
+        [
+            "added PHB index 2 target 2",
+            "added spare PHB index 3 target 3",
+            "hostdev 0002:01:00.0: placed at 0000:02:01.0"
+        ]
+    );
+}
+
+#[test]
+fn spares_stop_at_qemus_31_phbs_and_say_how_many_were_kept() {
+    let h = host(&[("0001:01:00.0", 5, None)]);
+    let mut devices: Vec<String> = (1..=28).map(|i| phb(i, i)).collect();
+    devices.push(hostdev("0001:01:00.0", Some((1, 1, 0))));
+    let xml = domain("", &devices);
+    let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+    let fixed = fix(&xml, &parsed, &h, spares(30)).unwrap();
+    // Rules kept: the fix is clean, with fewer spares than asked for, and says so.
+    assert!(fixed.is_clean());
+    let added: Vec<String> = fixed.plan.changes.iter().map(|c| c.describe(&parsed)).collect();
+    assert_eq!(
+        added,
+        [
+            "added spare PHB index 29 target 29",
+            "added spare PHB index 30 target 30"
+        ]
+    );
+    assert_eq!(
+        fixed.plan.spares.shortfall().as_deref(),
+        Some(
+            "29 spare PHBs kept, not the 30 asked for: the guest already has 31, the most QEMU allows is 31"
+        )
+    );
+    assert_eq!(
+        fix(&xml, &parsed, &h, spares(29))
+            .unwrap()
+            .plan
+            .spares
+            .shortfall(),
+        None
+    );
+}
+
+#[test]
+fn spares_go_into_a_devices_element_with_nothing_in_it() {
+    let empty = "<domain type='kvm'>\n  <name>t</name>\n  <os>\n    <type arch='ppc64le' machine='pseries'>hvm</type>\n  </os>\n  <devices>\n  </devices>\n</domain>\n";
+    let out = run_with(empty, &host(&[]), spares(2));
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.output,
+        empty.replace(
+            "  <devices>\n",
+            "  <devices>\n    <controller type='pci' index='1' model='pci-root'>\n      \
+             <model name='spapr-pci-host-bridge'/>\n      <target index='1'/>\n    </controller>\n    \
+             <controller type='pci' index='2' model='pci-root'>\n      <model name='spapr-pci-host-bridge'/>\n      \
+             <target index='2'/>\n    </controller>\n"
+        )
+    );
+    let one_line = empty.replace("<devices>\n  </devices>", "<devices></devices>");
+    let out = run_with(&one_line, &host(&[]), spares(1));
+    assert!(
+        out.output.contains("<devices><controller type='pci' index='1'"),
+        "{}",
+        out.output
+    );
+    assert_eq!(
+        run_with(&out.output, &host(&[]), spares(1)).changes,
+        Vec::<String>::new()
+    );
+    // Nowhere to write them: said, and nothing else changes.
+    for xml in [
+        empty.replace("<devices>\n  </devices>", "<devices/>"),
+        empty.replace("  <devices>\n  </devices>\n", ""),
+    ] {
+        let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+        let fixed = fix(&xml, &parsed, &host(&[]), spares(1)).unwrap();
+        assert_eq!(fixed.output, xml);
+        assert_eq!(
+            fixed.plan.spares.shortfall().as_deref(),
+            Some(
+                "0 spare PHBs kept, not the 1 asked for: the definition has no <devices> element to add them to"
+            )
+        );
+    }
+}
+
+#[test]
+fn spares_stay_under_a_hard_limit_unless_raising_it_is_asked() {
+    let h = host(&[("0002:02:00.0", 8, None)]);
+    // Compliant, and the limit is what its two PHBs need (4268032 KiB).
+    let xml = limited(&[phb(1, 1), hostdev("0002:02:00.0", Some((1, 1, 0)))]).replace("4256000", "4268032");
+    let parsed = crate::parse_domain(xml.as_bytes()).unwrap();
+    let fixed = fix(&xml, &parsed, &h, spares(2)).unwrap();
+    assert!(fixed.is_clean(), "{:?}", fixed.problems());
+    assert_eq!(fixed.output, xml);
+    assert_eq!(
+        fixed.plan.spares.shortfall().as_deref(),
+        Some(
+            "0 spare PHBs kept, not the 2 asked for: each more would raise what libvirt 9.0 computes \
+             QEMU must lock past this <hard_limit> of 4268032 KiB (4.07 GiB); 'phbguard fix \
+             --raise-hard-limit' raises it with them"
+        )
+    );
+    // Room for one.
+    // Room for one: with a hostdev each PHB costs 2 GiB more here (QEMU's pre-DDW DMA windows).
+    let roomy = xml.replace("4268032", "6400000");
+    let out = run_with(&roomy, &h, spares(2));
+    assert_eq!(out.changes, ["added spare PHB index 2 target 2"]);
+    // Raised: both, and the limit with them.
+    let out = run_with(
+        &xml,
+        &h,
+        Options {
+            raise_hard_limit: true,
+            ..spares(2)
+        },
+    );
+    assert!(out.clean, "{:?}", out.problems);
+    assert_eq!(
+        out.changes,
+        [
+            "added spare PHB index 2 target 2",
+            "added spare PHB index 3 target 3",
+            "memtune hard_limit: 4268032 KiB -> 8445952 KiB, what libvirt 9.0 computes QEMU must lock"
+        ]
+    );
+}

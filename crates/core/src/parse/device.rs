@@ -213,12 +213,13 @@ impl DeviceBuilder {
             "interface" => self.mac,
             _ => None,
         }
-        .or(self.alias);
+        .or_else(|| self.alias.clone());
         Ok(Device {
             element: self.element,
             type_attr: self.type_attr,
             model_attr: self.model_attr,
             label,
+            alias: self.alias,
             network: self.network,
             kind,
             address: self.address,

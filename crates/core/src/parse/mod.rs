@@ -58,6 +58,9 @@ enum Tag {
     Uuid,
     Os,
     Numatune,
+    Cpu,
+    /// The first `<cpu><numa>`, the one libvirt reads (`./cpu/numa[1]/cell`).
+    CpuNuma,
     Metadata,
     Devices,
     Device,
@@ -89,6 +92,8 @@ struct Parser<'a> {
     device: Option<DeviceBuilder>,
     text: String,
     seen_root: bool,
+    /// A `<cpu><numa>` was read: libvirt reads only the first.
+    seen_cpu_numa: bool,
     /// Bytes of `source` before `reader`'s text (a byte order mark), added to its positions.
     base: usize,
     /// The `unit` of the size being read, and where its element starts.
@@ -109,6 +114,7 @@ impl<'a> Parser<'a> {
             device: None,
             text: String::new(),
             seen_root: false,
+            seen_cpu_numa: false,
             size: None,
             hard_limit_read: false,
         }
@@ -241,6 +247,7 @@ impl<'a> Parser<'a> {
                 "uuid" => Tag::Uuid,
                 "os" => Tag::Os,
                 "numatune" => Tag::Numatune,
+                "cpu" => Tag::Cpu,
                 "metadata" => Tag::Metadata,
                 "devices" => Tag::Devices,
                 // libvirt reads the first of each (`./memory[1]`, `./maxMemory[1]`).
@@ -270,6 +277,16 @@ impl<'a> Parser<'a> {
             (2, Some(Tag::Numatune)) => {
                 if name == "memnode" {
                     self.memnode(span.start)?;
+                }
+                Tag::Skip
+            }
+            (2, Some(Tag::Cpu)) if name == "numa" && !self.seen_cpu_numa => {
+                self.seen_cpu_numa = true;
+                Tag::CpuNuma
+            }
+            (3, Some(Tag::CpuNuma)) => {
+                if name == "cell" {
+                    self.numa_cell(span.start)?;
                 }
                 Tag::Skip
             }
@@ -318,13 +335,28 @@ impl<'a> Parser<'a> {
                 dev.numa_node = Some(number(at, "text", value, Base::Decimal, u64::from(u32::MAX))? as u32);
             }
             Tag::Size(which) => self.close_size(which, end_tag)?,
-            Tag::Devices => self.domain.devices_close = Some(end_tag.start),
+            // An end tag, not an empty `<devices/>`: where children can be added.
+            Tag::Devices if self.source[end_tag.start..].starts_with("</") => {
+                self.domain.devices_close = Some(end_tag.start)
+            }
             Tag::Device => {
                 let builder = self.device.take().expect("a device was opened");
                 self.domain.devices.push(builder.build(end_tag.end)?);
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// `<cell id='N'>`: libvirt reads `id` in base 10 and numbers a cell without one by its
+    /// position (`virDomainNumaDefParseXML`, src/conf/numa_conf.c).
+    fn numa_cell(&mut self, tag_start: usize) -> Result<(), ParseError> {
+        let attrs = Attrs::of(self.source, tag_start)?;
+        let id = match attrs.get("id") {
+            Some(v) => number(At::new("cell", ""), "id", &v, Base::Decimal, u64::from(u32::MAX))? as u32,
+            None => self.domain.numa_cells.len() as u32,
+        };
+        self.domain.numa_cells.push(id);
         Ok(())
     }
 
@@ -588,6 +620,23 @@ mod tests {
                 .policy_mode,
             None
         );
+    }
+
+    #[test]
+    fn guest_numa_cells_and_aliases_are_read_as_libvirt_reads_them() {
+        let numa = include_str!("../../../../tests/corpus/libvirt/pseries-phb-numa-node.in.xml");
+        assert_eq!(parse_domain(numa.as_bytes()).unwrap().numa_cells, [0, 1]);
+        // Only the first <numa> counts; a cell without an id is numbered by its position.
+        let xml = "<domain><cpu><numa><cell cpus='0'/><cell id='010' cpus='1'/></numa>\
+                   <numa><cell id='7'/></numa></cpu><devices>\
+                   <interface type='network'><mac address='52:54:00:00:00:01'/><alias name='net1'/></interface>\
+                   </devices></domain>";
+        let d = parse_domain(xml.as_bytes()).unwrap();
+        assert_eq!(d.numa_cells, [0, 10]);
+        assert_eq!(d.devices[0].alias.as_deref(), Some("net1"));
+        assert_eq!(d.devices[0].label.as_deref(), Some("52:54:00:00:00:01"));
+        assert!(parse_domain(b"<domain><cpu><numa><cell id='0x1'/></numa></cpu></domain>").is_err());
+        assert!(parse_domain(DOMAIN.as_bytes()).unwrap().numa_cells.is_empty());
     }
 
     #[test]

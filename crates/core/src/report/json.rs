@@ -174,10 +174,19 @@ pub fn fix_report(domain: &Domain, fixed: &Fixed, changed: bool) -> Map<String, 
         "problems": fixed.problems().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "host_notes": fixed.host_notes().iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
-    match report {
+    let mut map = match report {
         Value::Object(map) => map,
         _ => unreachable!("json! of an object literal is an object"),
+    };
+    // Only when asked for: a rewrite without spares reports what it always did.
+    let spares = &fixed.plan.spares;
+    if spares.wanted > 0 {
+        map.insert(
+            "spare_phbs".into(),
+            json!({"wanted": spares.wanted, "kept": spares.kept, "short": spares.shortfall()}),
+        );
     }
+    map
 }
 
 /// One change of a fix plan on `domain`: its `kind`, its fields and `summary`, the line the
@@ -194,6 +203,10 @@ pub fn change(change: &Change, domain: &Domain) -> Value {
         }),
         Change::AddPhb { index, target, node } => json!({
             "kind": "add-phb", "index": index, "target": target, "node": node,
+            "summary": summary,
+        }),
+        Change::AddSparePhb { index, target, node } => json!({
+            "kind": "add-spare-phb", "index": index, "target": target, "node": node,
             "summary": summary,
         }),
         Change::Retarget { index, from, to, .. } => json!({

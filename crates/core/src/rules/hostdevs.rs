@@ -72,7 +72,12 @@ isolation group so it never puts a hostdev there itself; an explicit address ove
 
 Fix by hand: add a PHB for the device's IOMMU group (<controller type='pci' model='pci-root'>,
 <model name='spapr-pci-host-bridge'/>, a free <target index>) and move the hostdev's address to
-its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it.",
+its bus, slot 0x01; or delete the hostdev's <address> and let libvirt place it.
+
+Hot-plug: a running guest gets no new PHB (QEMU creates them when it starts; libvirt hot-plugs
+no pci-root). A hostdev of an IOMMU group the guest does not use yet goes onto an empty PHB the
+guest had at start, or the attach fails; an explicit bus='0x00' puts it here. Keep spare PHBs in
+the definition: 'phbguard fix --spare-phbs N', or [fix] spare_phbs in the policy file.",
     bad: include_str!("examples/hostdev-on-default-phb.bad.xml"),
     good: include_str!("examples/hostdev-on-default-phb.good.xml"),
     check: |rule, t, out| {
@@ -105,7 +110,10 @@ adapter is lost. libvirt places one IOMMU group per PHB by itself; explicit addr
 disagree are honoured silently.
 
 Fix by hand: keep one IOMMU group on this PHB and move the hostdevs of every other group to a PHB
-of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a device's group).",
+of their own ('ls -l /sys/bus/pci/devices/DDDD:BB:SS.F/iommu_group' shows a device's group).
+A running guest cannot get a new PHB: a device hot-plugged with an explicit address onto another
+group's PHB because none was free mixes them this way. Spare PHBs ('phbguard fix --spare-phbs
+N') are where such a device goes instead; they take effect at the guest's next cold boot.",
     bad: include_str!("examples/phb-mixes-iommu-groups.bad.xml"),
     good: include_str!("examples/phb-mixes-iommu-groups.good.xml"),
     check: |rule, t, out| {

@@ -173,7 +173,12 @@ pub struct UnknownRule(pub String);
 
 impl fmt::Display for UnknownRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown rule '{}'", self.0)
+        write!(f, "unknown rule '{}'", crate::escape::controls(&self.0))?;
+        let ids = RuleId::ALL.map(RuleId::as_str);
+        match crate::near::near(&self.0, &ids) {
+            Some(id) => write!(f, " (did you mean '{id}'?)"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -403,6 +408,14 @@ mod tests {
         assert_eq!(
             "no-such-rule".parse::<RuleId>(),
             Err(UnknownRule("no-such-rule".into()))
+        );
+        assert_eq!(
+            UnknownRule("no-such-rule".into()).to_string(),
+            "unknown rule 'no-such-rule'"
+        );
+        assert_eq!(
+            UnknownRule("hostdev-on-defualt-phb".into()).to_string(),
+            "unknown rule 'hostdev-on-defualt-phb' (did you mean 'hostdev-on-default-phb'?)"
         );
     }
 

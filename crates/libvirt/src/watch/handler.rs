@@ -20,11 +20,14 @@
 use std::time::Instant;
 
 use phbguard_core::config::{Config, Mode, WatchAction};
-use phbguard_core::fix::Options;
+use phbguard_core::host::Facts;
 use phbguard_core::log_line::{Level, Line};
 use phbguard_core::parse_domain;
-use phbguard_core::rules::{Severity, judge};
-use phbguard_core::verdict::{Action, Disposition, Judged, Verdict, Watched, decide};
+use phbguard_core::rules::{Severity, judge, judge_with};
+use phbguard_core::spare::{self, Landing};
+use phbguard_core::verdict::{
+    Action, Disposition, Judged, Verdict, Watched, decide, decide_on, rewrite_options,
+};
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::error::ErrorNumber;
@@ -222,7 +225,8 @@ impl Handler {
             }
             Action::Fix => {}
         }
-        let proposal = match redefine::propose_from(id.name.clone(), xml, &host, Options::default()) {
+        let options = rewrite_options(&self.config);
+        let proposal = match redefine::propose_from(id.name.clone(), xml, &host, options) {
             Ok(p) => p,
             Err(e) => return self.failed(conn, id, op, &e.to_string()),
         };
@@ -693,9 +697,31 @@ impl Handler {
         let Some(host) = self.host(conn, id, op) else {
             return;
         };
-        let verdict = decide(&definition, &host, &self.config, Watched::Hotplug);
+        let facts = Facts::gather(&definition, &host);
+        let verdict = decide_on(&definition, &self.config, Watched::Hotplug, || {
+            judge_with(&definition, &facts)
+        });
         self.bad_metadata(id, op, &verdict);
+        if verdict.mode != Mode::Off {
+            self.landed(id, op, alias, spare::landing(&definition, &facts, alias));
+        }
         self.log_findings(id, op, &verdict.findings, None, Some(alias));
+    }
+
+    /// One line per hot-plug: where the device landed, whether it took a spare PHB, and how
+    /// many the running guest has left for the next hostdev of a new IOMMU group.
+    fn landed(&mut self, id: &DomainId, op: Op, alias: &str, landing: Option<Landing>) {
+        let head = about("hotplugged", id, op).field("added", alias);
+        let line = match landing {
+            Some(l) => head
+                .field_if("address", l.address)
+                .field_if("phb", l.phb.map(|(phb, _)| phb))
+                .field("spares_before", l.spares_before())
+                .field("spares_left", l.spares_left)
+                .says(l.describe()),
+            None => head.says("it is not in the live definition any more"),
+        };
+        self.journal.log(Level::Notice, &line);
     }
 
     /// The `action=` of a definition's finding lines: what the policy does with this guest.
@@ -758,17 +784,13 @@ impl Handler {
     /// node devices (right for a remote URI too), unless the policy file names a sysfs tree
     /// of its own (tests, offline hosts).
     fn host<'c>(&mut self, conn: &'c Connect, id: &DomainId, op: Op) -> Option<Host<'c>> {
-        match Host::new(conn, self.sysfs_root()) {
+        match Host::new(conn, self.config.sysfs_override()) {
             Ok(host) => Some(host),
             Err(e) => {
                 self.failed(conn, id, op, &format!("cannot learn the host's devices: {e}"));
                 None
             }
         }
-    }
-
-    fn sysfs_root(&self) -> Option<&std::path::Path> {
-        (self.config.sysfs_root != Config::default().sysfs_root).then_some(self.config.sysfs_root.as_path())
     }
 
     /// A guest undefined before (or while) the watcher got to it: routine.

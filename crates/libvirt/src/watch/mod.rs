@@ -160,7 +160,11 @@ pub fn run(options: &Options) -> u8 {
     let policy = PolicyFile::choose(options.config.clone());
     let reading = policy.read();
     let mut journal = Journal::open(&reading.config.syslog_socket);
-    for p in &reading.problems {
+    for p in reading
+        .problems
+        .iter()
+        .filter(|&p| Some(p) != reading.sysfs_root.as_ref())
+    {
         journal.log(
             Level::Err,
             &Line::new("config-error").field("op", "watch").says(p),
@@ -170,11 +174,10 @@ pub fn run(options: &Options) -> u8 {
     // every warning or fix from then on would be wrong. The watcher is in no guest's start
     // path, so it refuses to start (exit 2; the unit does not restart it for that) rather
     // than run on made-up facts.
-    if let Some(e) = reading.sysfs_root {
-        let line = Line::new("config-error").field("op", "watch").says(format_args!(
-            "{} (sysfs_root): {e}; not starting",
-            policy.path().display()
-        ));
+    if let Some(p) = reading.sysfs_root {
+        let line = Line::new("config-error")
+            .field("op", "watch")
+            .says(format_args!("{p}; not starting"));
         journal.log(Level::Err, &line);
         return EXIT_SETUP;
     }

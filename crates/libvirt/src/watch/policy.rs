@@ -7,11 +7,10 @@
 //! mistake changes nothing. Applying the good half of a file (say `action = "fix"` from a file
 //! whose `exempt` list did not parse) would redefine guests the admin meant to exempt.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use phbguard_core::config::{self, Config, Problem};
 use phbguard_core::log_line::{Level, Line};
-use phbguard_io::sysfs::Sysfs;
 
 use super::handler::Handler;
 
@@ -27,10 +26,10 @@ pub struct PolicyFile {
 pub struct Reading {
     /// The settings, with the default for every key that had a mistake.
     pub config: Config,
-    /// What `policy_file::load` found wrong (unknown keys, bad values, bad TOML, unreadable file).
+    /// Every mistake (unknown keys, bad values, bad TOML, unreadable file, `sysfs_root`).
     pub problems: Vec<Problem>,
-    /// Why `sysfs_root` cannot be used, if it cannot.
-    pub sysfs_root: Option<String>,
+    /// The mistake that `sysfs_root` cannot be used, if it is one of them.
+    pub sysfs_root: Option<Problem>,
 }
 
 impl PolicyFile {
@@ -39,20 +38,12 @@ impl PolicyFile {
         PolicyFile { path, explicit }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn read(&self) -> Reading {
-        let (config, problems) = phbguard_io::policy_file::load(&self.path, self.explicit);
-        // The default /sys is not a setting (node devices are used then), so it is not checked.
-        let sysfs_root = (config.sysfs_root != Config::default().sysfs_root)
-            .then(|| Sysfs::new(&config.sysfs_root).check_root().err())
-            .flatten();
+        let policy = phbguard_io::policy_file::read_at(self.path.clone(), self.explicit);
         Reading {
-            config,
-            problems,
-            sysfs_root,
+            config: policy.config,
+            problems: policy.problems,
+            sysfs_root: policy.sysfs_root_problem,
         }
     }
 }
@@ -67,11 +58,8 @@ pub enum Decision {
 }
 
 impl Reading {
-    pub fn decide(self, path: &Path) -> Decision {
-        let mut mistakes: Vec<String> = self.problems.iter().map(Problem::to_string).collect();
-        if let Some(e) = self.sysfs_root {
-            mistakes.push(format!("{} (sysfs_root): {e}", path.display()));
-        }
+    pub fn decide(self) -> Decision {
+        let mistakes: Vec<String> = self.problems.iter().map(Problem::to_string).collect();
         if mistakes.is_empty() {
             Decision::Apply(self.config)
         } else {
@@ -95,7 +83,7 @@ pub fn reload(handler: &mut Handler, file: &PolicyFile, shown_uri: &str, ready: 
         }
         super::notify(&states);
     }
-    let status = match file.read().decide(&file.path) {
+    let status = match file.read().decide() {
         Decision::Apply(config) => {
             let changed = changes(handler.config(), &config);
             handler.reconfigure(config);
@@ -160,6 +148,12 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
             new.watch_action.as_str()
         ));
     }
+    if old.fix_spare_phbs != new.fix_spare_phbs {
+        changed.push(format!(
+            "fix.spare_phbs: {} -> {}",
+            old.fix_spare_phbs, new.fix_spare_phbs
+        ));
+    }
     if old.exempt != new.exempt {
         changed.push(format!("exempt: {:?} -> {:?}", old.exempt, new.exempt));
     }
@@ -176,6 +170,8 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use phbguard_core::config::WatchAction;
 
     use super::*;
@@ -187,7 +183,7 @@ mod tests {
     }
 
     fn decide(f: &PolicyFile) -> Decision {
-        f.read().decide(f.path())
+        f.read().decide()
     }
 
     #[test]
@@ -215,7 +211,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // The good half of a file is not applied either: action = "fix" with a broken exempt.
         let f = file(dir.path(), "exempt = \"db01\"\n[watch]\naction = \"fix\"\n");
-        let path = f.path().display().to_string();
+        let path = f.path.display().to_string();
         assert_eq!(
             decide(&f),
             Decision::Keep(vec![format!(
@@ -232,14 +228,12 @@ mod tests {
         let Decision::Keep(m) = decide(&f) else { panic!() };
         assert_eq!(m.len(), 1);
         assert!(
-            m[0].starts_with(&format!(
-                "{path} (sysfs_root): sysfs root /nonexistent/phbguard-sys: "
-            )),
+            m[0].starts_with(&format!("{path}:1: sysfs_root = \"/nonexistent/phbguard-sys\": ")),
             "{m:?}"
         );
 
         // A file named by --config that has gone.
-        std::fs::remove_file(f.path()).unwrap();
+        std::fs::remove_file(&f.path).unwrap();
         let Decision::Keep(m) = decide(&f) else { panic!() };
         assert!(m[0].starts_with(&format!("{path}: cannot read it: ")), "{m:?}");
     }
@@ -260,6 +254,7 @@ mod tests {
         assert!(changes(&old, &old).is_empty());
         let new = Config {
             watch_action: WatchAction::Fix,
+            fix_spare_phbs: 2,
             exempt: vec!["db01".into()],
             syslog_socket: "/run/log".into(),
             // The hook's setting: not the watcher's, not listed.
@@ -270,6 +265,7 @@ mod tests {
             changes(&old, &new),
             [
                 "watch.action: warn -> fix",
+                "fix.spare_phbs: 0 -> 2",
                 "exempt: [] -> [\"db01\"]",
                 "syslog_socket: /dev/log -> /run/log"
             ]

@@ -152,21 +152,20 @@ fn json_topology_shows_each_guest_as_the_rules_saw_it() {
 }
 
 #[test]
-fn text_table_shows_state_counts_worst_rule_and_opt_out() {
+fn text_table_shows_state_counts_worst_rule_opt_out_and_refusal() {
     let out = run(&["audit", "-c", &uri(&fleet())]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    let row = |name: &str, def: &str| -> Vec<String> {
-        text.lines()
-            .find(|l| l.starts_with(&format!("{name} ")) && l.contains(def))
-            .unwrap_or_else(|| panic!("no row {name} {def} in\n{text}"))
-            .split("  ")
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(String::from)
-            .collect()
-    };
-    assert!(text.starts_with("NAME "), "{text}");
+    let row = |name: &str, def: &str| cells(&text, name, def);
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy-defaults.toml");
+    assert!(
+        text.starts_with(&format!(
+            "policy {}: valid; the hook applies mode = \"enforce\" (guests with error findings are \
+             refused)\n\nNAME ",
+            policy.display()
+        )),
+        "{text}"
+    );
     assert_eq!(
         row("legacy", "persistent"),
         [
@@ -177,7 +176,9 @@ fn text_table_shows_state_counts_worst_rule_and_opt_out() {
             "1",
             "0",
             "hostdev-on-default-phb",
-            "yes (off)"
+            "0",
+            "yes (off)",
+            "no"
         ]
     );
     assert_eq!(
@@ -190,16 +191,108 @@ fn text_table_shows_state_counts_worst_rule_and_opt_out() {
             "1",
             "0",
             "hostdev-network-not-isolated",
-            "no"
+            "0",
+            "no",
+            "yes"
         ]
     );
     assert_eq!(
         row("x86", "persistent"),
-        ["x86", "shut off", "persistent", "no", "0", "0", "-", "no"]
+        [
+            "x86",
+            "shut off",
+            "persistent",
+            "no",
+            "0",
+            "0",
+            "-",
+            "-",
+            "no",
+            "no"
+        ]
     );
     assert!(
-        text.contains("6 guests, 8 definitions judged: 1 with errors"),
+        text.contains(
+            "6 guests, 8 definitions judged: 3 with errors, 1 the hook would refuse to start, 2 opted out\n"
+        ),
         "{text}"
+    );
+}
+
+/// Spare PHBs, the PHBs a running guest can take hostdevs of new IOMMU groups on without a
+/// restart: a column, a JSON field and a metric for every pSeries definition, none for others.
+#[test]
+fn spare_phbs_are_counted_per_definition_in_text_json_and_prometheus() {
+    let node = data("spares.xml");
+    let out = run(&["audit", "-c", &uri(&node)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let table: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("NAME "))
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect())
+        .collect();
+    let column = table[0]
+        .iter()
+        .position(|&h| h == "SPARE PHBS")
+        .expect("a SPARE PHBS column");
+    let spares: Vec<String> = table[1..]
+        .iter()
+        .map(|r| format!("{} {} {}", r[0], r[2], r[column]))
+        .collect();
+    assert_eq!(
+        spares,
+        [
+            "full persistent 0",
+            "full live 0",
+            "ready persistent 2",
+            "ready live 2",
+            "x86 persistent -"
+        ],
+        "{text}"
+    );
+
+    let (_, json) = audit_json(&node, &[]);
+    let fields: Vec<String> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["domain"].as_str().unwrap(),
+                r["definition"].as_str().unwrap(),
+                r["spare_phbs"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "full persistent 0",
+            "full live 0",
+            "ready persistent 2",
+            "ready live 2",
+            "x86 persistent null"
+        ]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (out, samples) = audit_prometheus(&node, &dir.path().join("phbguard.prom"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let samples: Vec<String> = samples
+        .into_iter()
+        .filter(|s| s.contains(" phbguard_domain_spare_phbs{"))
+        .collect();
+    assert_eq!(
+        samples,
+        [
+            "gauge phbguard_domain_spare_phbs{definition=persistent,domain=full,uuid=7e57f1ee-0000-4000-8000-000000000102} 0.0",
+            "gauge phbguard_domain_spare_phbs{definition=live,domain=full,uuid=7e57f1ee-0000-4000-8000-000000000102} 0.0",
+            "gauge phbguard_domain_spare_phbs{definition=persistent,domain=ready,uuid=7e57f1ee-0000-4000-8000-000000000101} 2.0",
+            "gauge phbguard_domain_spare_phbs{definition=live,domain=ready,uuid=7e57f1ee-0000-4000-8000-000000000101} 2.0",
+        ]
     );
 }
 
@@ -249,7 +342,7 @@ fn control_characters_in_a_domain_name_are_escaped_in_text_reports() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(!text.contains(['\t', '\r']), "{text:?}");
-    let row = text.lines().nth(1).unwrap();
+    let row = text.lines().find(|l| l.starts_with("evil")).unwrap();
     let cells: Vec<&str> = row.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
     assert_eq!(
         cells[..4],
@@ -280,22 +373,37 @@ fn control_characters_in_a_domain_name_are_escaped_in_text_reports() {
 }
 
 #[test]
-fn an_opted_out_guest_does_not_fail_the_audit_but_warn_mode_does() {
+fn every_opt_out_shows_and_keeps_the_audit_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, json) = audit_json(&opted_out_only(dir.path(), "off"), &[]);
+    for mode in ["off", "warn"] {
+        let node = opted_out_only(dir.path(), mode);
+        let (out, json) = audit_json(&node, &[]);
+        // The hook lets it start: nothing for enforce to refuse.
+        assert_eq!(out.status.code(), Some(0), "{mode}: {json}");
+        let r = &json["results"][0];
+        assert_eq!(r["findings"][0]["rule"], "hostdev-on-default-phb", "{mode}");
+        assert_eq!(
+            (&r["opted_out"], &r["opt_out"]),
+            (&Value::Bool(true), &Value::from(mode))
+        );
+        assert_eq!(r["mode"], mode);
+        assert_eq!(r["start_refused"], false);
+        assert_eq!(r["refused_under_enforce"], false);
+        let text = stdout(&run(&["audit", "-c", &uri(&node)]));
+        let row = cells(&text, "legacy", "persistent");
+        assert_eq!(row[8..], [format!("yes ({mode})"), "no".into()], "{text}");
+    }
+    // Listed in the policy's exempt: the third opt-out.
+    let node = opted_out_only(dir.path(), "enforce");
+    let policy = dir.path().join("exempt.toml");
+    std::fs::write(&policy, "exempt = [\"legacy\"]\n").unwrap();
+    let (out, json) = audit_json(&node, &["--config", policy.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{json}");
-    assert_eq!(
-        json["results"][0]["findings"][0]["rule"],
-        "hostdev-on-default-phb"
-    );
-    // warn: the hook lets it start, but it still breaks the rule.
-    let (out, json) = audit_json(&opted_out_only(dir.path(), "warn"), &[]);
+    assert_eq!(json["results"][0]["opt_out"], "exempt");
+    // Its own mode='enforce' and no exempt: refused.
+    let (out, json) = audit_json(&node, &[]);
     assert_eq!(out.status.code(), Some(1), "{json}");
-    assert_eq!(json["results"][0]["opted_out"], false);
-    assert_eq!(json["results"][0]["mode"], "warn");
-    // ... and the hook would let it start (the verdict the hook itself uses).
-    assert_eq!(json["results"][0]["start_refused"], false);
-    let (_, json) = audit_json(&opted_out_only(dir.path(), "enforce"), &[]);
+    assert_eq!(json["results"][0]["opt_out"], Value::Null);
     assert_eq!(json["results"][0]["start_refused"], true);
 }
 
@@ -322,26 +430,19 @@ fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
 
     let out = run(&["audit", "-c", &uri(&node)]);
     let text = stdout(&out);
-    let row = text.lines().nth(1).unwrap();
-    assert!(row.ends_with("  no (bad mode 'bogus')"), "{text}");
+    assert_eq!(
+        cells(&text, "legacy", "persistent")[8..],
+        ["no (bad mode 'bogus')", "yes"],
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "\nlegacy (persistent):\n  warning metadata-error: {problem}\n"
         )),
         "{text}"
     );
-    let prom = dir.path().join("bad.prom");
-    let out = run(&[
-        "audit",
-        "-c",
-        &uri(&node),
-        "--format",
-        "prometheus",
-        "--output",
-        prom.to_str().unwrap(),
-    ]);
+    let (out, samples) = audit_prometheus(&node, &dir.path().join("bad.prom"));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let samples = parse_prometheus(&prom);
     assert!(
         samples.iter().any(|l| l
             .starts_with("gauge phbguard_domain_bad_metadata{definition=persistent,domain=legacy,")
@@ -350,7 +451,9 @@ fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
         samples.join("\n")
     );
     assert!(
-        text.contains("2 definitions judged: 2 with errors, 2 with a bad policy mode"),
+        text.contains(
+            "2 definitions judged: 2 with errors, 2 the hook would refuse to start, 2 with a bad policy mode"
+        ),
         "{text}"
     );
 }
@@ -403,6 +506,8 @@ fn host_facts_come_from_node_devices_and_sysfs_root_overrides_them() {
         web(&flag_wins),
         ["web/persistent: warning hostdev-shared-between-guests hostdev 0002:02:00.0 at 0000:01:01.0"]
     );
+    // A policy tree that is not a directory is a problem of the policy file, which the report
+    // shows (the hook judges in warn mode then); facts come from node devices meanwhile.
     std::fs::write(&policy, "sysfs_root = \"/nonexistent/sys\"\n").unwrap();
     let out = run(&[
         "audit",
@@ -411,9 +516,22 @@ fn host_facts_come_from_node_devices_and_sysfs_root_overrides_them() {
         "--config",
         policy.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("the policy file's sysfs_root: "),
+        stdout(&out).contains(&format!(
+            "\n  {}:1: sysfs_root = \"/nonexistent/sys\": No such file or directory",
+            policy.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    // fix --domain would fix from made-up facts: it refuses, naming the policy's tree.
+    let out = phbguard(&["fix", "--domain", "web", "-c", &uri(&fleet())])
+        .env("PHBGUARD_CONFIG", &policy)
+        .output();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("phbguard: the policy file's sysfs_root: "),
         "{}",
         stderr(&out)
     );
@@ -424,9 +542,14 @@ fn a_sysfs_root_that_is_not_a_directory_is_exit_2_with_one_line() {
     // A typo must not pass for a host whose devices are all "not on this host".
     let file = tempfile::NamedTempFile::new().unwrap();
     let file = file.path().to_str().unwrap();
-    for root in ["/nonexistent/phbguard-sys", file] {
-        let out = run(&["audit", "-c", &uri(&fleet()), "--sysfs-root", root]);
-        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    for (command, root) in [
+        ("audit", "/nonexistent/phbguard-sys"),
+        ("audit", file),
+        ("groups", "/nonexistent/phbguard-sys"),
+        ("groups", file),
+    ] {
+        let out = run(&[command, "-c", &uri(&fleet()), "--sysfs-root", root]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stdout(&out));
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(
@@ -484,6 +607,22 @@ fn parse_prometheus(path: &Path) -> Vec<String> {
     stdout(&out).lines().map(String::from).collect()
 }
 
+/// `audit --format prometheus --output FILE` on `node`: the run and FILE's samples.
+fn audit_prometheus(node: &Path, file: &Path) -> (Output, Vec<String>) {
+    let u = uri(node);
+    let out = run(&[
+        "audit",
+        "-c",
+        &u,
+        "--format",
+        "prometheus",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    let samples = parse_prometheus(file);
+    (out, samples)
+}
+
 #[test]
 fn prometheus_textfile_parses_and_is_replaced_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -519,7 +658,7 @@ fn prometheus_textfile_parses_and_is_replaced_whole() {
         "gauge phbguard_domain_findings{definition=persistent,domain=pool-good,severity=error,uuid=7e57f1ee-0000-4000-8000-000000000005} 0.0",
     );
     has(
-        "gauge phbguard_domain_opted_out{definition=persistent,domain=legacy,uuid=7e57f1ee-0000-4000-8000-000000000003} 1.0",
+        "gauge phbguard_domain_opted_out{definition=persistent,domain=legacy,opt_out=off,uuid=7e57f1ee-0000-4000-8000-000000000003} 1.0",
     );
     // What to alert on: a guest the hook would refuse to start.
     has(
@@ -791,41 +930,363 @@ fn a_pf_that_leads_to_no_vfs_is_a_warning_naming_the_network_and_the_pf() {
 
 #[test]
 fn the_hooks_policy_file_decides_which_starts_audit_says_are_refused() {
-    let refused = |json: &Value, name: &str| {
+    let result = |json: &Value, name: &str| {
         json["results"]
             .as_array()
             .unwrap()
             .iter()
             .find(|r| r["domain"] == name && r["definition"] == "persistent")
-            .unwrap_or_else(|| panic!("{name} in {json}"))["start_refused"]
+            .unwrap_or_else(|| panic!("{name} in {json}"))
             .clone()
     };
     let (_, json) = audit_json(&fleet(), &[]);
-    assert_eq!(refused(&json, "pool-bad"), true, "{json}");
+    assert_eq!(result(&json, "pool-bad")["start_refused"], true, "{json}");
 
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("phbguard.toml");
     let policy_arg = policy.to_str().unwrap();
-    for text in ["exempt = [\"pool-bad\"]\n", "mode = \"warn\"\n"] {
-        std::fs::write(&policy, text).unwrap();
-        let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
-        assert_eq!(refused(&json, "pool-bad"), false, "{text}: {json}");
-        assert_eq!(stderr(&out), "", "{text}");
-        // The findings are the same: the policy says what the hook does, not what is wrong.
-        assert_eq!(out.status.code(), Some(1), "{text}");
-    }
+    // Exempt: an opt-out, as the hook honours it: not refused, not a failure.
+    std::fs::write(&policy, "exempt = [\"pool-bad\"]\n").unwrap();
+    let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    let pool_bad = result(&json, "pool-bad");
+    assert_eq!(
+        (&pool_bad["start_refused"], &pool_bad["refused_under_enforce"]),
+        (&Value::Bool(false), &Value::Bool(false)),
+        "{json}"
+    );
+    assert_eq!(pool_bad["opt_out"], "exempt");
+    assert_eq!(pool_bad["opted_out"], true);
+    assert_eq!(stderr(&out), "");
+    // legacy is opted out by its metadata (off): nothing left that enforce would refuse.
+    assert_eq!(out.status.code(), Some(0), "{json}");
+
+    // Warn mode: the hook refuses nothing now, but enforce would: exit 1 (what to fix first).
+    std::fs::write(&policy, "mode = \"warn\"\n").unwrap();
+    let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    let pool_bad = result(&json, "pool-bad");
+    assert_eq!(pool_bad["start_refused"], false, "{json}");
+    assert_eq!(pool_bad["refused_under_enforce"], true, "{json}");
+    assert_eq!(pool_bad["opt_out"], Value::Null);
+    assert_eq!(json["policy_file"]["mode"], "warn");
+    assert_eq!(json["policy_file"]["applied_mode"], "warn");
+    assert_eq!(json["policy_file"]["valid"], true);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["audit", "-c", &uri(&fleet()), "--config", policy_arg]);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!(
+            "policy {policy_arg}: valid; the hook applies mode = \"warn\" (findings are logged, no guest \
+             is refused)\n\nNAME "
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        cells(&text, "pool-bad", "persistent")[9],
+        "no (mode warn)",
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "3 with errors, 0 the hook would refuse to start (1 under mode = \"enforce\"), 2 opted out"
+        ),
+        "{text}"
+    );
 
     // A mistake in the policy: the hook judges in warn mode, audit says so and why.
     std::fs::write(&policy, "\nmode = \"warning\"\n").unwrap();
     let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
-    assert_eq!(refused(&json, "pool-bad"), false, "{json}");
+    assert_eq!(result(&json, "pool-bad")["start_refused"], false, "{json}");
+    assert_eq!(result(&json, "pool-bad")["mode"], "warn", "{json}");
     let err = stderr(&out);
     assert!(
-        err.starts_with(&format!("phbguard: warning: policy {policy_arg}:2: ")),
+        err.starts_with(&format!("phbguard: warning: policy file {policy_arg}:2: ")),
         "{err}"
     );
     assert!(
-        err.contains("the hook judges in warn mode until it is fixed"),
+        err.contains("until it is fixed the hook judges every guest in warn mode"),
         "{err}"
     );
+    assert_eq!(json["policy_file"]["valid"], false);
+    assert_eq!(json["policy_file"]["applied_mode"], "warn");
+    assert_eq!(json["policy_file"]["mode"], "enforce");
+    assert_eq!(json["policy_file"]["problems"][0]["line"], 2);
+}
+
+/// The row of `name`'s `definition` in audit's text table, split into its cells.
+fn cells(text: &str, name: &str, definition: &str) -> Vec<String> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name} ")) && l.contains(&format!(" {definition} ")))
+        .unwrap_or_else(|| panic!("no row {name} {definition} in\n{text}"))
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A policy file with a `[watch]` table and `mode` added below it, in `dir`: TOML reads that
+/// `mode` as the table's, so the file is broken and the hook only warns.
+fn policy_with_mode_below_its_table(dir: &Path) -> PathBuf {
+    let policy = dir.join("phbguard.toml");
+    std::fs::write(
+        &policy,
+        "exempt = []\n[watch]\naction = \"fix\"\nmode = \"enforce\"\n",
+    )
+    .unwrap();
+    policy
+}
+
+/// Every report of audit says when the policy file is broken and that the hook only warns.
+#[test]
+fn a_broken_policy_is_in_every_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_with_mode_below_its_table(dir.path());
+    let policy_arg = policy.to_str().unwrap();
+    let problem = format!(
+        "{policy_arg}:4: 'mode' is inside [watch] (line 2); top-level keys go before the first [table]"
+    );
+
+    let out = run(&["audit", "-c", &uri(&fleet()), "--config", policy_arg]);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!(
+            "policy {policy_arg}: 1 problem; until it is fixed the hook judges every guest in warn \
+             mode, its fail-safe (findings are logged, no guest is refused):\n  {problem}\n\nNAME "
+        )),
+        "{text}"
+    );
+    // The text report says it: not again on stderr.
+    assert_eq!(stderr(&out), "");
+    assert_eq!(
+        cells(&text, "pool-bad", "persistent")[9],
+        "no (policy has problems)"
+    );
+
+    let (_, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    assert_eq!(
+        json["policy_file"]["problems"][0]["message"],
+        "'mode' is inside [watch] (line 2); top-level keys go before the first [table]"
+    );
+
+    // The textfile of a timer's run with this policy, and its samples as Prometheus reads them.
+    let prom = dir.path().join("phbguard.prom");
+    let metrics = || {
+        let out = run(&[
+            "audit",
+            "-c",
+            &uri(&fleet()),
+            "--config",
+            policy_arg,
+            "--format",
+            "prometheus",
+            "-o",
+            prom.to_str().unwrap(),
+        ]);
+        (stderr(&out), parse_prometheus(&prom))
+    };
+    let has_all = |samples: &[String], wanted: &[&str]| {
+        for sample in wanted {
+            assert!(
+                samples.iter().any(|l| l == sample),
+                "no '{sample}' in\n{}",
+                samples.join("\n")
+            );
+        }
+    };
+    let (err, samples) = metrics();
+    assert!(err.contains(&problem), "{err}");
+    has_all(
+        &samples,
+        &[
+            "gauge phbguard_policy_ok{} 0.0",
+            "gauge phbguard_policy_problems{} 1.0",
+            "gauge phbguard_hook_mode{mode=warn} 1.0",
+            "gauge phbguard_hook_mode{mode=enforce} 0.0",
+            "gauge phbguard_domain_refused_under_enforce{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
+            "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 0.0",
+        ],
+    );
+
+    // Fixed: the same metrics say so.
+    std::fs::write(
+        &policy,
+        "mode = \"enforce\"\nexempt = []\n[watch]\naction = \"fix\"\n",
+    )
+    .unwrap();
+    let (err, samples) = metrics();
+    assert_eq!(err, "");
+    has_all(
+        &samples,
+        &[
+            "gauge phbguard_policy_ok{} 1.0",
+            "gauge phbguard_policy_problems{} 0.0",
+            "gauge phbguard_hook_mode{mode=enforce} 1.0",
+            "gauge phbguard_domain_start_refused{definition=persistent,domain=pool-bad,uuid=7e57f1ee-0000-4000-8000-000000000004} 1.0",
+        ],
+    );
+}
+
+/// The policy's sysfs_root is where the hook reads host facts: audit reads them there too,
+/// unless --sysfs-root says otherwise.
+#[test]
+fn the_policys_sysfs_root_is_read_as_the_hook_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // web's device, 0002:02:00.0, in IOMMU group 8 here; not in node devices' groups.
+    let sys = dir.path().join("sys");
+    let dev = sys.join("bus/pci/devices/0002:02:00.0");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::os::unix::fs::symlink("../../../kernel/iommu_groups/8", dev.join("iommu_group")).unwrap();
+    let policy = dir.path().join("phbguard.toml");
+    std::fs::write(&policy, format!("sysfs_root = \"{}\"\n", sys.display())).unwrap();
+    let policy_arg = policy.to_str().unwrap();
+    let rules = |json: &Value, name: &str| -> Vec<String> {
+        finding_lines(json)
+            .into_iter()
+            .filter(|l| l.starts_with(&format!("{name}/persistent: ")))
+            .collect()
+    };
+    let (_, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    assert_eq!(
+        json["host_facts"]["sysfs_root"].as_str(),
+        Some(sys.to_str().unwrap()),
+        "{json}"
+    );
+    // legacy's device is in node devices (group 9) but not in this tree: unknown, as the hook
+    // reading this tree says; web's is in both.
+    assert!(
+        rules(&json, "legacy")
+            .iter()
+            .any(|l| l.contains("iommu-group-unknown hostdev 0003:03:00.0")),
+        "{json}"
+    );
+    assert!(
+        !rules(&json, "web")
+            .iter()
+            .any(|l| l.contains("iommu-group-unknown")),
+        "{json}"
+    );
+    let (_, node_devices) = audit_json(&fleet(), &[]);
+    assert!(
+        !rules(&node_devices, "legacy")
+            .iter()
+            .any(|l| l.contains("iommu-group-unknown"))
+    );
+    let out = run(&["audit", "-c", &uri(&fleet()), "--config", policy_arg]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "\nhost facts from the policy's sysfs_root {}, as the hook reads them\n",
+            sys.display()
+        )),
+        "{text}"
+    );
+    // --sysfs-root wins.
+    let empty = tempfile::tempdir().unwrap();
+    let (_, json) = audit_json(
+        &fleet(),
+        &[
+            "--config",
+            policy_arg,
+            "--sysfs-root",
+            empty.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(json["host_facts"]["sysfs_root"].as_str(), empty.path().to_str());
+    // A sysfs_root that is not a directory: a policy problem; facts from node devices instead.
+    std::fs::write(&policy, "sysfs_root = \"/nonexistent/phbguard-sys\"\n").unwrap();
+    let (out, json) = audit_json(&fleet(), &["--config", policy_arg]);
+    assert_eq!(json["host_facts"]["sysfs_root"], Value::Null);
+    assert_eq!(
+        json["host_facts"]["note"],
+        "host facts from libvirt's node devices, not the policy's sysfs_root \
+         /nonexistent/phbguard-sys: it is not a directory"
+    );
+    assert_eq!(json["policy_file"]["valid"], false);
+    assert!(
+        stderr(&out).contains(&format!(
+            "{policy_arg}:1: sysfs_root = \"/nonexistent/phbguard-sys\": No such file or directory"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// groups reads the devices from a sysfs tree as audit does with --sysfs-root (their drivers
+/// and classes judge VFIO's viability); who uses them still comes from libvirt.
+#[test]
+fn groups_reads_a_sysfs_tree_with_sysfs_root() {
+    let root = tempfile::tempdir().unwrap();
+    let members = root.path().join("kernel/iommu_groups/40/devices");
+    std::fs::create_dir_all(&members).unwrap();
+    // The guests' device on vfio-pci, and its other function still on the host's driver.
+    for (function, driver) in [("0", "vfio-pci"), ("1", "mlx5_core")] {
+        let name = format!("0002:02:00.{function}");
+        let dev = root.path().join("bus/pci/devices").join(&name);
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("vendor"), "0x15b3\n").unwrap();
+        std::fs::write(dev.join("device"), "0x1017\n").unwrap();
+        std::fs::write(dev.join("class"), "0x020000\n").unwrap();
+        std::fs::write(dev.join("numa_node"), "0\n").unwrap();
+        std::os::unix::fs::symlink("../../../kernel/iommu_groups/40", dev.join("iommu_group")).unwrap();
+        std::os::unix::fs::symlink(format!("../../../bus/pci/drivers/{driver}"), dev.join("driver")).unwrap();
+        std::os::unix::fs::symlink(format!("../../../../bus/pci/devices/{name}"), members.join(&name))
+            .unwrap();
+    }
+    let root_arg = root.path().to_str().unwrap();
+    let out = run(&["groups", "-c", &uri(&fleet()), "--sysfs-root", root_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "IOMMU group 40 (NUMA node 0)\n  0002:02:00.0  15b3:1017  vfio-pci\n      \
+         used by guest 'standby' at 0000:01:01.0 on PHB index 1 target 1\n      \
+         used by guest 'web' at 0000:01:01.0 on PHB index 1 target 1\n  \
+         0002:02:00.1  15b3:1017  mlx5_core\n  \
+         VFIO: not viable for guest 'standby': 0002:02:00.1 is bound to mlx5_core\n  \
+         VFIO: not viable for guest 'web': 0002:02:00.1 is bound to mlx5_core\n\
+         1 IOMMU group, 2 PCI devices in them; a guest needs one PHB per group it uses\n"
+    );
+}
+
+/// The `$ phbguard audit` samples of README.md are this build's output: the policy line, the
+/// table and the summary of the fleet (elided lines aside), and the report of a policy file
+/// with a key below its table.
+#[test]
+fn readmes_audit_samples_are_real_runs() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let block = |start: &str| -> Vec<String> {
+        let from = readme
+            .find(start)
+            .unwrap_or_else(|| panic!("README has no '{start}'"));
+        readme[from..]
+            .lines()
+            .take_while(|l| *l != "```")
+            .map(String::from)
+            .collect()
+    };
+    let sample = block("$ phbguard audit -c test:///…/fleet.xml\n");
+    let defaults = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy-defaults.toml");
+    let out = run(&["audit", "-c", &uri(&fleet())]);
+    let real = stdout(&out).replace(&defaults.display().to_string(), "/etc/phbguard/phbguard.toml");
+    let real: Vec<&str> = real.lines().collect();
+    // Up to the first elision, line for line; then the summary.
+    let shown: Vec<&String> = sample[1..].iter().take_while(|l| *l != "…").collect();
+    assert!(shown.len() > 10, "{sample:#?}");
+    for (i, line) in shown.iter().enumerate() {
+        assert_eq!(real[i], line.as_str(), "README line {i} of the audit sample");
+    }
+    assert_eq!(real.last().copied(), sample.last().map(String::as_str));
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_with_mode_below_its_table(dir.path());
+    let out = run(&[
+        "audit",
+        "-c",
+        &uri(&fleet()),
+        "--config",
+        policy.to_str().unwrap(),
+    ]);
+    let real = stdout(&out).replace(&policy.display().to_string(), "/etc/phbguard/phbguard.toml");
+    let sample = block("policy /etc/phbguard/phbguard.toml: 1 problem;");
+    assert_eq!(real.lines().take(2).collect::<Vec<_>>(), sample);
 }

@@ -239,6 +239,60 @@ fn fix_domain_shows_the_diff_and_redefines_only_with_yes() {
     );
 }
 
+/// `fix --domain` keeps the policy's `[fix] spare_phbs` unless `--spare-phbs` says otherwise,
+/// also for a guest that keeps every rule (an admin asked for this one guest, and nothing is
+/// redefined unconfirmed); a guest with its spares already is left as it is.
+#[test]
+fn fix_domain_proposes_the_policys_spare_phbs_and_the_option_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("phbguard.toml");
+    std::fs::write(&policy, "[fix]\nspare_phbs = 2\n").unwrap();
+    let uri = format!("test://{}", crate::data("spares.xml").display());
+    // Not confirmed: the proposal's changes and the exit status.
+    let proposed = |domain: &str, extra: &[&str]| -> (Option<i32>, Vec<String>) {
+        let out = phbguard(&["fix", "--domain", domain, "-c", &uri, "--format", "json"])
+            .args(extra)
+            .env("PHBGUARD_CONFIG", &policy)
+            .output();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(json["redefined"], false, "{json}");
+        let changes = json["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["kind"].as_str().unwrap(),
+                    c["summary"].as_str().unwrap()
+                )
+            })
+            .collect();
+        (out.status.code(), changes)
+    };
+    // 'full' keeps every rule with no empty PHB; 'ready' has two spares.
+    assert_eq!(
+        proposed("full", &[]),
+        (
+            Some(1),
+            vec![
+                "add-spare-phb added spare PHB index 2 target 2".to_string(),
+                "add-spare-phb added spare PHB index 3 target 3".to_string()
+            ]
+        )
+    );
+    assert_eq!(
+        proposed("full", &["--spare-phbs", "1"]),
+        (
+            Some(1),
+            vec!["add-spare-phb added spare PHB index 2 target 2".to_string()]
+        )
+    );
+    assert_eq!(proposed("full", &["--spare-phbs", "0"]), (Some(0), vec![]));
+    assert_eq!(proposed("ready", &[]), (Some(0), vec![]));
+}
+
 #[test]
 fn fix_domain_of_a_missing_guest_is_exit_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,7 +19,7 @@ use std::time::Duration;
 use phbguard_core::rules::{Severity, judge};
 use phbguard_io::sysfs::Sysfs;
 use phbguard_testkit::libvirtd::{URI, virsh, virsh_ok};
-use phbguard_testkit::xml::{guest, hostdev, with_vnc};
+use phbguard_testkit::xml::{guest, hostdev, phb, rng, with_numa_cells, with_vnc};
 use phbguard_testkit::{Datagrams, FakeSysfs, eventually, kill, output_text as text, repo};
 
 use crate::phbguard;
@@ -289,6 +289,22 @@ impl Drop for World {
     }
 }
 
+/// Once the watcher has done all it will ([`World::quiesce`], which stops it): `bad` (name,
+/// definition after the fix) has virsh's define and the watcher's one redefine and nothing
+/// after; `good` (name, definition) was defined once, never redefined or logged about.
+fn fixed_once_and_left_alone(w: &mut World, events: &LifecycleEvents, bad: (&str, &str), good: (&str, &str)) {
+    w.quiesce(events);
+    assert_eq!(events.defined(bad.0), ["Added", "Updated"]);
+    assert_eq!(events.defined(good.0), ["Added"]);
+    assert_eq!(w.definition(good.0), good.1);
+    assert!(
+        w.log.matching(&[&format!("domain={} ", good.0)]).is_empty(),
+        "{:#?}",
+        w.log.all()
+    );
+    assert_eq!(w.definition(bad.0), bad.1, "redefined again");
+}
+
 #[test]
 #[ignore = "needs libvirtd"]
 fn fix_redefines_a_bad_definition_once_keeps_its_vnc_password_and_leaves_a_good_one() {
@@ -339,17 +355,38 @@ fn fix_redefines_a_bad_definition_once_keeps_its_vnc_password_and_leaves_a_good_
     );
     let before = w.definition(&good);
 
-    w.quiesce(&events);
-    // virsh's define and phbguard's one redefine; nothing after it.
-    assert_eq!(events.defined(&bad), ["Added", "Updated"]);
-    assert_eq!(events.defined(&good), ["Added"]);
-    assert_eq!(w.definition(&good), before);
-    assert!(
-        w.log.matching(&[&format!("domain={good} ")]).is_empty(),
-        "{:#?}",
-        w.log.all()
+    // An opted-out guest is left as it is; `virsh metadata --remove --config` ends the opt-out
+    // with no DEFINED event (a metadata change), and the watcher fixes it then.
+    let opted = format!("{PREFIX}fix-opted-out");
+    w.define(
+        &opted,
+        &guest(&opted, &hostdev("0002:01:00.0", 0, 5)).replacen(
+            "<memory",
+            &format!(
+                "<metadata><phbguard:policy xmlns:phbguard='{}' mode='warn'/></metadata><memory",
+                phbguard_core::parse::METADATA_NS
+            ),
+            1,
+        ),
     );
-    assert_eq!(w.definition(&bad), after, "redefined again");
+    w.log
+        .wait_for(&[": warned ", &format!("domain={opted} "), "op=define"]);
+    assert_eq!(w.errors(&w.definition(&opted)).len(), 1);
+    virsh_ok(&[
+        "metadata",
+        &opted,
+        "--uri",
+        phbguard_core::parse::METADATA_NS,
+        "--remove",
+        "--config",
+    ]);
+    w.log
+        .wait_for(&[": redefined ", &format!("domain={opted} "), "op=metadata"]);
+    assert_eq!(w.errors(&w.definition(&opted)), Vec::<String>::new());
+
+    fixed_once_and_left_alone(&mut w, &events, (&bad, &after), (&good, &before));
+    // The metadata change is followed by the watcher's one redefine; nothing after it.
+    assert_eq!(events.defined(&opted), ["Added", "Updated"]);
 
     w.notify.wait_for(&["STOPPING=1"]);
     w.log.wait_for(&[": stopped ", "signal=SIGTERM"]);
@@ -565,6 +602,132 @@ fn a_hotplug_into_a_running_guest_is_judged_and_logged() {
     assert!(w.stop_watcher().success());
 }
 
+/// The spare PHBs of a definition libvirt holds: (index, NUMA node) of each.
+fn spares_of(xml: &str) -> Vec<(u32, Option<u32>)> {
+    let domain = phbguard_core::parse_domain(xml.as_bytes()).unwrap();
+    let facts = phbguard_core::host::Facts::gather(&domain, &phbguard_core::host::StaticHost::new());
+    phbguard_core::spare::spare_phbs(&domain, &facts)
+        .unwrap()
+        .iter()
+        .map(|s| (s.index, s.node))
+        .collect()
+}
+
+/// `[fix] spare_phbs = 2` with `action = "fix"`: every guest the watcher fixes gets two empty
+/// PHBs, one per guest NUMA cell, in the same one redefine; a guest that keeps the rules
+/// without spares is not redefined for them.
+#[test]
+#[ignore = "needs libvirtd"]
+fn a_fix_keeps_the_policys_spare_phbs_and_a_compliant_guest_is_left_without() {
+    let _one = serial();
+    let mut w = World::new("fix");
+    w.write_policy("[watch]\naction = \"fix\"\n[fix]\nspare_phbs = 2\n");
+    let events = LifecycleEvents::listen(w.work.path());
+    w.start_watcher();
+
+    let bad = format!("{PREFIX}spares-bad");
+    let hostdevs = format!(
+        "{}{}",
+        hostdev("0002:01:00.0", 0, 5),
+        hostdev("0002:02:00.0", 0, 6)
+    );
+    w.define(&bad, &with_numa_cells(&guest(&bad, &hostdevs), 2));
+    let line = w
+        .log
+        .wait_for(&[": redefined ", &format!("domain={bad} "), "op=define"]);
+    assert!(
+        line.contains("changes=6: added PHB index 1 target 1; added PHB index 2 target 2; added spare PHB index 3 target 3 node 0; added spare PHB index 4 target 4 node 1;"),
+        "{line}"
+    );
+    let after = w.definition(&bad);
+    assert_eq!(w.errors(&after), Vec::<String>::new(), "{after}");
+    assert_eq!(spares_of(&after), [(3, Some(0)), (4, Some(1))], "{after}");
+
+    let good = format!("{PREFIX}spares-good");
+    w.define(
+        &good,
+        &guest(&good, &format!("{}{}", phb(1, 1), hostdev("0002:01:00.0", 1, 1))),
+    );
+    let before = w.definition(&good);
+    assert_eq!(spares_of(&before), []);
+    fixed_once_and_left_alone(&mut w, &events, (&bad, &after), (&good, &before));
+}
+
+/// Each hot-plug gets one line saying where the device landed and what spares are left. Under
+/// TCG QEMU hot-plugs a virtio RNG (no PCI hostdev here): with spare PHBs there libvirt puts
+/// one without an address on the default PHB while it has a free slot, and on the first spare
+/// once it is full (an emulated device's isolation group is an empty PHB's too,
+/// `virDomainPCIAddressGetNextAddr`); a PHB itself cannot be hot-plugged.
+#[test]
+#[ignore = "needs libvirtd"]
+fn a_hotplug_line_says_where_the_device_landed_and_the_spares_left() {
+    let _one = serial();
+    let mut w = World::new("warn");
+    w.start_watcher();
+    let name = format!("{PREFIX}spares-hotplug");
+    // The default PHB with slots 1..30 taken, and two spare PHBs.
+    let mut devices = format!("{}{}", phb(1, 1), phb(2, 2));
+    for slot in 1..=30 {
+        devices.push_str(&rng(Some((0, slot))));
+    }
+    w.define(&name, &guest(&name, &devices));
+    virsh_ok(&["start", &name]);
+
+    let plug = |what: &str, file: &str| -> std::process::Output {
+        let path = w.work.path().join(file);
+        std::fs::write(&path, what).unwrap();
+        virsh(&["attach-device", &name, path.to_str().unwrap(), "--live"])
+    };
+    let hotplugged = |n: usize| {
+        eventually("the hotplugged lines", || {
+            let lines = w
+                .log
+                .matching(&[": hotplugged ", &format!("domain={name} "), "op=hotplug"]);
+            (lines.len() >= n).then_some(lines)
+        })
+    };
+    assert!(plug(&rng(None), "rng-a.xml").status.success());
+    let first = hotplugged(1).remove(0);
+    assert!(
+        first.contains(" address=0000:00:1f.0 phb=0 spares_before=2 spares_left=2: rng ")
+            && first.ends_with(" landed at 0000:00:1f.0 on the default PHB; 2 spare PHBs left"),
+        "{first}"
+    );
+    assert!(plug(&rng(None), "rng-b.xml").status.success());
+    let second = hotplugged(2).remove(1);
+    assert!(
+        second.contains(" address=0000:01:01.0 phb=1 spares_before=2 spares_left=1: rng ")
+            && second.ends_with(" took spare PHB index 1 target 1 at 0000:01:01.0; 1 spare PHB left"),
+        "{second}"
+    );
+    // Why spares have to be in the definition before the guest starts.
+    let refused = plug(
+        "<controller type='pci' index='3' model='pci-root'><model name='spapr-pci-host-bridge'/>\
+         <target index='3'/></controller>",
+        "phb.xml",
+    );
+    assert!(
+        !refused.status.success() && text(&refused).contains("'pci' controller cannot be hot plugged"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(spares_of(&virsh_ok(&["dumpxml", &name])), [(2, None)]);
+    // audit counts the live definition's (what QEMU has) apart from the persistent one's.
+    let audit = phbguard(&["audit", "-c", URI, "--format", "json", "--config"])
+        .arg(w.work.path().join("phbguard.toml"))
+        .output();
+    let json: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let counts: Vec<String> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["domain"] == name.as_str())
+        .map(|r| format!("{} {}", r["definition"].as_str().unwrap(), r["spare_phbs"]))
+        .collect();
+    assert_eq!(counts, ["persistent 2", "live 1"], "{}", text(&audit));
+    assert!(w.stop_watcher().success());
+}
+
 /// The service contract without a daemon: libvirt's test driver, READY=1 once connected, then
 /// SIGTERM → STOPPING=1 and exit 0. Without `-c`: the URI of `$LIBVIRT_DEFAULT_URI` is logged at
 /// start, and the one libvirt reports (`virConnectGetURI`) on every line once connected.
@@ -657,7 +820,7 @@ fn sighup_reloads_on_the_test_driver_and_a_bad_sysfs_root_is_refused() {
     let error = log.wait_for(&[": config-error "]);
     assert!(
         error.contains(&format!(
-            "config-error op=reload: {} (sysfs_root): sysfs root /nonexistent/phbguard-sys: ",
+            "config-error op=reload: {}:2: sysfs_root = \"/nonexistent/phbguard-sys\": ",
             policy.display()
         )),
         "{error}"
@@ -727,7 +890,7 @@ fn a_sysfs_root_that_is_not_a_directory_stops_the_watcher_from_starting() {
     assert!(line.starts_with("<27>"), "{line}");
     assert!(
         line.contains(&format!(
-            "config-error op=watch: {} (sysfs_root): sysfs root /nonexistent/phbguard-sys: ",
+            "config-error op=watch: {}:2: sysfs_root = \"/nonexistent/phbguard-sys\": ",
             policy.display()
         )),
         "{line}"
