@@ -410,77 +410,105 @@ pub fn parse_text(text: &str) -> Parsed {
                     None => bad("a list of domain names or UUIDs"),
                 }
             }
-            "watch" => match value {
-                DeValue::Table(watch) => {
-                    // `[watch]` and its keys below it, or `watch.action = ...` (a dotted key).
+            _ => match (Table::named(key), value) {
+                // `[watch]` and its keys below it, or `watch.action = ...` (a dotted key).
+                (Some(spec), DeValue::Table(table)) => {
                     let header = header_line(text, key_start, line);
-                    parse_watch(watch, header, config, issues, &line_of);
+                    spec.parse(table, header, config, issues, &line_of);
                 }
-                _ => bad("a table ([watch])"),
-            },
-            "fix" => match value {
-                DeValue::Table(fix) => {
-                    // `[fix]` and its keys below it, or `fix.spare_phbs = ...` (a dotted key).
+                (Some(spec), _) => bad(&format!("a table ([{}])", spec.name)),
+                (None, DeValue::Table(keys)) => {
                     let header = header_line(text, key_start, line);
-                    parse_fix(fix, header, config, issues, &line_of);
+                    misplaced_in(key, header, keys, issues, &line_of);
+                    issues.push(Issue {
+                        line,
+                        detail: unknown_table(key),
+                    });
                 }
-                _ => bad("a table ([fix])"),
+                (None, _) => issues.push(Issue {
+                    line,
+                    detail: unknown_top_level_key(key),
+                }),
             },
-            _ => {
-                let detail = match value {
-                    DeValue::Table(keys) => {
-                        let header = header_line(text, key_start, line);
-                        misplaced_in(key, header, keys, issues, &line_of);
-                        unknown_table(key)
-                    }
-                    _ => unknown_top_level_key(key),
-                };
-                issues.push(Issue { line, detail });
-            }
         }
     }
     parsed.issues.sort_by_key(|i| i.line);
     parsed
 }
 
-/// The `[watch]` table: settings of `phbguard watch` only.
-fn parse_watch(
-    table: &toml::de::DeTable<'_>,
-    header: Header,
-    config: &mut Config,
-    issues: &mut Vec<Issue>,
-    line_of: &dyn Fn(usize) -> Option<usize>,
-) {
-    for (key, spanned) in table {
-        let value = spanned.get_ref();
-        let line = line_of(key.span().start);
-        let key = key.get_ref().as_ref();
-        match key {
-            "action" => match value.as_str().and_then(WatchAction::parse) {
-                Some(a) => config.watch_action = a,
-                None => issues.push(Issue {
-                    line,
-                    detail: format!(
-                        "watch.action = {}: expected {}",
-                        short(value),
-                        WatchAction::expected()
-                    ),
-                }),
-            },
-            _ if FIX_KEYS.contains(&key) => issues.push(Issue {
-                line,
-                detail: format!("'watch.{key}' is not a setting: '{key}' is a key of [fix]"),
-            }),
-            _ if TOP_LEVEL_KEYS.contains(&key) => issues.push(Issue {
-                line,
-                detail: misplaced("watch", key, header),
-            }),
-            _ => issues.push(Issue {
-                line,
-                detail: unknown_in("watch", WATCH_KEYS, key, header),
-            }),
+/// A table of the policy file: its name, its keys, and how it reads one of them.
+struct Table {
+    name: &'static str,
+    keys: &'static [&'static str],
+    /// Sets a key of `keys` from its value, or says what is wrong with the value.
+    set: fn(&str, &toml::de::DeValue<'_>, &mut Config) -> Result<(), String>,
+}
+
+/// Every table of [`TABLES`]: `[watch]`, settings of `phbguard watch` only; `[fix]`, what the
+/// definitions phbguard rewrites keep (`fix --domain`, `watch` with `action = "fix"`).
+const TABLE_SPECS: [Table; 2] = [
+    Table {
+        name: "watch",
+        keys: WATCH_KEYS,
+        set: set_watch,
+    },
+    Table {
+        name: "fix",
+        keys: FIX_KEYS,
+        set: set_fix,
+    },
+];
+
+impl Table {
+    fn named(name: &str) -> Option<&'static Table> {
+        TABLE_SPECS.iter().find(|t| t.name == name)
+    }
+
+    /// The keys of this table, each set or reported: a key of another table, a top-level key
+    /// below this table's header, or an unknown one (with the near miss it was meant to be).
+    fn parse(
+        &self,
+        table: &toml::de::DeTable<'_>,
+        header: Header,
+        config: &mut Config,
+        issues: &mut Vec<Issue>,
+        line_of: &dyn Fn(usize) -> Option<usize>,
+    ) {
+        for (key, spanned) in table {
+            let line = line_of(key.span().start);
+            let key = key.get_ref().as_ref();
+            let detail = if self.keys.contains(&key) {
+                match (self.set)(key, spanned.get_ref(), config) {
+                    Ok(()) => continue,
+                    Err(detail) => detail,
+                }
+            } else if let Some(other) = TABLE_SPECS.iter().find(|t| t.keys.contains(&key)) {
+                let (this, other) = (self.name, other.name);
+                format!("'{this}.{key}' is not a setting: '{key}' is a key of [{other}]")
+            } else if TOP_LEVEL_KEYS.contains(&key) {
+                misplaced(self.name, key, header)
+            } else {
+                unknown_in(self.name, self.keys, key, header)
+            };
+            issues.push(Issue { line, detail });
         }
     }
+}
+
+fn set_watch(key: &str, value: &toml::de::DeValue<'_>, config: &mut Config) -> Result<(), String> {
+    match key {
+        "action" => {
+            config.watch_action = value.as_str().and_then(WatchAction::parse).ok_or_else(|| {
+                format!(
+                    "watch.action = {}: expected {}",
+                    short(value),
+                    WatchAction::expected()
+                )
+            })?;
+        }
+        _ => return Err(format!("unknown key 'watch.{key}'")),
+    }
+    Ok(())
 }
 
 /// Where a table was opened: a `[table]` line (its line number), or the first of its dotted
@@ -538,49 +566,24 @@ fn misplaced_in(
 /// `[fix] spare_phbs` at most: a pSeries guest has at most 31 PHBs, the default one included.
 pub const MAX_SPARE_PHBS: u8 = crate::topology::MAX_TARGET as u8;
 
-/// The `[fix]` table: what the definitions phbguard rewrites keep (`fix --domain`, `watch`
-/// with `action = "fix"`).
-fn parse_fix(
-    table: &toml::de::DeTable<'_>,
-    header: Header,
-    config: &mut Config,
-    issues: &mut Vec<Issue>,
-    line_of: &dyn Fn(usize) -> Option<usize>,
-) {
-    for (key, spanned) in table {
-        let value = spanned.get_ref();
-        let line = line_of(key.span().start);
-        let key = key.get_ref().as_ref();
-        match key {
-            "spare_phbs" => match value
+fn set_fix(key: &str, value: &toml::de::DeValue<'_>, config: &mut Config) -> Result<(), String> {
+    match key {
+        "spare_phbs" => {
+            config.fix_spare_phbs = value
                 .as_integer()
                 .and_then(|i| u8::from_str_radix(i.as_str(), i.radix()).ok())
                 .filter(|&n| n <= MAX_SPARE_PHBS)
-            {
-                Some(n) => config.fix_spare_phbs = n,
-                None => issues.push(Issue {
-                    line,
-                    detail: format!(
-                        "fix.spare_phbs = {}: expected a whole number from 0 to {MAX_SPARE_PHBS} (a \
-                         pSeries guest has at most 31 PHBs, the default one included)",
+                .ok_or_else(|| {
+                    format!(
+                        "fix.spare_phbs = {}: expected a whole number from 0 to {MAX_SPARE_PHBS} \
+                         (a pSeries guest has at most 31 PHBs, the default one included)",
                         short(value)
-                    ),
-                }),
-            },
-            _ if WATCH_KEYS.contains(&key) => issues.push(Issue {
-                line,
-                detail: format!("'fix.{key}' is not a setting: '{key}' is a key of [watch]"),
-            }),
-            _ if TOP_LEVEL_KEYS.contains(&key) => issues.push(Issue {
-                line,
-                detail: misplaced("fix", key, header),
-            }),
-            _ => issues.push(Issue {
-                line,
-                detail: unknown_in("fix", FIX_KEYS, key, header),
-            }),
+                    )
+                })?;
         }
+        _ => return Err(format!("unknown key 'fix.{key}'")),
     }
+    Ok(())
 }
 
 /// A key of `table` that is none of its `keys` nor a top-level key: the near miss it was meant
@@ -626,16 +629,15 @@ fn tables() -> String {
 
 fn unknown_top_level_key(key: &str) -> String {
     let key = crate::escape::controls(key);
-    for (table, keys) in [("watch", WATCH_KEYS), ("fix", FIX_KEYS)] {
-        if keys.contains(&&*key) {
-            return format!("'{key}' is a key of [{table}]: write it as {table}.{key}");
-        }
+    if let Some(table) = TABLE_SPECS.iter().find(|t| t.keys.contains(&&*key)) {
+        let table = table.name;
+        return format!("'{key}' is a key of [{table}]: write it as {table}.{key}");
     }
     match near(&key, TOP_LEVEL_KEYS) {
         Some(k) => format!("unknown key '{key}' (did you mean '{k}'?)"),
-        None => match near(&key, WATCH_KEYS)
-            .map(|k| ("watch", k))
-            .or_else(|| near(&key, FIX_KEYS).map(|k| ("fix", k)))
+        None => match TABLE_SPECS
+            .iter()
+            .find_map(|t| Some((t.name, near(&key, t.keys)?)))
         {
             Some((table, k)) => format!("unknown key '{key}' (did you mean '{table}.{k}'?)"),
             None => format!("unknown key '{key}'"),
@@ -676,6 +678,11 @@ fn short(value: &toml::de::DeValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_table_has_a_reader() {
+        assert_eq!(TABLES, TABLE_SPECS.map(|t| t.name));
+    }
 
     fn details(issues: &[Issue]) -> Vec<(Option<usize>, &str)> {
         issues.iter().map(|i| (i.line, i.detail.as_str())).collect()
