@@ -2,9 +2,8 @@
 //! judged on its persistent definition and, when running, its live one; then what only shows
 //! across guests (a host device in two definitions).
 
-use std::path::{Path, PathBuf};
-
 use phbguard_core::config::{Config, Mode, Policy};
+
 use phbguard_core::host::{Facts, HostFacts};
 use phbguard_core::model::Domain as Definition;
 use phbguard_core::parse_domain;
@@ -14,6 +13,8 @@ use phbguard_core::verdict::{self, HookCall, OptOut, Phase};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 use virt::sys;
+
+use crate::host::HostSource;
 
 /// Which of a guest's definitions was judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,45 +116,6 @@ pub struct Unreadable {
     pub reason: String,
 }
 
-/// Where the host facts came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostSource {
-    /// The connection's node devices.
-    NodeDevices,
-    /// A sysfs tree given with `--sysfs-root`.
-    SysfsFlag(PathBuf),
-    /// The policy file's `sysfs_root`, which the hook and the watcher read too.
-    SysfsPolicy(PathBuf),
-    /// The policy file names a `sysfs_root` that audit does not read (why), so node devices.
-    NotPolicySysfs { root: PathBuf, why: &'static str },
-}
-
-impl HostSource {
-    /// The sysfs tree to read, if not node devices.
-    pub fn sysfs_root(&self) -> Option<&Path> {
-        match self {
-            HostSource::SysfsFlag(p) | HostSource::SysfsPolicy(p) => Some(p),
-            _ => None,
-        }
-    }
-
-    /// One sentence for the report, when it is not plain node devices.
-    pub fn describe(&self) -> Option<String> {
-        match self {
-            HostSource::NodeDevices => None,
-            HostSource::SysfsFlag(p) => Some(format!("host facts from --sysfs-root {}", p.display())),
-            HostSource::SysfsPolicy(p) => Some(format!(
-                "host facts from the policy's sysfs_root {}, as the hook reads them",
-                p.display()
-            )),
-            HostSource::NotPolicySysfs { root, why } => Some(format!(
-                "host facts from libvirt's node devices, not the policy's sysfs_root {}: {why}",
-                root.display()
-            )),
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct Audit {
     /// The policy file judged with, as the hook reads it.
@@ -182,38 +144,6 @@ impl Audit {
             _ => "mode warn",
         })
     }
-}
-
-/// Where audit reads host facts: `--sysfs-root`, else the policy file's `sysfs_root` as the
-/// hook and the watcher do (unless the guests are on another host, or it cannot be read), else
-/// node devices.
-pub fn host_source(flag: Option<&Path>, policy: &Policy, remote: bool) -> HostSource {
-    let Some(root) = flag else {
-        return match policy.config.sysfs_override() {
-            None => HostSource::NodeDevices,
-            Some(root) if remote => HostSource::NotPolicySysfs {
-                root: root.to_path_buf(),
-                why: "the guests are on another host",
-            },
-            Some(root) if policy.sysfs_root_problem.is_some() => HostSource::NotPolicySysfs {
-                root: root.to_path_buf(),
-                why: "it is not a directory",
-            },
-            Some(root) => HostSource::SysfsPolicy(root.to_path_buf()),
-        };
-    };
-    HostSource::SysfsFlag(root.to_path_buf())
-}
-
-/// Whether a libvirt URI names another host (`qemu+ssh://host/system`), not this one
-/// (`qemu:///system`, `test:///path`).
-pub fn is_remote(uri: &str) -> bool {
-    uri.split_once("://")
-        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
-        .is_some_and(|authority| {
-            let host = authority.rsplit('@').next().unwrap_or("");
-            !host.is_empty() && host != "localhost"
-        })
 }
 
 /// Judges every guest of `conn` against `host`, and what the hook would do with each under
@@ -388,67 +318,5 @@ fn state_name(state: DomainState) -> &'static str {
         DomainState::Shutoff => "shut off",
         DomainState::Crashed => "crashed",
         DomainState::PMSuspended => "pmsuspended",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_uri_with_a_host_is_remote() {
-        for uri in [
-            "qemu+ssh://root@host.example/system",
-            "qemu+tls://10.0.0.1/system",
-        ] {
-            assert!(is_remote(uri), "{uri}");
-        }
-        for uri in [
-            "qemu:///system",
-            "qemu:///session",
-            "test:///default",
-            "test:///tmp/node.xml",
-            "qemu+ssh://localhost/system",
-        ] {
-            assert!(!is_remote(uri), "{uri}");
-        }
-    }
-
-    #[test]
-    fn host_facts_follow_the_flag_then_the_policy() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("p.toml");
-        let at = |text: &str| {
-            std::fs::write(&file, text).unwrap();
-            phbguard_io::policy_file::read_at(file.clone(), true)
-        };
-        let root = dir.path().display().to_string();
-        let set = at(&format!("sysfs_root = {root:?}\n"));
-        let flag = Path::new("/flag");
-        assert_eq!(
-            host_source(Some(flag), &set, false),
-            HostSource::SysfsFlag(flag.into())
-        );
-        assert_eq!(
-            host_source(None, &set, false),
-            HostSource::SysfsPolicy(dir.path().into())
-        );
-        assert!(matches!(
-            host_source(None, &set, true),
-            HostSource::NotPolicySysfs {
-                why: "the guests are on another host",
-                ..
-            }
-        ));
-        let unset = at("");
-        assert_eq!(host_source(None, &unset, false), HostSource::NodeDevices);
-        let bad = at("sysfs_root = '/nonexistent/sys'\n");
-        assert!(matches!(
-            host_source(None, &bad, false),
-            HostSource::NotPolicySysfs {
-                why: "it is not a directory",
-                ..
-            }
-        ));
     }
 }

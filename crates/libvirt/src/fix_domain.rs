@@ -10,7 +10,7 @@ use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::report::json;
 use phbguard_core::verdict::rewrite_options;
 use phbguard_libvirt::connect;
-use phbguard_libvirt::host::Host;
+use phbguard_libvirt::host::{self, Host};
 use phbguard_libvirt::redefine::{self, Error, Outcome, Proposal};
 use serde_json::json;
 use virt::connect::Connect;
@@ -27,10 +27,11 @@ pub fn run(args: &FixArgs) -> anyhow::Result<u8> {
     // The host facts the hook will judge the fixed guest on at its next start.
     let policy = phbguard_io::policy_file::read(None);
     crate::warn_policy_problems(&policy);
-    let sysfs = crate::host_sysfs(args.sysfs_root.as_deref(), &policy)?;
     let conn = connect::open(args.uri.as_deref())?;
+    let remote = host::connection_is_remote(&conn);
+    let sysfs = crate::host_sysfs(args.sysfs_root.as_deref(), &policy, remote)?;
     let dom = lookup(&conn, name)?;
-    let host = Host::new(&conn, sysfs).map_err(anyhow::Error::msg)?;
+    let host = Host::new(&conn, sysfs.as_deref()).map_err(anyhow::Error::msg)?;
     // What every rewrite under this host's policy keeps (its spare PHBs), unless the command
     // line says otherwise.
     let mut options = rewrite_options(&policy.config);

@@ -4,14 +4,15 @@
 
 mod fix_domain;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use phbguard_cli::command::{AuditArgs, AuditFormat, Command, Format, GroupsArgs};
 use phbguard_cli::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, output};
 use phbguard_core::config;
 use phbguard_core::escape::controls;
-use phbguard_libvirt::{audit, audit_report, connect, groups, host::Host};
+use phbguard_libvirt::host::{self, Host, HostSource};
+use phbguard_libvirt::{audit, audit_report, connect, groups};
 
 fn main() -> ExitCode {
     let cli = phbguard_cli::parse();
@@ -39,23 +40,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where `fix --domain` reads host facts, checked: `--sysfs-root` (a tree that is not a
-/// directory is bad input, as for `check` and `fix FILE`), else the policy file's `sysfs_root`
-/// (the tree the hook judges the fixed guest on), named as the policy's when it is not a
-/// directory, else `None`: the connection's node devices. Audit says so instead
-/// ([`audit::host_source`]): a report must still be written.
-pub(crate) fn host_sysfs<'a>(
-    flag: Option<&'a Path>,
-    policy: &'a config::Policy,
-) -> anyhow::Result<Option<&'a Path>> {
+/// Where `fix --domain` reads host facts ([`host::host_source`]), checked: `--sysfs-root` must
+/// be a directory (bad input, as for `check` and `fix FILE`), and so must the policy file's
+/// `sysfs_root` when it applies (the tree the hook judges the fixed guest on). Audit reports a
+/// bad one instead: a report must still be written.
+pub(crate) fn host_sysfs(
+    flag: Option<&Path>,
+    policy: &config::Policy,
+    remote: bool,
+) -> anyhow::Result<Option<PathBuf>> {
     if let Some(flag) = flag {
         phbguard_cli::sysfs_root(flag)?;
-        return Ok(Some(flag));
     }
-    if let Some(problem) = &policy.sysfs_root_problem {
-        anyhow::bail!("the policy file's sysfs_root: {problem}");
+    let source = host::host_source(flag, &policy.config, policy.sysfs_root_problem.is_some(), remote);
+    match (&source, &policy.sysfs_root_problem) {
+        (
+            HostSource::NotPolicySysfs {
+                why: host::Unread::NotADirectory,
+                ..
+            },
+            Some(problem),
+        ) => {
+            anyhow::bail!("the policy file's sysfs_root: {problem}")
+        }
+        (HostSource::NotPolicySysfs { .. }, _) => {
+            if let Some(note) = source.describe() {
+                eprintln!("phbguard: note: {}", controls(&note));
+            }
+        }
+        _ => {}
     }
-    Ok(policy.config.sysfs_override())
+    Ok(source.sysfs_root().map(Path::to_path_buf))
 }
 
 /// The problems of the hook's policy file, on stderr, and what the hook applies meanwhile.
@@ -79,8 +94,9 @@ fn run_audit(args: &AuditArgs) -> anyhow::Result<u8> {
     let conn = connect::open_read_only(args.connect.uri.as_deref())?;
     // The hook's policy on this host: audit says what the hook would do with each guest.
     let policy = phbguard_io::policy_file::read(args.config.clone());
-    let remote = conn.uri().is_ok_and(|uri| audit::is_remote(&uri));
-    let source = audit::host_source(args.sysfs_root.as_deref(), &policy, remote);
+    let remote = host::connection_is_remote(&conn);
+    let unusable = policy.sysfs_root_problem.is_some();
+    let source = host::host_source(args.sysfs_root.as_deref(), &policy.config, unusable, remote);
     let host = Host::new(&conn, source.sysfs_root()).map_err(anyhow::Error::msg)?;
     let text_on_stdout = args.format == AuditFormat::Text && args.output.is_none();
     if !text_on_stdout {

@@ -37,7 +37,7 @@ use super::aftermath::{self, AfterDefine, Now, Seen};
 use super::journal::{Journal, Op, about};
 use super::tracker::{Due, Follow, Meanwhile, Own, Tracker};
 use crate::events::DomainId;
-use crate::host::Host;
+use crate::host::{Host, connection_is_remote, host_source};
 use crate::redefine::{self, Proposal};
 
 /// Where the handler gets the events that arrived while it works. It drains them, without
@@ -780,11 +780,12 @@ impl Handler {
         }
     }
 
-    /// Host facts, fresh for every judgement (host devices come and go): the connection's
-    /// node devices (right for a remote URI too), unless the policy file names a sysfs tree
-    /// of its own (tests, offline hosts).
+    /// Host facts, fresh for every judgement (host devices come and go), from where every
+    /// command reads them ([`host_source`]). A policy whose sysfs_root is not a directory never
+    /// gets here: the watcher neither starts nor reloads with one.
     fn host<'c>(&mut self, conn: &'c Connect, id: &DomainId, op: Op) -> Option<Host<'c>> {
-        match Host::new(conn, self.config.sysfs_override()) {
+        let source = host_source(None, &self.config, false, connection_is_remote(conn));
+        match Host::new(conn, source.sysfs_root()) {
             Ok(host) => Some(host),
             Err(e) => {
                 self.failed(conn, id, op, &format!("cannot learn the host's devices: {e}"));
