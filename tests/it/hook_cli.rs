@@ -621,7 +621,7 @@ fn stdin_over_16_mib_is_refused_with_a_clear_error() {
 #[test]
 fn a_writer_that_never_closes_stdin_does_not_hold_the_start() {
     let w = World::new("");
-    // The deadline shortened (it can only be shortened: src/hook.rs), so that the test need not
+    // The deadline shortened (it can only be shortened: src/hook/deadline.rs), so that the test need not
     // wait for the real one; the behaviour when it passes is what is tested.
     let hold = |policy: &str| {
         w.set_policy(policy);
