@@ -4,12 +4,14 @@
 //! loop, the fix round trip, the switch to enforce, the opt-out and the roll-back run as the
 //! page writes them, with only the guest's name, the file paths and a fake sysfs put in.
 
-use crate::support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use phbguard_testkit::audit_row;
+
+use crate::support;
 
 const HOOK_DIR: &str = "/etc/libvirt/hooks/qemu.d";
 const GUEST: &str = "phbguard-e2e-admin-page";
@@ -170,18 +172,6 @@ fn refused_by_phbguard(start: &str) -> bool {
     start.contains("Hook script execution failed") && start.contains("refused to start")
 }
 
-/// The cells of the row of `name`'s persistent definition in audit's text table.
-fn audit_row(text: &str, name: &str) -> Vec<String> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name} ")) && l.contains(" persistent "))
-        .unwrap_or_else(|| panic!("no row for {name} in\n{text}"))
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(String::from)
-        .collect()
-}
-
 /// What `check-config` prints for a valid policy file that enforces.
 fn enforcing(policy: &Path) -> String {
     format!(
@@ -294,9 +284,9 @@ fn the_admin_page_from_warn_to_enforce_and_back() {
         Some(page_output(&sample[0]).as_str()),
         "{text}"
     );
-    let mut row = audit_row(&text, GUEST);
+    let mut row = audit_row(&text, GUEST, "persistent");
     row[1] = "shut off".into();
-    let page_row: Vec<String> = audit_row(&sample.join("\n"), "web02")
+    let page_row: Vec<String> = audit_row(&sample.join("\n"), "web02", "persistent")
         .into_iter()
         .map(|c| page_output(&c))
         .collect();
@@ -376,7 +366,7 @@ fn the_admin_page_from_warn_to_enforce_and_back() {
             );
         } else if line.starts_with("phbguard audit") {
             assert_eq!(out.status.code(), Some(1));
-            let row = audit_row(&support::stdout(&out), GUEST);
+            let row = audit_row(&support::stdout(&out), GUEST, "persistent");
             assert_eq!(row[8..], ["no", "yes"], "{}", support::stdout(&out));
         }
     }
@@ -397,7 +387,7 @@ fn the_admin_page_from_warn_to_enforce_and_back() {
     assert!(out.status.success(), "{}", support::output_text(&out));
     let out = run_sh("phbguard audit", dir.path(), &subs, &env);
     assert_eq!(
-        audit_row(&support::stdout(&out), GUEST)[8..],
+        audit_row(&support::stdout(&out), GUEST, "persistent")[8..],
         ["yes (warn)", "no"]
     );
     let let_through = start();

@@ -32,6 +32,19 @@ pub fn repo() -> &'static Path {
     })
 }
 
+/// The cells of the row of `name`'s `definition` (`persistent`, `live`) in `phbguard audit`'s
+/// text table (cells are separated by two spaces or more).
+pub fn audit_row(text: &str, name: &str, definition: &str) -> Vec<String> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name} ")) && l.contains(&format!(" {definition} ")))
+        .unwrap_or_else(|| panic!("no row {name} {definition} in\n{text}"))
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use phbguard_testkit::{stderr, stdout};
+use phbguard_testkit::{audit_row, stderr, stdout};
 use serde_json::Value;
 
 use crate::{data, phbguard};
@@ -156,7 +156,7 @@ fn text_table_shows_state_counts_worst_rule_opt_out_and_refusal() {
     let out = run(&["audit", "-c", &uri(&fleet())]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    let row = |name: &str, def: &str| cells(&text, name, def);
+    let row = |name: &str, def: &str| audit_row(&text, name, def);
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy-defaults.toml");
     assert!(
         text.starts_with(&format!(
@@ -390,7 +390,7 @@ fn every_opt_out_shows_and_keeps_the_audit_clean() {
         assert_eq!(r["start_refused"], false);
         assert_eq!(r["refused_under_enforce"], false);
         let text = stdout(&run(&["audit", "-c", &uri(&node)]));
-        let row = cells(&text, "legacy", "persistent");
+        let row = audit_row(&text, "legacy", "persistent");
         assert_eq!(row[8..], [format!("yes ({mode})"), "no".into()], "{text}");
     }
     // Listed in the policy's exempt: the third opt-out.
@@ -431,7 +431,7 @@ fn a_bad_metadata_mode_is_shown_as_the_hook_treats_it() {
     let out = run(&["audit", "-c", &uri(&node)]);
     let text = stdout(&out);
     assert_eq!(
-        cells(&text, "legacy", "persistent")[8..],
+        audit_row(&text, "legacy", "persistent")[8..],
         ["no (bad mode 'bogus')", "yes"],
         "{text}"
     );
@@ -981,7 +981,7 @@ fn the_hooks_policy_file_decides_which_starts_audit_says_are_refused() {
         "{text}"
     );
     assert_eq!(
-        cells(&text, "pool-bad", "persistent")[9],
+        audit_row(&text, "pool-bad", "persistent")[9],
         "no (mode warn)",
         "{text}"
     );
@@ -1010,18 +1010,6 @@ fn the_hooks_policy_file_decides_which_starts_audit_says_are_refused() {
     assert_eq!(json["policy_file"]["applied_mode"], "warn");
     assert_eq!(json["policy_file"]["mode"], "enforce");
     assert_eq!(json["policy_file"]["problems"][0]["line"], 2);
-}
-
-/// The row of `name`'s `definition` in audit's text table, split into its cells.
-fn cells(text: &str, name: &str, definition: &str) -> Vec<String> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name} ")) && l.contains(&format!(" {definition} ")))
-        .unwrap_or_else(|| panic!("no row {name} {definition} in\n{text}"))
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 /// A policy file with a `[watch]` table and `mode` added below it, in `dir`: TOML reads that
@@ -1058,7 +1046,7 @@ fn a_broken_policy_is_in_every_report() {
     // The text report says it: not again on stderr.
     assert_eq!(stderr(&out), "");
     assert_eq!(
-        cells(&text, "pool-bad", "persistent")[9],
+        audit_row(&text, "pool-bad", "persistent")[9],
         "no (policy has problems)"
     );
 
