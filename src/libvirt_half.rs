@@ -20,7 +20,8 @@ pub fn exec() -> u8 {
     let err = Command::new(&path).args(args).exec();
     eprintln!(
         "phbguard: cannot run {} ({err}); audit, groups, watch and fix --domain need the \
-         phbguard-libvirt binary (the RPM installs it as {LIBEXEC})",
+         phbguard-libvirt binary (the RPM installs it as {LIBEXEC}; from source, \
+         `cargo build --release --workspace` builds it beside phbguard)",
         path.display()
     );
     EXIT_BAD_INPUT

@@ -1278,3 +1278,16 @@ fn readmes_audit_samples_are_real_runs() {
     let sample = block("policy /etc/phbguard/phbguard.toml: 1 problem;");
     assert_eq!(real.lines().take(2).collect::<Vec<_>>(), sample);
 }
+
+/// README.md's `$ phbguard groups` sample is this build's output, whole.
+#[test]
+fn readmes_groups_sample_is_a_real_run() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let command = "$ phbguard groups -c test:///…/fleet.xml\n";
+    let from = readme.find(command).expect("README has the groups sample") + command.len();
+    let sample = &readme[from..from + readme[from..].find("```").unwrap()];
+    let out = run(&["groups", "-c", &uri(&fleet())]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), sample);
+}
