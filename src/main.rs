@@ -107,8 +107,33 @@ fn indent(xml: &str) -> String {
 
 /// The rule id in what a user pasted: a bare id, or a whole line that names one as phbguard
 /// prints it: `check`'s `FILE:LINE: error[ID]: ...`, a syslog line's `rule=ID`, audit's
-/// `error ID: ...` and the hook's `ID: ...` or `ID (warning): ...`.
+/// `error ID: ...` and the hook's `ID: ...` or `ID (warning): ...`; else the one rule id the
+/// line names anywhere (virsh's `error: Hook script execution failed: ... exit status 1: ID:
+/// ...`, the hook's `refused to start ...; 'phbguard explain ID' ...`).
 fn rule_id(asked: &str) -> &str {
+    let found = rule_id_where_phbguard_puts_it(asked);
+    if found.parse::<RuleId>().is_ok() {
+        return found;
+    }
+    let mut named = RULES
+        .iter()
+        .map(|r| r.id.as_str())
+        .filter(|id| names_word(asked, id));
+    match (named.next(), named.next()) {
+        (Some(id), None) => id,
+        _ => found,
+    }
+}
+
+/// Whether `text` has `word` with no letter, digit or `-` on either side.
+fn names_word(text: &str, word: &str) -> bool {
+    let part_of_id = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
+    text.match_indices(word).any(|(at, _)| {
+        !part_of_id(text[..at].chars().next_back()) && !part_of_id(text[at + word.len()..].chars().next())
+    })
+}
+
+fn rule_id_where_phbguard_puts_it(asked: &str) -> &str {
     let asked = asked.trim();
     for marker in ["error[", "warning["] {
         if let Some((_, rest)) = asked.split_once(marker)

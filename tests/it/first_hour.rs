@@ -81,10 +81,23 @@ fn explain_takes_a_rule_as_a_finding_names_it() {
         stdout(&run(&["explain", "error[hostdev-on-default-phb]"], b"")),
         stdout(&plain)
     );
-    // Only the wrapping a finding uses is taken off.
+    // Any other text: the one rule it names; a text naming two is not guessed at.
     assert_eq!(
-        run(&["explain", "[hostdev-on-default-phb]"], b"").status.code(),
-        Some(2)
+        stdout(&run(&["explain", "[hostdev-on-default-phb]"], b"")),
+        stdout(&plain)
+    );
+    let two = run(
+        &[
+            "explain",
+            "hostdev-on-default-phbs or phb-numa-mismatch, pci-bridge-on-pseries",
+        ],
+        b"",
+    );
+    assert_eq!(two.status.code(), Some(2), "{}", stdout(&two));
+    assert!(
+        stderr(&two).contains("unknown rule 'hostdev-on-default-phbs'"),
+        "{}",
+        stderr(&two)
     );
 }
 
@@ -108,6 +121,12 @@ fn explain_takes_a_whole_pasted_finding_line() {
          device=\"hostdev 0001:01:00.0 at 0000:00:05.0\" severity=error mode=warn: hostdev ...",
         "  error hostdev-on-default-phb: hostdev 0003:03:00.0 at 0000:00:05.0 is on the default PHB",
         "hostdev-on-default-phb: hostdev 0001:01:00.0 at 0000:00:05.0 is on the default PHB, ...",
+        // What `virsh start` shows, and the hook's own refusal line.
+        "error: Hook script execution failed: internal error: Child process (LC_ALL=C \
+         /etc/libvirt/hooks/qemu.d/phbguard web02 prepare begin -) unexpected exit status 1: \
+         hostdev-on-default-phb: hostdev 0001:01:00.0 at 0000:00:05.0 is on the default PHB",
+        "phbguard: refused to start 'web02': 1 error; 'phbguard explain hostdev-on-default-phb' \
+         tells why and how to fix it",
     ] {
         let out = run(&["explain", pasted], b"");
         assert_eq!(out.status.code(), Some(0), "{pasted}: {}", stderr(&out));

@@ -44,8 +44,9 @@ pub enum Command {
     /// Explain a rule: what it catches, why it matters, how to fix it by hand
     Explain {
         /// A rule id as 'phbguard rules' lists it, or a whole finding line as phbguard printed
-        /// it ('x.xml:41: error[hostdev-on-default-phb]: ...', a syslog line with rule=...);
-        /// without one, the rules are listed
+        /// it ('x.xml:41: error[hostdev-on-default-phb]: ...', a syslog line with rule=...,
+        /// virsh's 'Hook script execution failed' line); without one, it says how to ask and
+        /// lists the rules (exit 2)
         rule: Option<String>,
         /// json: the rule's id, severity, summary, explanation and examples as one object
         #[arg(long, value_enum, default_value_t = Format::Text)]
