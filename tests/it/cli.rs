@@ -159,6 +159,19 @@ fn bad_input_is_one_line_and_exit_2() {
     let f = write_temp(d, "prose.xml", b"this is not XML at all\n");
     assert_bad_input(&["check", &f], b"", &f, "malformed XML");
 
+    // Where: the line, and the reader's words whole (they name both elements).
+    let f = write_temp(
+        d,
+        "mismatched.xml",
+        b"<domain type='kvm'>\n  <devices>\n    <bogus>\n    </source>\n  </devices>\n</domain>\n",
+    );
+    assert_bad_input(
+        &["check", &f],
+        b"",
+        &f,
+        "malformed XML at line 4 (byte 48): ill-formed document: expected `</bogus>`, but `</source>` was found",
+    );
+
     let f = write_temp(d, "binary.xml", &[0xff, 0xfe, 0x00, 0x3c, 0x80]);
     assert_bad_input(&["check", &f], b"", &f, "not UTF-8");
 

@@ -14,6 +14,8 @@ pub enum ParseError {
     Malformed {
         /// Where it stopped.
         offset: u64,
+        /// The line of `offset`, once [`ParseError::located`] has read the document for it.
+        line: Option<usize>,
         /// What it said.
         detail: String,
     },
@@ -85,8 +87,17 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotUtf8 { offset } => write!(f, "not UTF-8 text (invalid byte at offset {offset})"),
-            Self::Malformed { offset, detail } => {
-                write!(f, "malformed XML at byte {offset}: {}", Shown(detail))
+            Self::Malformed {
+                offset,
+                line: Some(line),
+                detail,
+            } => write!(
+                f,
+                "malformed XML at line {line} (byte {offset}): {}",
+                Detail(detail)
+            ),
+            Self::Malformed { offset, detail, .. } => {
+                write!(f, "malformed XML at byte {offset}: {}", Detail(detail))
             }
             Self::Empty => f.write_str("empty document: no root element"),
             Self::Truncated { open } => write!(f, "truncated XML: <{}> is never closed", Shown(open)),
@@ -160,6 +171,34 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+impl ParseError {
+    /// The error with the line of its byte offset in `input`, the document it was found in.
+    pub fn located(self, input: &[u8]) -> ParseError {
+        match self {
+            Self::Malformed {
+                offset,
+                line: None,
+                detail,
+            } => {
+                let before = &input[..(offset as usize).min(input.len())];
+                let line = Some(1 + memchr::memchr_iter(b'\n', before).count());
+                Self::Malformed { offset, line, detail }
+            }
+            e => e,
+        }
+    }
+}
+
+/// What the XML reader said: its own words, which quote the input (element names), so cut
+/// too, but later than a value.
+struct Detail<'a>(&'a str);
+
+impl fmt::Display for Detail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        shown(f, self.0, 4 * Shown::MAX_CHARS)
+    }
+}
+
 /// A value from the input as an error line shows it: control characters escaped so the line
 /// stays one line, and cut after [`Shown::MAX_CHARS`] characters so that a ten-megabyte
 /// attribute does not become a ten-megabyte message.
@@ -171,15 +210,20 @@ impl Shown<'_> {
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut chars = self.0.char_indices();
-        for (_, c) in chars.by_ref().take(Self::MAX_CHARS) {
-            crate::escape::write_char(f, c)?;
-        }
-        if let Some((cut, _)) = chars.next() {
-            write!(f, "... ({} more bytes)", self.0.len() - cut)?;
-        }
-        Ok(())
+        shown(f, self.0, Self::MAX_CHARS)
     }
+}
+
+/// `text` with control characters escaped, cut after `max` characters.
+fn shown(f: &mut fmt::Formatter<'_>, text: &str, max: usize) -> fmt::Result {
+    let mut chars = text.char_indices();
+    for (_, c) in chars.by_ref().take(max) {
+        crate::escape::write_char(f, c)?;
+    }
+    if let Some((cut, _)) = chars.next() {
+        write!(f, "... ({} more bytes)", text.len() - cut)?;
+    }
+    Ok(())
 }
 
 /// Shows an error with its causes, `outer: inner: innermost`, as anyhow's `{:#}` does: for the

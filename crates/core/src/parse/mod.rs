@@ -27,6 +27,10 @@ const MAX_HOST_NODE: u32 = 4095;
 
 /// Parses a libvirt domain definition.
 pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
+    parse(input).map_err(|e| e.located(input))
+}
+
+fn parse(input: &[u8]) -> Result<Domain, ParseError> {
     let text = std::str::from_utf8(input).map_err(|e| ParseError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
@@ -34,6 +38,7 @@ pub fn parse_domain(input: &[u8]) -> Result<Domain, ParseError> {
     // never be a domain definition. quick-xml does not check characters.
     if let Some(offset) = memchr::memchr(0, input) {
         return Err(ParseError::Malformed {
+            line: None,
             offset: offset as u64,
             detail: "a NUL character, which XML does not allow".into(),
         });
@@ -124,6 +129,7 @@ impl<'a> Parser<'a> {
         loop {
             let start = self.position();
             let event = self.reader.read_event().map_err(|e| ParseError::Malformed {
+                line: None,
                 offset: self.reader.error_position() + self.base as u64,
                 detail: e.to_string(),
             })?;
@@ -184,6 +190,7 @@ impl<'a> Parser<'a> {
                 open: "domain".into(),
             },
             e => ParseError::Malformed {
+                line: None,
                 offset: self.reader.error_position() + self.base as u64,
                 detail: e.to_string(),
             },
@@ -205,6 +212,7 @@ impl<'a> Parser<'a> {
 
     fn malformed(&self, offset: usize, detail: &str) -> ParseError {
         ParseError::Malformed {
+            line: None,
             offset: offset as u64,
             detail: detail.into(),
         }

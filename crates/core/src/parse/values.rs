@@ -33,6 +33,7 @@ impl<'a> Attrs<'a> {
         // One allocation: libvirt's elements carry a handful of attributes.
         let mut list = Vec::with_capacity(8);
         start_tag::read(source, tag_start, &mut list).map_err(|e| ParseError::Malformed {
+            line: None,
             offset: e.offset as u64,
             detail: e.detail,
         })?;
@@ -42,6 +43,7 @@ impl<'a> Attrs<'a> {
         for a in attrs.list.iter().filter(|a| !a.plain) {
             if attrs.raw(a).as_bytes().contains(&b'&') {
                 attrs.decode(a).map_err(|err| ParseError::Malformed {
+                    line: None,
                     offset: a.value.start as u64,
                     detail: err.to_string(),
                 })?;
