@@ -20,7 +20,12 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         match load(file) {
             Ok((_, domain)) => {
                 outcomes.push(Ok(judged.len()));
-                judged.push(Judged::new(file, &domain, &Facts::gather(&domain, &host)));
+                let facts = Facts::gather(&domain, &host);
+                let report = Judged::new(file, &domain, &facts);
+                judged.push(match args.format {
+                    Format::Json => report.with_topology(&domain, &facts),
+                    Format::Text => report,
+                });
             }
             Err(e) => {
                 let err = anyhow::Error::new(e);
