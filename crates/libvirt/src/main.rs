@@ -53,22 +53,15 @@ pub(crate) fn host_sysfs(
         phbguard_cli::sysfs_root(flag)?;
     }
     let source = host::host_source(flag, &policy.config, policy.sysfs_root_problem.is_some(), remote);
-    match (&source, &policy.sysfs_root_problem) {
-        (
-            HostSource::NotPolicySysfs {
-                why: host::Unread::NotADirectory,
-                ..
-            },
-            Some(problem),
-        ) => {
+    if let HostSource::NotPolicySysfs { why, .. } = &source {
+        if *why == host::Unread::NotADirectory
+            && let Some(problem) = &policy.sysfs_root_problem
+        {
             anyhow::bail!("the policy file's sysfs_root: {problem}")
         }
-        (HostSource::NotPolicySysfs { .. }, _) => {
-            if let Some(note) = source.describe() {
-                eprintln!("phbguard: note: {}", controls(&note));
-            }
+        if let Some(note) = source.describe() {
+            eprintln!("phbguard: note: {}", controls(&note));
         }
-        _ => {}
     }
     Ok(source.sysfs_root().map(Path::to_path_buf))
 }

@@ -1240,19 +1240,7 @@ fn groups_reads_a_sysfs_tree_with_sysfs_root() {
 /// with a key below its table.
 #[test]
 fn readmes_audit_samples_are_real_runs() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let block = |start: &str| -> Vec<String> {
-        let from = readme
-            .find(start)
-            .unwrap_or_else(|| panic!("README has no '{start}'"));
-        readme[from..]
-            .lines()
-            .take_while(|l| *l != "```")
-            .map(String::from)
-            .collect()
-    };
-    let sample = block("$ phbguard audit -c test:///…/fleet.xml\n");
+    let sample = readme_block("$ phbguard audit -c test:///…/fleet.xml\n");
     let defaults = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy-defaults.toml");
     let out = run(&["audit", "-c", &uri(&fleet())]);
     let real = stdout(&out).replace(&defaults.display().to_string(), "/etc/phbguard/phbguard.toml");
@@ -1275,19 +1263,29 @@ fn readmes_audit_samples_are_real_runs() {
         policy.to_str().unwrap(),
     ]);
     let real = stdout(&out).replace(&policy.display().to_string(), "/etc/phbguard/phbguard.toml");
-    let sample = block("policy /etc/phbguard/phbguard.toml: 1 problem;");
+    let sample = readme_block("policy /etc/phbguard/phbguard.toml: 1 problem;");
     assert_eq!(real.lines().take(2).collect::<Vec<_>>(), sample);
 }
 
 /// README.md's `$ phbguard groups` sample is this build's output, whole.
 #[test]
 fn readmes_groups_sample_is_a_real_run() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let command = "$ phbguard groups -c test:///…/fleet.xml\n";
-    let from = readme.find(command).expect("README has the groups sample") + command.len();
-    let sample = &readme[from..from + readme[from..].find("```").unwrap()];
+    let sample = readme_block("$ phbguard groups -c test:///…/fleet.xml\n");
     let out = run(&["groups", "-c", &uri(&fleet())]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stdout(&out), sample);
+    assert_eq!(stdout(&out), sample[1..].join("\n") + "\n");
+}
+
+/// The lines of README.md from the one that starts with `start` to the end of its code block.
+fn readme_block(start: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let from = readme
+        .find(start)
+        .unwrap_or_else(|| panic!("README has no '{start}'"));
+    readme[from..]
+        .lines()
+        .take_while(|l| *l != "```")
+        .map(String::from)
+        .collect()
 }
